@@ -1,0 +1,63 @@
+"""Errors raised for bad user input.
+
+Every error names the bad value and the valid choices, so a researcher can fix a typo without
+reading the source. The CLI prints these as one line (no traceback) and exits with status 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+class BabyAIPPError(Exception):
+    """Base class of the errors this package raises for bad input or bad files."""
+
+
+class InvalidChoiceError(BabyAIPPError, ValueError):
+    """A value is not one of a fixed set of choices."""
+
+    def __init__(self, what: str, value: Any, choices: Iterable[Any]):
+        self.what, self.value, self.choices = what, value, list(choices)
+        shown = ", ".join(map(str, self.choices))
+        super().__init__(f"unknown {what} {value!r}; valid choices: {shown}")
+
+
+class ConfigError(BabyAIPPError, ValueError):
+    """A hyperparameter is outside its valid range."""
+
+
+class CheckpointError(BabyAIPPError, FileNotFoundError):
+    """A checkpoint or result directory is missing, incomplete or corrupt."""
+
+
+def check_choice(what: str, value: Any, choices: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``choices``, else raise :class:`InvalidChoiceError`."""
+    choices = list(choices)
+    if value not in choices:
+        raise InvalidChoiceError(what, value, choices)
+    return value
+
+
+def check_range(
+    name: str,
+    value: float,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Raise :class:`ConfigError` naming the valid range when ``value`` lies outside it."""
+    ok = True
+    if low is not None:
+        ok &= value >= low if low_inclusive else value > low
+    if high is not None:
+        ok &= value <= high if high_inclusive else value < high
+    if not ok:
+        lo = "-inf" if low is None else f"{low}"
+        hi = "inf" if high is None else f"{high}"
+        lb = "[" if (low_inclusive and low is not None) else "("
+        hb = "]" if (high_inclusive and high is not None) else ")"
+        raise ConfigError(f"{name}={value!r} is out of range; valid range: {lb}{lo}, {hi}{hb}")
+    return value

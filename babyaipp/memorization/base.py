@@ -1,0 +1,192 @@
+"""The contract every memorization module follows, and the runner that executes one.
+
+A module (one file per paper) defines a config dataclass deriving from :class:`MemoConfig` and a
+module-level ``SPEC = MemoSpec(...)``. Its ``run(config)`` returns an :class:`Outcome`: the
+measured metrics, named boolean ``checks`` computed *from those metrics* (the claim held iff all
+checks are true), a few ``key_figures`` for the summary table, and a ``plot`` callable that draws
+the figure. :func:`run_module` seeds everything, times the run, and writes ``result.json`` and
+``figure.png`` atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from babyaipp.errors import ConfigError, check_choice
+from babyaipp.utils import atomic_savefig, atomic_write_json, resolve_device
+
+#: Registered modules in the order of the issues (name -> import path). Loaded lazily.
+MODULES: dict[str, str] = {
+    "rote_learning": "babyaipp.memorization.rote_learning",
+    "elr": "babyaipp.memorization.elr",
+    "two_layer_capacity": "babyaipp.memorization.two_layer_capacity",
+    "interpolation_transition": "babyaipp.memorization.interpolation_transition",
+    "small_relu_memorizers": "babyaipp.memorization.small_relu_memorizers",
+    "bias_potential": "babyaipp.memorization.bias_potential",
+    "knn_lm": "babyaipp.memorization.knn_lm",
+    "fl_memorization": "babyaipp.memorization.fl_memorization",
+    "forsaken": "babyaipp.memorization.forsaken",
+}
+
+
+@dataclass
+class MemoConfig:
+    """Fields every module config has. Subclasses add their hyperparameters with defaults.
+
+    ``quick`` asks for the seconds-long variant used by the tests; a subclass reads it in
+    ``__post_init__`` (or in ``run``) to shrink its sizes. Validation of ranges belongs in
+    ``__post_init__`` and raises :class:`~babyaipp.errors.ConfigError` naming the valid range.
+    """
+
+    seed: int = 0
+    quick: bool = False
+    device: str = "cpu"
+
+
+@dataclass
+class Outcome:
+    """What a module's ``run`` returns."""
+
+    metrics: dict[str, Any]
+    checks: dict[str, bool]
+    key_figures: dict[str, Any]
+    plot: Callable[[Any], None] | None = None  # plot(fig) draws on a matplotlib Figure
+
+
+@dataclass
+class MemoResult:
+    """Typed result of one run, as written to ``result.json``."""
+
+    name: str
+    paper: str
+    claim: str
+    held: bool
+    checks: dict[str, bool]
+    key_figures: dict[str, Any]
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    seconds: float
+    figure: str | None = None
+    paper_headline: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class MemoSpec:
+    """Static description of a module: what it reproduces and how to run it."""
+
+    name: str
+    paper: str
+    claim: str
+    config_cls: type[MemoConfig]
+    run: Callable[[Any], Outcome]
+    paper_headline: str = ""  # the paper's own headline figure, quoted for docs/memorization.md
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def load_spec(name: str) -> MemoSpec:
+    """Import a module by its registered name and return its ``SPEC``."""
+    check_choice("memorization module", name, MODULES)
+    return importlib.import_module(MODULES[name]).SPEC
+
+
+def _coerce(value: str, tp: Any) -> Any:
+    if tp in (bool, "bool"):
+        low = value.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(value)
+    if tp in (int, "int"):
+        return int(value)
+    if tp in (float, "float"):
+        return float(value)
+    origin = typing.get_origin(tp)
+    if origin in (tuple, list):
+        (inner, *_) = typing.get_args(tp) or (str,)
+        items = [_coerce(v, inner) for v in value.split(",") if v]
+        return tuple(items) if origin is tuple else items
+    return value
+
+
+def make_config(spec: MemoSpec, *, quick: bool = False, seed: int = 0, device: str = "cpu",
+                overrides: Mapping[str, Any] | None = None) -> MemoConfig:
+    """Build a module's config; ``overrides`` may hold strings (from the CLI) or typed values."""
+    hints = typing.get_type_hints(spec.config_cls)
+    names = [f.name for f in dataclasses.fields(spec.config_cls) if f.name not in ("seed", "quick", "device")]
+    kwargs: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        check_choice(f"parameter of {spec.name}", key, names)
+        if isinstance(value, str):
+            try:
+                value = _coerce(value, hints[key])
+            except ValueError:
+                raise ConfigError(f"{spec.name}: {key}={value!r} is not a valid {hints[key]}") from None
+        kwargs[key] = value
+    return spec.config_cls(seed=seed, quick=quick, device=device, **kwargs)
+
+
+def run_module(name: str, *, quick: bool = False, seed: int = 0, device: str = "cpu",
+               out: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> MemoResult:
+    """Run one module with its global torch RNG seeded (restored afterwards) and write its files.
+
+    ``out`` is a directory; ``result.json`` and ``figure.png`` are written there atomically, so an
+    interrupted run leaves the previous files (or none), never a broken one.
+    """
+    import torch
+
+    spec = load_spec(name)
+    device = resolve_device(device)
+    config = make_config(spec, quick=quick, seed=seed, device=device, overrides=overrides)
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        outcome = spec.run(config)
+    seconds = time.perf_counter() - start
+    checks = {k: bool(v) for k, v in outcome.checks.items()}
+    result = MemoResult(
+        name=spec.name,
+        paper=spec.paper,
+        claim=spec.claim,
+        held=bool(checks) and all(checks.values()),
+        checks=checks,
+        key_figures=outcome.key_figures,
+        metrics=outcome.metrics,
+        config=dataclasses.asdict(config),
+        seconds=round(seconds, 2),
+        paper_headline=spec.paper_headline,
+    )
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if outcome.plot is not None:
+            fig_path = out / "figure.png"
+            atomic_write_figure(outcome.plot, fig_path)
+            result.figure = str(fig_path)
+        atomic_write_json(out / "result.json", result.to_dict())
+    return result
+
+
+def atomic_write_figure(plot: Callable[[Any], None], path: Path) -> None:
+    """Call a module's ``plot`` on a fresh matplotlib figure and save it atomically.
+
+    ``plot(fig)`` draws on the given :class:`matplotlib.figure.Figure`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
+    plot(fig)
+    atomic_savefig(fig, path)

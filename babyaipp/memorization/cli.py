@@ -1,0 +1,166 @@
+"""``babyaipp memo``: list and run the memorization benchmarks.
+
+Only argparse is imported at load time so ``babyaipp --help`` stays fast; torch, matplotlib and
+the modules themselves are imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+DEFAULT_OUT = "runs/memo"
+
+_MEMO_HELP = """\
+Re-implementations of papers on memorization in neural networks, each reduced to a CPU-sized
+experiment that measures whether the paper's central claim holds. Every run writes
+DIR/NAME/result.json (metrics, named checks, whether the claim held) and DIR/NAME/figure.png.
+
+examples:
+  babyaipp memo list
+  babyaipp memo run rote_learning --quick
+  babyaipp memo run elr --param lam=3 --param beta=0.7
+  babyaipp memo run all --out runs/memo
+"""
+
+_RUN_HELP = """\
+Run one benchmark, or all of them in order with NAME=all.
+
+Exit status: 0 if every claim that was run held, 1 if one did not (or a module failed under
+'all'), 2 for bad input (unknown module, unknown or out-of-range --param).
+
+With 'all', a module that raises is recorded as failed and the run goes on; DIR/summary.md (a
+markdown table) and DIR/summary.json are written at the end.
+"""
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add ``memo list`` and ``memo run`` under the top-level ``babyaipp`` parser."""
+    memo = subparsers.add_parser(
+        "memo", help="list and run the memorization benchmarks (paper re-implementations)",
+        description=_MEMO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    memo_sub = memo.add_subparsers(dest="memo_command", metavar="SUBCOMMAND")
+    memo.set_defaults(func=lambda args: _print_help(memo))
+
+    lst = memo_sub.add_parser("list", help="one line per benchmark: name, paper, claim",
+                              description="List the registered benchmarks with their paper and claim.")
+    lst.set_defaults(func=cmd_list)
+
+    run = memo_sub.add_parser(
+        "run", help="run one benchmark (or 'all') and write result.json and figure.png",
+        description=_RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("name", metavar="NAME", help="benchmark name from 'babyaipp memo list', or 'all'")
+    run.add_argument("--quick", action="store_true",
+                     help="seconds-long variant with smaller sizes (used by the tests); default: full run")
+    run.add_argument("--seed", type=int, default=0, help="seed for every random draw (default: 0)")
+    run.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
+                     help=f"results go to DIR/NAME/ (default: {DEFAULT_OUT})")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                     help="torch device; the benchmarks are sized for a CPU (default: cpu)")
+    run.add_argument("--param", metavar="KEY=VALUE", action="append", default=[],
+                     help="override one hyperparameter of the module's config; repeatable "
+                          "(only with a single NAME, not 'all')")
+    run.set_defaults(func=cmd_run)
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 0
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; the module's config converts the types."""
+    from babyaipp.errors import ConfigError
+
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {item!r} is not of the form KEY=VALUE")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print ``name  paper`` and the claim, one benchmark per block, in registry order."""
+    from babyaipp.memorization.base import MODULES, load_spec
+
+    width = max(map(len, MODULES))
+    for name in MODULES:
+        try:
+            spec = load_spec(name)
+        except ImportError as err:  # a module not written yet, or its extra not installed
+            print(f"{name:<{width}}  (not available: {err})")
+            continue
+        print(f"{name:<{width}}  {spec.paper}\n{'':<{width}}  claim: {spec.claim}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one module or all of them; return 0 if every claim held, else 1."""
+    from babyaipp.errors import ConfigError, check_choice
+    from babyaipp.memorization.base import MODULES
+    from babyaipp.utils import resolve_device
+
+    check_choice("memorization module", args.name, [*MODULES, "all"])
+    params = parse_params(args.param)
+    device = resolve_device(args.device)
+    if args.name == "all":
+        if params:
+            raise ConfigError("--param applies to a single module's config; it cannot be used with 'all'")
+        return _run_all(args, device)
+    return _run_one(args, device, params)
+
+
+def _run_one(args: argparse.Namespace, device: str, params: dict[str, str]) -> int:
+    from pathlib import Path
+
+    from babyaipp.memorization.base import run_module
+    from babyaipp.memorization.runner import format_figures
+
+    out = Path(args.out) / args.name
+    result = run_module(args.name, quick=args.quick, seed=args.seed, device=device, out=out,
+                        overrides=params)
+    failed = [k for k, ok in result.checks.items() if not ok]
+    print(f"{result.name}: {result.paper}")
+    print(f"  claim:   {result.claim}")
+    note = f" (failed checks: {', '.join(failed)})" if failed else ""
+    print(f"  held:    {'yes' if result.held else 'no'}{note}")
+    print(f"  figures: {format_figures(result.key_figures)}")
+    print(f"  seconds: {result.seconds:.1f}")
+    print(f"  result:  {out / 'result.json'}")
+    if result.figure:
+        print(f"  figure:  {result.figure}")
+    return 0 if result.held else 1
+
+
+def _run_all(args: argparse.Namespace, device: str) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from babyaipp.memorization.base import MODULES, MemoResult
+    from babyaipp.memorization.runner import error_of, run_all
+
+    names = list(MODULES)
+    with tqdm(total=len(names), desc="memo", unit="module", file=sys.stderr) as bar:
+        bar.set_postfix_str(names[0])
+
+        def on_done(name: str, result: MemoResult) -> None:
+            error = error_of(result)
+            status = "held" if result.held else (f"FAILED ({error})" if error else "not held")
+            bar.write(f"{name}: {status} in {result.seconds:.1f}s", file=sys.stderr)
+            bar.update(1)
+            following = names.index(name) + 1
+            if following < len(names):
+                bar.set_postfix_str(names[following])
+
+        results = run_all(args.out, names=names, quick=args.quick, seed=args.seed, device=device,
+                          on_done=on_done)
+    out = Path(args.out)
+    held = sum(r.held for r in results)
+    print(f"{held} of {len(results)} claims held; summary: {out / 'summary.md'}, {out / 'summary.json'}")
+    return 0 if held == len(results) else 1

@@ -17,6 +17,7 @@ from babyaipp.errors import BabyAIPPError
 COMMAND_MODULES = (
     "babyaipp.envs.cli",
     "babyaipp.agents.cli",
+    "babyaipp.agents.evaluation_cli",
     "babyaipp.memorization.cli",
     "babyaipp.experiments.cli",
 )

@@ -1,0 +1,248 @@
+"""``BabyAIPPMixin``: the BabyAI++ layer (floor dynamics + description) over a minigrid BabyAI level.
+
+A task class is ``class GoToRedBallPP(BabyAIPPMixin, GoToRedBall)``: minigrid's level generator
+builds rooms, objects and the instruction; the mixin then draws the episode's colour -> property
+mapping, paints the floor layer, writes the description, and replaces ``step`` with one that
+applies the tile physics (:mod:`babyaipp.envs.physics`) before BabyAI's instruction verifier.
+"""
+
+from __future__ import annotations
+
+import string
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from minigrid.core.constants import COLOR_TO_IDX, IDX_TO_COLOR
+from minigrid.core.roomgrid import RoomGrid
+from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
+
+from babyaipp.envs import dynamics as dyn
+from babyaipp.envs.physics import ACTION_NAMES, DROP, PICKUP, TOGGLE, resolve_motion
+from babyaipp.envs.text import TEXT_MODES, describe
+from babyaipp.envs.tiles import (
+    EMPTY_IDX,
+    FLOOR_IDX,
+    NO_TILE,
+    PlacementError,
+    place_tiles,
+    stacked_grid,
+    traps_cut_off_targets,
+)
+from babyaipp.errors import InvalidChoiceError, check_choice
+
+DESCRIPTION_MAX_CHARS = 256
+_NO_PROPS: frozenset[str] = frozenset()
+_PLACEMENT_TRIES = 50
+
+
+class BabyAIPPMixin:
+    """Adds per-episode floor dynamics and their description to a minigrid ``RoomGridLevel``.
+
+    Keyword arguments (all also accepted by ``gym.make``):
+
+    * ``difficulty``: ``"Easy"`` or ``"Hard"`` (properties, colours and held-out pairs in play).
+    * ``split``: ``"Train"`` (no held-out pair), ``"Test"`` (any), ``"TargetPairOnly"`` (at least one).
+    * ``text``: description mode, one of ``full``, ``partial``, ``lorem``, ``none``.
+    * ``properties_per_colour``: 1 or 2 for Hard (default 2); Easy always uses 1.
+    * any keyword of the underlying minigrid level (``room_size``, ``num_dists``, ``max_steps``,
+      ``render_mode``, ...).
+    """
+
+    def __init__(
+        self,
+        *,
+        difficulty: str = "Easy",
+        split: str = "Train",
+        text: str = "full",
+        properties_per_colour: int | None = None,
+        **kwargs: Any,
+    ):
+        check_choice("text mode", text, TEXT_MODES)
+        ppc = dyn.DEFAULT_PROPERTIES_PER_COLOUR[check_choice("difficulty", difficulty, dyn.DIFFICULTIES)]
+        ppc = ppc if properties_per_colour is None else properties_per_colour
+        dyn.validate(difficulty, split, ppc)
+        self.difficulty, self.split, self.text_mode, self.properties_per_colour = difficulty, split, text, ppc
+        self._dynamics: dict[str, tuple[str, ...]] = {}
+        self._props_by_idx: list[frozenset[str]] = [_NO_PROPS] * len(IDX_TO_COLOR)
+        self.floor = np.zeros((0, 0), dtype=np.int8)
+        self.description = ""
+        self.steps_in_cell = 0
+        self.magic_count = 0
+        super().__init__(**kwargs)
+        self.observation_space = spaces.Dict(
+            {
+                **self.observation_space.spaces,
+                "description": spaces.Text(
+                    max_length=DESCRIPTION_MAX_CHARS, charset=string.ascii_lowercase + " ."
+                ),
+            }
+        )
+
+    # ----------------------------------------------------------------- public read-only state
+    @property
+    def dynamics(self) -> MappingProxyType:
+        """The episode's colour -> property names (read-only)."""
+        return MappingProxyType(self._dynamics)
+
+    @property
+    def held_out_pairs(self) -> list[tuple[str, str]]:
+        """The held-out (colour, property) pairs on this episode's floor."""
+        return dyn.held_out_pairs_in(self._dynamics, self.difficulty)
+
+    def tile_at(self, x: int, y: int) -> str | None:
+        """Colour of the dynamic tile at cell (x, y), or ``None`` for plain floor."""
+        idx = int(self.floor[x, y])
+        return None if idx == NO_TILE else IDX_TO_COLOR[idx]
+
+    def properties_at(self, x: int, y: int) -> frozenset[str]:
+        """Properties of the tile at (x, y) this episode (empty for plain floor)."""
+        idx = int(self.floor[x, y])
+        return _NO_PROPS if idx == NO_TILE else self._props_by_idx[idx]
+
+    def can_enter(self, x: int, y: int) -> bool:
+        cell = self.grid.get(x, y)
+        return cell is None or cell.can_overlap()
+
+    # ----------------------------------------------------------------- generation
+    def _gen_grid(self, width: int, height: int) -> None:
+        # RoomGridLevel._gen_grid without its prints ("Sampling rejected"), plus the floor layer.
+        while True:
+            try:
+                RoomGrid._gen_grid(self, width, height)
+                self.gen_mission()
+                self.validate_instrs(self.instrs)
+                self._gen_dynamics()
+            except (RecursionError, RejectSampling, PlacementError):
+                continue
+            break
+        self.surface = self.instrs.surface(self)
+        self.mission = self.surface
+
+    def _gen_dynamics(self) -> None:
+        rng = self.np_random
+        mapping = dyn.sample_mapping(rng, self.difficulty, self.split, self.properties_per_colour)
+        trap_colours = [COLOR_TO_IDX[c] for c, props in mapping.items() if "trap" in props]
+        start = tuple(int(v) for v in self.agent_pos)
+        for _ in range(_PLACEMENT_TRIES):
+            floor = place_tiles(rng, self.grid, start, mapping)
+            if not traps_cut_off_targets(self.grid, start, floor, trap_colours):
+                break
+        else:
+            raise PlacementError("traps wall off the goal in every placement tried")
+        self.floor = floor
+        self._dynamics = mapping
+        self._props_by_idx = [_NO_PROPS] * len(IDX_TO_COLOR)
+        for colour, props in mapping.items():
+            self._props_by_idx[COLOR_TO_IDX[colour]] = frozenset(props)
+        self.description = describe(rng, mapping, self.text_mode)
+        self.steps_in_cell = 0
+        self.magic_count = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        info = dict(info)
+        info["dynamics"] = dict(self._dynamics)
+        info["held_out_pairs"] = self.held_out_pairs
+        return obs, info
+
+    # ----------------------------------------------------------------- dynamics
+    def step(self, action: Any):
+        try:
+            action = int(action)
+        except (TypeError, ValueError):
+            raise InvalidChoiceError("action", action, _ACTION_CHOICES) from None
+        if not 0 <= action < len(ACTION_NAMES):
+            raise InvalidChoiceError("action", action, _ACTION_CHOICES)
+        self.step_count += 1
+        reward, terminated, truncated = 0.0, False, False
+
+        # Object actions first (fliplr only swaps turns, so they are unaffected), so that a magic
+        # push sees the grid as the action left it.
+        fwd_pos = tuple(int(v) for v in self.front_pos)
+        fwd_cell = self.grid.get(*fwd_pos)
+        if action == PICKUP:
+            if fwd_cell is not None and fwd_cell.can_pickup() and self.carrying is None:
+                self.carrying = fwd_cell
+                self.carrying.cur_pos = np.array([-1, -1])
+                self.grid.set(*fwd_pos, None)
+        elif action == DROP:
+            if fwd_cell is None and self.carrying is not None:
+                self.grid.set(*fwd_pos, self.carrying)
+                self.carrying.cur_pos = fwd_pos
+                self.carrying = None
+        elif action == TOGGLE and fwd_cell is not None:
+            fwd_cell.toggle(self, fwd_pos)
+
+        motion = resolve_motion(
+            (int(self.agent_pos[0]), int(self.agent_pos[1])),
+            int(self.agent_dir),
+            action,
+            self.steps_in_cell,
+            self.magic_count,
+            self.properties_at,
+            self.can_enter,
+        )
+        if motion.half_step:
+            self.step_count -= 0.5
+        self.agent_pos, self.agent_dir = motion.pos, motion.dir
+        self.steps_in_cell, self.magic_count = motion.steps_in_cell, motion.magic_count
+
+        if action == DROP:
+            self.update_objs_poss()
+        if motion.entered_trap:
+            terminated = True
+        else:
+            status = self.instrs.verify(motion.action)
+            if status == "success":
+                terminated, reward = True, self._reward()
+            elif status == "failure":
+                terminated = True
+        if self.step_count >= self.max_steps:
+            truncated = True
+        if self.render_mode == "human":
+            self.render()
+        return self.gen_obs(), reward, terminated, truncated, {}
+
+    # ----------------------------------------------------------------- observation
+    def gen_obs(self) -> dict[str, Any]:
+        obs = super().gen_obs()
+        self._overlay_floor(obs["image"])
+        obs["description"] = self.description
+        return obs
+
+    def _overlay_floor(self, image: np.ndarray) -> None:
+        """Show visible, empty tile cells as minigrid floor cells of their colour."""
+        if not self._dynamics:
+            return
+        view = self.agent_view_size
+        top_x, top_y, _, _ = self.get_view_exts()
+        x0, y0 = max(top_x, 0), max(top_y, 0)
+        x1, y1 = min(top_x + view, self.width), min(top_y + view, self.height)
+        floor_view = np.full((view, view), NO_TILE, dtype=np.int8)
+        floor_view[x0 - top_x : x1 - top_x, y0 - top_y : y1 - top_y] = self.floor[x0:x1, y0:y1]
+        floor_view = np.rot90(floor_view, -(self.agent_dir + 1))  # as Grid.rotate_left, dir + 1 times
+        mask = (floor_view != NO_TILE) & (image[..., 0] == EMPTY_IDX)
+        mask[view // 2, view - 1] = False  # the agent's own cell is never visible
+        image[mask, 0] = FLOOR_IDX
+        image[mask, 1] = floor_view[mask]
+        image[mask, 2] = 0
+
+    # ----------------------------------------------------------------- rendering
+    def get_full_render(self, highlight: bool, tile_size: int) -> np.ndarray:
+        return self._with_floor_grid(super().get_full_render, highlight, tile_size)
+
+    def get_pov_render(self, tile_size: int) -> np.ndarray:
+        return self._with_floor_grid(super().get_pov_render, tile_size)
+
+    def _with_floor_grid(self, render, *args):
+        grid = self.grid
+        self.grid = stacked_grid(grid, self.floor) if self._dynamics else grid
+        try:
+            return render(*args)
+        finally:
+            self.grid = grid
+
+
+_ACTION_CHOICES = [f"{i} ({name})" for i, name in enumerate(ACTION_NAMES)]

@@ -1,0 +1,106 @@
+"""The BabyAI++ task families: one class per task, a minigrid BabyAI level under the mixin.
+
+``TASKS`` maps a task name to its class, the minigrid keyword defaults it is registered with, a
+one-line description, and whether it is a pure navigation task (solved by the oracle's planner
+alone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from minigrid.envs.babyai.core.verifier import GoToInstr, ObjDesc
+from minigrid.envs.babyai.goto import GoTo, GoToLocal, GoToRedBall, GoToSeq
+from minigrid.envs.babyai.open import Open  # noqa: F401  (kept importable for users extending tasks)
+from minigrid.envs.babyai.pickup import PickupLoc
+from minigrid.envs.babyai.putnext import PutNext, PutNextLocal
+from minigrid.envs.babyai.unlock import Unlock
+
+from babyaipp.envs.core import BabyAIPPMixin
+
+
+class GoToRedBallMazeLevel(GoTo):
+    """"go to the red ball" in a 3x3 maze of rooms with closed doors (BabyAI++'s
+    GoTo_RedBallDynamics_Maze): the red ball is in a random room, distractors are never red balls."""
+
+    def gen_mission(self) -> None:
+        self.place_agent()
+        self.connect_all()
+        i, j = self._rand_int(0, self.num_cols), self._rand_int(0, self.num_rows)
+        ball, _ = self.add_object(i, j, "ball", "red")
+        dists = self.add_distractors(num_distractors=self.num_dists, all_unique=False)
+        for obj in dists:  # keep the instruction unambiguous
+            if obj.type == "ball" and obj.color == "red":
+                obj.color = "purple"
+        self.check_objs_reachable()
+        self.instrs = GoToInstr(ObjDesc(ball.type, ball.color))
+
+
+class GoToRedBallPP(BabyAIPPMixin, GoToRedBall):
+    """Go to the red ball in one room with distractors."""
+
+
+class GoToRedBallMazePP(BabyAIPPMixin, GoToRedBallMazeLevel):
+    """Go to the red ball in a 3x3 maze of rooms."""
+
+
+class GoToLocalPP(BabyAIPPMixin, GoToLocal):
+    """Go to an object in one room with distractors."""
+
+
+class GoToObjMazePP(BabyAIPPMixin, GoTo):
+    """Go to the only object in a 3x3 maze of rooms."""
+
+
+class GoToPP(BabyAIPPMixin, GoTo):
+    """Go to an object anywhere in a 3x3 maze with many distractors."""
+
+
+class PutNextLocalPP(BabyAIPPMixin, PutNextLocal):
+    """Put an object next to another in one room."""
+
+
+class PutNextPP(BabyAIPPMixin, PutNext):
+    """Put an object next to another one in the other of two rooms."""
+
+
+class PickupLocPP(BabyAIPPMixin, PickupLoc):
+    """Pick up an object described by colour, type and location."""
+
+
+class UnlockPP(BabyAIPPMixin, Unlock):
+    """Open a locked door: fetch its key in another room first."""
+
+
+class GoToSeqPP(BabyAIPPMixin, GoToSeq):
+    """A sequence of go-to instructions in a 3x3 maze."""
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    cls: type
+    defaults: dict[str, Any] = field(default_factory=dict)
+    navigation: bool = True
+
+    @property
+    def summary(self) -> str:
+        return (self.cls.__doc__ or "").strip().splitlines()[0]
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task("GoToRedBall", GoToRedBallPP),
+        Task("GoToRedBallMaze", GoToRedBallMazePP, {"num_dists": 8}),
+        Task("GoToLocal", GoToLocalPP),
+        Task("GoToObjMaze", GoToObjMazePP, {"num_dists": 1, "doors_open": False}),
+        Task("GoTo", GoToPP),
+        Task("PutNextLocal", PutNextLocalPP, navigation=False),
+        Task("PutNext", PutNextPP, {"room_size": 7, "objs_per_room": 4}, navigation=False),
+        Task("PickupLoc", PickupLocPP, navigation=False),
+        Task("Unlock", UnlockPP, navigation=False),
+        Task("GoToSeq", GoToSeqPP),
+    )
+}

@@ -1,0 +1,94 @@
+"""Registration of every ``BabyAIPP/<Task>-<Easy|Hard>-<Train|Test|TargetPairOnly>-v0`` id.
+
+All ids share one entry point, :func:`make_level`, which checks keyword arguments against those the
+level accepts so a typo (``room_sise=8``) fails with the valid keywords listed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from functools import lru_cache
+from typing import Any
+
+import gymnasium as gym
+
+from babyaipp.envs.dynamics import DIFFICULTIES, SPLITS
+from babyaipp.envs.levels import TASKS
+from babyaipp.errors import InvalidChoiceError, check_choice
+
+NAMESPACE = "BabyAIPP"
+_ID_RE = re.compile(rf"^(?:babyaipp:)?{NAMESPACE}/(?P<task>\w+?)-(?P<difficulty>[A-Za-z]+)-(?P<split>[A-Za-z]+)-v0$")
+
+
+def env_id(task: str, difficulty: str, split: str) -> str:
+    return f"{NAMESPACE}/{task}-{difficulty}-{split}-v0"
+
+
+ENV_IDS: tuple[str, ...] = tuple(env_id(t, d, s) for t in TASKS for d in DIFFICULTIES for s in SPLITS)
+
+
+def parse_env_id(id: str) -> tuple[str, str, str]:
+    """Split an id into (task, difficulty, split), naming the bad part and its valid choices."""
+    m = _ID_RE.match(id)
+    if not m:
+        raise InvalidChoiceError("env id", id, [f"{NAMESPACE}/<Task>-<Easy|Hard>-<Train|Test|TargetPairOnly>-v0"])
+    task, difficulty, split = m["task"], m["difficulty"], m["split"]
+    check_choice("task", task, TASKS)
+    check_choice("difficulty", difficulty, DIFFICULTIES)
+    check_choice("split", split, SPLITS)
+    return task, difficulty, split
+
+
+def split_ids(id: str) -> dict[str, str]:
+    """The Train / Test / TargetPairOnly ids of the same task and difficulty."""
+    task, difficulty, _ = parse_env_id(id)
+    return {s: env_id(task, difficulty, s) for s in SPLITS}
+
+
+@lru_cache(maxsize=None)
+def valid_keywords(task: str) -> tuple[str, ...]:
+    """Keywords accepted by a task's class: its own, its minigrid parents', and the mixin's."""
+    names: set[str] = set()
+    for klass in TASKS[task].cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
+                names.add(p.name)
+    names -= {"mission_space", "width", "height", "grid_size", "num_rows", "num_cols", "difficulty", "split"}
+    names -= {"action_kinds", "instr_kinds", "locations", "unblocking", "implicit_unlock", "locked_room_prob"}
+    return tuple(sorted(names))
+
+
+def make_level(task: str, difficulty: str, split: str, **kwargs: Any) -> gym.Env:
+    """Entry point of every id: build the task's env after checking its keywords."""
+    check_choice("task", task, TASKS)
+    valid = valid_keywords(task)
+    for key in kwargs:
+        if key not in valid:
+            raise InvalidChoiceError(f"keyword for {task}", key, valid)
+    spec = TASKS[task]
+    return spec.cls(difficulty=difficulty, split=split, **{**spec.defaults, **kwargs})
+
+
+def register_all() -> None:
+    for task in TASKS:
+        for difficulty in DIFFICULTIES:
+            for split in SPLITS:
+                id = env_id(task, difficulty, split)
+                if id in gym.registry:
+                    continue
+                gym.register(
+                    id=id,
+                    entry_point="babyaipp.envs.registration:make_level",
+                    kwargs={"task": task, "difficulty": difficulty, "split": split},
+                    disable_env_checker=False,
+                )
+
+
+def make(id: str, **kwargs: Any) -> gym.Env:
+    """``gym.make`` with a clear error for an unknown task, difficulty or split."""
+    parse_env_id(id)
+    return gym.make(id.removeprefix("babyaipp:"), **kwargs)

@@ -1,0 +1,401 @@
+"""Learn to forget: user-level memorization elimination in federated learning ("Forsaken").
+
+Liu, Ma, Liu, Ma (2020/21). After federated training, one user withdraws. Instead of retraining
+from scratch, the user runs a *trainable dummy-gradient generator*: its outputs, submitted as the
+user's model updates in further FedAvg rounds (while the other users keep training normally), drive
+the global model to behave on the user's data as it does on data it has never seen.
+
+Setting. ``sklearn.datasets.load_digits`` (1797 images, 64 features, 10 classes) split into users;
+a one-hidden-layer MLP trained by FedAvg (all users each round, local SGD, Flower's ``FedAvg``
+strategy aggregating weighted by example counts; see :mod:`babyaipp.memorization._federated`) until
+it overfits, so that a membership-inference attack separates members from non-members. One user
+(user 0, with more data than the others so the attack is measured on enough examples) then asks to
+be forgotten.
+
+The generator (what had to be decided; the paper describes it only at the level of "a generator
+producing dummy gradients that stimulate the neurons to eliminate the memorization"):
+
+* **Inputs**: the forgotten user's examples, each encoded as ``[x, one_hot(y), softmax f_theta(x)]``
+  (features, label, and the *current* global model's output, so the generator sees what the model
+  remembers), passed through a per-example MLP and mean-pooled (a permutation-invariant set
+  encoder).
+* **Output**: a dummy update ``Delta`` with exactly the global model's parameter shapes (a linear
+  head from the pooled code to all parameters, initialised at zero). The user submits
+  ``theta + Delta`` as its locally "trained" model; FedAvg averages it with the others' models.
+* **Training loss** (per forgetting round, a few Adam steps on the generator's weights, the model's
+  weights fixed; gradients flow through ``f_{theta + Delta}`` via ``torch.func.functional_call``):
+
+  ``L = mean_q (Q_forget(q) - Q_ref(q))^2 + beta * KL(f_theta(x_ref) || f_{theta+Delta}(x_ref))``
+
+  where ``Q_forget`` are quantiles of the per-example log cross-entropy of the forgotten data under
+  ``theta + Delta`` and ``Q_ref`` those of a small *reference* set of non-member data under the
+  current ``theta`` (held by the user, e.g. fresh data it never contributed). The first term is a
+  1-D Wasserstein-2 distance between the loss distributions: it is small exactly when a
+  loss-threshold attacker cannot tell the forgotten data from unseen data ("memorization
+  elimination"). The second term keeps the model's behaviour on other data unchanged, so the
+  generator cannot reach the target by breaking the model for everybody.
+
+Membership inference: the loss-threshold attack (members have lower loss), scored by the ROC AUC
+between the forgotten user's examples (positives) and an equal number of held-out non-members
+(negatives, disjoint from the generator's reference set), and the best balanced accuracy over
+thresholds. Compared models: *before* (end of normal training), *forsaken* (after the forgetting
+rounds), *dropped* (the same number of further rounds with the user simply absent), and
+*retrained* (the gold standard: trained from scratch for the same number of rounds without the
+user). Accuracy of the other users is measured on their training data and on a held-out test set.
+
+Differences of scale: the paper uses CIFAR/MNIST-scale CNNs and its own memorization metric built
+from shadow-model attacks; here a 64-128-10 MLP on 8x8 digits, a loss-threshold attack, and a
+handful of users, so the whole run takes about a minute on one CPU core.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from babyaipp.errors import check_range
+from babyaipp.memorization._federated import FlowerAggregator, get_arrays, set_arrays
+from babyaipp.memorization.base import MemoConfig, MemoSpec, Outcome
+
+MODELS = ("before", "forsaken", "dropped", "retrained")
+MODEL_LABELS = {"before": "before", "forsaken": "Forsaken", "dropped": "dropped", "retrained": "retrained"}
+
+
+@dataclass
+class ForsakenConfig(MemoConfig):
+    """Hyperparameters; ``quick`` shortens training and the forgetting phase."""
+
+    n_users: int = 8
+    forget_user_size: int = 250
+    reference_size: int = 200
+    test_size: int = 250
+    hidden_dim: int = 128
+    lr: float = 0.1
+    batch_size: int = 16
+    local_epochs: int = 5
+    rounds: int = 30
+    forget_rounds: int = 10
+    generator_hidden: int = 64
+    generator_lr: float = 1e-3
+    generator_steps: int = 30
+    kl_weight: float = 1.0
+    n_quantiles: int = 50
+    mia_before_min: float = 0.6  # the attack must work before forgetting
+    mia_after_max: float = 0.55  # ... and be near chance after
+    accuracy_tolerance: float = 0.03  # others' accuracy within this of the retrained model's
+
+    def __post_init__(self) -> None:
+        check_range("n_users", self.n_users, 2, 100)
+        check_range("forget_user_size", self.forget_user_size, 10, 600)
+        check_range("reference_size", self.reference_size, 10, 600)
+        check_range("test_size", self.test_size, 10, 600)
+        check_range("hidden_dim", self.hidden_dim, 1, 4096)
+        check_range("lr", self.lr, 0.0, 10.0, low_inclusive=False)
+        check_range("batch_size", self.batch_size, 1, 4096)
+        check_range("local_epochs", self.local_epochs, 1, 100)
+        check_range("rounds", self.rounds, 1, 10_000)
+        check_range("forget_rounds", self.forget_rounds, 1, 10_000)
+        check_range("generator_hidden", self.generator_hidden, 1, 4096)
+        check_range("generator_lr", self.generator_lr, 0.0, 1.0, low_inclusive=False)
+        check_range("generator_steps", self.generator_steps, 1, 10_000)
+        check_range("kl_weight", self.kl_weight, 0.0, 1e6)
+        check_range("n_quantiles", self.n_quantiles, 2, 1000)
+        check_range("mia_before_min", self.mia_before_min, 0.5, 1.0)
+        check_range("mia_after_max", self.mia_after_max, 0.5, 1.0)
+        check_range("accuracy_tolerance", self.accuracy_tolerance, 0.0, 1.0)
+        used = self.forget_user_size * 2 + self.reference_size + self.test_size
+        check_range("forget_user_size * 2 + reference_size + test_size", used, 0, 1797 - 10 * (self.n_users - 1))
+        if self.quick:  # min() keeps this idempotent under dataclasses.replace
+            self.rounds = min(self.rounds, 20)
+            self.forget_rounds = min(self.forget_rounds, 6)
+            self.generator_steps = min(self.generator_steps, 20)
+
+
+# ----------------------------------------------------------------------------------------- data
+@dataclass
+class DigitsSplit:
+    """Users' training sets (user 0 is the one who will ask to be forgotten) and non-member sets."""
+
+    users: list[tuple[torch.Tensor, torch.Tensor]]
+    reference: tuple[torch.Tensor, torch.Tensor]  # non-members the forgetting user holds
+    nonmember_eval: tuple[torch.Tensor, torch.Tensor]  # non-members the attacker is scored on
+    test: tuple[torch.Tensor, torch.Tensor]
+
+
+def split_digits(cfg: ForsakenConfig, rng: np.random.Generator) -> DigitsSplit:
+    from sklearn.datasets import load_digits
+
+    x_all, y_all = load_digits(return_X_y=True)
+    x = torch.tensor(x_all / 16.0, dtype=torch.float32)
+    y = torch.tensor(y_all, dtype=torch.long)
+    order = torch.as_tensor(rng.permutation(len(x)))
+    x, y = x[order], y[order]
+    sizes = [cfg.forget_user_size, cfg.forget_user_size, cfg.reference_size, cfg.test_size]
+    bounds = np.cumsum([0, *sizes])
+    parts = [(x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    forget, nonmember_eval, reference, test = parts
+    rest_x, rest_y = x[bounds[-1]:], y[bounds[-1]:]
+    others = [(cx, cy) for cx, cy in zip(torch.tensor_split(rest_x, cfg.n_users - 1),
+                                          torch.tensor_split(rest_y, cfg.n_users - 1), strict=True)]
+    return DigitsSplit([forget, *others], reference, nonmember_eval, test)
+
+
+# ---------------------------------------------------------------------------------------- model
+def make_mlp(hidden_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(64, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 10))
+
+
+def local_sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
+              generator: torch.Generator) -> None:
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), batch_size):
+            idx = order[start:start + batch_size]
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            optimizer.step()
+
+
+def fedavg_rounds(model: nn.Module, users: list[tuple[torch.Tensor, torch.Tensor]], rounds: int,
+                  cfg: ForsakenConfig, rng: np.random.Generator, generator: torch.Generator,
+                  forgetter: DummyGradientGenerator | None = None,
+                  forget_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  reference: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """FedAvg with every user each round; if ``forgetter`` is given it submits dummy updates for
+    ``forget_data`` (weighted by that data's size) alongside the normal users' models."""
+    n_clients = len(users) + (forgetter is not None)
+    aggregator = FlowerAggregator(n_clients)
+    client = make_mlp(cfg.hidden_dim)
+    for server_round in range(1, rounds + 1):
+        current = get_arrays(model)
+        returned, sizes = [], []
+        for ux, uy in users:
+            set_arrays(client, current)
+            local_sgd(client, ux, uy, epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                      generator=generator)
+            returned.append(get_arrays(client))
+            sizes.append(len(ux))
+        if forgetter is not None and forget_data is not None and reference is not None:
+            set_arrays(client, current)
+            forgetter.fit(client, forget_data, reference)
+            delta = forgetter.dummy_update(client, forget_data)
+            returned.append([a + d.numpy() for a, d in zip(current, delta, strict=True)])
+            sizes.append(len(forget_data[0]))
+        set_arrays(model, aggregator.aggregate(server_round, current, returned, sizes, rng))
+
+
+@torch.no_grad()
+def per_example_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    return nn.functional.cross_entropy(model(x), y, reduction="none").numpy()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((model(x).argmax(-1) == y).float().mean())
+
+
+# ------------------------------------------------------------------------- membership inference
+def mia_auc(member_losses: np.ndarray, nonmember_losses: np.ndarray) -> float:
+    """ROC AUC of the loss-threshold attack (score = -loss): P(member loss < non-member loss),
+    ties counted one half. 1 = perfectly separable, 0.5 = chance."""
+    m = np.asarray(member_losses, dtype=float)[:, None]
+    n = np.asarray(nonmember_losses, dtype=float)[None, :]
+    return float(np.mean((m < n) + 0.5 * (m == n)))
+
+
+def mia_balanced_accuracy(member_losses: np.ndarray, nonmember_losses: np.ndarray) -> float:
+    """Best balanced accuracy of "member iff loss <= t" over all thresholds t (an optimistic attacker)."""
+    m = np.sort(np.asarray(member_losses, dtype=float))
+    n = np.sort(np.asarray(nonmember_losses, dtype=float))
+    thresholds = np.concatenate([[-np.inf], m, n])
+    tpr = np.searchsorted(m, thresholds, side="right") / len(m)
+    tnr = 1 - np.searchsorted(n, thresholds, side="right") / len(n)
+    return float(np.max((tpr + tnr) / 2))
+
+
+# -------------------------------------------------------------------------------- the generator
+class DummyGradientGenerator(nn.Module):
+    """Maps the forgotten user's data (and the model's view of it) to a dummy parameter update.
+
+    See the module docstring for the inputs, output and loss.
+    """
+
+    def __init__(self, model: nn.Module, hidden: int, cfg: ForsakenConfig, generator: torch.Generator):
+        super().__init__()
+        self.shapes = [p.shape for p in model.parameters()]
+        self.names = [n for n, _ in model.named_parameters()]
+        n_params = sum(math.prod(s) for s in self.shapes)
+        self.encoder = nn.Sequential(nn.Linear(64 + 10 + 10, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, n_params)
+        with torch.no_grad():  # start from "no update", initialised from the seeded generator
+            for layer in self.encoder:
+                if isinstance(layer, nn.Linear):
+                    layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) / math.sqrt(layer.in_features))
+                    layer.bias.zero_()
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+        self.cfg = cfg
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.generator_lr)
+
+    def forward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        with torch.no_grad():
+            probs = torch.softmax(model(x), dim=-1)
+        features = torch.cat([x, nn.functional.one_hot(y, 10).float(), probs], dim=1)
+        flat = self.head(self.encoder(features).mean(dim=0))
+        return [chunk.view(shape) for chunk, shape in
+                zip(torch.split(flat, [math.prod(s) for s in self.shapes]), self.shapes, strict=True)]
+
+    def loss(self, model: nn.Module, forget: tuple[torch.Tensor, torch.Tensor],
+             reference: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Quantile (Wasserstein-2) distance of log-losses + KL keeping the reference outputs."""
+        delta = self(model, *forget)
+        params = {n: p.detach() + d for (n, p), d in zip(model.named_parameters(), delta, strict=True)}
+        qs = torch.linspace(0.0, 1.0, self.cfg.n_quantiles)
+        forget_loss = nn.functional.cross_entropy(functional_call(model, params, (forget[0],)), forget[1],
+                                                  reduction="none")
+        with torch.no_grad():
+            ref_logits = model(reference[0])
+            target = torch.quantile(torch.log(nn.functional.cross_entropy(ref_logits, reference[1],
+                                                                          reduction="none") + 1e-8), qs)
+        matched = ((torch.quantile(torch.log(forget_loss + 1e-8), qs) - target) ** 2).mean()
+        new_logp = torch.log_softmax(functional_call(model, params, (reference[0],)), dim=-1)
+        keep = nn.functional.kl_div(new_logp, torch.log_softmax(ref_logits, dim=-1), log_target=True,
+                                    reduction="batchmean")
+        return matched + self.cfg.kl_weight * keep
+
+    def fit(self, model: nn.Module, forget: tuple[torch.Tensor, torch.Tensor],
+            reference: tuple[torch.Tensor, torch.Tensor]) -> float:
+        """A few generator steps against the current global model; returns the last loss."""
+        value = float("nan")
+        for _ in range(self.cfg.generator_steps):
+            self.optimizer.zero_grad()
+            loss = self.loss(model, forget, reference)
+            loss.backward()
+            self.optimizer.step()
+            value = float(loss)
+        return value
+
+    @torch.no_grad()
+    def dummy_update(self, model: nn.Module, forget: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+        return [d.detach().clone() for d in self(model, *forget)]
+
+
+# ------------------------------------------------------------------------------------------ run
+def run(cfg: ForsakenConfig) -> Outcome:
+    rng = np.random.default_rng(cfg.seed)
+    data = split_digits(cfg, rng)
+    forget, others = data.users[0], data.users[1:]
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    init_arrays = get_arrays(make_mlp(cfg.hidden_dim))
+
+    def fresh() -> nn.Sequential:
+        model = make_mlp(cfg.hidden_dim)
+        set_arrays(model, init_arrays)
+        return model
+
+    models: dict[str, nn.Module] = {"before": fresh()}
+    fedavg_rounds(models["before"], data.users, cfg.rounds, cfg, rng, gen)
+    models["dropped"] = fresh()
+    set_arrays(models["dropped"], get_arrays(models["before"]))
+    fedavg_rounds(models["dropped"], others, cfg.forget_rounds, cfg, np.random.default_rng([cfg.seed, 1]),
+                  torch.Generator().manual_seed(cfg.seed + 2))
+    models["forsaken"] = fresh()
+    set_arrays(models["forsaken"], get_arrays(models["before"]))
+    forgetter = DummyGradientGenerator(models["forsaken"], cfg.generator_hidden, cfg, gen)
+    fedavg_rounds(models["forsaken"], others, cfg.forget_rounds, cfg, np.random.default_rng([cfg.seed, 1]),
+                  torch.Generator().manual_seed(cfg.seed + 2), forgetter=forgetter, forget_data=forget,
+                  reference=data.reference)
+    models["retrained"] = fresh()
+    fedavg_rounds(models["retrained"], others, cfg.rounds, cfg, np.random.default_rng([cfg.seed, 2]),
+                  torch.Generator().manual_seed(cfg.seed + 3))
+
+    others_x = torch.cat([x for x, _ in others])
+    others_y = torch.cat([y for _, y in others])
+    per_model: dict[str, dict[str, Any]] = {}
+    for name, model in models.items():
+        member = per_example_loss(model, *forget)
+        nonmember = per_example_loss(model, *data.nonmember_eval)
+        per_model[name] = {
+            "mia_auc": mia_auc(member, nonmember),
+            "mia_balanced_accuracy": mia_balanced_accuracy(member, nonmember),
+            "others_train_accuracy": accuracy(model, others_x, others_y),
+            "test_accuracy": accuracy(model, *data.test),
+            "forgotten_accuracy": accuracy(model, *forget),
+            "forgotten_mean_loss": float(member.mean()),
+            "nonmember_mean_loss": float(nonmember.mean()),
+            "forgotten_losses": np.round(member, 6).tolist(),
+            "nonmember_losses": np.round(nonmember, 6).tolist(),
+        }
+
+    auc = {m: per_model[m]["mia_auc"] for m in MODELS}
+    test_acc = {m: per_model[m]["test_accuracy"] for m in MODELS}
+    others_acc = {m: per_model[m]["others_train_accuracy"] for m in MODELS}
+    checks = {
+        "mia_works_before": auc["before"] >= cfg.mia_before_min,
+        "mia_near_chance_after_forsaken": auc["forsaken"] <= cfg.mia_after_max,
+        "forsaken_test_accuracy_close_to_retrained":
+            abs(test_acc["forsaken"] - test_acc["retrained"]) <= cfg.accuracy_tolerance,
+        "forsaken_others_accuracy_close_to_retrained":
+            abs(others_acc["forsaken"] - others_acc["retrained"]) <= cfg.accuracy_tolerance,
+    }
+    metrics: dict[str, Any] = {
+        "n_forgotten": len(forget[0]),
+        "n_nonmember_eval": len(data.nonmember_eval[0]),
+        "other_user_sizes": [len(x) for x, _ in others],
+        "models": per_model,
+    }
+    key_figures = {
+        "MIA AUC before": round(auc["before"], 3),
+        "MIA AUC Forsaken": round(auc["forsaken"], 3),
+        "MIA AUC retrained": round(auc["retrained"], 3),
+        "test acc Forsaken/retrained": f"{test_acc['forsaken']:.3f}/{test_acc['retrained']:.3f}",
+    }
+
+    def plot(fig: Any) -> None:
+        ax_mia, ax_acc, ax_hb, ax_ha = fig.subplots(1, 4)
+        xs = np.arange(len(MODELS))
+        labels = [MODEL_LABELS[m] for m in MODELS]
+        ax_mia.bar(xs - 0.2, [auc[m] for m in MODELS], 0.4, label="AUC")
+        ax_mia.bar(xs + 0.2, [per_model[m]["mia_balanced_accuracy"] for m in MODELS], 0.4, label="best bal. acc.")
+        ax_mia.axhline(0.5, color="gray", ls=":", lw=1, label="chance")
+        ax_mia.set_xticks(xs, labels, rotation=30)
+        ax_mia.set_ylim(0.3, 1.0)
+        ax_mia.set_title("Membership inference\n(forgotten user vs non-members)", fontsize=9)
+        ax_mia.legend(fontsize=7)
+        ax_acc.bar(xs - 0.2, [others_acc[m] for m in MODELS], 0.4, label="other users' data")
+        ax_acc.bar(xs + 0.2, [test_acc[m] for m in MODELS], 0.4, label="held-out test")
+        ax_acc.set_xticks(xs, labels, rotation=30)
+        ax_acc.set_ylim(0.8, 1.005)
+        ax_acc.set_title("Accuracy", fontsize=9)
+        ax_acc.legend(fontsize=7, loc="lower left")
+        for ax, name in ((ax_hb, "before"), (ax_ha, "forsaken")):
+            member = np.log10(np.asarray(per_model[name]["forgotten_losses"]) + 1e-8)
+            nonmember = np.log10(np.asarray(per_model[name]["nonmember_losses"]) + 1e-8)
+            bins = np.linspace(-8, 1.5, 30)
+            ax.hist(member, bins=bins, alpha=0.6, label="forgotten user (members)")
+            ax.hist(nonmember, bins=bins, alpha=0.6, label="non-members")
+            ax.set_xlabel("log10 cross-entropy loss")
+            ax.set_title(f"Losses, {MODEL_LABELS[name]} (AUC {auc[name]:.2f})", fontsize=9)
+            ax.legend(fontsize=7)
+        ax_hb.set_ylabel("examples")
+
+    return Outcome(metrics=metrics, checks=checks, key_figures=key_figures, plot=plot)
+
+
+SPEC = MemoSpec(
+    name="forsaken",
+    paper="Liu, Ma, Liu, Ma, Learn to Forget: User-Level Memorization Elimination in Federated Learning (2020/21)",
+    claim="A trained dummy-gradient generator makes the global model forget a user: membership inference on "
+          "its data falls to chance while the other users' accuracy stays close to retraining from scratch.",
+    config_cls=ForsakenConfig,
+    run=run,
+    paper_headline="memorization elimination via dummy gradients: the forgotten data's membership becomes "
+                   "indistinguishable, at a fraction of retraining's cost",
+)

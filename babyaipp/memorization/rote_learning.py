@@ -1,0 +1,325 @@
+"""Rote learning: the label-dependent and label-independent parts of the gradient.
+
+Reproduces the gradient decomposition of Stephenson et al., "On the geometry of generalization
+and memorization in deep neural networks" (ICLR 2021), appendix A. For softmax cross-entropy
+with logits ``z = f_θ(x)``, probabilities ``p = softmax(z)`` and one-hot label ``y``, the gradient
+with respect to the logits is ``p − y``, so for any parameter θ (with ``J = ∂z/∂θ``)::
+
+    ∂L/∂θ = Jᵀp − Jᵀy
+            (label-independent)  (label-dependent)
+
+Both parts are computed per layer (each ``Linear``'s weight) by back-propagating two surrogate
+scalars: ``(p.detach() · z).sum()`` gives ``Jᵀp`` and ``(y · z).sum()`` gives ``Jᵀy``. They are
+summed separately over the examples whose labels were permuted and over the unpermuted ones, and
+divided by the group size (a per-example mean, so the two groups are comparable whatever their
+sizes). The paper's Eq. 25 argues that the label-dependent part from permuted examples averages
+out (their labels are uncorrelated with the inputs) while that of unpermuted examples does not,
+so with small initial weights gradient descent first ignores the permuted labels; late in
+training both parts grow and cancel as the loss is minimised.
+
+Checks, all computed from the measured curves:
+
+* ``early_permuted_dep_small``: over the first ``early_fraction`` of epochs, the mean per-example
+  label-dependent gradient norm of permuted examples is below ``early_ratio_max`` (0.3) times
+  that of unpermuted examples, in every layer.
+* ``unpermuted_learned_first``: unpermuted examples reach 90% training accuracy (on their given,
+  correct labels) at an earlier epoch than permuted examples reach 90% on their permuted labels,
+  and the latter do reach it (the network does memorise).
+* ``parts_grow``: at the end, both parts (whole network, both groups) are larger than their
+  early values.
+* ``parts_cancel``: at the end ``‖Jᵀp − Jᵀy‖ / ‖Jᵀp‖`` is below 0.1 for both groups.
+
+Scale and choices: the paper trains VGG16 on CIFAR-100 (and other nets); here an MLP
+64→256→256→10 on the 1797 sklearn digits (standardised), with half of the labels permuted among
+themselves (the paper permutes a fraction of labels; a permutation keeps the class frequencies).
+Weights start at ``init_scale`` × PyTorch's default initialisation, the "small weight
+initialisation" the paper's argument assumes. Training is mini-batch SGD with momentum; the
+gradient parts are measured on the full training set at the start of every epoch (epoch 0 is the
+initialisation) and once after the last. The paper's manifold-capacity analysis is not
+reproduced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from babyaipp.errors import check_choice, check_range
+from babyaipp.memorization.base import MemoConfig, MemoSpec, Outcome
+
+GROUPS = ("permuted", "unpermuted")
+PARTS = ("dep", "indep")
+ACTIVATIONS = ("tanh", "relu")
+QUICK_EXAMPLES, QUICK_EPOCHS = 900, 150
+
+
+@dataclass
+class RoteLearningConfig(MemoConfig):
+    """Hyperparameters; ``quick`` shortens training."""
+
+    n_examples: int = 1797
+    permuted_fraction: float = 0.5
+    hidden: int = 256
+    activation: str = "tanh"
+    init_scale: float = 0.3
+    lr: float = 0.1
+    momentum: float = 0.9
+    batch_size: int = 128
+    epochs: int = 300
+    early_fraction: float = 0.1
+    early_ratio_max: float = 0.3
+    accuracy_threshold: float = 0.9
+
+    def __post_init__(self) -> None:
+        check_range("n_examples", self.n_examples, 20, 1797)
+        check_range("permuted_fraction", self.permuted_fraction, 0.0, 1.0, low_inclusive=False,
+                    high_inclusive=False)
+        check_range("hidden", self.hidden, 1)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_range("init_scale", self.init_scale, 0.0, low_inclusive=False)
+        check_range("lr", self.lr, 0.0, low_inclusive=False)
+        check_range("momentum", self.momentum, 0.0, 1.0, high_inclusive=False)
+        check_range("batch_size", self.batch_size, 1)
+        check_range("epochs", self.epochs, 10)
+        check_range("early_fraction", self.early_fraction, 0.0, 1.0, low_inclusive=False)
+        check_range("early_ratio_max", self.early_ratio_max, 0.0, low_inclusive=False)
+        check_range("accuracy_threshold", self.accuracy_threshold, 0.0, 1.0, low_inclusive=False)
+
+    @property
+    def train_examples(self) -> int:
+        """Training-set size: the quick run memorises a seeded subset of the digits."""
+        return min(self.n_examples, QUICK_EXAMPLES) if self.quick else self.n_examples
+
+    @property
+    def train_epochs(self) -> int:
+        """Epochs actually trained: the quick run stops early (memorisation still completes)."""
+        return min(self.epochs, QUICK_EPOCHS) if self.quick else self.epochs
+
+
+def load_data(config: RoteLearningConfig) -> tuple[Any, Any, Any]:
+    """Standardised digits, labels with a seeded fraction permuted, and the permuted mask."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = digits.data.astype(np.float32)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    labels = digits.target.astype(np.int64)
+    rng = np.random.default_rng(config.seed)
+    keep = np.sort(rng.choice(len(labels), size=config.train_examples, replace=False))
+    x, labels = x[keep], labels[keep].copy()
+    n = len(labels)
+    chosen = rng.choice(n, size=int(round(config.permuted_fraction * n)), replace=False)
+    labels[chosen] = labels[chosen][rng.permutation(len(chosen))]
+    permuted = np.zeros(n, dtype=bool)
+    permuted[chosen] = True
+    return torch.from_numpy(x), torch.from_numpy(labels), torch.from_numpy(permuted)
+
+
+def make_model(config: RoteLearningConfig, n_in: int = 64, n_out: int = 10) -> Any:
+    """MLP; weights scaled down from the default initialisation, biases start at zero.
+
+    Zero biases with tanh keep every layer's features centred at initialisation, the setting in
+    which the permuted examples' label-dependent gradient averages out (see the module docstring).
+    """
+    import torch
+    from torch import nn
+
+    act = {"tanh": nn.Tanh, "relu": nn.ReLU}[config.activation]
+    model = nn.Sequential(
+        nn.Linear(n_in, config.hidden), act(),
+        nn.Linear(config.hidden, config.hidden), act(),
+        nn.Linear(config.hidden, n_out),
+    )
+    with torch.no_grad():
+        for layer in linear_layers(model):
+            layer.weight.mul_(config.init_scale)
+            layer.bias.zero_()
+    return model.to(config.device)
+
+
+def linear_layers(model: Any) -> list[Any]:
+    """Every Linear layer, input to output."""
+    from torch import nn
+
+    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def linear_weights(model: Any) -> list[Any]:
+    """The weight matrix of every Linear layer, input to output."""
+    return [m.weight for m in linear_layers(model)]
+
+
+def gradient_parts(model: Any, x: Any, labels: Any, n_classes: int = 10) -> tuple[list[Any], list[Any]]:
+    """Per-example means of ``Jᵀp`` and ``Jᵀy`` for every Linear weight, as tensors.
+
+    ``Jᵀp − Jᵀy`` is exactly the gradient of the mean cross-entropy (checked by the tests).
+    """
+    import torch
+
+    weights = linear_weights(model)
+    logits = model(x)
+    onehot = torch.nn.functional.one_hot(labels, n_classes).to(logits.dtype)
+    probs = torch.softmax(logits, dim=1).detach()
+    n = len(labels)
+    indep = torch.autograd.grad((probs * logits).sum() / n, weights, retain_graph=True)
+    dep = torch.autograd.grad((onehot * logits).sum() / n, weights)
+    return list(indep), list(dep)
+
+
+def _norm(tensors: list[Any]) -> float:
+    return float(math.sqrt(sum(float((t**2).sum()) for t in tensors)))
+
+
+def measure(model: Any, x: Any, labels: Any, permuted: Any) -> dict[str, Any]:
+    """Gradient-part norms per layer and in total, the residual, and accuracy, per group."""
+    import torch
+
+    row: dict[str, Any] = {}
+    for group, mask in zip(GROUPS, (permuted, ~permuted)):
+        indep, dep = gradient_parts(model, x[mask], labels[mask])
+        row[f"{group}_indep_layers"] = [float(t.norm()) for t in indep]
+        row[f"{group}_dep_layers"] = [float(t.norm()) for t in dep]
+        row[f"{group}_indep_total"] = _norm(indep)
+        row[f"{group}_dep_total"] = _norm(dep)
+        row[f"{group}_residual_total"] = _norm([a - b for a, b in zip(indep, dep)])
+        with torch.no_grad():
+            row[f"{group}_acc"] = float((model(x[mask]).argmax(1) == labels[mask]).float().mean())
+    return row
+
+
+def first_epoch_reaching(values: list[float], threshold: float) -> int | None:
+    """First index whose value is at least ``threshold`` (None if never)."""
+    return next((i for i, v in enumerate(values) if v >= threshold), None)
+
+
+def run(config: RoteLearningConfig) -> Outcome:
+    import torch
+
+    x, labels, permuted = load_data(config)
+    x, labels, permuted = x.to(config.device), labels.to(config.device), permuted.to(config.device)
+    model = make_model(config)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.train_epochs)
+    gen = torch.Generator().manual_seed(config.seed)
+    history: list[dict[str, Any]] = []
+    for _ in range(config.train_epochs):
+        history.append(measure(model, x, labels, permuted))
+        order = torch.randperm(len(labels), generator=gen).to(config.device)
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start:start + config.batch_size]
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), labels[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        schedule.step()
+    history.append(measure(model, x, labels, permuted))
+    metrics = collect_metrics(history, config)
+    checks = compute_checks(metrics, config)
+    key_figures = {
+        "early_dep_ratio": round(max(metrics["early_dep_ratio_layers"]), 3),
+        "epoch90_unperm": metrics["epoch_to_threshold"]["unpermuted"],
+        "epoch90_perm": metrics["epoch_to_threshold"]["permuted"],
+        "end_residual": round(max(metrics["end_residual_ratio"].values()), 4),
+    }
+    return Outcome(metrics=metrics, checks=checks, key_figures=key_figures,
+                   plot=lambda fig: plot(fig, metrics))
+
+
+def collect_metrics(history: list[dict[str, Any]], config: RoteLearningConfig) -> dict[str, Any]:
+    """Curves (one entry per measured epoch) and the summary numbers the checks read."""
+    curves = {key: [row[key] for row in history] for key in history[0]}
+    n_early = max(1, math.ceil(config.early_fraction * (len(history) - 1)))
+    early = slice(0, n_early)
+    n_layers = len(history[0]["permuted_dep_layers"])
+
+    def early_mean(key: str, layer: int | None = None) -> float:
+        values = curves[key][early]
+        return float(np.mean([v[layer] for v in values] if layer is not None else values))
+
+    early_ratio = [
+        early_mean("permuted_dep_layers", k) / max(early_mean("unpermuted_dep_layers", k), 1e-30)
+        for k in range(n_layers)
+    ]
+    growth = {
+        f"{group}_{part}": curves[f"{group}_{part}_total"][-1] / max(early_mean(f"{group}_{part}_total"), 1e-30)
+        for group in GROUPS for part in PARTS
+    }
+    residual = {
+        group: history[-1][f"{group}_residual_total"] / max(history[-1][f"{group}_indep_total"], 1e-30)
+        for group in GROUPS
+    }
+    return {
+        "epochs": list(range(len(history))),
+        "n_early_epochs": n_early,
+        "curves": curves,
+        "early_dep_ratio_layers": early_ratio,
+        "epoch_to_threshold": {
+            group: first_epoch_reaching(curves[f"{group}_acc"], config.accuracy_threshold) for group in GROUPS
+        },
+        "growth_end_over_early": growth,
+        "end_residual_ratio": residual,
+        "final_acc": {group: curves[f"{group}_acc"][-1] for group in GROUPS},
+    }
+
+
+def compute_checks(metrics: dict[str, Any], config: RoteLearningConfig) -> dict[str, bool]:
+    reach = metrics["epoch_to_threshold"]
+    return {
+        "early_permuted_dep_small": all(r < config.early_ratio_max for r in metrics["early_dep_ratio_layers"]),
+        "unpermuted_learned_first": (
+            reach["unpermuted"] is not None and reach["permuted"] is not None
+            and reach["unpermuted"] < reach["permuted"]
+        ),
+        "parts_grow": all(g > 1.0 for g in metrics["growth_end_over_early"].values()),
+        "parts_cancel": all(r < 0.1 for r in metrics["end_residual_ratio"].values()),
+    }
+
+
+def plot(fig: Any, metrics: dict[str, Any]) -> None:
+    """One panel per layer (four gradient-part curves, log scale), then the accuracy curves."""
+    curves = metrics["curves"]
+    epochs = metrics["epochs"]
+    n_layers = len(curves["permuted_dep_layers"][0])
+    axes = fig.subplots(1, n_layers + 1)
+    styles = {
+        ("unpermuted", "dep"): ("tab:blue", "-"), ("permuted", "dep"): ("tab:red", "-"),
+        ("unpermuted", "indep"): ("tab:blue", ":"), ("permuted", "indep"): ("tab:red", ":"),
+    }
+    names = {"dep": "label-dep. ‖Jᵀy‖", "indep": "label-indep. ‖Jᵀp‖"}
+    for k, ax in enumerate(axes[:-1]):
+        for (group, part), (color, ls) in styles.items():
+            values = [row[k] for row in curves[f"{group}_{part}_layers"]]
+            ax.plot(epochs, values, color=color, linestyle=ls, label=f"{names[part]}, {group}")
+        ax.axvspan(0, metrics["n_early_epochs"], color="0.9", zorder=0)
+        ax.set_yscale("log")
+        ax.set_title(f"layer {k + 1} weight")
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("gradient-part norm per example")
+    axes[0].legend(fontsize=6, loc="lower right")
+    ax = axes[-1]
+    for group, color in (("unpermuted", "tab:blue"), ("permuted", "tab:red")):
+        ax.plot(epochs, curves[f"{group}_acc"], color=color, label=group)
+    ax.axhline(0.9, color="0.5", linewidth=0.8, linestyle="--")
+    ax.set_title("train accuracy (given labels)")
+    ax.set_xlabel("epoch")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
+    fig.suptitle("Rote learning: permuted labels contribute no label-dependent gradient early (grey: early "
+                 "epochs); late, both parts grow and cancel", fontsize=9)
+
+
+SPEC = MemoSpec(
+    name="rote_learning",
+    paper=("Stephenson, Padhy, Ganesh, Hui, Tang, Chung, On the geometry of generalization and "
+           "memorization in deep neural networks (ICLR 2021)"),
+    claim=("Early in training the label-dependent gradient from permuted-label examples is near zero, so "
+           "clean examples are learnt first; late, both gradient parts grow and cancel."),
+    config_cls=RoteLearningConfig,
+    run=run,
+    paper_headline=("VGG16/CIFAR-100 (Fig. A.1): permuted examples give close to zero label-dependent "
+                    "gradient early in training; both parts grow and cancel at the end"),
+)

@@ -9,6 +9,7 @@ applies the tile physics (:mod:`babyaipp.envs.physics`) before BabyAI's instruct
 from __future__ import annotations
 
 import string
+from functools import cache
 from types import MappingProxyType
 from typing import Any
 
@@ -19,7 +20,7 @@ from minigrid.core.roomgrid import RoomGrid
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 
 from babyaipp.envs import dynamics as dyn
-from babyaipp.envs.physics import ACTION_NAMES, DROP, PICKUP, TOGGLE, resolve_motion
+from babyaipp.envs.physics import ACTION_NAMES, DIR_TO_VEC, DROP, PICKUP, TOGGLE, resolve_motion
 from babyaipp.envs.text import TEXT_MODES, describe
 from babyaipp.envs.tiles import (
     EMPTY_IDX,
@@ -67,6 +68,7 @@ class BabyAIPPMixin:
         self._dynamics: dict[str, tuple[str, ...]] = {}
         self._props_by_idx: list[frozenset[str]] = [_NO_PROPS] * len(IDX_TO_COLOR)
         self.floor = np.zeros((0, 0), dtype=np.int8)
+        self._padded_floor = self.floor
         self.description = ""
         self.steps_in_cell = 0
         self.magic_count = 0
@@ -132,6 +134,8 @@ class BabyAIPPMixin:
         else:
             raise PlacementError("traps wall off the goal in every placement tried")
         self.floor = floor
+        view = self.agent_view_size
+        self._padded_floor = np.pad(floor, view, constant_values=NO_TILE)
         self._dynamics = mapping
         self._props_by_idx = [_NO_PROPS] * len(IDX_TO_COLOR)
         for colour, props in mapping.items():
@@ -217,12 +221,9 @@ class BabyAIPPMixin:
         if not self._dynamics:
             return
         view = self.agent_view_size
-        top_x, top_y, _, _ = self.get_view_exts()
-        x0, y0 = max(top_x, 0), max(top_y, 0)
-        x1, y1 = min(top_x + view, self.width), min(top_y + view, self.height)
-        floor_view = np.full((view, view), NO_TILE, dtype=np.int8)
-        floor_view[x0 - top_x : x1 - top_x, y0 - top_y : y1 - top_y] = self.floor[x0:x1, y0:y1]
-        floor_view = np.rot90(floor_view, -(self.agent_dir + 1))  # as Grid.rotate_left, dir + 1 times
+        dx, dy = _view_offsets(view)
+        x, y = int(self.agent_pos[0]) + view, int(self.agent_pos[1]) + view
+        floor_view = self._padded_floor[x + dx[self.agent_dir], y + dy[self.agent_dir]]
         mask = (floor_view != NO_TILE) & (image[..., 0] == EMPTY_IDX)
         mask[view // 2, view - 1] = False  # the agent's own cell is never visible
         image[mask, 0] = FLOOR_IDX
@@ -246,3 +247,21 @@ class BabyAIPPMixin:
 
 
 _ACTION_CHOICES = [f"{i} ({name})" for i, name in enumerate(ACTION_NAMES)]
+
+
+@cache
+def _view_offsets(view: int) -> tuple[np.ndarray, np.ndarray]:
+    """World offsets (per agent direction) of every cell of the egocentric view.
+
+    View cell (i, j) lies at ``agent + f * (view - 1 - j) + r * (i - view // 2)`` with ``f`` the
+    facing and ``r`` the right vector, as in minigrid's ``get_full_render``; one gather then gives
+    the floor under the whole view.
+    """
+    i, j = np.meshgrid(np.arange(view), np.arange(view), indexing="ij")
+    dx = np.empty((4, view, view), dtype=np.intp)
+    dy = np.empty((4, view, view), dtype=np.intp)
+    for d, (fx, fy) in enumerate(DIR_TO_VEC):
+        rx, ry = -fy, fx
+        dx[d] = fx * (view - 1 - j) + rx * (i - view // 2)
+        dy[d] = fy * (view - 1 - j) + ry * (i - view // 2)
+    return dx, dy

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -73,7 +73,7 @@ def held_out_pairs_in(mapping: Mapping[str, tuple[str, ...]], difficulty: str) -
     return sorted((c, p) for c, props in mapping.items() for p in props if (c, p) in held)
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_mappings(difficulty: str, properties_per_colour: int) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], ...]:
     """Every admissible mapping (colours never share a property), in a fixed deterministic order."""
     colours = DIFFICULTY_COLOURS[difficulty]
@@ -89,7 +89,7 @@ def all_mappings(difficulty: str, properties_per_colour: int) -> tuple[tuple[tup
     return tuple(result)
 
 
-@lru_cache(maxsize=None)
+@cache
 def split_mappings(difficulty: str, split: str, properties_per_colour: int) -> tuple:
     """The mappings a split may draw from: Train has no held-out pair, TargetPairOnly has one or more."""
     out = []

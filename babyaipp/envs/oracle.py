@@ -28,7 +28,18 @@ from minigrid.envs.babyai.core.verifier import (
     PutNextInstr,
 )
 
-from babyaipp.envs.physics import DIR_TO_VEC, DONE, DROP, FORWARD, LEFT, PICKUP, RIGHT, STICKY_STEPS, TOGGLE, resolve_motion
+from babyaipp.envs.physics import (
+    DIR_TO_VEC,
+    DONE,
+    DROP,
+    FORWARD,
+    LEFT,
+    PICKUP,
+    RIGHT,
+    STICKY_STEPS,
+    TOGGLE,
+    resolve_motion,
+)
 
 State = tuple[int, int, int, int, int]  # x, y, dir, steps_in_cell (capped), magic parity
 

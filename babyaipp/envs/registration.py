@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import gymnasium as gym
@@ -46,7 +46,7 @@ def split_ids(id: str) -> dict[str, str]:
     return {s: env_id(task, difficulty, s) for s in SPLITS}
 
 
-@lru_cache(maxsize=None)
+@cache
 def valid_keywords(task: str) -> tuple[str, ...]:
     """Keywords accepted by a task's class: its own, its minigrid parents', and the mixin's."""
     names: set[str] = set()

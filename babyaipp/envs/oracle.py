@@ -234,7 +234,8 @@ def plan_to_face(env: Any, targets: set[tuple[int, int]]) -> list[tuple[int, Sta
         if cell is None or cell.can_overlap():
             return True
         if cell.type == "door":
-            return not cell.is_locked or (carrying is not None and carrying.type == "key" and carrying.color == cell.color)
+            has_key = carrying is not None and carrying.type == "key" and carrying.color == cell.color
+            return not cell.is_locked or has_key
         return False
 
     def is_closed_door(x: int, y: int) -> bool:

@@ -1,0 +1,693 @@
+"""Generalisation evaluation: success on Train, Test and TargetPairOnly with standard errors.
+
+The spec's protocol: train on a ``Train`` id, then run the same greedy policy on the ``Train``,
+``Test`` and ``TargetPairOnly`` ids of the same task and difficulty, ``episodes`` each, and report
+success rate ± binomial standard error, mean return and the gap Train − TargetPairOnly.
+
+Seeding rule (recorded in every result as ``seed_rule``): episode ``k`` (0-based) of every split
+starts with ``env.reset(seed=seed_base + k)``; ``seed_base`` defaults to ``10**6`` and may not be
+lower, because training seeds are below ``10**6``. A vectorised rollout hands the next unused
+seed to whichever env finishes first, and results are keyed by ``k``, so they do not depend on
+the number of parallel envs.
+
+Two reference policies sit on the same table: a uniformly random policy (actions drawn from
+``np.random.default_rng([7919, seed_base + k])`` in episode ``k``) and the lead's planning oracle
+(:class:`babyaipp.envs.oracle.Oracle`), both run one env at a time.
+
+No function here prints; long loops show a tqdm bar on stderr when ``progress=True``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from babyaipp.envs import SPLITS, split_ids
+from babyaipp.errors import BabyAIPPError, CheckpointError, check_choice, check_range
+from babyaipp.utils import atomic_write_json, atomic_write_text
+
+#: Training seeds are below this; evaluation seeds start at or above it.
+TRAIN_SEED_LIMIT = 10**6
+DEFAULT_SEED_BASE = TRAIN_SEED_LIMIT
+DEFAULT_SPLITS: tuple[str, ...] = SPLITS
+DEFAULT_EPISODES = 1000
+DEFAULT_N_ENVS = 16
+REFERENCE_POLICIES: tuple[str, ...] = ("random", "oracle")
+#: Second seed word of the random policy's generator, so its actions are not the env's own stream.
+RANDOM_POLICY_STREAM = 7919
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+EVAL_SUBDIR = "eval"
+GAP_SPLITS = ("Train", "TargetPairOnly")
+GAP_KEY = "gap_train_minus_target_pair_only"
+
+#: ``act_fn(obs_batch, state, episode_start) -> (actions, state)``, i.e. SB3's ``predict`` signature.
+ActFn = Callable[[dict[str, np.ndarray], Any, np.ndarray], tuple[np.ndarray, Any]]
+
+
+# --------------------------------------------------------------------------- statistics
+def binomial_se(successes: int, n: int) -> float:
+    """Standard error of a success rate, ``sqrt(p (1 - p) / n)``; 0 for ``n == 0``."""
+    if n <= 0:
+        return 0.0
+    p = successes / n
+    return math.sqrt(p * (1.0 - p) / n)
+
+
+def difference_se(se_a: float, se_b: float) -> float:
+    """Standard error of a difference of two independent estimates."""
+    return math.sqrt(se_a**2 + se_b**2)
+
+
+def seed_rule(seed_base: int) -> str:
+    return (
+        f"episode k (0-based) of every split starts with env.reset(seed={seed_base} + k); "
+        f"training seeds are < {TRAIN_SEED_LIMIT}, so evaluation seeds are disjoint from them"
+    )
+
+
+def evaluation_seeds(episodes: int, seed_base: int = DEFAULT_SEED_BASE) -> list[int]:
+    """The reset seeds of episodes ``0 .. episodes - 1``."""
+    return [seed_base + k for k in range(episodes)]
+
+
+# --------------------------------------------------------------------------- episode records
+@dataclass(frozen=True)
+class EpisodeRecord:
+    """One finished evaluation episode."""
+
+    index: int
+    seed: int
+    success: bool
+    episode_return: float
+    length: int
+    held_out_pairs: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class _Group:
+    episodes: int = 0
+    successes: int = 0
+
+    def add(self, success: bool) -> None:
+        self.episodes += 1
+        self.successes += int(success)
+
+    def as_dict(self) -> dict[str, Any]:
+        rate = self.successes / self.episodes if self.episodes else None
+        se = binomial_se(self.successes, self.episodes) if self.episodes else None
+        return {
+            "episodes": self.episodes, "successes": self.successes, "success_rate": rate, "success_se": se
+        }
+
+
+@dataclass
+class _SplitSummary:
+    overall: _Group = field(default_factory=_Group)
+    with_held_out: _Group = field(default_factory=_Group)
+    without_held_out: _Group = field(default_factory=_Group)
+    per_pair: dict[str, _Group] = field(default_factory=dict)
+
+
+def pair_name(pair: Sequence[str]) -> str:
+    colour, prop = pair
+    return f"{colour}-{prop}"
+
+
+def summarise_episodes(records: Sequence[EpisodeRecord], env_id: str) -> dict[str, Any]:
+    """Success ± SE, mean return/length, held-out-pair groups and per-pair success of one split."""
+    summary = _SplitSummary()
+    for rec in records:
+        summary.overall.add(rec.success)
+        (summary.with_held_out if rec.held_out_pairs else summary.without_held_out).add(rec.success)
+        for pair in rec.held_out_pairs:
+            summary.per_pair.setdefault(pair_name(pair), _Group()).add(rec.success)
+    overall = summary.overall.as_dict()
+    returns = [r.episode_return for r in records]
+    lengths = [r.length for r in records]
+    return {
+        "env_id": env_id,
+        **overall,
+        "mean_return": float(np.mean(returns)) if records else None,
+        "mean_length": float(np.mean(lengths)) if records else None,
+        "with_held_out_pair": summary.with_held_out.as_dict(),
+        "without_held_out_pair": summary.without_held_out.as_dict(),
+        "per_held_out_pair": {name: g.as_dict() for name, g in sorted(summary.per_pair.items())},
+    }
+
+
+def split_gap(split_results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Train − TargetPairOnly success gap and its SE (independent samples), if both were run."""
+    a, b = (split_results.get(s) for s in GAP_SPLITS)
+    if not a or not b or a.get("success_rate") is None or b.get("success_rate") is None:
+        return None
+    return {
+        "splits": list(GAP_SPLITS),
+        "gap": a["success_rate"] - b["success_rate"],
+        "se": difference_se(a["success_se"], b["success_se"]),
+    }
+
+
+# --------------------------------------------------------------------------- rollouts
+def _stack(observations: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    return {key: np.stack([np.asarray(o[key]) for o in observations]) for key in observations[0]}
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ep", disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def rollout_vectorised(
+    make_env: Callable[[], Any],
+    act_fn: ActFn,
+    episodes: int,
+    seed_base: int = DEFAULT_SEED_BASE,
+    n_envs: int = DEFAULT_N_ENVS,
+    progress: bool = False,
+    desc: str = "eval",
+) -> list[EpisodeRecord]:
+    """Run ``episodes`` episodes over ``n_envs`` envs with one batched ``act_fn`` call per step.
+
+    We reset envs ourselves instead of relying on a vector env's auto-reset, so that a finished
+    env always starts the next unused seed; envs left without an episode at the tail keep their
+    last observation in the batch (their actions are ignored), so the batch shape and the
+    recurrent state's layout never change.
+    """
+    check_range("episodes", episodes, 1)
+    check_range("n_envs", n_envs, 1)
+    n_envs = min(n_envs, episodes)
+    envs = [make_env() for _ in range(n_envs)]
+    records: list[EpisodeRecord | None] = [None] * episodes
+    current: list[int | None] = [None] * n_envs
+    observations: list[Any] = [None] * n_envs
+    returns = np.zeros(n_envs)
+    lengths = np.zeros(n_envs, dtype=np.int64)
+    held_out: list[tuple[tuple[str, str], ...]] = [()] * n_envs
+    episode_start = np.ones(n_envs, dtype=bool)
+    next_episode = 0
+
+    def start(i: int) -> None:
+        nonlocal next_episode
+        if next_episode >= episodes:
+            current[i] = None
+            return
+        k, next_episode = next_episode, next_episode + 1
+        obs, info = envs[i].reset(seed=seed_base + k)
+        current[i], observations[i] = k, obs
+        returns[i], lengths[i] = 0.0, 0
+        held_out[i] = tuple(tuple(p) for p in info.get("held_out_pairs", ()))
+        episode_start[i] = True
+
+    try:
+        with _progress_bar(episodes, desc, progress) as bar:
+            for i in range(n_envs):
+                start(i)
+            state: Any = None
+            while any(k is not None for k in current):
+                actions, state = act_fn(_stack(observations), state, episode_start.copy())
+                episode_start[:] = False
+                for i, k in enumerate(current):
+                    if k is None:
+                        continue
+                    obs, reward, terminated, truncated, _ = envs[i].step(int(np.asarray(actions[i]).item()))
+                    observations[i] = obs
+                    returns[i] += float(reward)
+                    lengths[i] += 1
+                    if terminated or truncated:
+                        records[k] = EpisodeRecord(
+                            index=k,
+                            seed=seed_base + k,
+                            success=bool(terminated and reward > 0),
+                            episode_return=float(returns[i]),
+                            length=int(lengths[i]),
+                            held_out_pairs=held_out[i],
+                        )
+                        bar.update(1)
+                        start(i)
+    finally:
+        for env in envs:
+            env.close()
+    return [r for r in records if r is not None]
+
+
+def rollout_single(
+    env: Any,
+    choose_action: Callable[[int], Callable[[], int]],
+    episodes: int,
+    seed_base: int = DEFAULT_SEED_BASE,
+    progress: bool = False,
+    desc: str = "eval",
+) -> list[EpisodeRecord]:
+    """One env, one episode at a time; ``choose_action(k)`` is called after ``reset`` of episode
+    ``k`` and returns the per-step action function (used by the random and oracle references)."""
+    check_range("episodes", episodes, 1)
+    records: list[EpisodeRecord] = []
+    with _progress_bar(episodes, desc, progress) as bar:
+        for k in range(episodes):
+            _, info = env.reset(seed=seed_base + k)
+            act = choose_action(k)
+            total, length, done = 0.0, 0, False
+            reward, terminated = 0.0, False
+            while not done:
+                _, reward, terminated, truncated, _ = env.step(int(act()))
+                total += float(reward)
+                length += 1
+                done = terminated or truncated
+            records.append(
+                EpisodeRecord(
+                    index=k,
+                    seed=seed_base + k,
+                    success=bool(terminated and reward > 0),
+                    episode_return=total,
+                    length=length,
+                    held_out_pairs=tuple(tuple(p) for p in info.get("held_out_pairs", ())),
+                )
+            )
+            bar.update(1)
+    return records
+
+
+# --------------------------------------------------------------------------- policies
+def sb3_act_fn(model: Any) -> ActFn:
+    """Greedy actions of an SB3 model; for RecurrentPPO the LSTM state is carried and reset at
+    episode starts (plain PPO ignores ``state`` and ``episode_start``)."""
+
+    def act(obs: dict[str, np.ndarray], state: Any, episode_start: np.ndarray) -> tuple[np.ndarray, Any]:
+        actions, new_state = model.predict(obs, state=state, episode_start=episode_start, deterministic=True)
+        return np.asarray(actions).reshape(-1), new_state
+
+    return act
+
+
+def _check_common(splits: Iterable[str], episodes: int, seed_base: int) -> list[str]:
+    splits = list(splits)
+    if not splits:
+        raise InvalidSplitsError()
+    for s in splits:
+        check_choice("split", s, SPLITS)
+    check_range("episodes", episodes, 1)
+    check_range("seed_base", seed_base, TRAIN_SEED_LIMIT)
+    return splits
+
+
+class InvalidSplitsError(BabyAIPPError, ValueError):
+    def __init__(self) -> None:
+        super().__init__(f"no split given; valid splits: {', '.join(SPLITS)}")
+
+
+def _finish(split_results: dict[str, Any], episodes: int, seed_base: int, text: str, **extra: Any) -> dict:
+    return {
+        **extra,
+        "text": text,
+        "episodes_per_split": episodes,
+        "seed_base": seed_base,
+        "seed_rule": seed_rule(seed_base),
+        "splits": split_results,
+        GAP_KEY: split_gap(split_results),
+    }
+
+
+def evaluate_policy_on_splits(
+    act_fn: ActFn,
+    env_id: str,
+    splits: Sequence[str] = DEFAULT_SPLITS,
+    episodes: int = DEFAULT_EPISODES,
+    text: str = "full",
+    seed_base: int = DEFAULT_SEED_BASE,
+    recurrent: bool = False,
+    progress: bool = False,
+    n_envs: int = DEFAULT_N_ENVS,
+    **env_kwargs: Any,
+) -> dict[str, Any]:
+    """Evaluate a batched policy on the split ids of ``env_id``'s task and difficulty.
+
+    ``act_fn`` sees token observations (:class:`~babyaipp.envs.wrappers.TokenObsWrapper`), as the
+    agents were trained on. Returns a JSON-ready dict (see :func:`summarise_episodes` for the
+    per-split keys) with the seed rule and the Train − TargetPairOnly gap.
+    """
+    from babyaipp.envs.wrappers import make_tokenized
+
+    splits = _check_common(splits, episodes, seed_base)
+    ids = split_ids(env_id)
+    results: dict[str, Any] = {}
+    for split in splits:
+        split_env = ids[split]
+        records = rollout_vectorised(
+            lambda split_env=split_env: make_tokenized(split_env, text=text, **env_kwargs),
+            act_fn,
+            episodes,
+            seed_base=seed_base,
+            n_envs=n_envs,
+            progress=progress,
+            desc=f"eval {split}",
+        )
+        results[split] = summarise_episodes(records, split_env)
+    return _finish(results, episodes, seed_base, text, env_id=env_id, policy="model", recurrent=recurrent)
+
+
+def oracle_available() -> bool:
+    try:
+        from babyaipp.envs.oracle import Oracle  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def evaluate_reference_on_splits(
+    policy: str,
+    env_id: str,
+    splits: Sequence[str] = DEFAULT_SPLITS,
+    episodes: int = DEFAULT_EPISODES,
+    text: str = "full",
+    seed_base: int = DEFAULT_SEED_BASE,
+    progress: bool = False,
+    **env_kwargs: Any,
+) -> dict[str, Any]:
+    """The ``random`` or ``oracle`` policy on the same splits and seeds as the model."""
+    from babyaipp.envs import make
+
+    check_choice("reference policy", policy, REFERENCE_POLICIES)
+    splits = _check_common(splits, episodes, seed_base)
+    if policy == "oracle" and not oracle_available():
+        raise BabyAIPPError("the oracle (babyaipp.envs.oracle) is not available in this install")
+    ids = split_ids(env_id)
+    results: dict[str, Any] = {}
+    for split in splits:
+        env = make(ids[split], text=text, **env_kwargs)
+        try:
+            chooser = _reference_chooser(policy, env, seed_base)
+            records = rollout_single(env, chooser, episodes, seed_base, progress, f"{policy} {split}")
+        finally:
+            env.close()
+        results[split] = summarise_episodes(records, ids[split])
+    return _finish(results, episodes, seed_base, text, env_id=env_id, policy=policy)
+
+
+def _reference_chooser(policy: str, env: Any, seed_base: int) -> Callable[[int], Callable[[], int]]:
+    if policy == "random":
+        n_actions = int(env.action_space.n)
+
+        def choose_random(k: int) -> Callable[[], int]:
+            rng = np.random.default_rng([RANDOM_POLICY_STREAM, seed_base + k])
+            return lambda: int(rng.integers(n_actions))
+
+        return choose_random
+    from babyaipp.envs.oracle import NoPlanError, Oracle
+    from babyaipp.envs.physics import DONE
+
+    oracle = Oracle(env)
+
+    def choose_oracle(k: int) -> Callable[[], int]:
+        oracle.reset()
+        stuck = False
+
+        def act() -> int:
+            # A planner failure should not happen; if it does, the episode is played out with
+            # 'done' and counts as whatever the env says (a failure), rather than crashing a
+            # long evaluation.
+            nonlocal stuck
+            if not stuck:
+                try:
+                    return oracle.act()
+                except NoPlanError:
+                    stuck = True
+            return DONE
+
+        return act
+
+    return choose_oracle
+
+
+def evaluate_references(
+    env_id: str,
+    policies: Sequence[str] = REFERENCE_POLICIES,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Every available reference policy; a missing oracle is recorded, not raised."""
+    out: dict[str, Any] = {}
+    for policy in policies:
+        if policy == "oracle" and not oracle_available():
+            out[policy] = {"policy": policy, "unavailable": "babyaipp.envs.oracle is not installed"}
+            continue
+        out[policy] = evaluate_reference_on_splits(policy, env_id, **kwargs)
+    return out
+
+
+# --------------------------------------------------------------------------- runs on disk
+def check_observation_space(model: Any, env_id: str, text: str, **env_kwargs: Any) -> None:
+    """Raise a clear error when ``env_id``'s token observations differ from the checkpoint's."""
+    from babyaipp.envs.wrappers import make_tokenized
+
+    env = make_tokenized(env_id, text=text, **env_kwargs)
+    try:
+        env_space = env.observation_space
+    finally:
+        env.close()
+    model_space = model.observation_space
+    if not _spaces_match(env_space, model_space):
+        raise BabyAIPPError(
+            f"observation space of {env_id} ({env_space}) does not match the checkpoint's ({model_space})"
+        )
+
+
+def _spaces_match(env_space: Any, model_space: Any) -> bool:
+    """Equal, allowing image boxes that SB3 stored channels-first (``VecTransposeImage``); its
+    ``predict`` transposes channels-last observations itself."""
+    from gymnasium import spaces
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
+    def same(a: Any, b: Any) -> bool:
+        if a == b:
+            return True
+        if isinstance(a, spaces.Box) and isinstance(b, spaces.Box) and len(a.shape) == 3:
+            return VecTransposeImage.transpose_space(a) == b
+        return False
+
+    if isinstance(env_space, spaces.Dict) and isinstance(model_space, spaces.Dict):
+        return env_space.keys() == model_space.keys() and all(
+            same(env_space[k], model_space[k]) for k in env_space.keys()
+        )
+    return same(env_space, model_space)
+
+
+def default_loader(run_dir: Path, device: str) -> tuple[Any, dict[str, Any]]:
+    from babyaipp.agents.training import load_run
+
+    return load_run(run_dir, device=device)
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    splits: Sequence[str] = DEFAULT_SPLITS,
+    episodes: int = DEFAULT_EPISODES,
+    device: str = "cpu",
+    references: bool = True,
+    env_id: str | None = None,
+    seed_base: int = DEFAULT_SEED_BASE,
+    n_envs: int = DEFAULT_N_ENVS,
+    progress: bool = False,
+    loader: Callable[[Path, str], tuple[Any, dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """Load a training run and evaluate it (and, optionally, the reference policies).
+
+    ``env_id`` overrides the run's own id (e.g. another task of the same observation format).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
+    splits = _check_common(splits, episodes, seed_base)
+    model, config = (loader or default_loader)(run_dir, device)
+    for key in ("env_id", "text"):
+        if key not in config:
+            raise CheckpointError(f"the config of {run_dir} has no {key!r}; the run is incomplete or corrupt")
+    target = env_id or config["env_id"]
+    split_ids(target)  # clear error for a bad id before any work
+    text = config["text"]
+    check_observation_space(model, target, text)
+    recurrent = bool(config.get("recurrent", False))
+    result = evaluate_policy_on_splits(
+        sb3_act_fn(model), target, splits, episodes, text, seed_base, recurrent, progress, n_envs
+    )
+    result["run_dir"] = str(run_dir)
+    result["run"] = {k: config.get(k) for k in ("env_id", "text", "recurrent", "model", "seed")}
+    result["references"] = (
+        evaluate_references(
+            target, splits=splits, episodes=episodes, text=text, seed_base=seed_base, progress=progress
+        )
+        if references
+        else {}
+    )
+    return result
+
+
+def write_results(result: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``results.md`` atomically into ``out_dir``."""
+    out_dir = Path(out_dir)
+    json_path = atomic_write_json(out_dir / RESULTS_JSON, result)
+    md_path = atomic_write_text(out_dir / RESULTS_MD, results_markdown(result))
+    return json_path, md_path
+
+
+def read_results(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """``DIR/eval/results.json``, with an error saying how to create it when absent."""
+    import json
+
+    path = Path(run_dir) / EVAL_SUBDIR / RESULTS_JSON
+    if not path.is_file():
+        raise CheckpointError(f"no evaluation results at {path}; run `babyaipp eval {run_dir}` first")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is unreadable ({err}); re-run `babyaipp eval {run_dir}`") from None
+
+
+# --------------------------------------------------------------------------- tables
+def fmt_rate(group: Mapping[str, Any] | None) -> str:
+    if not group or group.get("success_rate") is None:
+        return "–"
+    return f"{group['success_rate']:.3f} ± {group['success_se']:.3f}"
+
+
+def fmt_group(group: Mapping[str, Any] | None) -> str:
+    if not group or not group.get("episodes"):
+        return "– (0)"
+    return f"{group['success_rate']:.3f} ({group['episodes']})"
+
+
+def fmt_gap(gap: Mapping[str, Any] | None) -> str:
+    return "–" if not gap else f"{gap['gap']:+.3f} ± {gap['se']:.3f}"
+
+
+def _fmt_num(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+_SPLIT_HEADER = (
+    "| policy | split | success ± SE | mean return | mean length | episodes "
+    "| success with held-out pair (n) | success without held-out pair (n) |\n"
+    "|---|---|---|---|---|---|---|---|\n"
+)
+
+
+def _split_rows(policy: str, result: Mapping[str, Any]) -> str:
+    rows = []
+    for split, s in result.get("splits", {}).items():
+        rows.append(
+            f"| {policy} | {split} | {fmt_rate(s)} | {_fmt_num(s['mean_return'], 3)} "
+            f"| {_fmt_num(s['mean_length'], 1)} | {s['episodes']} | {fmt_group(s['with_held_out_pair'])} "
+            f"| {fmt_group(s['without_held_out_pair'])} |"
+        )
+    return "\n".join(rows) + ("\n" if rows else "")
+
+
+def results_markdown(result: Mapping[str, Any]) -> str:
+    """The evaluation as markdown: model rows, the gap, reference rows, per-pair success."""
+    run = result.get("run", {})
+    title = result.get("run_dir", result.get("env_id", "policy"))
+    lines = [
+        f"# Evaluation of {title}\n",
+        f"- env: `{result.get('env_id')}`, text: `{result.get('text')}`"
+        + (f", model: `{run.get('model')}`, recurrent: {run.get('recurrent')}, train seed: {run.get('seed')}"
+           if run else ""),
+        f"- {result.get('episodes_per_split')} episodes per split; {result.get('seed_rule')}",
+        "- success = episode ended with reward > 0; SE = sqrt(p(1-p)/n); gap SE = sqrt(SE_a² + SE_b²)\n",
+        _SPLIT_HEADER + _split_rows("model", result),
+        f"**Gap Train − TargetPairOnly (model): {fmt_gap(result.get(GAP_KEY))}**\n",
+    ]
+    refs = result.get("references") or {}
+    if refs:
+        lines.append("## Reference policies\n")
+        body = "".join(_split_rows(name, ref) for name, ref in refs.items() if "splits" in ref)
+        lines.append(_SPLIT_HEADER + body)
+        for name, ref in refs.items():
+            if "unavailable" in ref:
+                lines.append(f"- {name}: not run ({ref['unavailable']})")
+            else:
+                lines.append(f"- gap Train − TargetPairOnly ({name}): {fmt_gap(ref.get(GAP_KEY))}")
+        lines.append("")
+    pair_rows = [
+        f"| {policy} | {split} | {pair} | {fmt_group(g)} |"
+        for policy, res in [("model", result), *refs.items()]
+        for split, s in res.get("splits", {}).items()
+        for pair, g in s.get("per_held_out_pair", {}).items()
+    ]
+    if pair_rows:
+        lines.append("## Success per held-out pair present\n")
+        lines.append("| policy | split | pair (colour-property) | success (n) |\n|---|---|---|---|")
+        lines.extend(pair_rows)
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def run_label(name: str, result: Mapping[str, Any]) -> str:
+    """``name (model, text)`` for tables and legends."""
+    run = result.get("run") or {}
+    extra = ", ".join(str(run[k]) for k in ("model", "text") if run.get(k) is not None)
+    return f"{name} ({extra})" if extra else name
+
+
+def comparison_markdown(labelled: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """Runs × splits success ± SE and gap, then the reference rows of each distinct env/splits."""
+    splits: list[str] = []
+    for _, res in labelled:
+        splits += [s for s in res.get("splits", {}) if s not in splits]
+    split_cells = " | ".join(f"{s} success ± SE" for s in splits)
+    header = f"| run | env | {split_cells} | gap Train − TargetPairOnly |"
+    sep = "|---|---|" + "---|" * len(splits) + "---|"
+
+    def row(label: str, res: Mapping[str, Any]) -> str:
+        cells = [fmt_rate(res.get("splits", {}).get(s)) for s in splits]
+        gap = fmt_gap(res.get(GAP_KEY))
+        return f"| {label} | `{res.get('env_id')}` | " + " | ".join(cells) + f" | {gap} |"
+
+    rows = [row(label, res) for label, res in labelled]
+    seen: set[tuple[Any, ...]] = set()
+    for _, res in labelled:
+        for name, ref in (res.get("references") or {}).items():
+            key = (name, *(ref.get(k) for k in ("env_id", "text", "episodes_per_split", "seed_base")))
+            if "splits" in ref and key not in seen:
+                seen.add(key)
+                rows.append(row(f"*{name}*", ref))
+    episodes = sorted({res.get("episodes_per_split") for _, res in labelled}, key=str)
+    note = f"\n\nEpisodes per split: {', '.join(map(str, episodes))}; success: episode ended with reward > 0."
+    return "\n".join([header, sep, *rows]) + note + "\n"
+
+
+def result_summary_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Flat rows (split, success, se) for plotting."""
+    return [
+        {"split": s, "success_rate": v["success_rate"], "success_se": v["success_se"]}
+        for s, v in result.get("splits", {}).items()
+    ]
+
+
+__all__ = [
+    "DEFAULT_SEED_BASE",
+    "REFERENCE_POLICIES",
+    "TRAIN_SEED_LIMIT",
+    "EpisodeRecord",
+    "binomial_se",
+    "check_observation_space",
+    "comparison_markdown",
+    "difference_se",
+    "evaluate_policy_on_splits",
+    "evaluate_reference_on_splits",
+    "evaluate_references",
+    "evaluate_run",
+    "evaluation_seeds",
+    "read_results",
+    "results_markdown",
+    "rollout_single",
+    "rollout_vectorised",
+    "sb3_act_fn",
+    "summarise_episodes",
+    "write_results",
+]

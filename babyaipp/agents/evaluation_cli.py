@@ -1,0 +1,136 @@
+"""``babyaipp eval`` and ``babyaipp compare``: generalisation tables and figures of trained runs.
+
+Only argparse is imported at load time so ``babyaipp --help`` stays fast; torch, SB3 and
+matplotlib are imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+DEFAULT_COMPARE_OUT = "compare"
+
+_EVAL_HELP = """\
+Evaluate a run made by 'babyaipp train' on the Train, Test and TargetPairOnly ids of its task
+and difficulty (greedy actions, N episodes per split, seeds 10**6 + k, disjoint from training
+seeds), next to a random policy and the planning oracle on the same seeds. Writes
+DIR/eval/results.json and DIR/eval/results.md and prints the table.
+
+examples:
+  babyaipp eval runs/attention
+  babyaipp eval runs/attention --episodes 200 --splits Train,TargetPairOnly --no-references
+"""
+
+_COMPARE_HELP = """\
+Put several evaluated runs side by side: a markdown table (runs x splits success ± SE, the gap
+Train − TargetPairOnly, reference rows), a grouped bar chart and the runs' learning curves.
+Each DIR needs DIR/eval/results.json (run 'babyaipp eval DIR' first).
+
+examples:
+  babyaipp compare runs/image_only runs/concat runs/film runs/attention --out compare/
+"""
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add ``eval`` and ``compare`` under the top-level ``babyaipp`` parser."""
+    ev = subparsers.add_parser(
+        "eval", help="evaluate a trained run on Train/Test/TargetPairOnly (success ± SE, gap)",
+        description=_EVAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("run_dir", metavar="DIR", help="run directory written by 'babyaipp train'")
+    ev.add_argument("--splits", default="Train,Test,TargetPairOnly",
+                    help="comma-separated splits to evaluate (default: Train,Test,TargetPairOnly)")
+    ev.add_argument("--episodes", type=int, default=1000, help="episodes per split (default: 1000)")
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                    help="torch device for the policy (default: cpu)")
+    ev.add_argument("--references", action=argparse.BooleanOptionalAction, default=True,
+                    help="also evaluate the random policy and the oracle on the same seeds (default: on)")
+    ev.add_argument("--env", metavar="ID", default=None,
+                    help="evaluate on this id's splits instead of the run's own "
+                         "(its observation space must match the checkpoint's)")
+    ev.add_argument("--n-envs", type=int, default=16,
+                    help="environments stepped in parallel, one batched forward pass per step; "
+                         "results do not depend on it (default: 16)")
+    ev.add_argument("--seed-base", type=int, default=10**6,
+                    help="episode k uses seed SEED_BASE + k; must be >= 10**6 (default: 10**6)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=cmd_eval)
+
+    cmp = subparsers.add_parser(
+        "compare", help="table + bar chart + learning curves of several evaluated runs",
+        description=_COMPARE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmp.add_argument("run_dirs", metavar="DIR", nargs="+", help="evaluated run directories")
+    cmp.add_argument("--out", metavar="OUT", default=DEFAULT_COMPARE_OUT,
+                     help=f"output directory (default: ./{DEFAULT_COMPARE_OUT})")
+    cmp.set_defaults(func=cmd_compare)
+
+
+def parse_splits(text: str) -> list[str]:
+    from babyaipp.envs import SPLITS
+    from babyaipp.errors import check_choice
+
+    splits = [s.strip() for s in text.split(",") if s.strip()]
+    if not splits:
+        from babyaipp.errors import InvalidChoiceError
+
+        raise InvalidChoiceError("split list", text, SPLITS)
+    return [check_choice("split", s, SPLITS) for s in splits]
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from babyaipp.agents.evaluation import EVAL_SUBDIR, evaluate_run, write_results
+    from babyaipp.errors import CheckpointError
+    from babyaipp.utils import resolve_device
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
+    splits = parse_splits(args.splits)
+    device = resolve_device(args.device)
+    result = evaluate_run(
+        run_dir, splits=splits, episodes=args.episodes, device=device, references=args.references,
+        env_id=args.env, seed_base=args.seed_base, n_envs=args.n_envs, progress=not args.quiet,
+    )
+    _, md_path = write_results(result, run_dir / EVAL_SUBDIR)
+    print(md_path.read_text(), end="")
+    print(f"\nwritten: {run_dir / EVAL_SUBDIR}/results.json, results.md")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from babyaipp.agents.evaluation import comparison_markdown, read_results, run_label
+    from babyaipp.agents.plots import learning_curves, success_bar_chart
+    from babyaipp.utils import atomic_write_text
+
+    results = [(d, read_results(d)) for d in args.run_dirs]  # fails before writing anything
+    names = [Path(d).resolve().name for d in args.run_dirs]
+    if len(set(names)) < len(names):  # two runs named alike: use the paths as given
+        names = list(args.run_dirs)
+    labels = [run_label(name, r) for name, (_, r) in zip(names, results)]
+    labelled = list(zip(labels, (r for _, r in results)))
+    table = comparison_markdown(labelled)
+
+    references: list[tuple[str, Any]] = []
+    seen: set[Any] = set()
+    for _, res in labelled:
+        for name, ref in (res.get("references") or {}).items():
+            key = (name, ref.get("env_id"))
+            if "splits" in ref and key not in seen:
+                seen.add(key)
+                references.append((f"*{name}*", ref))
+
+    out = Path(args.out)
+    bars = success_bar_chart(labelled + references, out / "success_by_split.png")
+    curves, missing = learning_curves(list(zip(labels, args.run_dirs)), out / "learning_curves.png")
+    if missing:
+        table += f"\nNo progress.csv (no learning curve) for: {', '.join(missing)}\n"
+    md = atomic_write_text(out / "comparison.md", "# Comparison\n\n" + table)
+    print(table, end="")
+    print(f"\nwritten: {md}, {bars}, {curves}")
+    return 0

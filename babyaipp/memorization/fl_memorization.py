@@ -56,6 +56,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +101,6 @@ class FLMemorizationConfig(MemoConfig):
     delta: float = 1e-3
     rank_sample_size: int = 2000
     exposure_margin: float = 1.0  # bits by which each step must lower the mean exposure
-    utility_tolerance: float = 0.8  # a setting's accuracy must be >= this fraction of central's
 
     def __post_init__(self) -> None:
         check_range("vocab_size", self.vocab_size, 50, 50_000)
@@ -133,7 +133,6 @@ class FLMemorizationConfig(MemoConfig):
         check_range("delta", self.delta, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
         check_range("rank_sample_size", self.rank_sample_size, 1, 10_000_000)
         check_range("exposure_margin", self.exposure_margin, 0.0, 20.0)
-        check_range("utility_tolerance", self.utility_tolerance, 0.0, 1.0)
         if self.quick:  # min() keeps this idempotent under dataclasses.replace
             self.max_tokens_per_user = min(self.max_tokens_per_user, 700)
             self.central_epochs = min(self.central_epochs, 5)
@@ -328,17 +327,25 @@ def measure_exposures(model: NextWordGRU, corpus: Corpus, cfg: FLMemorizationCon
 
 
 # ------------------------------------------------------------------------------------- training
-def train_central(model: NextWordGRU, corpus: Corpus, cfg: FLMemorizationConfig,
-                  generator: torch.Generator) -> None:
-    """All users' examples pooled and shuffled together."""
-    sgd_train(model, torch.cat(corpus.user_train), epochs=cfg.central_epochs, batch_size=cfg.batch_size,
-              lr=cfg.lr, grad_clip=cfg.grad_clip, generator=generator)
+def train_central(model: NextWordGRU, corpus: Corpus, cfg: FLMemorizationConfig, generator: torch.Generator,
+                  checkpoint: Callable[[], None] | None = None) -> None:
+    """All users' examples pooled and shuffled together; ``checkpoint()`` after every epoch."""
+    pooled = torch.cat(corpus.user_train)
+    for _ in range(cfg.central_epochs):
+        sgd_train(model, pooled, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr, grad_clip=cfg.grad_clip,
+                  generator=generator)
+        if checkpoint is not None:
+            checkpoint()
 
 
 def train_federated(model: NextWordGRU, user_rows: list[torch.Tensor], *, rounds: int, clients_per_round: int,
                     local_epochs: int, batch_size: int, lr: float, grad_clip: float, dp: DPSettings | None,
-                    rng: np.random.Generator, generator: torch.Generator) -> None:
-    """FedAvg (or DP-FedAvg if ``dp``): each round a sample of users trains locally, Flower aggregates."""
+                    rng: np.random.Generator, generator: torch.Generator,
+                    checkpoint: Callable[[], None] | None = None, checkpoint_every: int = 1) -> None:
+    """FedAvg (or DP-FedAvg if ``dp``): each round a sample of users trains locally, Flower aggregates.
+
+    ``checkpoint()`` is called every ``checkpoint_every`` rounds and after the last one.
+    """
     aggregator = FlowerAggregator(clients_per_round, dp)
     client = NextWordGRU(model.embed.num_embeddings, model.embed.embedding_dim, model.gru.hidden_size)
     for server_round in range(1, rounds + 1):
@@ -352,6 +359,16 @@ def train_federated(model: NextWordGRU, user_rows: list[torch.Tensor], *, rounds
             returned.append(get_arrays(client))
             sizes.append(len(user_rows[user]))
         set_arrays(model, aggregator.aggregate(server_round, current, returned, sizes, rng))
+        if checkpoint is not None and (server_round % checkpoint_every == 0 or server_round == rounds):
+            checkpoint()
+
+
+def exposure_at_accuracy(trajectory: list[dict[str, float]], target_accuracy: float) -> float:
+    """Mean exposure at the first checkpoint reaching ``target_accuracy`` (the last one if none does)."""
+    for point in trajectory:
+        if point["accuracy"] >= target_accuracy:
+            return point["mean_exposure"]
+    return trajectory[-1]["mean_exposure"]
 
 
 # ------------------------------------------------------------------------------------------ run
@@ -368,17 +385,28 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
         set_arrays(model, init_arrays)
         generator = torch.Generator().manual_seed(cfg.seed + 1)
         setting_rng = np.random.default_rng([cfg.seed, SETTINGS.index(setting)])
+        exposure_rng = np.random.default_rng([cfg.seed, SETTINGS.index(setting), 1])
+        trajectory: list[dict[str, float]] = []
+
+        def checkpoint(model: NextWordGRU = model, trajectory: list[dict[str, float]] = trajectory,
+                       exposure_rng: np.random.Generator = exposure_rng) -> None:
+            exposures = measure_exposures(model, corpus, cfg, exposure_rng)
+            trajectory.append({**utility(model, corpus.heldout),
+                               "mean_exposure": float(np.mean([e["exposure"] for e in exposures]))})
+
         if setting == "central":
-            train_central(model, corpus, cfg, generator)
+            train_central(model, corpus, cfg, generator, checkpoint)
         else:
             dp = DPSettings(cfg.noise_multiplier, cfg.clip) if setting == "dp_fedavg" else None
             train_federated(model, corpus.user_train, rounds=cfg.rounds,
                             clients_per_round=cfg.clients_per_round, local_epochs=cfg.local_epochs,
-                            batch_size=cfg.batch_size, lr=cfg.lr,
-                            grad_clip=cfg.grad_clip, dp=dp, rng=setting_rng, generator=generator)
-        exposures = measure_exposures(model, corpus, cfg, setting_rng)
+                            batch_size=cfg.batch_size, lr=cfg.lr, grad_clip=cfg.grad_clip, dp=dp,
+                            rng=setting_rng, generator=generator, checkpoint=checkpoint,
+                            checkpoint_every=max(1, cfg.rounds // cfg.central_epochs))
+        exposures = measure_exposures(model, corpus, cfg, exposure_rng)
         results[setting] = {
             **utility(model, corpus.heldout),
+            "trajectory": [{k: round(v, 4) for k, v in point.items()} for point in trajectory],
             "exposure": [round(e["exposure"], 3) for e in exposures],
             "exposure_sampled": [round(e["exposure_sampled"], 3) for e in exposures],
             "mean_exposure": float(np.mean([e["exposure"] for e in exposures])),
@@ -404,11 +432,20 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
         "noise_std_per_coordinate": cfg.noise_multiplier * cfg.clip / cfg.clients_per_round,
         "example_passes": {"central": central_passes, "federated_expected": round(fed_passes)},
     }
+    # Matched utility: the more memorizing setting's exposure at its first checkpoint whose held-out
+    # accuracy reaches the less memorizing setting's final accuracy (so underfitting cannot explain it).
+    matched = {
+        "central_at_fedavg_accuracy": exposure_at_accuracy(results["central"]["trajectory"], acc["fedavg"]),
+        "fedavg_at_dp_fedavg_accuracy":
+            exposure_at_accuracy(results["fedavg"]["trajectory"], acc["dp_fedavg"]),
+    }
+    metrics["matched_utility_exposure"] = matched
     checks = {
         "exposure_central_gt_fedavg": mean["central"] > mean["fedavg"] + cfg.exposure_margin,
         "exposure_fedavg_gt_dp_fedavg": mean["fedavg"] > mean["dp_fedavg"] + cfg.exposure_margin,
+        "central_gt_fedavg_at_matched_utility": matched["central_at_fedavg_accuracy"] > mean["fedavg"],
+        "fedavg_gt_dp_fedavg_at_matched_utility": matched["fedavg_at_dp_fedavg_accuracy"] > mean["dp_fedavg"],
         "epsilon_finite": math.isfinite(epsilon) and epsilon > 0,
-        "utility_comparable": all(acc[s] >= cfg.utility_tolerance * acc["central"] for s in SETTINGS),
     }
     key_figures = {
         "exposure central": round(mean["central"], 2),
@@ -418,7 +455,7 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
     }
 
     def plot(fig: Any) -> None:
-        ax_exp, ax_util = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
+        ax_exp, ax_traj, ax_util = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.6, 1.2, 1]})
         reps = np.array([c["repetitions"] for c in corpus.canaries])
         levels = sorted(set(reps.tolist()))
         width = 0.25
@@ -434,8 +471,16 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
         ax_exp.set_xticks(range(len(levels)), [f"{r}x" for r in levels])
         ax_exp.set_xlabel("canary repetitions in its user's data")
         ax_exp.set_ylabel("exposure (bits)")
-        ax_exp.set_title("Canary exposure (dots: canaries, bars: mean)")
+        ax_exp.set_title("Final canary exposure (dots: canaries, bars: mean)", fontsize=10)
         ax_exp.legend(fontsize=8, loc="upper left")
+        for j, setting in enumerate(SETTINGS):
+            traj = results[setting]["trajectory"]
+            ax_traj.plot([p["accuracy"] for p in traj], [p["mean_exposure"] for p in traj], "o-", ms=3,
+                         color=f"C{j}", label=SETTING_LABELS[setting])
+        ax_traj.set_xlabel("held-out next-word accuracy")
+        ax_traj.set_ylabel("mean canary exposure (bits)")
+        ax_traj.set_title("Exposure vs utility during training", fontsize=10)
+        ax_traj.legend(fontsize=8)
         xs = np.arange(len(SETTINGS))
         ax_util.bar(xs, [acc[s] for s in SETTINGS], color=[f"C{j}" for j in range(len(SETTINGS))])
         for x, s in zip(xs, SETTINGS, strict=True):
@@ -443,7 +488,8 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
                          fontsize=8)
         ax_util.set_xticks(xs, [SETTING_LABELS[s] for s in SETTINGS])
         ax_util.set_ylabel("held-out next-word accuracy")
-        ax_util.set_title(f"Utility (DP: eps={epsilon:.3g} at delta={cfg.delta:g})")
+        ax_util.set_title(f"Final utility\n(DP-FedAvg: eps={epsilon:.3g} at delta={cfg.delta:g})",
+                          fontsize=10)
 
     return Outcome(metrics=metrics, checks=checks, key_figures=key_figures, plot=plot)
 

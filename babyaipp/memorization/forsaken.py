@@ -75,6 +75,7 @@ class ForsakenConfig(MemoConfig):
     forget_user_size: int = 250
     reference_size: int = 200
     test_size: int = 250
+    input_noise: float = 0.5  # fixed per-example pixel noise: makes examples memorizable (see docstring)
     hidden_dim: int = 128
     lr: float = 0.1
     batch_size: int = 16
@@ -95,6 +96,7 @@ class ForsakenConfig(MemoConfig):
         check_range("forget_user_size", self.forget_user_size, 10, 600)
         check_range("reference_size", self.reference_size, 10, 600)
         check_range("test_size", self.test_size, 10, 600)
+        check_range("input_noise", self.input_noise, 0.0, 10.0)
         check_range("hidden_dim", self.hidden_dim, 1, 4096)
         check_range("lr", self.lr, 0.0, 10.0, low_inclusive=False)
         check_range("batch_size", self.batch_size, 1, 4096)
@@ -110,7 +112,8 @@ class ForsakenConfig(MemoConfig):
         check_range("mia_after_max", self.mia_after_max, 0.5, 1.0)
         check_range("accuracy_tolerance", self.accuracy_tolerance, 0.0, 1.0)
         used = self.forget_user_size * 2 + self.reference_size + self.test_size
-        check_range("forget_user_size * 2 + reference_size + test_size", used, 0, 1797 - 10 * (self.n_users - 1))
+        check_range("forget_user_size * 2 + reference_size + test_size", used, 0,
+                    1797 - 10 * (self.n_users - 1))
         if self.quick:  # min() keeps this idempotent under dataclasses.replace
             self.rounds = min(self.rounds, 20)
             self.forget_rounds = min(self.forget_rounds, 6)
@@ -132,7 +135,8 @@ def split_digits(cfg: ForsakenConfig, rng: np.random.Generator) -> DigitsSplit:
     from sklearn.datasets import load_digits
 
     x_all, y_all = load_digits(return_X_y=True)
-    x = torch.tensor(x_all / 16.0, dtype=torch.float32)
+    x_all = x_all / 16.0 + cfg.input_noise * rng.standard_normal(x_all.shape)
+    x = torch.tensor(x_all, dtype=torch.float32)
     y = torch.tensor(y_all, dtype=torch.long)
     order = torch.as_tensor(rng.permutation(len(x)))
     x, y = x[order], y[order]
@@ -232,12 +236,14 @@ class DummyGradientGenerator(nn.Module):
         self.shapes = [p.shape for p in model.parameters()]
         self.names = [n for n, _ in model.named_parameters()]
         n_params = sum(math.prod(s) for s in self.shapes)
-        self.encoder = nn.Sequential(nn.Linear(64 + 10 + 10, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.encoder = nn.Sequential(nn.Linear(64 + 10 + 10, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, n_params)
         with torch.no_grad():  # start from "no update", initialised from the seeded generator
             for layer in self.encoder:
                 if isinstance(layer, nn.Linear):
-                    layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) / math.sqrt(layer.in_features))
+                    scale = 1.0 / math.sqrt(layer.in_features)
+                    layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * scale)
                     layer.bias.zero_()
             self.head.weight.zero_()
             self.head.bias.zero_()
@@ -279,7 +285,7 @@ class DummyGradientGenerator(nn.Module):
             loss = self.loss(model, forget, reference)
             loss.backward()
             self.optimizer.step()
-            value = float(loss)
+            value = float(loss.detach())
         return value
 
     @torch.no_grad()
@@ -363,7 +369,8 @@ def run(cfg: ForsakenConfig) -> Outcome:
         xs = np.arange(len(MODELS))
         labels = [MODEL_LABELS[m] for m in MODELS]
         ax_mia.bar(xs - 0.2, [auc[m] for m in MODELS], 0.4, label="AUC")
-        ax_mia.bar(xs + 0.2, [per_model[m]["mia_balanced_accuracy"] for m in MODELS], 0.4, label="best bal. acc.")
+        ax_mia.bar(xs + 0.2, [per_model[m]["mia_balanced_accuracy"] for m in MODELS], 0.4,
+                   label="best bal. acc.")
         ax_mia.axhline(0.5, color="gray", ls=":", lw=1, label="chance")
         ax_mia.set_xticks(xs, labels, rotation=30)
         ax_mia.set_ylim(0.3, 1.0)
@@ -391,7 +398,8 @@ def run(cfg: ForsakenConfig) -> Outcome:
 
 SPEC = MemoSpec(
     name="forsaken",
-    paper="Liu, Ma, Liu, Ma, Learn to Forget: User-Level Memorization Elimination in Federated Learning (2020/21)",
+    paper="Liu, Ma, Liu, Ma, "
+          "Learn to Forget: User-Level Memorization Elimination in Federated Learning (2020/21)",
     claim="A trained dummy-gradient generator makes the global model forget a user: membership inference on "
           "its data falls to chance while the other users' accuracy stays close to retraining from scratch.",
     config_cls=ForsakenConfig,

@@ -1,0 +1,154 @@
+"""Tests of ``babyaipp memo``: listing, running one module, bad input, and run-all summaries."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from dataclasses import dataclass
+
+import pytest
+
+from babyaipp.cli import main
+from babyaipp.memorization import base, runner
+from babyaipp.memorization.base import MemoConfig, MemoResult, MemoSpec, Outcome
+
+
+def test_list_names_every_module_with_paper_and_claim(capsys) -> None:
+    assert main(["memo", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in base.MODULES:
+        assert name in out
+    assert "Stephenson" in out and "Early-Learning Regularization" in out
+    assert out.count("claim:") >= 2
+
+
+def test_run_quick_writes_result_and_figure(tmp_path, capsys) -> None:
+    code = main(["memo", "run", "rote_learning", "--quick", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads((tmp_path / "rote_learning" / "result.json").read_text())
+    assert result["held"] is True and result["config"]["quick"] is True
+    assert (tmp_path / "rote_learning" / "figure.png").exists()
+    assert "held:    yes" in out and "result.json" in out and "claim:" in out
+
+
+def test_unknown_module_exits_2_and_names_the_choices(capsys) -> None:
+    assert main(["memo", "run", "rote_lerning"]) == 2
+    err = capsys.readouterr().err
+    assert "rote_lerning" in err and "valid choices" in err and "rote_learning" in err and "all" in err
+
+
+@pytest.mark.parametrize(
+    ("param", "expected"),
+    [
+        ("epochz=3", "valid choices"),  # unknown key: the valid keys are listed
+        ("lr=fast", "not a valid"),  # value of the wrong type
+        ("lr=-1", "valid range"),  # out of range
+        ("lr", "KEY=VALUE"),  # malformed
+    ],
+)
+def test_bad_param_exits_2_with_one_line(param: str, expected: str, tmp_path, capsys) -> None:
+    code = main(["memo", "run", "rote_learning", "--quick", "--out", str(tmp_path), "--param", param])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rote_learning" / "result.json").exists()
+
+
+def test_unknown_key_lists_the_module_parameters(capsys) -> None:
+    assert main(["memo", "run", "elr", "--param", "lamda=3"]) == 2
+    err = capsys.readouterr().err
+    assert "lam" in err and "beta" in err
+
+
+def test_param_with_all_is_refused(capsys) -> None:
+    assert main(["memo", "run", "all", "--param", "lr=0.1"]) == 2
+    assert "single module" in capsys.readouterr().err
+
+
+def _result(
+    name: str, held: bool, figures: dict, seconds: float = 1.0, error: str | None = None
+) -> MemoResult:
+    return MemoResult(
+        name=name, paper="A, B (2020)", claim=f"claim of {name} | with a pipe", held=held,
+        checks={} if error else {"c": held}, key_figures=figures,
+        metrics={"error": error} if error else {}, config={}, seconds=seconds,
+    )
+
+
+def test_summary_table_from_hand_made_results() -> None:
+    results = [
+        _result("alpha", True, {"acc": 0.91234, "n": 3}, seconds=12.345),
+        _result("beta", False, {"gap": -0.5}),
+        _result("gamma", False, {}, error="ImportError: no module gamma"),
+    ]
+    lines = runner.summary_table(results).splitlines()
+    assert lines[0] == "| module | claim | key figures | held | seconds |"
+    assert lines[2] == "| alpha | claim of alpha \\| with a pipe | acc=0.912, n=3 | yes | 12.3 |"
+    assert lines[3].startswith("| beta |") and "gap=-0.5 | no |" in lines[3]
+    assert "failed: ImportError: no module gamma | no |" in lines[4]
+    summary = runner.summary_dict(results, quick=True, seed=0)
+    assert summary["all_held"] is False
+    assert [m["error"] for m in summary["modules"]] == [None, None, "ImportError: no module gamma"]
+
+
+@dataclass
+class _TinyConfig(MemoConfig):
+    value: float = 1.0
+
+
+def _install_fake_modules(monkeypatch) -> None:
+    """Register three stand-ins: one holds, one raises while running, one does not exist."""
+    def fine(config: _TinyConfig) -> Outcome:
+        return Outcome(metrics={"v": config.value}, checks={"ok": True}, key_figures={"v": config.value})
+
+    def broken(config: _TinyConfig) -> Outcome:
+        raise RuntimeError("diverged")
+
+    for name, run in (("fine", fine), ("broken", broken)):
+        module = types.ModuleType(f"_fake_memo_{name}")
+        module.SPEC = MemoSpec(name=name, paper="P", claim=f"{name} claim", config_cls=_TinyConfig, run=run)
+        monkeypatch.setitem(sys.modules, f"_fake_memo_{name}", module)
+    monkeypatch.setattr(base, "MODULES", {
+        "fine": "_fake_memo_fine", "broken": "_fake_memo_broken", "ghost": "_fake_memo_not_written_yet",
+    })
+
+
+def test_run_all_records_failures_and_writes_the_summary(tmp_path, monkeypatch) -> None:
+    _install_fake_modules(monkeypatch)
+    seen: list[str] = []
+    results = runner.run_all(tmp_path, names=list(base.MODULES), quick=True,
+                             on_done=lambda name, result: seen.append(name))
+    assert seen == ["fine", "broken", "ghost"]
+    assert [r.held for r in results] == [True, False, False]
+    assert runner.error_of(results[1]) == "RuntimeError: diverged"
+    assert "_fake_memo_not_written_yet" in runner.error_of(results[2])
+    assert results[1].claim == "broken claim"
+    md = (tmp_path / "summary.md").read_text()
+    assert "1 of 3 claims held" in md and "failed: RuntimeError: diverged" in md
+    assert json.loads((tmp_path / "summary.json").read_text())["all_held"] is False
+    assert (tmp_path / "fine" / "result.json").exists()
+
+
+def test_cli_run_all_exits_1_when_a_claim_fails(tmp_path, monkeypatch, capsys) -> None:
+    _install_fake_modules(monkeypatch)
+    assert main(["memo", "run", "all", "--quick", "--out", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "1 of 3 claims held" in captured.out
+    assert "broken: FAILED" in captured.err
+    assert (tmp_path / "summary.md").exists() and (tmp_path / "summary.json").exists()
+
+
+def test_cli_run_all_exits_0_when_every_claim_holds(tmp_path, monkeypatch) -> None:
+    _install_fake_modules(monkeypatch)
+    monkeypatch.setattr(base, "MODULES", {"fine": "_fake_memo_fine"})
+    assert main(["memo", "run", "all", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["all_held"] is True
+
+
+def test_help_texts(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["memo", "run", "--help"])
+    out = capsys.readouterr().out
+    assert "--param KEY=VALUE" in out and "Exit status" in out and "runs/memo" in out

@@ -1,0 +1,172 @@
+"""``babyaipp train``: train a baseline agent with PPO (or RecurrentPPO) on a BabyAI++ level.
+
+Only argparse is imported at load time so ``babyaipp --help`` stays fast; torch and
+stable-baselines3 are imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+DEFAULT_ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
+MODEL_CHOICES = ("image", "concat", "film", "attention")
+TEXT_CHOICES = ("full", "partial", "lorem", "none")
+#: Defaults of the options that define a run; None in argparse so --resume can tell what was given.
+RUN_DEFAULTS: dict[str, Any] = {
+    "env": DEFAULT_ENV, "model": "image", "recurrent": False, "n_envs": 8, "seed": 0, "text": "full",
+}  # fmt: skip
+DEFAULT_STEPS = 100_000
+DEFAULT_CHECKPOINT_EVERY = 50_000
+
+_TRAIN_HELP = f"""\
+Train a baseline agent (PPO; RecurrentPPO with --recurrent) and write, under DIR:
+  config.json             the run's configuration (env, model, text mode, seeds, hyperparameters)
+  model.zip               the final model (what `babyaipp evaluate` loads)
+  checkpoints/step_N.zip  periodic checkpoints (--checkpoint-every), for --resume
+  progress.csv            learning curve: timesteps, episodes, mean return, success rate, fps
+  tb/                     TensorBoard logs (tensorboard --logdir DIR/tb)
+
+models: image (CNN, text ignored), concat (CNN + GRU text, concatenated), film (FiLM-ed CNN),
+attention (every cell attends over the description's sentences; the showcase).
+
+examples:
+  babyaipp train --model attention --steps 200000 --out runs/attn
+  babyaipp train --model film --recurrent --text partial --out runs/film-lstm
+  babyaipp train --model concat --env-kwarg room_size=6 --set learning_rate=3e-4 --out runs/c
+  babyaipp train --resume --steps 400000 --out runs/attn     # continue to 400k steps
+
+default env: {DEFAULT_ENV}
+"""
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """Parse KEY=VALUE; VALUE is read as JSON when it can be (numbers, true/false), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add ``train`` under the top-level ``babyaipp`` parser."""
+    p = subparsers.add_parser(
+        "train", help="train a baseline agent (PPO) on a BabyAI++ level",
+        description=_TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--env", metavar="ID", default=None, help=f"training env id (default: {DEFAULT_ENV})")
+    p.add_argument("--model", default=None, help=f"one of {', '.join(MODEL_CHOICES)} (default: image)")
+    p.add_argument(
+        "--recurrent",
+        action="store_true",
+        default=None,
+        help="add an LSTM memory (sb3-contrib RecurrentPPO) after the extractor",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"total environment steps, counted across resumes (default: {DEFAULT_STEPS})",
+    )
+    p.add_argument("--n-envs", type=int, default=None, help="parallel environments (default: 8)")
+    p.add_argument("--seed", type=int, default=None, help="run seed in [0, 999] (default: 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto = cuda if present)")
+    p.add_argument("--out", metavar="DIR", required=True, help="run directory")
+    p.add_argument(
+        "--text", default=None, help=f"description mode: {', '.join(TEXT_CHOICES)} (default: full)"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in DIR from its latest checkpoint (its config.json is reused)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"write a checkpoint every N steps, 0 = never (default: {DEFAULT_CHECKPOINT_EVERY})",
+    )
+    p.add_argument(
+        "--env-kwarg",
+        type=_key_value,
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="keyword for the env constructor, e.g. room_size=6 (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        type=_key_value,
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        dest="hparams",
+        help="override a hyperparameter, e.g. learning_rate=3e-4 (repeatable)",
+    )
+    p.set_defaults(func=cmd_train)
+
+
+def _check_resume_args(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    """On --resume, options that define the run must match its config.json (or be left out)."""
+    from babyaipp.errors import ConfigError
+
+    saved = {
+        "env": config["env_id"], "model": config["model"], "recurrent": config["recurrent"],
+        "n_envs": config.get("n_envs"), "seed": config.get("seed"), "text": config["text"],
+    }  # fmt: skip
+    for name, value in saved.items():
+        given = getattr(args, name)
+        if given is not None and given != value:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} {given!r} differs from the run being resumed ({value!r} in "
+                f"{args.out}/config.json); leave it out or train a new run in another --out"
+            )
+    if args.env_kwarg or args.hparams:
+        raise ConfigError("--env-kwarg and --set cannot change a run being resumed; train a new run instead")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from babyaipp.agents import training
+
+    progress_bar = sys.stderr.isatty()
+    if args.resume:
+        _check_resume_args(args, training.read_config(args.out))
+        result = training.resume(
+            args.out, steps=args.steps, device=args.device, checkpoint_every=args.checkpoint_every,
+            progress_bar=progress_bar,
+        )  # fmt: skip
+    else:
+        run = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in RUN_DEFAULTS.items()}
+        result = training.train(
+            args.out,
+            env_id=run["env"],
+            model=run["model"],
+            recurrent=run["recurrent"],
+            steps=DEFAULT_STEPS if args.steps is None else args.steps,
+            n_envs=run["n_envs"],
+            seed=run["seed"],
+            device=args.device,
+            text=run["text"],
+            env_kwargs=dict(args.env_kwarg or []),
+            hyperparameters=dict(args.hparams or []),
+            checkpoint_every=DEFAULT_CHECKPOINT_EVERY
+            if args.checkpoint_every is None
+            else args.checkpoint_every,
+            progress_bar=progress_bar,
+        )
+    where = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
+    print(
+        f"trained {result.steps_this_call} steps in {result.elapsed_s:.1f} s{where}: "
+        f"{result.fps:.0f} frames/s; total {result.num_timesteps} steps"
+    )
+    print(
+        f"model: {result.run_dir / 'model.zip'}  curve: {result.run_dir / 'progress.csv'}  "
+        f"tensorboard: {result.run_dir / 'tb'}"
+    )
+    return 0

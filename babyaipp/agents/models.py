@@ -1,0 +1,466 @@
+"""Baseline feature extractors for BabyAI++ and their hyperparameters.
+
+Every model reads the :class:`~babyaipp.envs.wrappers.TokenObsWrapper` observation
+(``image`` 7x7x3 minigrid encoding, ``direction``, ``mission`` tokens, ``description`` as one
+token row per sentence) and is a stable-baselines3 ``BaseFeaturesExtractor``, so it plugs into
+``MultiInputPolicy`` (PPO) and ``MultiInputLstmPolicy`` (RecurrentPPO) unchanged.
+
+Image input. The three image channels are *categorical* indices (object type, colour, state),
+not intensities, so the policy is built with ``normalize_images=False`` and every cell's three
+indices are embedded and summed (BabyAI's "bag of words" image embedding) instead of being divided
+by 255 and fed to a CNN as if they were ordinal. Colour identity is what the text talks about
+("green floors are traps"), and a learned vector per colour gives the text something to match;
+a CNN over scaled integers would see "green" as a brightness between "red" and "purple". SB3
+still transposes the (7, 7, 3) uint8 box to channels-first (``VecTransposeImage``); the
+extractors accept either layout.
+
+The four models differ only in how text meets the image:
+
+* ``image``     -- CNN over the egocentric view; the text is ignored (the "does text help" floor).
+* ``concat``    -- CNN features concatenated with GRU encodings of the mission and the description.
+* ``film``      -- conv blocks modulated by FiLM layers conditioned on mission + description (BabyAI).
+* ``attention`` -- the showcase, :class:`AttentionExtractor`: every grid cell attends over the
+  description's sentences (plus a learned "no sentence" slot), so the dynamics a sentence states
+  are written into the cells whose colour it names, *before* the convolutional head reasons about
+  space. That per-cell grounding is what lets a policy act sensibly on a colour/property pair it
+  never saw in training; ``extractor.last_attention`` exposes the weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, NamedTuple
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from babyaipp.errors import ConfigError, check_range
+
+#: Cell values are minigrid's object (<= 10), colour (<= 5) and state (<= 2) indices; 16 leaves room.
+CELL_VALUES = 16
+N_DIRECTIONS = 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Hyperparameters
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelConfig:
+    """PPO and network hyperparameters shared by every model.
+
+    The PPO values are BabyAI++'s (from BabyAI's ``train_rl.py``): lr 1e-4, gamma 0.99, GAE lambda
+    0.99, clip 0.2, entropy 0.01, value coefficient 0.5, gradient clip 0.5, 4 epochs, Adam eps
+    1e-5. Rollout and network sizes are ours, chosen for CPU speed (see the comments).
+    """
+
+    learning_rate: float = 1e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.99
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    n_epochs: int = 4
+    adam_eps: float = 1e-5
+    # BabyAI collects 40 frames x 64 processes per update with batch 1280; with the 8 CPU envs we
+    # use, 128 steps x 8 envs = 1024 frames per update in 4 minibatches of 256 keeps a similar
+    # number of gradient steps per frame while finishing an update every few seconds.
+    n_steps: int = 128
+    batch_size: int = 256
+    # BabyAI uses 128-wide image and instruction encodings; half that is enough for 7x7 views and
+    # a 50-word vocabulary and roughly halves the CPU time per frame.
+    cell_embedding_dim: int = 16
+    conv_channels: int = 32
+    word_embedding_dim: int = 32
+    text_hidden_dim: int = 64
+    features_dim: int = 128
+    head_hidden_dim: int = 64  # actor and critic MLPs after the extractor (BabyAI: 64)
+    lstm_hidden_dim: int = 64  # --recurrent only (BabyAI's memory is 128 wide)
+
+    def __post_init__(self) -> None:
+        check_range("learning_rate", self.learning_rate, 0.0, 1.0, low_inclusive=False)
+        check_range("gamma", self.gamma, 0.0, 1.0)
+        check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        check_range("clip_range", self.clip_range, 0.0, None, low_inclusive=False)
+        check_range("ent_coef", self.ent_coef, 0.0, None)
+        check_range("vf_coef", self.vf_coef, 0.0, None)
+        check_range("max_grad_norm", self.max_grad_norm, 0.0, None, low_inclusive=False)
+        check_range("adam_eps", self.adam_eps, 0.0, 1.0, low_inclusive=False)
+        for name in ("n_epochs", "n_steps", "cell_embedding_dim", "conv_channels", "word_embedding_dim",
+                     "text_hidden_dim", "features_dim", "head_hidden_dim", "lstm_hidden_dim"):  # fmt: skip
+            check_range(name, getattr(self, name), 1, None)
+        check_range("batch_size", self.batch_size, 2, None)
+
+    #: Fields that shape the network (passed to the extractor); the rest configure PPO.
+    ARCHITECTURE_FIELDS = ("cell_embedding_dim", "conv_channels", "word_embedding_dim", "text_hidden_dim",
+                           "features_dim")  # fmt: skip
+
+    def extractor_kwargs(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.ARCHITECTURE_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Build from a (possibly partial) dict, naming an unknown key and the valid ones."""
+        valid = [f.name for f in fields(cls)]
+        for key in values:
+            if key not in valid:
+                raise ConfigError(
+                    f"unknown hyperparameter {key!r} for {cls.__name__}; valid: {', '.join(valid)}"
+                )
+        return cls(**values)
+
+
+@dataclass
+class ImageConfig(ModelConfig):
+    """Image-only CNN: the shared defaults."""
+
+
+@dataclass
+class ConcatConfig(ModelConfig):
+    """CNN + GRU text encodings, concatenated: the shared defaults."""
+
+
+@dataclass
+class FiLMConfig(ModelConfig):
+    film_blocks: int = 2  # BabyAI's FiLM models use two FiLM-ed conv blocks
+
+    ARCHITECTURE_FIELDS = (*ModelConfig.ARCHITECTURE_FIELDS, "film_blocks")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("film_blocks", self.film_blocks, 1, None)
+
+
+@dataclass
+class AttentionConfig(ModelConfig):
+    attention_dim: int = 32  # query/key/value width; 32 keeps 49 cells x 4 slots cheap
+
+    ARCHITECTURE_FIELDS = (*ModelConfig.ARCHITECTURE_FIELDS, "attention_dim")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("attention_dim", self.attention_dim, 1, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------
+
+
+class CellEmbedding(nn.Module):
+    """Embed each cell's (type, colour, state) indices and sum them: (B, 7, 7, 3) -> (B, D, 7, 7)."""
+
+    def __init__(self, dim: int, values_per_channel: int = CELL_VALUES):
+        super().__init__()
+        self.values_per_channel = values_per_channel
+        self.embedding = nn.Embedding(3 * values_per_channel, dim)
+        self.register_buffer("offsets", torch.arange(3) * values_per_channel, persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        idx = image.long().clamp(0, self.values_per_channel - 1) + self.offsets
+        return self.embedding(idx).sum(dim=-2).permute(0, 3, 1, 2).contiguous()
+
+
+class TokenEncoder(nn.Module):
+    """A GRU over right-padded token rows; the encoding is the hidden state at the last real token.
+
+    Padding (id 0) never enters the encoding, and an all-padding row encodes to zeros, which the
+    models treat as "no text". Rows are cut to the longest real row of the batch first, so a
+    32-token mission slot costs only as many GRU steps as the longest mission.
+    """
+
+    def __init__(self, embedding: nn.Embedding, hidden_dim: int):
+        super().__init__()
+        self.embedding = embedding
+        self.gru = nn.GRU(embedding.embedding_dim, hidden_dim, batch_first=True)
+        self.hidden_dim = hidden_dim
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        tokens = tokens.long()
+        lengths = (tokens != 0).sum(dim=1)
+        n = tokens.shape[0]
+        longest = int(lengths.max().item()) if n else 0
+        if longest == 0:
+            return tokens.new_zeros((n, self.hidden_dim), dtype=torch.float32)
+        out, _ = self.gru(self.embedding(tokens[:, :longest]))
+        last = out[torch.arange(n, device=tokens.device), (lengths - 1).clamp(min=0)]
+        return last * (lengths > 0).unsqueeze(1).to(last.dtype)
+
+
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+
+
+class FiLMBlock(nn.Module):
+    """Residual conv block whose channels are scaled and shifted by the conditioning vector."""
+
+    def __init__(self, channels: int, condition_dim: int):
+        super().__init__()
+        self.conv = conv3x3(channels, channels)
+        self.film = nn.Linear(condition_dim, 2 * channels)
+        # Start as the identity modulation (gamma = 1, beta = 0) so early training sees a plain CNN.
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.film(condition).chunk(2, dim=1)
+        h = self.conv(x) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        return x + torch.relu(h)
+
+
+def _is_channels_last(image_space: spaces.Box) -> bool:
+    shape = image_space.shape
+    return shape[-1] == 3 and shape[0] != 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Extractors
+# ---------------------------------------------------------------------------------------------
+
+
+class BabyAIExtractor(BaseFeaturesExtractor):
+    """Shared parts: cell embedding + two conv layers (the image trunk), text encoders, output layer.
+
+    Subclasses implement :meth:`fuse` (feature map and observations -> flat vector); the direction
+    one-hot is appended to it before the final ``Linear -> ReLU`` to ``features_dim``, because the
+    ``magic`` property pushes the agent along the absolute +y axis, which an egocentric view alone
+    cannot tell apart from other directions.
+    """
+
+    uses_text = True
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        cell_embedding_dim: int = 16,
+        conv_channels: int = 32,
+        word_embedding_dim: int = 32,
+        text_hidden_dim: int = 64,
+        features_dim: int = 128,
+    ):
+        super().__init__(observation_space, features_dim)
+        image_space = observation_space["image"]
+        self.channels_last = _is_channels_last(image_space)
+        height, width = image_space.shape[:2] if self.channels_last else image_space.shape[1:]
+        self.grid_cells = int(height * width)
+        self.conv_channels = conv_channels
+        self.trunk = nn.Sequential(
+            CellEmbedding(cell_embedding_dim),
+            conv3x3(cell_embedding_dim, conv_channels),
+            nn.ReLU(),
+            conv3x3(conv_channels, conv_channels),
+            nn.ReLU(),
+        )
+        if self.uses_text:
+            vocab = int(observation_space["mission"].high.max()) + 1
+            self.word_embedding = nn.Embedding(vocab, word_embedding_dim, padding_idx=0)
+            self.mission_encoder = TokenEncoder(self.word_embedding, text_hidden_dim)
+            self.sentence_encoder = TokenEncoder(self.word_embedding, text_hidden_dim)
+        self.text_hidden_dim = text_hidden_dim
+        self.output = nn.Sequential(nn.Linear(self.fused_dim() + N_DIRECTIONS, features_dim), nn.ReLU())
+
+    def fused_dim(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fuse(self, feature_map: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError  # pragma: no cover
+
+    def image_features(self, image: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            return self.trunk(image)
+        return self.trunk(image.permute(0, 2, 3, 1))
+
+    def encode_sentences(self, description: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K, L) tokens -> encodings (B, K, H) and a mask (B, K), True where a sentence exists."""
+        b, k, length = description.shape
+        encoded = self.sentence_encoder(description.reshape(b * k, length)).reshape(b, k, -1)
+        return encoded, (description != 0).any(dim=-1)
+
+    def pooled_description(self, description: torch.Tensor) -> torch.Tensor:
+        """Mean of the sentence encodings (zeros when there is none): invariant to sentence order."""
+        encoded, present = self.encode_sentences(description)
+        weights = present.to(encoded.dtype).unsqueeze(-1)
+        return (encoded * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        feature_map = self.image_features(observations["image"])
+        fused = self.fuse(feature_map, observations)
+        # One-hot of Discrete(4): (B, 4) from live envs, (B, 1, 4) from SB3's rollout buffer.
+        direction = observations["direction"].float().reshape(fused.shape[0], -1)
+        return self.output(torch.cat([fused, direction], dim=1))
+
+
+class ImageExtractor(BabyAIExtractor):
+    """CNN over the 7x7 view only; mission and description are ignored."""
+
+    uses_text = False
+
+    def fused_dim(self) -> int:
+        return self.conv_channels * self.grid_cells
+
+    def fuse(self, feature_map: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        return feature_map.flatten(1)
+
+
+class ConcatExtractor(BabyAIExtractor):
+    """CNN features concatenated with the mission encoding and the mean sentence encoding."""
+
+    def fused_dim(self) -> int:
+        return self.conv_channels * self.grid_cells + 2 * self.text_hidden_dim
+
+    def fuse(self, feature_map: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        mission = self.mission_encoder(observations["mission"])
+        description = self.pooled_description(observations["description"])
+        return torch.cat([feature_map.flatten(1), mission, description], dim=1)
+
+
+class FiLMExtractor(BabyAIExtractor):
+    """BabyAI's FiLM: residual conv blocks modulated by the mission + description encoding."""
+
+    def __init__(self, observation_space: spaces.Dict, film_blocks: int = 2, **kwargs: Any):
+        super().__init__(observation_space, **kwargs)
+        condition_dim = 2 * self.text_hidden_dim
+        self.blocks = nn.ModuleList(FiLMBlock(self.conv_channels, condition_dim) for _ in range(film_blocks))
+
+    def fused_dim(self) -> int:
+        return self.conv_channels * self.grid_cells
+
+    def fuse(self, feature_map: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        condition = torch.cat(
+            [
+                self.mission_encoder(observations["mission"]),
+                self.pooled_description(observations["description"]),
+            ],
+            dim=1,
+        )
+        x = feature_map
+        for block in self.blocks:
+            x = block(x, condition)
+        return x.flatten(1)
+
+
+class AttentionExtractor(BabyAIExtractor):
+    """Per-cell attention over description sentences, fused into the feature map (the showcase).
+
+    1. The image trunk gives a feature map ``(B, C, H, W)``; every cell's feature vector is a query.
+    2. Every description sentence is GRU-encoded (padding masked) into a key and a value. A learned
+       *null* key/value pair is appended, so a cell whose colour no sentence mentions (walls, the
+       goal object, plain floor) can attend to "nothing" instead of being forced onto a sentence.
+    3. Scaled dot-product attention over the ``K + 1`` slots per cell; rows of padding (absent
+       sentences, e.g. ``text="partial"`` or ``"none"``) get ``-inf`` before the softmax, hence
+       weight exactly 0. The weights are kept in :attr:`last_attention`, shape ``(B, H*W, K+1)``,
+       null slot last.
+    4. The attended text vector is concatenated to the cell's features and mixed by a 1x1 conv, so
+       "this green cell is a trap" is a property of that cell before any spatial reasoning.
+    5. A residual conv head, FiLM-conditioned on the separately encoded mission, then flattens to
+       the features (the mission says *where to go*; the description says *what the floor does*).
+    """
+
+    def __init__(self, observation_space: spaces.Dict, attention_dim: int = 32, **kwargs: Any):
+        super().__init__(observation_space, **kwargs)
+        channels, hidden = self.conv_channels, self.text_hidden_dim
+        self.attention_dim = attention_dim
+        self.query = nn.Conv2d(channels, attention_dim, kernel_size=1)
+        self.key = nn.Linear(hidden, attention_dim)
+        self.value = nn.Linear(hidden, attention_dim)
+        self.null_key = nn.Parameter(torch.zeros(attention_dim))
+        self.null_value = nn.Parameter(torch.zeros(attention_dim))
+        self.mix = nn.Sequential(nn.Conv2d(channels + attention_dim, channels, kernel_size=1), nn.ReLU())
+        self.head = FiLMBlock(channels, hidden)
+        self.last_attention: torch.Tensor | None = None
+
+    def fused_dim(self) -> int:
+        return self.conv_channels * self.grid_cells
+
+    def attend(
+        self, feature_map: torch.Tensor, description: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attended text per cell ``(B, A, H, W)`` and the weights ``(B, H*W, K+1)``."""
+        b, _, h, w = feature_map.shape
+        queries = self.query(feature_map).flatten(2).transpose(1, 2)  # (B, HW, A)
+        sentences, present = self.encode_sentences(description)  # (B, K, hidden), (B, K)
+        keys = torch.cat([self.key(sentences), self.null_key.expand(b, 1, -1)], dim=1)  # (B, K+1, A)
+        values = torch.cat([self.value(sentences), self.null_value.expand(b, 1, -1)], dim=1)
+        available = torch.cat([present, present.new_ones((b, 1))], dim=1)  # the null slot always is
+        scores = queries @ keys.transpose(1, 2) / math.sqrt(self.attention_dim)  # (B, HW, K+1)
+        scores = scores.masked_fill(~available.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        attended = (weights @ values).transpose(1, 2).reshape(b, self.attention_dim, h, w)
+        return attended, weights
+
+    def fuse(self, feature_map: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        attended, weights = self.attend(feature_map, observations["description"])
+        self.last_attention = weights.detach()
+        x = self.mix(torch.cat([feature_map, attended], dim=1))
+        x = self.head(x, self.mission_encoder(observations["mission"]))
+        return x.flatten(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------
+
+
+class ModelSpec(NamedTuple):
+    extractor: type[BabyAIExtractor]
+    config: type[ModelConfig]
+    summary: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "image": ModelSpec(ImageExtractor, ImageConfig, "CNN over the egocentric view; text ignored"),
+    "concat": ModelSpec(ConcatExtractor, ConcatConfig, "CNN features + GRU(mission) + mean GRU(sentences)"),
+    "film": ModelSpec(FiLMExtractor, FiLMConfig, "conv blocks FiLM-ed by mission + description"),
+    "attention": ModelSpec(
+        AttentionExtractor, AttentionConfig, "per-cell attention over sentences + null slot"
+    ),
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    from babyaipp.errors import check_choice
+
+    return MODELS[check_choice("model", name, MODELS)]
+
+
+def policy_kwargs(name: str, config: ModelConfig, recurrent: bool = False) -> dict[str, Any]:
+    """``policy_kwargs`` for SB3: the extractor, raw (unnormalised) image indices, BabyAI's Adam eps."""
+    spec = model_spec(name)
+    kwargs: dict[str, Any] = {
+        "features_extractor_class": spec.extractor,
+        "features_extractor_kwargs": config.extractor_kwargs(),
+        "normalize_images": False,
+        "net_arch": {"pi": [config.head_hidden_dim], "vf": [config.head_hidden_dim]},
+        "activation_fn": nn.Tanh,
+        "optimizer_kwargs": {"eps": config.adam_eps},
+    }
+    if recurrent:
+        kwargs["lstm_hidden_size"] = config.lstm_hidden_dim
+    return kwargs
+
+
+__all__ = [
+    "MODELS",
+    "AttentionConfig",
+    "AttentionExtractor",
+    "BabyAIExtractor",
+    "ConcatConfig",
+    "ConcatExtractor",
+    "ConfigError",
+    "FiLMConfig",
+    "FiLMExtractor",
+    "ImageConfig",
+    "ImageExtractor",
+    "ModelConfig",
+    "ModelSpec",
+    "model_spec",
+    "policy_kwargs",
+]

@@ -1,0 +1,516 @@
+"""Train the baseline agents with PPO (or RecurrentPPO), resume runs, and load finished runs.
+
+A run directory holds::
+
+    config.json              the run's configuration (what evaluation needs to rebuild the env)
+    model.zip                the final model (written once training reaches ``steps``)
+    checkpoints/step_N.zip   periodic checkpoints, for --resume
+    progress.csv             the learning curve (timesteps, episodes, mean return, success, fps)
+    tb/                      TensorBoard logs
+
+Every file is written to a temporary name and renamed, so an interrupted run never leaves half a
+file; Ctrl-C saves a checkpoint first, so ``--resume`` loses nothing.
+
+Seeding: training env ``i`` of a run with seed ``s`` is first reset with ``s * 1000 + i`` (on the
+``r``-th resume, ``s * 1000 + (r * n_envs + i) % 1000``, so a resumed run does not replay its
+first episodes); later episodes continue that env's own random stream. Training seeds therefore
+lie in ``[s * 1000, s * 1000 + 999]`` with ``s < 1000``, below the evaluator's seeds, which start at
+``10**6``. The rule is written into ``config.json`` as ``train_seed_range``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+import zipfile
+from collections import deque
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+from babyaipp.agents.models import MODELS, ModelConfig, model_spec, policy_kwargs
+from babyaipp.envs.registration import parse_env_id
+from babyaipp.envs.text import TEXT_MODES
+from babyaipp.errors import BabyAIPPError, CheckpointError, ConfigError, check_choice, check_range
+from babyaipp.utils import atomic_write, atomic_write_json, atomic_write_text, resolve_device
+
+DEFAULT_ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
+SEEDS_PER_RUN = 1000
+MAX_SEED = 999
+EVAL_SEED_START = 10**6
+PROGRESS_COLUMNS = ("timesteps", "episodes", "mean_return", "success_rate", "fps")
+#: Episodes over which progress.csv averages return and success.
+PROGRESS_WINDOW = 100
+_CHECKPOINT_RE = re.compile(r"^step_(\d+)\.zip$")
+
+
+@dataclass
+class TrainResult:
+    """What a training call did; the CLI prints it, tests inspect it."""
+
+    run_dir: Path
+    num_timesteps: int
+    steps_this_call: int
+    elapsed_s: float
+    fps: float
+    resumed_from: int | None
+    model: BaseAlgorithm
+
+
+# ---------------------------------------------------------------------------------------------
+# Environments
+# ---------------------------------------------------------------------------------------------
+
+
+def _make_tokenized_env(env_id: str, text: str, env_kwargs: dict[str, Any]) -> gym.Env:
+    from babyaipp.envs.wrappers import make_tokenized
+
+    return make_tokenized(env_id, text=text, **env_kwargs)
+
+
+def train_seed(seed: int, index: int) -> int:
+    """The first-reset seed of training env ``index`` (counted across resumes) of a run."""
+    return seed * SEEDS_PER_RUN + index % SEEDS_PER_RUN
+
+
+def make_vec_env(
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    text: str = "full",
+    env_kwargs: dict[str, Any] | None = None,
+    seed_offset: int = 0,
+) -> VecMonitor:
+    """``n_envs`` TokenObsWrapper envs in a DummyVecEnv, wrapped in VecMonitor (episode returns).
+
+    Env ``i`` is reset first with :func:`train_seed` ``(seed, seed_offset + i)``. Checks the id,
+    text mode and keywords up front (by building the first env) so a typo fails before training.
+    """
+    parse_env_id(env_id)
+    check_choice("text mode", text, TEXT_MODES)
+    check_range("n_envs", n_envs, 1, SEEDS_PER_RUN)
+    check_range("seed", seed, 0, MAX_SEED)
+    factory = partial(_make_tokenized_env, env_id, text, dict(env_kwargs or {}))
+    vec = VecMonitor(DummyVecEnv([factory] * n_envs))
+    _seed_vec_env(vec, seed, seed_offset)
+    return vec
+
+
+def _seed_vec_env(vec: Any, seed: int, seed_offset: int) -> list[int]:
+    """Give every env its own first-reset seed (VecEnv.seed would use ``base + i``, which may wrap)."""
+    seeds = [train_seed(seed, seed_offset + i) for i in range(vec.num_envs)]
+    inner = vec
+    while hasattr(inner, "venv"):
+        inner = inner.venv
+    inner._seeds = list(seeds)  # DummyVecEnv passes these to the next reset(), then forgets them
+    return seeds
+
+
+# ---------------------------------------------------------------------------------------------
+# Run directory
+# ---------------------------------------------------------------------------------------------
+
+
+def _algorithm_class(recurrent: bool) -> type[BaseAlgorithm]:
+    if recurrent:
+        from sb3_contrib import RecurrentPPO
+
+        return RecurrentPPO
+    return PPO
+
+
+def checkpoints(run_dir: str | Path) -> dict[int, Path]:
+    """The run's checkpoints by step, from ``checkpoints/step_N.zip``."""
+    folder = Path(run_dir) / "checkpoints"
+    found: dict[int, Path] = {}
+    if folder.is_dir():
+        for path in folder.iterdir():
+            m = _CHECKPOINT_RE.match(path.name)
+            if m:
+                found[int(m[1])] = path
+    return dict(sorted(found.items()))
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
+    """(step, path) of the most advanced checkpoint, counting ``model.zip``; None if there is none."""
+    candidates = dict(checkpoints(run_dir))
+    final = Path(run_dir) / "model.zip"
+    config_path = Path(run_dir) / "config.json"
+    if final.is_file() and config_path.is_file():
+        try:
+            steps = int(json.loads(config_path.read_text()).get("num_timesteps", 0))
+        except (ValueError, TypeError):
+            steps = 0
+        if steps >= max(candidates, default=-1):
+            candidates[steps] = final
+    if not candidates:
+        return None
+    step = max(candidates)
+    return step, candidates[step]
+
+
+def read_config(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``config.json``; :class:`CheckpointError` naming the path if missing or corrupt."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} not found: not a training run directory (train one with `babyaipp train`)"
+        )
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is corrupt: {err}") from err
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} is corrupt: expected a JSON object")
+    missing = [k for k in ("env_id", "text", "recurrent", "model") if k not in config]
+    if missing:
+        raise CheckpointError(f"{path} is incomplete: missing {', '.join(missing)}")
+    return config
+
+
+def _load_algorithm(path: Path, recurrent: bool, device: str, env: Any = None) -> BaseAlgorithm:
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found")
+    try:
+        return _algorithm_class(recurrent).load(path, env=env, device=device)
+    except BabyAIPPError:
+        raise
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError) as err:
+        kind = _algorithm_class(recurrent).__name__
+        raise CheckpointError(f"{path} is corrupt or not a {kind} model: {err}") from err
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[BaseAlgorithm, dict[str, Any]]:
+    """The trained model (PPO or RecurrentPPO) of a finished run and its config dict.
+
+    Raises :class:`CheckpointError` naming the path when ``model.zip`` or ``config.json`` is
+    missing or corrupt.
+    """
+    config = read_config(run_dir)
+    model = _load_algorithm(Path(run_dir) / "model.zip", bool(config["recurrent"]), resolve_device(device))
+    return model, config
+
+
+def _save_atomic(model: BaseAlgorithm, path: Path) -> Path:
+    return atomic_write(path, lambda tmp: model.save(tmp))
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress and checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def read_progress(run_dir: str | Path) -> list[dict[str, float]]:
+    """The rows of ``progress.csv`` (empty if absent)."""
+    path = Path(run_dir) / "progress.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+class ProgressCallback(BaseCallback):
+    """Writes ``progress.csv`` after every update and ``checkpoints/step_N.zip`` every N steps.
+
+    Success is an episode ending with reward > 0 (BabyAI's reward is positive only on success),
+    averaged over the last :data:`PROGRESS_WINDOW` episodes. Both files are rewritten atomically.
+    """
+
+    def __init__(self, run_dir: Path, checkpoint_every: int, rows: list[dict[str, float]]):
+        super().__init__()
+        self.run_dir, self.checkpoint_every = run_dir, checkpoint_every
+        self.rows = list(rows)
+        self.episodes = int(rows[-1]["episodes"]) if rows else 0
+        self.returns: deque[float] = deque(maxlen=PROGRESS_WINDOW)
+        self.start_time = 0.0
+        self.start_steps = 0
+        self.last_checkpoint = 0
+
+    def _on_training_start(self) -> None:
+        self.start_time = time.perf_counter()
+        self.start_steps = self.last_checkpoint = self.num_timesteps
+
+    @property
+    def fps(self) -> float:
+        elapsed = time.perf_counter() - self.start_time
+        return (self.num_timesteps - self.start_steps) / elapsed if elapsed > 0 else 0.0
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", ()):
+            episode = info.get("episode")
+            if episode is not None:
+                self.episodes += 1
+                self.returns.append(float(episode["r"]))
+        every = self.checkpoint_every
+        if every and self.num_timesteps // every > self.last_checkpoint // every:
+            self.save_checkpoint()
+        return True
+
+    def save_checkpoint(self) -> Path:
+        self.last_checkpoint = self.num_timesteps
+        return _save_atomic(self.model, self.run_dir / "checkpoints" / f"step_{self.num_timesteps}.zip")
+
+    def _on_rollout_start(self) -> None:
+        # Called after the previous rollout's gradient update, so fps counts collection + update.
+        if self.num_timesteps > self.start_steps:
+            self.record()
+
+    def record(self) -> None:
+        if self.rows and self.rows[-1]["timesteps"] >= self.num_timesteps:
+            return
+        returns = np.asarray(self.returns, dtype=float)
+        self.rows.append(
+            {
+                "timesteps": self.num_timesteps,
+                "episodes": self.episodes,
+                "mean_return": float(returns.mean()) if returns.size else float("nan"),
+                "success_rate": float((returns > 0).mean()) if returns.size else float("nan"),
+                "fps": self.fps,
+            }
+        )
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=PROGRESS_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow(
+                {k: (int(row[k]) if k in ("timesteps", "episodes") else f"{row[k]:.6g}") for k in row}
+            )
+        atomic_write_text(self.run_dir / "progress.csv", buffer.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------
+# Train and resume
+# ---------------------------------------------------------------------------------------------
+
+
+def _package_version() -> str:
+    from babyaipp import __version__
+
+    return __version__
+
+
+def _check_batch(config: ModelConfig, n_envs: int) -> None:
+    rollout = config.n_steps * n_envs
+    if config.batch_size > rollout:
+        raise ConfigError(
+            f"batch_size={config.batch_size} is larger than a rollout (n_steps * n_envs = {rollout}); "
+            f"valid range: [2, {rollout}]"
+        )
+
+
+def train(
+    run_dir: str | Path,
+    *,
+    env_id: str = DEFAULT_ENV,
+    model: str = "image",
+    recurrent: bool = False,
+    steps: int = 100_000,
+    n_envs: int = 8,
+    seed: int = 0,
+    device: str = "auto",
+    text: str = "full",
+    env_kwargs: dict[str, Any] | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    checkpoint_every: int = 50_000,
+    progress_bar: bool = False,
+) -> TrainResult:
+    """Train a new run in ``run_dir`` (which must not already hold one; see :func:`resume`)."""
+    run_dir = Path(run_dir)
+    spec = model_spec(model)
+    config = spec.config.from_dict(dict(hyperparameters or {}))
+    check_range("steps", steps, 1, None)
+    check_range("checkpoint_every", checkpoint_every, 0, None)
+    _check_batch(config, n_envs)
+    if (run_dir / "config.json").exists():
+        raise ConfigError(
+            f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out"
+        )
+    resolved = resolve_device(device)
+    env_kwargs = dict(env_kwargs or {})
+    vec = make_vec_env(env_id, n_envs, seed, text, env_kwargs)
+    seeds = [train_seed(seed, i) for i in range(n_envs)]
+
+    algorithm = _algorithm_class(recurrent)
+    set_random_seed(seed)
+    agent = algorithm(
+        "MultiInputLstmPolicy" if recurrent else "MultiInputPolicy",
+        vec,
+        learning_rate=config.learning_rate,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        policy_kwargs=policy_kwargs(model, config, recurrent),
+        tensorboard_log=str(run_dir / "tb"),
+        seed=seed,
+        device=resolved,
+        verbose=0,
+    )
+    _seed_vec_env(agent.get_env(), seed, 0)  # the constructor re-seeded the envs with `seed + i`
+    run_config = {
+        "package": "babyaipp",
+        "version": _package_version(),
+        "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "model": model,
+        "recurrent": bool(recurrent),
+        "algorithm": algorithm.__name__,
+        "text": text,
+        "seed": seed,
+        "steps": steps,
+        "n_envs": n_envs,
+        "device": resolved,
+        "checkpoint_every": checkpoint_every,
+        "hyperparameters": config.to_dict(),
+        "train_seed_range": {
+            "first": seed * SEEDS_PER_RUN,
+            "last": seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1,
+            "rule": "env i of the r-th training segment is first reset with "
+            "seed*1000 + (r*n_envs + i) % 1000; later episodes continue its RNG; "
+            f"evaluation seeds start at {EVAL_SEED_START}",
+        },
+        "train_seeds_used": seeds,
+        "segments": [],
+        "num_timesteps": 0,
+        "completed": False,
+    }
+    atomic_write_json(run_dir / "config.json", run_config)
+    try:
+        return _learn(agent, run_dir, run_config, steps, checkpoint_every, progress_bar, resumed_from=None)
+    except Exception:
+        if latest_checkpoint(run_dir) is None:  # nothing to resume: leave no run behind
+            for name in ("config.json", "progress.csv"):
+                (run_dir / name).unlink(missing_ok=True)
+        raise
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    steps: int | None = None,
+    device: str = "auto",
+    checkpoint_every: int | None = None,
+    progress_bar: bool = False,
+) -> TrainResult:
+    """Continue a run from its latest checkpoint up to ``steps`` total (default: the run's own).
+
+    The run's config (env, model, text, seed, n_envs, hyperparameters) is reused as it is;
+    ``num_timesteps`` continues from the checkpoint's. Raises :class:`CheckpointError` if the
+    directory holds no config or no checkpoint.
+    """
+    run_dir = Path(run_dir)
+    run_config = read_config(run_dir)
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        raise CheckpointError(f"no checkpoint to resume from in {run_dir / 'checkpoints'} (and no model.zip)")
+    _, path = latest
+    steps = int(run_config["steps"] if steps is None else steps)
+    check_range("steps", steps, 1, None)
+    every = int(run_config.get("checkpoint_every", 0) if checkpoint_every is None else checkpoint_every)
+    check_range("checkpoint_every", every, 0, None)
+    resolved = resolve_device(device)
+
+    n_envs, seed = int(run_config["n_envs"]), int(run_config["seed"])
+    used = list(run_config.get("train_seeds_used", []))
+    offset = max(len(used), n_envs)  # seeds already handed out, counted across resumes
+    segment = offset // n_envs
+    vec = make_vec_env(
+        run_config["env_id"], n_envs, seed, run_config["text"], run_config.get("env_kwargs"), offset
+    )
+    set_random_seed(seed + segment)
+    agent = _load_algorithm(path, bool(run_config["recurrent"]), resolved, env=vec)
+    agent.tensorboard_log = str(run_dir / "tb")
+    _seed_vec_env(agent.get_env(), seed, offset)
+    agent._last_obs = None  # the pickled last observation belongs to the old envs: reset instead
+    states = getattr(agent, "_last_lstm_states", None)
+    if states is not None:
+        for pair in states:
+            for tensor in pair:
+                tensor.zero_()
+    run_config.update(
+        steps=steps,
+        device=resolved,
+        checkpoint_every=every,
+        train_seeds_used=[*used, *(train_seed(seed, offset + i) for i in range(n_envs))],
+    )
+    atomic_write_json(run_dir / "config.json", run_config)
+    return _learn(
+        agent, run_dir, run_config, steps, every, progress_bar, resumed_from=int(agent.num_timesteps)
+    )
+
+
+def _learn(
+    agent: BaseAlgorithm,
+    run_dir: Path,
+    run_config: dict[str, Any],
+    steps: int,
+    checkpoint_every: int,
+    progress_bar: bool,
+    resumed_from: int | None,
+) -> TrainResult:
+    start = int(agent.num_timesteps)
+    rows = [r for r in read_progress(run_dir) if r["timesteps"] <= start] if resumed_from is not None else []
+    callback = ProgressCallback(run_dir, checkpoint_every, rows)
+    remaining = max(steps - start, 0)
+    began = time.perf_counter()
+    if remaining > 0:
+        try:
+            agent.learn(
+                total_timesteps=remaining,
+                callback=callback,
+                reset_num_timesteps=resumed_from is None,
+                tb_log_name="run",
+                progress_bar=progress_bar,
+            )
+        except KeyboardInterrupt:
+            callback.save_checkpoint()
+            callback.record()
+            raise
+        callback.record()
+    elapsed = time.perf_counter() - began
+    done = int(agent.num_timesteps) - start
+    fps = done / elapsed if elapsed > 0 and done else 0.0
+    _save_atomic(agent, run_dir / "model.zip")
+    run_config["segments"] = [
+        *run_config.get("segments", []),
+        {"from": start, "to": int(agent.num_timesteps), "seconds": round(elapsed, 3), "fps": round(fps, 1)},
+    ]
+    run_config.update(num_timesteps=int(agent.num_timesteps), completed=int(agent.num_timesteps) >= steps)
+    atomic_write_json(run_dir / "config.json", run_config)
+    agent.get_env().close()
+    return TrainResult(run_dir, int(agent.num_timesteps), done, elapsed, fps, resumed_from, agent)
+
+
+__all__ = [
+    "DEFAULT_ENV",
+    "EVAL_SEED_START",
+    "MODELS",
+    "ProgressCallback",
+    "TrainResult",
+    "checkpoints",
+    "latest_checkpoint",
+    "load_run",
+    "make_vec_env",
+    "read_config",
+    "read_progress",
+    "resume",
+    "train",
+    "train_seed",
+]

@@ -511,16 +511,22 @@ def evaluate_run(
     target = env_id or config["env_id"]
     split_ids(target)  # clear error for a bad id before any work
     text = config["text"]
-    check_observation_space(model, target, text)
+    env_kwargs = dict(config.get("env_kwargs") or {})  # e.g. room_size: evaluate the world it trained in
+    check_observation_space(model, target, text, **env_kwargs)
     recurrent = bool(config.get("recurrent", False))
     result = evaluate_policy_on_splits(
-        sb3_act_fn(model), target, splits, episodes, text, seed_base, recurrent, progress, n_envs
+        sb3_act_fn(model), target, splits, episodes, text, seed_base, recurrent, progress, n_envs, **env_kwargs
     )
+    result["env_kwargs"] = env_kwargs
     result["run_dir"] = str(run_dir)
     result["run"] = {k: config.get(k) for k in ("env_id", "text", "recurrent", "model", "seed")}
+    result["run"]["num_timesteps"] = config.get("num_timesteps")
+    if config.get("train_seed_range"):
+        result["run"]["train_seed_range"] = config["train_seed_range"]
     result["references"] = (
         evaluate_references(
-            target, splits=splits, episodes=episodes, text=text, seed_base=seed_base, progress=progress
+            target, splits=splits, episodes=episodes, text=text, seed_base=seed_base, progress=progress,
+            **env_kwargs,
         )
         if references
         else {}

@@ -94,21 +94,47 @@ def test_summary_groups_episodes_by_held_out_pair():
 
 
 # ------------------------------------------------------------------------- seeds and vectorisation
-def test_seeds_disjoint_from_training_and_results_independent_of_n_envs(stub_model):
-    act = ev.sb3_act_fn(stub_model)
-    episodes = 10
+def looking_act_fn(obs, state, episode_start):
+    """Obs- and memory-dependent turns/forwards: a step counter per env, zeroed at episode start,
+    so handing an env another env's observation, seed or state changes the records."""
+    counts = np.zeros(len(episode_start), dtype=np.int64) if state is None else state.copy()
+    counts[episode_start] = 0
+    seen = obs["image"].reshape(len(counts), -1).sum(axis=1) + obs["direction"] + counts
+    actions = np.where(seen % 4 == 3, 2, seen % 3)  # mostly forward (2), some left (0) / right (1)
+    return actions, counts + 1
+
+
+def _recurrent_stub():
+    from sb3_contrib import RecurrentPPO
+
+    return RecurrentPPO(
+        "MultiInputLstmPolicy", make_tokenized(ENV), seed=0, n_steps=64, batch_size=64, device="cpu",
+        policy_kwargs={"features_extractor_class": FlatTokens, "normalize_images": False, "lstm_hidden_size": 8},
+    )
+
+
+@pytest.mark.parametrize("policy", ["looking", "ppo", "recurrent_ppo"])
+def test_seeds_disjoint_from_training_and_results_independent_of_n_envs(policy, stub_model):
+    if policy == "recurrent_ppo":
+        pytest.importorskip("sb3_contrib")
+    act = {
+        "looking": lambda: looking_act_fn,
+        "ppo": lambda: ev.sb3_act_fn(stub_model),
+        "recurrent_ppo": lambda: ev.sb3_act_fn(_recurrent_stub()),
+    }[policy]()
+    episodes = 12
 
     def run(n_envs: int) -> list[ev.EpisodeRecord]:
         return ev.rollout_vectorised(
             lambda: make_tokenized("BabyAIPP/GoToRedBall-Easy-Test-v0"), act, episodes, n_envs=n_envs
         )
 
-    one, four = run(1), run(4)
+    one, five = run(1), run(5)
     assert [r.seed for r in one] == [ev.TRAIN_SEED_LIMIT + k for k in range(episodes)]
     assert min(r.seed for r in one) >= ev.TRAIN_SEED_LIMIT
-    assert one == four
-    # the records are not all alike, so a seed handed to the wrong episode would show
-    assert len({(r.length, r.held_out_pairs) for r in one}) > 1
+    assert one == five
+    if policy == "looking":  # episodes of different lengths and outcomes: a mix-up would show
+        assert len({r.length for r in one}) > 3 and 0 < sum(r.success for r in one) < episodes
     with pytest.raises(ConfigError, match="seed_base"):
         ev.evaluate_policy_on_splits(act, ENV, episodes=2, seed_base=5)
 
@@ -187,3 +213,44 @@ def test_compare_writes_table_and_figures(evaluated_run, tmp_path, capsys):
 
     assert main(["compare", str(evaluated_run), str(tmp_path / "never_evaluated"), "--out", str(out)]) == 2
     assert "run `babyaipp eval" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- with babyaipp train's runs
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    training = pytest.importorskip("babyaipp.agents.training")
+    run_dir = tmp_path_factory.mktemp("trained")
+    training.train(
+        run_dir, model="attention", steps=64, n_envs=2, seed=3, device="cpu", checkpoint_every=0,
+        hyperparameters={"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+    )
+    return run_dir
+
+
+def test_eval_cli_on_a_trained_run(trained_run, capsys):
+    assert main(["eval", str(trained_run), "--episodes", "6", "--n-envs", "3", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| model | TargetPairOnly |" in printed and "| oracle | Train |" in printed
+    result = ev.read_results(trained_run)
+    assert result["run"]["model"] == "attention" and result["run"]["seed"] == 3
+    train_seeds = result["run"]["train_seed_range"]
+    assert train_seeds["last"] < result["seed_base"]
+    # the same world format in another task is accepted through --env
+    args = ["eval", str(trained_run), "--episodes", "2", "--splits", "Train", "--no-references", "--quiet",
+            "--env", "BabyAIPP/GoToLocal-Easy-Train-v0"]
+    assert main(args) == 0
+    assert ev.read_results(trained_run)["env_id"] == "BabyAIPP/GoToLocal-Easy-Train-v0"
+
+
+def test_eval_cli_corrupt_checkpoint_is_one_line(trained_run, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run, broken)
+    (broken / "model.zip").write_bytes(b"not a zip")
+    assert main(["eval", str(broken), "--episodes", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.zip" in err and "\n" not in err
+    (broken / "config.json").unlink()
+    assert main(["eval", str(broken), "--episodes", "2", "--quiet"]) == 2
+    assert "config.json" in capsys.readouterr().err

@@ -37,7 +37,7 @@ TRAIN_SEED_LIMIT = 10**6
 DEFAULT_SEED_BASE = TRAIN_SEED_LIMIT
 DEFAULT_SPLITS: tuple[str, ...] = SPLITS
 DEFAULT_EPISODES = 1000
-DEFAULT_N_ENVS = 16
+DEFAULT_N_ENVS = 32
 REFERENCE_POLICIES: tuple[str, ...] = ("random", "oracle")
 #: Second seed word of the random policy's generator, so its actions are not the env's own stream.
 RANDOM_POLICY_STREAM = 7919
@@ -640,6 +640,21 @@ def run_label(name: str, result: Mapping[str, Any]) -> str:
     return f"{name} ({extra})" if extra else name
 
 
+def unique_references(labelled: Sequence[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The reference results of the runs, once per (policy, env, text, episodes, seeds), labelled
+    ``*policy*`` (or ``*policy* (env)`` when the runs were evaluated on several envs)."""
+    found: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    for _, res in labelled:
+        for name, ref in (res.get("references") or {}).items():
+            key = (name, *(ref.get(k) for k in ("env_id", "text", "episodes_per_split", "seed_base")))
+            if "splits" in ref:
+                found.setdefault(key, ref)
+    several_envs = len({key[1] for key in found}) > 1
+    return [
+        (f"*{key[0]}*" + (f" ({key[1].split('/')[-1]})" if several_envs else ""), ref) for key, ref in found.items()
+    ]
+
+
 def comparison_markdown(labelled: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     """Runs × splits success ± SE and gap, then the reference rows of each distinct env/splits."""
     splits: list[str] = []
@@ -655,13 +670,7 @@ def comparison_markdown(labelled: Sequence[tuple[str, Mapping[str, Any]]]) -> st
         return f"| {label} | `{res.get('env_id')}` | " + " | ".join(cells) + f" | {gap} |"
 
     rows = [row(label, res) for label, res in labelled]
-    seen: set[tuple[Any, ...]] = set()
-    for _, res in labelled:
-        for name, ref in (res.get("references") or {}).items():
-            key = (name, *(ref.get(k) for k in ("env_id", "text", "episodes_per_split", "seed_base")))
-            if "splits" in ref and key not in seen:
-                seen.add(key)
-                rows.append(row(f"*{name}*", ref))
+    rows += [row(label, ref) for label, ref in unique_references(labelled)]
     episodes = sorted({res.get("episodes_per_split") for _, res in labelled}, key=str)
     note = f"\n\nEpisodes per split: {', '.join(map(str, episodes))}; success: episode ended with reward > 0."
     return "\n".join([header, sep, *rows]) + note + "\n"

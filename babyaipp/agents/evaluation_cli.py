@@ -49,9 +49,9 @@ def add_parsers(subparsers: Any) -> None:
     ev.add_argument("--env", metavar="ID", default=None,
                     help="evaluate on this id's splits instead of the run's own "
                          "(its observation space must match the checkpoint's)")
-    ev.add_argument("--n-envs", type=int, default=16,
+    ev.add_argument("--n-envs", type=int, default=32,
                     help="environments stepped in parallel, one batched forward pass per step; "
-                         "results do not depend on it (default: 16)")
+                         "results do not depend on it (default: 32)")
     ev.add_argument("--seed-base", type=int, default=10**6,
                     help="episode k uses seed SEED_BASE + k; must be >= 10**6 (default: 10**6)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -104,7 +104,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from babyaipp.agents.evaluation import comparison_markdown, read_results, run_label
+    from babyaipp.agents.evaluation import comparison_markdown, read_results, run_label, unique_references
     from babyaipp.agents.plots import learning_curves, success_bar_chart
     from babyaipp.utils import atomic_write_text
 
@@ -116,17 +116,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     labelled = list(zip(labels, (r for _, r in results)))
     table = comparison_markdown(labelled)
 
-    references: list[tuple[str, Any]] = []
-    seen: set[Any] = set()
-    for _, res in labelled:
-        for name, ref in (res.get("references") or {}).items():
-            key = (name, ref.get("env_id"))
-            if "splits" in ref and key not in seen:
-                seen.add(key)
-                references.append((f"*{name}*", ref))
-
     out = Path(args.out)
-    bars = success_bar_chart(labelled + references, out / "success_by_split.png")
+    bars = success_bar_chart(labelled + unique_references(labelled), out / "success_by_split.png")
     curves, missing = learning_curves(list(zip(labels, args.run_dirs)), out / "learning_curves.png")
     if missing:
         table += f"\nNo progress.csv (no learning curve) for: {', '.join(missing)}\n"

@@ -48,7 +48,7 @@ def success_bar_chart(
         errs = [0.0 if e is None else e for e in ses]
         reference = label.startswith("*")
         bars = ax.bar(
-            x - 0.4 + width * (i + 0.5), heights, width, yerr=errs, capsize=3, label=label.strip("*"),
+            x - 0.4 + width * (i + 0.5), heights, width, yerr=errs, capsize=3, label=label.replace("*", ""),
             hatch="//" if reference else None, alpha=0.6 if reference else 1.0,
             edgecolor="black", linewidth=0.5,
         )

@@ -44,6 +44,8 @@ def set_floor(env: Any, tiles: Mapping[tuple[int, int], str], dynamics: Mapping[
     for (x, y), colour in tiles.items():
         floor[x, y] = COLOR_TO_IDX[colour]
     env.floor = floor
+    # The view reads the floor through a padded copy that ``_gen_dynamics`` caches with it.
+    env._padded_floor = np.pad(floor, env.agent_view_size, constant_values=NO_TILE)
     env._dynamics = {c: tuple(p) for c, p in dynamics.items()}
     env._props_by_idx = [frozenset()] * len(IDX_TO_COLOR)
     for colour, props in env._dynamics.items():

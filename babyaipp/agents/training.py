@@ -224,8 +224,11 @@ def read_progress(run_dir: str | Path) -> list[dict[str, float]]:
 class ProgressCallback(BaseCallback):
     """Writes ``progress.csv`` after every update and ``checkpoints/step_N.zip`` every N steps.
 
-    Success is an episode ending with reward > 0 (BabyAI's reward is positive only on success),
-    averaged over the last :data:`PROGRESS_WINDOW` episodes. Both files are rewritten atomically.
+    Both are written between a gradient update and the next rollout, so a checkpoint named
+    ``step_N`` holds weights trained on exactly the first N steps (a checkpoint taken mid-rollout
+    would count steps it never learnt from). Success is an episode ending with reward > 0
+    (BabyAI's reward is positive only on success), averaged over the last :data:`PROGRESS_WINDOW`
+    episodes. Both files are rewritten atomically.
     """
 
     def __init__(self, run_dir: Path, checkpoint_every: int, rows: list[dict[str, float]]):
@@ -237,10 +240,11 @@ class ProgressCallback(BaseCallback):
         self.start_time = 0.0
         self.start_steps = 0
         self.last_checkpoint = 0
+        self.trained_steps = 0  # num_timesteps at the end of the last gradient update
 
     def _on_training_start(self) -> None:
         self.start_time = time.perf_counter()
-        self.start_steps = self.last_checkpoint = self.num_timesteps
+        self.start_steps = self.last_checkpoint = self.trained_steps = self.num_timesteps
 
     @property
     def fps(self) -> float:
@@ -253,19 +257,29 @@ class ProgressCallback(BaseCallback):
             if episode is not None:
                 self.episodes += 1
                 self.returns.append(float(episode["r"]))
+        return True
+
+    def _on_rollout_start(self) -> None:
+        # Called after the previous rollout's update: fps counts collection + update.
+        if self.num_timesteps > self.start_steps:
+            self.after_update()
+
+    def after_update(self) -> None:
+        """Record progress and, when a multiple of ``checkpoint_every`` was passed, checkpoint."""
+        self.trained_steps = self.num_timesteps
+        self.record()
         every = self.checkpoint_every
         if every and self.num_timesteps // every > self.last_checkpoint // every:
             self.save_checkpoint()
-        return True
 
     def save_checkpoint(self) -> Path:
         self.last_checkpoint = self.num_timesteps
         return _save_atomic(self.model, self.run_dir / "checkpoints" / f"step_{self.num_timesteps}.zip")
 
-    def _on_rollout_start(self) -> None:
-        # Called after the previous rollout's gradient update, so fps counts collection + update.
-        if self.num_timesteps > self.start_steps:
-            self.record()
+    def save_interrupted(self) -> Path:
+        """On Ctrl-C mid-rollout: checkpoint the last update, dropping the unlearnt partial rollout."""
+        self.model.num_timesteps = self.trained_steps
+        return self.save_checkpoint()
 
     def record(self) -> None:
         if self.rows and self.rows[-1]["timesteps"] >= self.num_timesteps:
@@ -480,10 +494,9 @@ def _learn(
                 progress_bar=progress_bar,
             )
         except KeyboardInterrupt:
-            callback.save_checkpoint()
-            callback.record()
+            callback.save_interrupted()
             raise
-        callback.record()
+        callback.after_update()
     elapsed = time.perf_counter() - began
     done = int(agent.num_timesteps) - start
     fps = done / elapsed if elapsed > 0 and done else 0.0

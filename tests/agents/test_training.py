@@ -1,0 +1,201 @@
+"""``babyaipp train``: every model trains through the CLI, checkpoints resume, bad input fails cleanly."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import babyaipp  # noqa: F401  (registers the ids)
+from babyaipp.agents import training
+from babyaipp.agents.models import MODELS, AttentionExtractor
+from babyaipp.cli import main
+from babyaipp.envs.wrappers import make_tokenized
+from babyaipp.errors import CheckpointError
+
+ENV_ID = "BabyAIPP/GoToRedBall-Easy-Train-v0"
+#: Tiny rollouts so a CLI run of a few hundred steps takes seconds.
+FAST = ["--n-envs", "2", "--set", "n_steps=64", "--set", "batch_size=64", "--device", "cpu"]
+
+
+def _train(out: Path, *extra: str, steps: int = 256) -> int:
+    return main(["train", "--steps", str(steps), "--out", str(out), *FAST, *extra])
+
+
+def _progress(run: Path) -> list[dict[str, str]]:
+    with (run / "progress.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_each_model_trains_through_the_cli(model, tmp_path, capsys):
+    run = tmp_path / model
+    assert _train(run, "--model", model, "--checkpoint-every", "128") == 0
+    assert "frames/s" in capsys.readouterr().out
+    assert {p.name for p in run.iterdir()} >= {
+        "config.json",
+        "model.zip",
+        "progress.csv",
+        "checkpoints",
+        "tb",
+    }
+    assert sorted(training.checkpoints(run)) == [128, 256]
+    assert not [p for p in run.rglob(".*") if p.is_file()], "no temporary file left behind"
+    assert any((run / "tb").rglob("events.out.tfevents*"))
+    rows = _progress(run)
+    assert list(rows[0]) == list(training.PROGRESS_COLUMNS)
+    assert [int(r["timesteps"]) for r in rows] == [128, 256]
+
+    agent, config = training.load_run(run)
+    assert type(agent).__name__ == "PPO" and agent.num_timesteps == 256
+    assert (config["env_id"], config["model"], config["text"], config["recurrent"]) == (
+        ENV_ID,
+        model,
+        "full",
+        False,
+    )
+    assert config["hyperparameters"]["n_steps"] == 64 and config["hyperparameters"]["learning_rate"] == 1e-4
+    assert config["train_seeds_used"] == [0, 1] and config["train_seed_range"]["last"] < 10**6
+    assert isinstance(agent.policy.features_extractor, MODELS[model].extractor)
+    env = make_tokenized(ENV_ID)
+    obs, _ = env.reset(seed=10**6)
+    action, _ = agent.predict(obs, deterministic=True)
+    assert 0 <= int(action) < env.action_space.n
+
+
+def test_recurrent_variant_trains_and_loads(tmp_path):
+    run = tmp_path / "lstm"
+    assert _train(run, "--model", "attention", "--recurrent", "--text", "partial", steps=128) == 0
+    agent, config = training.load_run(run)
+    assert type(agent).__name__ == "RecurrentPPO" and config["recurrent"] and config["text"] == "partial"
+    assert isinstance(agent.policy.features_extractor, AttentionExtractor)
+    assert agent.policy.lstm_actor.hidden_size == config["hyperparameters"]["lstm_hidden_dim"]
+    obs, _ = make_tokenized(ENV_ID, text="partial").reset(seed=10**6)
+    action, state = agent.predict(obs, state=None, episode_start=np.ones(1, dtype=bool), deterministic=True)
+    assert state is not None
+
+
+def test_checkpoint_resume_round_trip(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, "--model", "concat", "--checkpoint-every", "128") == 0
+    first, _ = training.load_run(run)
+    # Simulate a run cut short after its step-256 checkpoint: the final model was never written.
+    (run / "model.zip").unlink()
+    assert training.latest_checkpoint(run) == (256, run / "checkpoints" / "step_256.zip")
+    capsys.readouterr()
+    assert main(["train", "--resume", "--steps", "512", "--out", str(run), "--device", "cpu"]) == 0
+    assert "resumed from step 256" in capsys.readouterr().out
+
+    agent, config = training.load_run(run)
+    assert agent.num_timesteps == 512  # counted from the checkpoint, not reset
+    assert sorted(training.checkpoints(run)) == [128, 256, 384, 512]
+    assert [int(r["timesteps"]) for r in _progress(run)] == [128, 256, 384, 512]
+    episodes = [int(r["episodes"]) for r in _progress(run)]
+    assert episodes == sorted(episodes)
+    assert config["steps"] == 512 and config["completed"] and len(config["segments"]) == 2
+    assert config["train_seeds_used"] == [0, 1, 2, 3]  # the resumed envs start from fresh seeds
+    # The resumed model continued from the checkpoint's weights, then kept learning.
+    ckpt = training._load_algorithm(run / "checkpoints" / "step_256.zip", False, "cpu")
+    for a, b in zip(ckpt.policy.parameters(), first.policy.parameters()):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(agent.policy.parameters(), first.policy.parameters()))
+
+    # Resuming a finished run to the same target does no more steps.
+    assert main(["train", "--resume", "--out", str(run), "--device", "cpu"]) == 0
+    assert training.load_run(run)[0].num_timesteps == 512
+
+
+def test_resume_refuses_a_different_run_definition(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, "--model", "image", steps=128) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--model", "film", "--out", str(run)]) == 2
+    assert "--model 'film' differs" in capsys.readouterr().err
+    assert _train(run, "--model", "image", steps=128) == 2  # a second run into the same DIR
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_resume_without_checkpoint_raises(tmp_path, capsys):
+    with pytest.raises(CheckpointError, match="config.json"):
+        training.resume(tmp_path / "nothing")
+    run = tmp_path / "bare"
+    run.mkdir()
+    (run / "config.json").write_text(
+        json.dumps(
+            {
+                "env_id": ENV_ID,
+                "text": "full",
+                "recurrent": False,
+                "model": "image",
+                "steps": 10,
+                "n_envs": 1,
+                "seed": 0,
+            }
+        )
+    )
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        training.resume(run, device="cpu")
+    assert main(["train", "--resume", "--out", str(run)]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_load_run_names_the_missing_or_corrupt_path(tmp_path):
+    with pytest.raises(CheckpointError, match="config.json"):
+        training.load_run(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json is corrupt"):
+        training.load_run(tmp_path)
+    (tmp_path / "config.json").write_text(
+        json.dumps({"env_id": ENV_ID, "text": "full", "recurrent": False, "model": "image"})
+    )
+    with pytest.raises(CheckpointError, match="model.zip not found"):
+        training.load_run(tmp_path)
+    (tmp_path / "model.zip").write_bytes(b"not a zip file")
+    with pytest.raises(CheckpointError, match="model.zip is corrupt"):
+        training.load_run(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--model", "transformer"],
+            "unknown model 'transformer'; valid choices: image, concat, film, attention",
+        ),
+        (["--env", "BabyAIPP/Nope-Easy-Train-v0"], "unknown task 'Nope'; valid choices: GoToRedBall"),
+        (["--text", "loud"], "unknown text mode 'loud'; valid choices: full, partial, lorem, none"),
+        (["--env-kwarg", "room_sise=5"], "room_sise"),
+        (["--set", "learning_rate=-1"], "learning_rate=-1 is out of range"),
+        (["--set", "batch_size=4096"], "batch_size=4096 is larger than a rollout"),
+        (["--seed", "1000"], "seed=1000 is out of range"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+    ],
+)
+def test_bad_input_fails_with_one_line_and_writes_nothing(args, message, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (run / "config.json").exists() and not (run / "model.zip").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--device", "cuda", "--out", str(tmp_path / "r"), "--steps", "64"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_make_vec_env_seeds_env_i_with_seed_times_1000_plus_i():
+    vec = training.make_vec_env(ENV_ID, 3, seed=2, text="full", env_kwargs={"room_size": 6})
+    first = vec.reset()
+    for i in range(3):
+        single, _ = make_tokenized(ENV_ID, text="full", room_size=6).reset(seed=2000 + i)
+        for key in single:
+            np.testing.assert_array_equal(first[key][i], single[key])
+    again = training.make_vec_env(ENV_ID, 3, seed=2, text="full", env_kwargs={"room_size": 6}).reset()
+    np.testing.assert_array_equal(first["image"], again["image"])
+    assert training.train_seed(999, 999) < training.EVAL_SEED_START

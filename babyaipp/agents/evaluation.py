@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 
 from babyaipp.envs import SPLITS, split_ids
-from babyaipp.errors import BabyAIPPError, CheckpointError, check_choice, check_range
+from babyaipp.errors import (
+    BabyAIPPError,
+    CheckpointError,
+    ConfigError,
+    InvalidChoiceError,
+    check_choice,
+    check_range,
+)
 from babyaipp.utils import atomic_write_json, atomic_write_text
 
 #: Training seeds are below this; evaluation seeds start at or above it.
@@ -290,17 +297,12 @@ def sb3_act_fn(model: Any) -> ActFn:
 def _check_common(splits: Iterable[str], episodes: int, seed_base: int) -> list[str]:
     splits = list(splits)
     if not splits:
-        raise InvalidSplitsError()
+        raise InvalidChoiceError("split list", splits, SPLITS)
     for s in splits:
         check_choice("split", s, SPLITS)
     check_range("episodes", episodes, 1)
     check_range("seed_base", seed_base, TRAIN_SEED_LIMIT)
     return splits
-
-
-class InvalidSplitsError(BabyAIPPError, ValueError):
-    def __init__(self) -> None:
-        super().__init__(f"no split given; valid splits: {', '.join(SPLITS)}")
 
 
 def _finish(split_results: dict[str, Any], episodes: int, seed_base: int, text: str, **extra: Any) -> dict:
@@ -329,12 +331,15 @@ def evaluate_policy_on_splits(
 ) -> dict[str, Any]:
     """Evaluate a batched policy on the split ids of ``env_id``'s task and difficulty.
 
-    ``act_fn`` sees token observations (:class:`~babyaipp.envs.wrappers.TokenObsWrapper`), as the
-    agents were trained on. Returns a JSON-ready dict (see :func:`summarise_episodes` for the
-    per-split keys) with the seed rule and the Train − TargetPairOnly gap.
+    ``act_fn`` (or an SB3 model, whose greedy ``predict`` is used) sees token observations
+    (:class:`~babyaipp.envs.wrappers.TokenObsWrapper`), as the agents were trained on. Returns a
+    JSON-ready dict (see :func:`summarise_episodes` for the per-split keys) with the seed rule and
+    the Train − TargetPairOnly gap.
     """
     from babyaipp.envs.wrappers import make_tokenized
 
+    if hasattr(act_fn, "predict"):  # an SB3 model passed as it is
+        act_fn = sb3_act_fn(act_fn)
     splits = _check_common(splits, episodes, seed_base)
     ids = split_ids(env_id)
     results: dict[str, Any] = {}
@@ -510,6 +515,12 @@ def evaluate_run(
             raise CheckpointError(f"the config of {run_dir} has no {key!r}; the run is incomplete or corrupt")
     target = env_id or config["env_id"]
     split_ids(target)  # clear error for a bad id before any work
+    last_train_seed = (config.get("train_seed_range") or {}).get("last")
+    if isinstance(last_train_seed, int) and seed_base <= last_train_seed:
+        raise ConfigError(
+            f"seed_base={seed_base} overlaps this run's training seeds (up to {last_train_seed}); "
+            f"valid range: [{last_train_seed + 1}, inf]"
+        )
     text = config["text"]
     env_kwargs = dict(config.get("env_kwargs") or {})  # e.g. room_size: evaluate the world it trained in
     check_observation_space(model, target, text, **env_kwargs)
@@ -674,14 +685,6 @@ def comparison_markdown(labelled: Sequence[tuple[str, Mapping[str, Any]]]) -> st
     episodes = sorted({res.get("episodes_per_split") for _, res in labelled}, key=str)
     note = f"\n\nEpisodes per split: {', '.join(map(str, episodes))}; success: episode ended with reward > 0."
     return "\n".join([header, sep, *rows]) + note + "\n"
-
-
-def result_summary_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Flat rows (split, success, se) for plotting."""
-    return [
-        {"split": s, "success_rate": v["success_rate"], "success_se": v["success_se"]}
-        for s, v in result.get("splits", {}).items()
-    ]
 
 
 __all__ = [

@@ -179,6 +179,17 @@ def test_results_written_and_reread(evaluated_run):
     assert json.loads((evaluated_run / "eval" / "results.json").read_text()) == result
 
 
+def test_eval_refuses_seeds_overlapping_the_runs_training_seeds(stub_model, tmp_path):
+    model, config = stub_loader(stub_model)(tmp_path, "cpu")
+    config = {**config, "train_seed_range": {"first": 0, "last": 2 * 10**6}}
+    with pytest.raises(ConfigError, match=r"overlaps this run's training seeds"):
+        ev.evaluate_run(tmp_path, episodes=2, references=False, loader=lambda d, device: (model, config))
+    # a model passed as it is evaluates like its sb3_act_fn
+    direct = ev.evaluate_policy_on_splits(stub_model, ENV, splits=("Test",), episodes=3)
+    wrapped = ev.evaluate_policy_on_splits(ev.sb3_act_fn(stub_model), ENV, splits=("Test",), episodes=3)
+    assert direct == wrapped
+
+
 def test_observation_space_mismatch_names_both(stub_model):
     other = SimpleNamespace(observation_space=spaces.Dict({"image": spaces.Box(0, 255, (5, 5, 3), np.uint8)}))
     with pytest.raises(BabyAIPPError, match=r"GoToLocal-Easy-Train-v0.*does not match the checkpoint"):

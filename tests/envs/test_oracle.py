@@ -1,0 +1,149 @@
+"""The oracle solves sampled levels (so generated levels are solvable) and plans through the physics."""
+
+from __future__ import annotations
+
+import pytest
+
+import babyaipp.envs as envs
+from babyaipp.envs.oracle import Oracle
+from babyaipp.envs.physics import FORWARD, RIGHT
+from babyaipp.envs.wrappers import TokenObsWrapper
+
+from .conftest import EAST, NORTH, hand_built_env, quiet_make
+
+NAVIGATION = [t for t, spec in envs.TASKS.items() if spec.navigation]
+OTHER = [t for t, spec in envs.TASKS.items() if not spec.navigation]
+FIRST_SEED = 100_000  # far from the seeds other tests use
+
+
+def play(env, oracle: Oracle, seed: int) -> tuple[bool, bool, int]:
+    """One oracle episode: (success, ended on a trap, steps)."""
+    env.reset(seed=seed)
+    oracle.reset()
+    steps = 0
+    while True:
+        _, reward, terminated, truncated, _ = env.step(oracle.act())
+        steps += 1
+        if terminated or truncated:
+            base = env.unwrapped
+            on_trap = "trap" in base.properties_at(*(int(v) for v in base.agent_pos))
+            return reward > 0, on_trap, steps
+
+
+def success_rate(env_id: str, episodes: int, **kwargs) -> tuple[float, int]:
+    env = quiet_make(env_id, **kwargs)
+    oracle = Oracle(env)
+    results = [play(env, oracle, FIRST_SEED + i) for i in range(episodes)]
+    return sum(r[0] for r in results) / episodes, sum(r[1] for r in results)
+
+
+def _check_navigation(task: str, difficulty: str, split: str, episodes: int, **kwargs) -> None:
+    rate, trap_deaths = success_rate(envs.env_id(task, difficulty, split), episodes, **kwargs)
+    assert rate >= 0.99, f"{task}-{difficulty}-{split}: oracle success {rate:.1%}"
+    assert trap_deaths == 0
+
+
+@pytest.mark.parametrize("difficulty", ["Easy", "Hard"])
+@pytest.mark.parametrize("task", NAVIGATION)
+def test_oracle_solves_navigation_tasks(task: str, difficulty: str):
+    _check_navigation(task, difficulty, "Test", episodes=100)
+
+
+@pytest.mark.parametrize("difficulty", ["Easy", "Hard"])
+@pytest.mark.parametrize("task", OTHER)
+def test_oracle_solves_other_tasks_at_a_high_rate(task: str, difficulty: str):
+    rate, trap_deaths = success_rate(envs.env_id(task, difficulty, "Test"), 40)
+    assert rate >= 0.95, f"{task}-{difficulty}: oracle success {rate:.1%}"
+    assert trap_deaths == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("split", ["Test", "TargetPairOnly"])
+@pytest.mark.parametrize("difficulty", ["Easy", "Hard"])
+@pytest.mark.parametrize("task", NAVIGATION)
+def test_oracle_solves_navigation_tasks_many_episodes(task: str, difficulty: str, split: str):
+    _check_navigation(task, difficulty, split, episodes=500)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", NAVIGATION)
+def test_oracle_solves_hard_with_one_property_per_colour(task: str):
+    _check_navigation(task, "Hard", "Test", episodes=200, properties_per_colour=1)
+
+
+def test_oracle_acts_through_a_wrapper():
+    env = TokenObsWrapper(quiet_make("BabyAIPP/GoToLocal-Hard-Test-v0"))
+    oracle = Oracle(env)
+    assert all(play(env, oracle, FIRST_SEED + i)[0] for i in range(10))
+
+
+# ---------------------------------------------------------------------------- hand-built puzzles
+def run_oracle(env, limit: int = 60) -> tuple[float, bool, list[int]]:
+    oracle = Oracle(env)
+    oracle.reset()
+    actions = []
+    for _ in range(limit):
+        action = oracle.act()
+        actions.append(action)
+        _, reward, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            return reward, terminated, actions
+    return 0.0, False, actions
+
+
+def corridor_walls(y: int = 4) -> list[tuple[int, int]]:
+    """Walls above and below row ``y`` so the interior is a one-cell-wide corridor."""
+    return [(x, y - 1) for x in range(1, 9)] + [(x, y + 1) for x in range(1, 9)]
+
+
+def test_oracle_walks_around_a_wall_of_traps():
+    traps = {(6, y): "grey" for y in range(1, 8)}  # column x=6 is traps except (6, 8)
+    env = hand_built_env(agent_pos=(2, 4), agent_dir=EAST, tiles=traps, dynamics={"grey": ("trap",)}, target=(8, 4))
+    reward, terminated, _ = run_oracle(env)
+    assert terminated and reward > 0  # a trap would have ended it with reward 0
+
+
+def test_oracle_crosses_a_reversing_tile_backwards_in_the_fewest_actions():
+    env = hand_built_env(
+        agent_pos=(2, 4),
+        agent_dir=EAST,
+        tiles={(4, 4): "blue"},
+        dynamics={"blue": ("flipud",)},
+        walls=corridor_walls(),
+        target=(8, 4),
+    )
+    reward, terminated, actions = run_oracle(env)
+    assert terminated and reward > 0
+    # F F onto the tile, turn around (two turns), F is reversed into (5, 4), F F faces the ball.
+    assert len(actions) == 7
+    assert actions[0:2] == [FORWARD, FORWARD] and actions[4:] == [FORWARD] * 3
+
+
+def test_oracle_waits_out_a_sticky_tile_and_uses_mirrored_turns():
+    env = hand_built_env(
+        agent_pos=(2, 4),
+        agent_dir=EAST,
+        tiles={(4, 4): "blue", (5, 4): "green"},
+        dynamics={"blue": ("sticky",), "green": ("fliplr",)},
+        walls=[(x, 5) for x in range(1, 9)] + [(x, 3) for x in range(1, 9) if x != 5],
+        target=(5, 1),
+    )
+    reward, terminated, actions = run_oracle(env)
+    assert terminated and reward > 0
+    # F F onto sticky, two wasted steps, F onto the mirrored tile, RIGHT (acts as left) to face
+    # north, F F faces the ball at (5, 1).
+    assert len(actions) == 8
+    assert actions[5] == RIGHT and env.agent_dir == NORTH
+
+
+def test_oracle_never_lingers_on_magic_above_a_trap():
+    env = hand_built_env(
+        agent_pos=(2, 4),
+        agent_dir=EAST,
+        tiles={(4, 4): "blue", (4, 5): "grey"},
+        dynamics={"blue": ("magic",), "grey": ("trap",)},
+        walls=[(x, 3) for x in range(1, 9)] + [(x, 5) for x in range(1, 9) if x != 4] + [(4, 6)],
+        target=(8, 4),
+    )
+    reward, terminated, _ = run_oracle(env)
+    assert terminated and reward > 0

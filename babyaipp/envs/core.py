@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 from minigrid.core.constants import COLOR_TO_IDX, IDX_TO_COLOR
-from minigrid.core.roomgrid import RoomGrid
+from minigrid.core.grid import Grid
+from minigrid.core.roomgrid import Room, RoomGrid
+from minigrid.core.world_object import WorldObj
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 
 from babyaipp.envs import dynamics as dyn
@@ -31,7 +33,7 @@ from babyaipp.envs.tiles import (
     stacked_grid,
     traps_cut_off_targets,
 )
-from babyaipp.errors import InvalidChoiceError, check_choice
+from babyaipp.errors import ConfigError, InvalidChoiceError, check_choice
 
 DESCRIPTION_MAX_CHARS = 256
 _NO_PROPS: frozenset[str] = frozenset()
@@ -110,6 +112,9 @@ class BabyAIPPMixin:
     # ----------------------------------------------------------------- generation
     def _gen_grid(self, width: int, height: int) -> None:
         # RoomGridLevel._gen_grid without its prints ("Sampling rejected"), plus the floor layer.
+        if getattr(self, "_pending_level", None) is not None:
+            self._load_level(self._pending_level)
+            return
         while True:
             try:
                 RoomGrid._gen_grid(self, width, height)
@@ -144,8 +149,65 @@ class BabyAIPPMixin:
         self.steps_in_cell = 0
         self.magic_count = 0
 
+    def _load_level(self, level: Any) -> None:
+        """Set the grid, rooms, agent, instruction and floor layer from a ``Level`` (no RNG drawn)."""
+        from babyaipp.envs.level import instr_from_dict
+
+        shape = (level.width, level.height, level.room_size, level.num_rows, level.num_cols)
+        if shape != (self.width, self.height, self.room_size, self.num_rows, self.num_cols):
+            raise ConfigError(
+                f"level of size {shape[:2]} with {shape[3]}x{shape[4]} rooms of size {shape[2]} cannot be replayed "
+                f"in an env of size {(self.width, self.height)} with {self.num_rows}x{self.num_cols} rooms "
+                f"of size {self.room_size}"
+            )
+        self.grid, _ = Grid.decode(np.asarray(level.grid, dtype=np.uint8))
+        for i in range(self.width):
+            for j in range(self.height):
+                cell = self.grid.get(i, j)
+                if cell is not None:  # Grid.decode leaves positions unset; the verifier reads them
+                    cell.init_pos = cell.cur_pos = (i, j)
+        step = self.room_size - 1
+        self.room_grid = [
+            [Room((i * step, j * step), (self.room_size, self.room_size)) for i in range(self.num_cols)]
+            for j in range(self.num_rows)
+        ]
+        for j, row in enumerate(self.room_grid):
+            for i, room in enumerate(row):
+                room.neighbors = [
+                    self.room_grid[j][i + 1] if i + 1 < self.num_cols else None,
+                    self.room_grid[j + 1][i] if j + 1 < self.num_rows else None,
+                    self.room_grid[j][i - 1] if i > 0 else None,
+                    self.room_grid[j - 1][i] if j > 0 else None,
+                ]
+        self.agent_pos, self.agent_dir = tuple(int(v) for v in level.agent_pos), int(level.agent_dir)
+        self.instrs = instr_from_dict(level.instrs)
+        self.surface = self.mission = level.mission
+        floor = np.asarray(level.floor, dtype=np.int8).copy()
+        self.floor = floor
+        self._padded_floor = np.pad(floor, self.agent_view_size, constant_values=NO_TILE)
+        self._dynamics = {c: tuple(p) for c, p in level.dynamics.items()}
+        self._props_by_idx = [_NO_PROPS] * len(IDX_TO_COLOR)
+        for colour, props in self._dynamics.items():
+            self._props_by_idx[COLOR_TO_IDX[colour]] = frozenset(props)
+        self.description = level.description
+        self.steps_in_cell = 0
+        self.magic_count = 0
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        obs, info = super().reset(seed=seed, options=options)
+        # ``options={"level": Level}`` replays a captured start state instead of generating one
+        # (babyaipp.envs.level); ``_gen_grid`` picks it up, then the verifier resets as usual.
+        level = (options or {}).get("level")
+        self._pending_level = level
+        try:
+            obs, info = super().reset(seed=seed, options=options)
+        finally:
+            self._pending_level = None
+        if level is not None:
+            self.max_steps, self.step_count = int(level.max_steps), level.step_count
+            if level.carrying is not None:
+                self.carrying = WorldObj.decode(*level.carrying)
+                self.carrying.cur_pos = np.array([-1, -1])
+                obs = self.gen_obs()
         info = dict(info)
         info["dynamics"] = dict(self._dynamics)
         info["held_out_pairs"] = self.held_out_pairs

@@ -391,9 +391,9 @@ def run(cfg: ForsakenConfig) -> Outcome:
         ax_acc.bar(xs - 0.2, [others_acc[m] for m in MODELS], 0.4, label="other users' data")
         ax_acc.bar(xs + 0.2, [test_acc[m] for m in MODELS], 0.4, label="held-out test")
         ax_acc.set_xticks(xs, labels, rotation=30)
-        ax_acc.set_ylim(0.8, 1.005)
+        ax_acc.set_ylim(0.75, 1.04)
         ax_acc.set_title("Accuracy", fontsize=9)
-        ax_acc.legend(fontsize=7, loc="lower left")
+        ax_acc.legend(fontsize=7, loc="upper center", ncol=2)
         for ax, name in ((ax_hb, "before"), (ax_ha, "forsaken")):
             member = np.log10(np.asarray(per_model[name]["forgotten_losses"]) + 1e-8)
             nonmember = np.log10(np.asarray(per_model[name]["nonmember_losses"]) + 1e-8)

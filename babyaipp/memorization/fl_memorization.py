@@ -488,8 +488,7 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
                          fontsize=8)
         ax_util.set_xticks(xs, [SETTING_LABELS[s] for s in SETTINGS])
         ax_util.set_ylabel("held-out next-word accuracy")
-        ax_util.set_title(f"Final utility\n(DP-FedAvg: eps={epsilon:.3g} at delta={cfg.delta:g})",
-                          fontsize=10)
+        ax_util.set_title(f"Final utility\nDP-FedAvg eps={epsilon:.0f}, delta={cfg.delta:g}", fontsize=10)
 
     return Outcome(metrics=metrics, checks=checks, key_figures=key_figures, plot=plot)
 

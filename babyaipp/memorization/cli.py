@@ -92,8 +92,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in MODULES:
         try:
             spec = load_spec(name)
-        except ImportError as err:  # a module not written yet, or its extra not installed
-            print(f"{name:<{width}}  (not available: {err})")
+        except Exception as err:  # noqa: BLE001 - not written yet, extra missing, or broken: list the rest
+            print(f"{name:<{width}}  (not available: {type(err).__name__}: {err})")
             continue
         print(f"{name:<{width}}  {spec.paper}\n{'':<{width}}  claim: {spec.claim}")
     return 0

@@ -652,18 +652,23 @@ def run_label(name: str, result: Mapping[str, Any]) -> str:
 
 
 def unique_references(labelled: Sequence[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, Mapping[str, Any]]]:
-    """The reference results of the runs, once per (policy, env, text, episodes, seeds), labelled
-    ``*policy*`` (or ``*policy* (env)`` when the runs were evaluated on several envs)."""
+    """The reference results of the runs, once per (policy, env, text, episodes, seed base),
+    labelled ``*policy*`` plus whichever of env / text / episodes tells two of a kind apart."""
     found: dict[tuple[Any, ...], Mapping[str, Any]] = {}
     for _, res in labelled:
         for name, ref in (res.get("references") or {}).items():
             key = (name, *(ref.get(k) for k in ("env_id", "text", "episodes_per_split", "seed_base")))
             if "splits" in ref:
                 found.setdefault(key, ref)
-    several_envs = len({key[1] for key in found}) > 1
-    return [
-        (f"*{key[0]}*" + (f" ({key[1].split('/')[-1]})" if several_envs else ""), ref) for key, ref in found.items()
-    ]
+    varies = [len({key[i] for key in found}) > 1 for i in range(5)]
+    out = []
+    for key, ref in found.items():
+        tags = [str(key[1]).split("/")[-1]] if varies[1] else []
+        tags += [f"text {key[2]}"] if varies[2] else []
+        tags += [f"n={key[3]}"] if varies[3] else []
+        tags += [f"seeds {key[4]}+k"] if varies[4] else []
+        out.append((f"*{key[0]}*" + (f" ({', '.join(tags)})" if tags else ""), ref))
+    return out
 
 
 def comparison_markdown(labelled: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
@@ -672,18 +677,20 @@ def comparison_markdown(labelled: Sequence[tuple[str, Mapping[str, Any]]]) -> st
     for _, res in labelled:
         splits += [s for s in res.get("splits", {}) if s not in splits]
     split_cells = " | ".join(f"{s} success ± SE" for s in splits)
-    header = f"| run | env | {split_cells} | gap Train − TargetPairOnly |"
-    sep = "|---|---|" + "---|" * len(splits) + "---|"
+    header = f"| run | env | episodes per split | {split_cells} | gap Train − TargetPairOnly |"
+    sep = "|---|---|---|" + "---|" * len(splits) + "---|"
 
     def row(label: str, res: Mapping[str, Any]) -> str:
         cells = [fmt_rate(res.get("splits", {}).get(s)) for s in splits]
         gap = fmt_gap(res.get(GAP_KEY))
-        return f"| {label} | `{res.get('env_id')}` | " + " | ".join(cells) + f" | {gap} |"
+        return (
+            f"| {label} | `{res.get('env_id')}` | {res.get('episodes_per_split')} | "
+            + " | ".join(cells) + f" | {gap} |"
+        )
 
     rows = [row(label, res) for label, res in labelled]
     rows += [row(label, ref) for label, ref in unique_references(labelled)]
-    episodes = sorted({res.get("episodes_per_split") for _, res in labelled}, key=str)
-    note = f"\n\nEpisodes per split: {', '.join(map(str, episodes))}; success: episode ended with reward > 0."
+    note = "\n\nsuccess: episode ended with reward > 0; SE = sqrt(p(1-p)/n); references in *italics*."
     return "\n".join([header, sep, *rows]) + note + "\n"
 
 

@@ -120,7 +120,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     bars = success_bar_chart(labelled + unique_references(labelled), out / "success_by_split.png")
     curves, missing = learning_curves(list(zip(labels, args.run_dirs)), out / "learning_curves.png")
     if missing:
-        table += f"\nNo progress.csv (no learning curve) for: {', '.join(missing)}\n"
+        table += f"\nNo learning curve (no progress.csv, or no finished training episode) for: {', '.join(missing)}\n"
     md = atomic_write_text(out / "comparison.md", "# Comparison\n\n" + table)
     print(table, end="")
     print(f"\nwritten: {md}, {bars}, {curves}")

@@ -6,6 +6,7 @@ matplotlib runs on the Agg backend (no display needed) and every figure is writt
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -67,7 +68,8 @@ def success_bar_chart(
 
 
 def read_progress(run_dir: str | os.PathLike) -> tuple[list[float], list[float]] | None:
-    """(timesteps, success_rate) from ``DIR/progress.csv``; ``None`` when absent or unusable."""
+    """(timesteps, success_rate) from ``DIR/progress.csv``; ``None`` when absent or without a
+    finished training episode."""
     path = Path(run_dir) / PROGRESS_CSV
     if not path.is_file():
         return None
@@ -77,10 +79,12 @@ def read_progress(run_dir: str | os.PathLike) -> tuple[list[float], list[float]]
         with path.open(newline="") as f:
             for row in csv.DictReader(f):
                 try:
-                    steps.append(float(row["timesteps"]))
-                    success.append(float(row["success_rate"]))
+                    step, rate = float(row["timesteps"]), float(row["success_rate"])
                 except (KeyError, TypeError, ValueError):
                     continue
+                if math.isfinite(step) and math.isfinite(rate):  # nan before the first finished episode
+                    steps.append(step)
+                    success.append(rate)
     except OSError:
         return None
     return (steps, success) if steps else None
@@ -107,7 +111,8 @@ def learning_curves(
     ax.grid(alpha=0.3)
     ax.set_title("Learning curves (Train episodes during training)")
     if missing:
-        ax.text(0.01, 0.01, "no progress.csv: " + ", ".join(missing), transform=ax.transAxes, fontsize=7)
+        note = "no curve (no progress.csv / no finished episode): " + ", ".join(missing)
+        ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=7)
     if len(missing) < len(runs):
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

@@ -217,7 +217,7 @@ def test_compare_writes_table_and_figures(evaluated_run, tmp_path, capsys):
     printed = capsys.readouterr().out
     table = (out / "comparison.md").read_text()
     assert "run_b (other, full)" in table and "*random*" in table and "*oracle*" in table
-    assert "No progress.csv" in table and "run_b" in table.split("No progress.csv")[1]
+    assert "No learning curve" in table and "run_b" in table.split("No learning curve")[1]
     assert "Train success ± SE" in printed
     for png in ("success_by_split.png", "learning_curves.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,295 @@
+"""The batched BabyAI++ engine: N episodes as torch tensors, stepped with tensor operations only.
+
+``BatchedBabyAIPP(env_id, num_envs)`` keeps every episode's grid (one int32-style word per cell,
+see :mod:`babyaipp.envs.batched_state`), floor properties, agent pose, carried object, counters,
+verifier state and tokens on one device, and advances all N with a fixed sequence of gathers,
+scatters and element-wise ops; no per-episode Python runs in :meth:`step`. Levels (layout,
+floor, dynamics, mission, description) come from the single env's generator through a
+:class:`LevelPool`, so both engines play the same levels, and any :class:`~babyaipp.envs.level.Level`
+can be loaded with :meth:`load`. The result of a step is exactly the single env's, which
+``tests/envs/test_batched.py`` checks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from babyaipp.envs.batched_instr import refreshed_positions, verify
+from babyaipp.envs.batched_obs import Observer
+from babyaipp.envs.batched_state import (
+    CODE_MASK,
+    DOOR_CLOSED,
+    DOOR_LOCKED,
+    DOOR_OPEN,
+    EMPTY_CODE,
+    FLOOR_FIELD,
+    FLOOR_SHIFT,
+    ID_MASK,
+    ID_SHIFT,
+    PROP_BIT,
+    STATE_SHIFT,
+    T_BOX,
+    T_DOOR,
+    T_KEY,
+    TYPE_BITS,
+    Geometry,
+    build_tables,
+    encode_env,
+    stack_encoded,
+)
+from babyaipp.envs.level import Level
+from babyaipp.envs.physics import DROP, FORWARD, LEFT, PICKUP, RIGHT, STICKY_STEPS, TOGGLE
+from babyaipp.errors import check_range
+
+#: Per-episode fields copied from a pool row at reset (the rest are counters reset to zero).
+LEVEL_FIELDS = ("cells", "agent_pos", "agent_dir", "carried", "props", "max_steps", "obj_pos", "kind",
+                "track_a", "track_b", "mission", "description")  # fmt: skip
+_COLOUR_FIELD = 7 << 4
+
+
+def _quiet_make(env_id: str, **kwargs: Any):
+    from babyaipp.envs.registration import make
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*font.*")
+        return make(env_id, **kwargs)
+
+
+class LevelPool:
+    """Encoded start states of many levels, stacked as tensors, that resets draw rows from.
+
+    Built in-process from the single env: level ``i`` is the env reset with seed ``seed + i``, so
+    the first episode of batch slot ``i`` is exactly ``gym.make(id).reset(seed=seed + i)``.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], device: torch.device):
+        self.tensors = {k: torch.as_tensor(v, device=device) for k, v in arrays.items()}
+        self.size = int(arrays["cells"].shape[0])
+
+    @staticmethod
+    def generate(env: Any, geometry: Geometry, seed: int, count: int) -> list[dict[str, np.ndarray]]:
+        out = []
+        for i in range(count):
+            env.reset(seed=seed + i)
+            out.append(encode_env(env, geometry))
+        return out
+
+
+class BatchedBabyAIPP:
+    """N BabyAI++ episodes of one env id on one device; see the module docstring.
+
+    Observations are a dict of tensors: ``image`` (N, 7, 7, 3) uint8, ``direction`` (N,) int64,
+    ``mission`` (N, 32) and ``description`` (N, 3, 8) int64 tokens, as ``TokenObsWrapper`` gives.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        *,
+        device: str | torch.device = "cpu",
+        pool_size: int | None = None,
+        seed: int = 0,
+        auto_reset: bool = True,
+        **env_kwargs: Any,
+    ):
+        check_range("num_envs", num_envs, 1)
+        self.env_id, self.num_envs, self.auto_reset = env_id, int(num_envs), auto_reset
+        self.device = torch.device(device)
+        self.single = _quiet_make(env_id, **env_kwargs)
+        base = self.single.unwrapped
+        self.geometry = Geometry(base.width, base.height)
+        self.hp = self.geometry.padded_height
+        tables = build_tables()
+        self.can_enter = torch.as_tensor(tables["can_enter"], device=self.device)
+        self.pickable = torch.as_tensor(tables["pickable"], device=self.device)
+        self.observer = Observer(self.hp, tables["see_behind"], tables["decode"], self.device)
+        self.dir_delta = torch.tensor([self.hp, 1, -self.hp, -1], device=self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.pool_size = max(self.num_envs, pool_size or self.num_envs)
+        self.num_objects = 0
+        self.state: dict[str, torch.Tensor] = {}
+        self.pool: LevelPool | None = None
+        self._seed = seed
+
+    # ----------------------------------------------------------------- levels
+    def _stack(self, encoded: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        need = max(len(e["obj_pos"]) for e in encoded)
+        if need > self.num_objects:
+            self._grow_objects(need)
+        arrays = stack_encoded(encoded, self.num_objects)
+        return {
+            k: torch.as_tensor(v.astype(np.int64) if v.dtype.kind in "iu" else v, device=self.device)
+            for k, v in arrays.items()
+        }
+
+    def _grow_objects(self, count: int) -> None:
+        """Widen the object axis (ids) of the state and pool to hold ``count`` ids."""
+        count = max(count, 8 * ((count + 7) // 8))
+        extra = count - self.num_objects
+        self.num_objects = count
+        for holder in (self.state, self.pool.tensors if self.pool else {}):
+            for key in ("obj_pos", "snap"):
+                if key in holder:
+                    holder[key] = torch.nn.functional.pad(holder[key], (0, extra), value=-1)
+            for key in ("track_a", "track_b"):
+                if key in holder:
+                    holder[key] = torch.nn.functional.pad(holder[key], (0, extra), value=False)
+
+    def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """Fill the pool (levels ``seed .. seed + pool_size - 1``) and start slot i on level i."""
+        if seed is not None:
+            self._seed = int(seed)
+        self.generator.manual_seed(self._seed)
+        encoded = LevelPool.generate(self.single, self.geometry, self._seed, self.pool_size)
+        self.num_objects, self.pool, self.state = 0, None, {}
+        stacked = self._stack(encoded)
+        self.pool = LevelPool({k: v.cpu().numpy() for k, v in stacked.items()}, self.device)
+        first = torch.arange(self.num_envs, device=self.device)
+        self.state = {k: v[first].clone() for k, v in self.pool.tensors.items()}
+        self._zero_counters(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        return self.observation()
+
+    def load(self, env_indices: list[int], levels: list[Level]) -> dict[str, torch.Tensor]:
+        """Start slots ``env_indices`` on the given levels (replayed through the single env)."""
+        encoded = []
+        for level in levels:
+            self.single.reset(options={"level": level})
+            encoded.append(encode_env(self.single, self.geometry))
+        rows = self._stack(encoded)
+        if not self.state:
+            n = self.num_envs
+            self.state = {k: v[:1].expand(n, *v.shape[1:]).clone() for k, v in rows.items()}
+            self._zero_counters(torch.ones(n, dtype=torch.bool, device=self.device))
+        idx = torch.as_tensor(env_indices, device=self.device)
+        for key, value in rows.items():
+            self.state[key][idx] = value
+        mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        mask[idx] = True
+        self._zero_counters(mask)
+        return self.observation()
+
+    def _zero_counters(self, mask: torch.Tensor) -> None:
+        s, n, dev = self.state, self.num_envs, self.device
+        for key, shape, dtype in (("half_steps", (n,), torch.long), ("steps_in_cell", (n,), torch.long),
+                                  ("magic_count", (n,), torch.long), ("pre", (n, 4), torch.long),
+                                  ("done_slots", (n, 4), torch.bool)):  # fmt: skip
+            if key not in s:
+                s[key] = torch.zeros(shape, dtype=dtype, device=dev)
+            else:
+                s[key][mask] = 0
+        snap = s.get("snap")
+        s["snap"] = (
+            s["obj_pos"].clone()
+            if snap is None or snap.shape != s["obj_pos"].shape
+            else torch.where(mask.unsqueeze(1), s["obj_pos"], snap)
+        )
+
+    def _reset_from_pool(self, mask: torch.Tensor) -> None:
+        """Start the masked slots on random pool levels (one gather per field, no host loop)."""
+        assert self.pool is not None
+        pick = torch.randint(self.pool.size, (self.num_envs,), generator=self.generator, device=self.device)
+        for key in LEVEL_FIELDS:
+            src = self.pool.tensors[key][pick]
+            m = mask.view(-1, *([1] * (src.dim() - 1)))
+            self.state[key] = torch.where(m, src, self.state[key])
+        self._zero_counters(mask)
+
+    # ----------------------------------------------------------------- stepping
+    def observation(self) -> dict[str, torch.Tensor]:
+        s = self.state
+        image = self.observer.image(s["cells"], s["agent_pos"], s["agent_dir"], s["carried"])
+        return {
+            "image": image,
+            "direction": s["agent_dir"].clone(),
+            "mission": s["mission"],
+            "description": s["description"],
+        }
+
+    def step(self, actions: torch.Tensor | np.ndarray):
+        """Advance all episodes by one action each: ``(obs, reward, terminated, truncated)``.
+
+        Rewards are float64 (``1 - 0.9 * steps / max_steps`` on success, as the single env computes
+        it). With ``auto_reset`` the finished slots restart on pool levels before ``obs`` is built.
+        """
+        s = self.state
+        action = torch.as_tensor(actions, device=self.device).long()
+        cells, pos, direction, carried = s["cells"], s["agent_pos"], s["agent_dir"], s["carried"]
+
+        # Object actions on the cell in front (before the move; fliplr only swaps turns).
+        fwd = pos + self.dir_delta[direction]
+        fwd_word = cells.gather(1, fwd.unsqueeze(1)).squeeze(1)
+        fwd_code = fwd_word & CODE_MASK
+        fwd_type = fwd_word & TYPE_BITS
+        fwd_state = (fwd_word >> STATE_SHIFT) & 3
+        floor_bits = fwd_word & FLOOR_FIELD
+        empty_hands = (carried & CODE_MASK) == EMPTY_CODE
+        pick = (action == PICKUP) & self.pickable[fwd_code] & empty_hands
+        drop = (action == DROP) & (fwd_code == EMPTY_CODE) & ~empty_hands
+        toggle = action == TOGGLE
+        door = toggle & (fwd_type == T_DOOR)
+        key_fits = ((carried & TYPE_BITS) == T_KEY) & ((carried & _COLOUR_FIELD) == (fwd_word & _COLOUR_FIELD))
+        unlock = door & (fwd_state == DOOR_LOCKED) & key_fits
+        flip = door & (fwd_state != DOOR_LOCKED)
+        new_state = torch.where(unlock, DOOR_OPEN, torch.where(fwd_state == DOOR_OPEN, DOOR_CLOSED, DOOR_OPEN))
+        door_word = (fwd_word & ~(3 << STATE_SHIFT)) | (new_state << STATE_SHIFT)
+        cleared = pick | (toggle & (fwd_type == T_BOX))
+        new_fwd = torch.where(cleared, floor_bits | EMPTY_CODE, fwd_word)
+        new_fwd = torch.where(drop, floor_bits | carried, new_fwd)
+        new_fwd = torch.where(unlock | flip, door_word, new_fwd)
+        cells.scatter_(1, fwd.unsqueeze(1), new_fwd.unsqueeze(1))
+        moved_id = torch.where(
+            pick, (fwd_word >> ID_SHIFT) & ID_MASK, torch.where(drop, (carried >> ID_SHIFT) & ID_MASK, 0)
+        )
+        s["obj_pos"].scatter_(1, moved_id.unsqueeze(1), torch.where(drop, fwd, -1).unsqueeze(1))
+        s["obj_pos"][:, 0] = -1
+        carried = torch.where(pick, fwd_word & ~FLOOR_FIELD, torch.where(drop, EMPTY_CODE, carried))
+        s["carried"] = carried
+
+        # Movement and the tile physics (babyaipp.envs.physics.resolve_motion).
+        props = s["props"]
+        here = props.gather(1, ((cells.gather(1, pos.unsqueeze(1)) >> FLOOR_SHIFT) & 7)).squeeze(1)
+        fliplr = (here & PROP_BIT["fliplr"]) > 0
+        turn = action.clone()
+        turn = torch.where(fliplr & (action == LEFT), RIGHT, torch.where(fliplr & (action == RIGHT), LEFT, turn))
+        stuck = ((here & PROP_BIT["sticky"]) > 0) & (s["steps_in_cell"] < STICKY_STEPS)
+        forward = (turn == FORWARD) & ~stuck
+        flipud = forward & ((here & PROP_BIT["flipud"]) > 0)
+        new_dir = (direction + (turn == RIGHT).long() - (turn == LEFT).long() + 2 * flipud.long()) % 4
+        target = pos + self.dir_delta[new_dir]
+        enter = self.can_enter[cells.gather(1, target.unsqueeze(1)).squeeze(1) & CODE_MASK]
+        new_pos = torch.where(forward & enter, target, pos)
+        on_magic = (here & PROP_BIT["magic"]) > 0
+        magic_count = torch.where(on_magic, s["magic_count"] + 1, 0)
+        below = pos + 1
+        push = on_magic & ~stuck & (new_pos == pos) & (magic_count % 2 == 0)
+        push &= self.can_enter[cells.gather(1, below.unsqueeze(1)).squeeze(1) & CODE_MASK]
+        new_pos = torch.where(push, below, new_pos)
+        moved = new_pos != pos
+        s["steps_in_cell"] = torch.where(moved, 0, s["steps_in_cell"] + 1)
+        s["magic_count"] = torch.where(moved, 0, magic_count)
+        there = props.gather(1, ((cells.gather(1, new_pos.unsqueeze(1)) >> FLOOR_SHIFT) & 7)).squeeze(1)
+        trapped = moved & ((there & PROP_BIT["trap"]) > 0)
+        s["half_steps"] = s["half_steps"] + 2 - ((here & PROP_BIT["slippery"]) > 0).long()
+        s["agent_pos"], s["agent_dir"] = new_pos, new_dir
+
+        # Instruction verification (minigrid refreshes object positions on every drop first).
+        is_drop = (action == DROP).unsqueeze(1)
+        s["snap"] = torch.where(is_drop, refreshed_positions(cells, s["obj_pos"]), s["snap"])
+        front = new_pos + self.dir_delta[new_dir]
+        success, done_slots, pre = verify(s, turn, front, self.hp)
+        checked = ~trapped
+        s["done_slots"] = torch.where(checked.unsqueeze(1), done_slots, s["done_slots"])
+        s["pre"] = torch.where(checked.unsqueeze(1), pre, s["pre"])
+        success &= checked
+        steps = s["half_steps"].double() / 2
+        reward = torch.where(success, 1 - 0.9 * (steps / s["max_steps"].double()), 0.0)
+        terminated = success | trapped
+        truncated = s["half_steps"] >= 2 * s["max_steps"]
+        if self.auto_reset:
+            self._reset_from_pool(terminated | truncated)
+        return self.observation(), reward, terminated, truncated

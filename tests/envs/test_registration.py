@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import signal
 import warnings
 
 import gymnasium as gym
@@ -15,6 +16,7 @@ import babyaipp
 import babyaipp.envs as envs
 from babyaipp.envs.dynamics import DIFFICULTIES, SPLITS
 from babyaipp.envs.physics import ACTION_NAMES
+from babyaipp.envs.registration import valid_keywords
 from babyaipp.errors import BabyAIPPError, InvalidChoiceError
 
 from .conftest import quiet_make
@@ -197,6 +199,75 @@ def test_bad_keywords_name_the_value_and_the_choices(maker):
     with pytest.raises(InvalidChoiceError) as err:
         maker("BabyAIPP/GoToLocal-Hard-Train-v0", properties_per_colour=3)
     _assert_names(err, "3", ["1", "2"])
+
+
+#: A value for every keyword some task advertises in its "valid choices" (registration.valid_keywords).
+KEYWORD_VALUES = {
+    "agent_pov": True,
+    "agent_view_size": 5,
+    "doors_open": True,
+    "highlight": False,
+    "max_steps": 50,
+    "num_dists": 2,
+    "num_objs": 3,
+    "objs_per_room": 3,
+    "properties_per_colour": 1,
+    "render_mode": "rgb_array",
+    "room_size": 7,
+    "screen_size": 320,
+    "see_through_walls": False,
+    "start_carrying": True,
+    "text": "lorem",
+    "tile_size": 16,
+}
+_KEYWORD_BUG = (
+    "BUG registration.py valid_keywords: lists keywords of minigrid parents that the level class passes "
+    "itself (see_through_walls for every task, num_dists for PickupLoc), so gym.make(id, {kw}=...) "
+    "fails with TypeError 'got multiple values for keyword argument' instead of working or being refused"
+)
+
+
+def _keyword_cases() -> list:
+    cases = []
+    for task in envs.TASKS:
+        for keyword in valid_keywords(task):
+            broken = keyword == "see_through_walls" or (task, keyword) == ("PickupLoc", "num_dists")
+            marks = [pytest.mark.xfail(strict=True, raises=TypeError, reason=_KEYWORD_BUG.format(kw=keyword))]
+            cases.append(pytest.param(task, keyword, id=f"{task}-{keyword}", marks=marks if broken else []))
+    return cases
+
+
+@pytest.mark.parametrize("task, keyword", _keyword_cases())
+def test_every_advertised_keyword_is_accepted(task: str, keyword: str):
+    assert keyword in KEYWORD_VALUES, f"no test value for the advertised keyword {keyword!r}"
+    env = quiet_make(envs.env_id(task, "Hard", "Test"), **{keyword: KEYWORD_VALUES[keyword]})
+    env.reset(seed=0)
+    env.step(2)
+
+
+def _raise_timeout(signum, frame):
+    raise TimeoutError("reset did not return")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TimeoutError,
+    reason="BUG core.py BabyAIPPMixin._gen_grid: a room with no cell where a tile may go (room_size=4, which "
+    "minigrid's GoToRedBall accepts) makes place_tiles raise PlacementError forever, and the `while True` "
+    "loop resamples forever: reset hangs instead of raising an error naming room_size",
+)
+def test_a_room_too_small_for_tiles_fails_instead_of_hanging():
+    env = quiet_make("BabyAIPP/GoToRedBall-Easy-Train-v0", room_size=4, num_dists=0)
+    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    signal.alarm(2)
+    try:
+        try:
+            env.reset(seed=0)  # fine if a level can be built ...
+        except BabyAIPPError as err:  # ... or refused with a clear message
+            assert "room_size" in str(err)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_properties_per_colour_1_is_accepted_for_hard():

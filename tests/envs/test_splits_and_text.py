@@ -292,9 +292,17 @@ def reference_image(env) -> np.ndarray:
     return view.encode(vis_mask)
 
 
-@pytest.mark.parametrize("env_id", ["BabyAIPP/GoToLocal-Hard-Test-v0", "BabyAIPP/GoTo-Easy-Test-v0"])
-def test_view_shows_the_floor_as_minigrid_would(env_id: str):
-    env = quiet_make(env_id).unwrapped
+@pytest.mark.parametrize(
+    "env_id, kwargs",
+    [
+        ("BabyAIPP/GoToLocal-Hard-Test-v0", {}),
+        ("BabyAIPP/GoTo-Easy-Test-v0", {}),
+        ("BabyAIPP/GoTo-Hard-Test-v0", {"agent_view_size": 5}),
+        ("BabyAIPP/PutNextLocal-Hard-Test-v0", {"agent_view_size": 9}),
+    ],
+)
+def test_view_shows_the_floor_as_minigrid_would(env_id: str, kwargs: dict):
+    env = quiet_make(env_id, **kwargs).unwrapped
     rng = np.random.default_rng(0)
     floor_cells_seen = 0
     for seed in range(25):

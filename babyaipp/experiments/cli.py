@@ -1,0 +1,236 @@
+"""``babyaipp sweep``: seeds × models × tasks × text modes on Ray, then IQM tables and figures.
+
+Only argparse is imported at load time so ``babyaipp --help`` stays fast; Ray, torch and
+matplotlib are imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
+DEFAULT_MODELS = "image,concat,film,attention"
+DEFAULT_SEEDS = "0,1,2"
+DEFAULT_STEPS = 100_000
+DEFAULT_EPISODES = 1000
+
+_SWEEP_HELP = f"""\
+Train and evaluate every combination of --envs x --models x --algos x --text x --seeds, one Ray
+task per trial (the same code as `babyaipp train` then `babyaipp eval`), and aggregate:
+  DIR/trials/<key>/   a normal run directory per trial (babyaipp eval / compare work on it),
+                      with trial.json (status, timings) and error.txt if it failed
+  DIR/summary.md      per env: IQM success across seeds [95% stratified-bootstrap CI] per split,
+  DIR/summary.json    the Train − TargetPairOnly gap, per-held-out-pair success, plain means
+  DIR/success.png     bars with interval error bars; DIR/curves.png learning curves with bands
+  DIR/sweep.json      the grid and a log of every invocation
+
+Rerunning the same command runs only the trials without results (<key> ends in a hash of the
+trial's config; an interrupted training resumes from its checkpoint). A failed trial is reported
+and the others go on; the command then exits with status 1.
+
+Ray: a local Ray starts in this process (--num-cpus CPUs, default all); --address HOST:PORT (or
+'auto') runs on an existing cluster, which needs babyaipp installed on every node and DIR on a
+shared filesystem.
+
+examples:
+  babyaipp sweep --models image,concat,film,attention --seeds 0,1,2 --steps 100000 --out sweeps/gtrb
+  babyaipp sweep --models attention --text full,lorem,none --seeds 0,1,2 --out sweeps/text
+  babyaipp sweep --envs {DEFAULT_ENV} --models film --recurrent --address auto --cpus-per-trial 4 --out /shared/s
+  babyaipp compare sweeps/gtrb --out sweeps/gtrb-report     # re-aggregate a sweep directory
+
+default env: {DEFAULT_ENV}
+"""
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add ``sweep`` under the top-level ``babyaipp`` parser."""
+    from babyaipp.agents.cli import _key_value
+
+    p = subparsers.add_parser(
+        "sweep", help="seeded train+eval grid on Ray, with IQM and 95%% bootstrap intervals",
+        description=_SWEEP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--envs", type=_csv, default=[DEFAULT_ENV], metavar="ID[,ID...]", help="training env ids")
+    p.add_argument(
+        "--models",
+        type=_csv,
+        default=_csv(DEFAULT_MODELS),
+        metavar="M[,M...]",
+        help=f"feature extractors (default: {DEFAULT_MODELS})",
+    )
+    p.add_argument(
+        "--algos",
+        type=_csv,
+        default=["ppo"],
+        metavar="A[,A...]",
+        help="training algorithms, among those `babyaipp train` supports (default: ppo)",
+    )
+    p.add_argument("--recurrent", action="store_true", help="every trial gets an LSTM memory (RecurrentPPO)")
+    p.add_argument(
+        "--text",
+        type=_csv,
+        default=["full"],
+        metavar="MODE[,MODE...]",
+        help="description modes, an ablation axis: full, partial, lorem, none (default: full)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=_seeds(DEFAULT_SEEDS),
+        metavar="S[,S...]",
+        help=f"training seeds in [0, 999] (default: {DEFAULT_SEEDS})",
+    )
+    p.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, help=f"training steps per trial (default: {DEFAULT_STEPS})"
+    )
+    p.add_argument(
+        "--episodes",
+        type=int,
+        default=DEFAULT_EPISODES,
+        help=f"evaluation episodes per split (default: {DEFAULT_EPISODES})",
+    )
+    p.add_argument("--n-envs", type=int, default=8, help="parallel training envs per trial (default: 8)")
+    p.add_argument("--out", metavar="DIR", required=True, help="sweep directory")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--cpus-per-trial", type=float, default=1, metavar="C", help="Ray CPUs per trial (default: 1)")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0,
+        metavar="G",
+        help="Ray GPUs per trial; > 0 trains and evaluates on cuda (default: 0)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=50_000,
+        metavar="N",
+        help="checkpoint every N steps, so an interrupted trial resumes (default: 50000; 0 = never)",
+    )
+    p.add_argument(
+        "--env-kwarg",
+        type=_key_value,
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="keyword for every trial's env constructor (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        type=_key_value,
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        dest="hparams",
+        help="hyperparameter override for every trial (repeatable)",
+    )
+    p.add_argument("--demos", metavar="DIR", default=None, help="demonstrations for --algos bc (passed to train)")
+    p.add_argument("--reps", type=int, default=10_000, help="bootstrap replicates (default: 10000)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap generator (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress view")
+    p.set_defaults(func=cmd_sweep)
+
+
+class _ProgressView:
+    """A rich progress bar on stderr: trials finished of total, and done / running / failed counts."""
+
+    def __init__(self, enabled: bool):
+        self.progress: Any = None
+        self.task: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                TimeElapsedColumn(), console=Console(stderr=True),
+            )  # fmt: skip
+            self.progress.start()
+
+    def __call__(self, status: Any) -> None:
+        if self.progress is None:
+            return
+        text = f"done {status.done} · running {status.running} · failed {len(status.failed)}"
+        if status.skipped:
+            text += f" · already done {status.skipped}"
+        if self.task is None:
+            self.task = self.progress.add_task(text, total=status.total)
+        self.progress.update(self.task, completed=status.finished, description=text)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def aggregate_to(sweep_dir: str | Path, out_dir: str | Path, reps: int = 10_000, seed: int = 0) -> tuple[str, list]:
+    """Aggregate a sweep directory into ``out_dir`` (summary.json/.md, success.png, curves.png)."""
+    from babyaipp.experiments.aggregate import aggregate_sweep, write_summary
+    from babyaipp.experiments.plots import write_figures
+
+    summary = aggregate_sweep(sweep_dir, reps=reps, seed=seed)
+    json_path, md_path = write_summary(summary, out_dir)
+    figures = write_figures(summary, out_dir)
+    return md_path.read_text(), [json_path, md_path, *figures]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from babyaipp.errors import ConfigError, check_range
+    from babyaipp.experiments.sweep import expand_grid, run_sweep
+
+    check_range("reps", args.reps, 1, None)
+    if args.demos and not Path(args.demos).exists():
+        raise ConfigError(f"--demos {args.demos!r} does not exist")
+    trials = expand_grid(
+        envs=args.envs, models=args.models, seeds=args.seeds, steps=args.steps, episodes=args.episodes,
+        algos=args.algos, texts=args.text, recurrent=args.recurrent, n_envs=args.n_envs,
+        env_kwargs=dict(args.env_kwarg or []), hyperparameters=dict(args.hparams or []),
+        demos=str(Path(args.demos).resolve()) if args.demos else None,
+    )  # fmt: skip
+    grid = {
+        "envs": args.envs, "models": args.models, "algos": args.algos, "recurrent": args.recurrent,
+        "text": args.text, "seeds": args.seeds, "steps": args.steps, "episodes": args.episodes,
+        "n_envs": args.n_envs, "env_kwargs": dict(args.env_kwarg or []), "hyperparameters": dict(args.hparams or []),
+    }  # fmt: skip
+    view = _ProgressView(enabled=not args.quiet)
+    try:
+        report = run_sweep(
+            trials, args.out, address=args.address, num_cpus=args.num_cpus, cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial, checkpoint_every=args.checkpoint_every, grid=grid, on_update=view,
+        )  # fmt: skip
+    finally:
+        view.stop()
+    table, written = aggregate_to(args.out, args.out, reps=args.reps, seed=args.bootstrap_seed)
+    print(table, end="")
+    print(
+        f"\n{report.total} trials: {len(report.skipped)} already done, {len(report.ran) - len(report.failed)} ran, "
+        f"{len(report.failed)} failed; {report.seconds:.1f} s"
+    )
+    for key, error in report.failed.items():
+        print(f"FAILED {key}: {error} (traceback: {Path(args.out) / 'trials' / key / 'error.txt'})")
+    print("written: " + ", ".join(str(p) for p in written))
+    return 1 if report.failed else 0
+
+
+def compare_sweep(sweep_dir: str, out_dir: str, reps: int = 10_000, seed: int = 0) -> int:
+    """``babyaipp compare SWEEPDIR``: re-aggregate a sweep into ``out_dir`` and print the table."""
+    table, written = aggregate_to(sweep_dir, out_dir, reps=reps, seed=seed)
+    print(table, end="")
+    print("written: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+__all__ = ["add_parsers", "aggregate_to", "cmd_sweep", "compare_sweep"]

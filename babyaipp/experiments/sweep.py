@@ -1,0 +1,455 @@
+"""Seeded sweeps of ``train`` + ``eval`` on Ray core tasks, resumable, one run directory per trial.
+
+Every trial calls :func:`babyaipp.agents.training.train` (or ``resume``) and then
+:func:`babyaipp.agents.evaluation.evaluate_run` + ``write_results``, exactly what ``babyaipp train``
+and ``babyaipp eval`` call, so a trial directory is a normal run directory::
+
+    SWEEP/sweep.json                    the grid and a log of every invocation
+    SWEEP/trials/<key>/trial.json       the trial's config, status (queued/running/done/failed), timings
+    SWEEP/trials/<key>/config.json ...  the run directory written by `train` (model.zip, progress.csv, tb/)
+    SWEEP/trials/<key>/eval/results.json  written by the evaluation
+    SWEEP/trials/<key>/error.txt        the traceback of a failed trial
+
+``<key>`` ends with a hash of the trial's full config, so a trial whose results are on disk is
+never rerun, and rerunning a command runs only what is missing (a trial interrupted mid-training
+continues from its latest checkpoint). Trials run as Ray tasks with ``num_cpus``/``num_gpus``
+resources: a local Ray started in this process by default, or an existing cluster by address (the
+sweep directory must then be on a filesystem every node shares).
+
+Nothing here prints; :func:`run_sweep` reports progress through a callback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from babyaipp.errors import ConfigError, check_choice, check_range
+from babyaipp.experiments.aggregate import TRIAL_JSON, TRIALS_SUBDIR
+from babyaipp.utils import atomic_write_json, atomic_write_text
+
+SWEEP_JSON = "sweep.json"
+ERROR_TXT = "error.txt"
+DEFAULT_ALGO = "ppo"
+DEFAULT_CHECKPOINT_EVERY = 50_000
+#: Evaluation envs stepped together (the evaluator's default); results do not depend on it.
+EVAL_N_ENVS = 32
+#: How often the driver refreshes its counts while waiting on Ray.
+POLL_SECONDS = 0.5
+#: Files and folders ``train`` writes; removed before retraining a run that left no checkpoint.
+_RUN_OUTPUTS = ("config.json", "progress.csv", "model.zip", "checkpoints", "tb", "eval", ERROR_TXT)
+
+
+def supported_algos() -> tuple[str, ...]:
+    """The algorithms ``babyaipp train`` supports: its ``ALGOS`` when it declares them, else PPO."""
+    from babyaipp.agents import training
+
+    declared = getattr(training, "ALGOS", None)
+    return tuple(declared) if declared else (DEFAULT_ALGO,)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything that defines a trial's result; its hash names the trial's directory."""
+
+    env_id: str
+    model: str
+    seed: int
+    steps: int
+    episodes: int
+    algo: str = DEFAULT_ALGO
+    recurrent: bool = False
+    text: str = "full"
+    n_envs: int = 8
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    demos: str | None = None
+
+    def __post_init__(self) -> None:
+        from babyaipp.agents.models import MODELS
+        from babyaipp.envs.registration import parse_env_id
+        from babyaipp.envs.text import TEXT_MODES
+
+        parse_env_id(self.env_id)
+        check_choice("model", self.model, MODELS)
+        check_choice("algo", self.algo, supported_algos())
+        check_choice("text mode", self.text, TEXT_MODES)
+        check_range("seed", self.seed, 0, 999)
+        check_range("steps", self.steps, 1, None)
+        check_range("episodes", self.episodes, 1, None)
+        check_range("n_envs", self.n_envs, 1, 1000)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def digest(self) -> str:
+        """A hash of the full config (sorted JSON), stable across processes and machines."""
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+    @property
+    def key(self) -> str:
+        """Readable name ending in the config hash: ``GoToRedBall-Easy-Train_film_ppo_full_s0_<hash>``."""
+        level = self.env_id.split("/")[-1].removesuffix("-v0")
+        algo = self.algo + ("-lstm" if self.recurrent else "")
+        return f"{level}_{self.model}_{algo}_{self.text}_s{self.seed}_{self.digest}"
+
+
+def expand_grid(
+    envs: Sequence[str],
+    models: Sequence[str],
+    seeds: Sequence[int],
+    steps: int,
+    episodes: int,
+    algos: Sequence[str] = (DEFAULT_ALGO,),
+    texts: Sequence[str] = ("full",),
+    recurrent: bool = False,
+    n_envs: int = 8,
+    env_kwargs: Mapping[str, Any] | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    demos: str | None = None,
+) -> list[TrialConfig]:
+    """Every combination as a trial, seeds outermost so an early stop leaves every model a seed."""
+    for name, values in (("envs", envs), ("models", models), ("seeds", seeds), ("algos", algos), ("texts", texts)):
+        if not values:
+            raise ConfigError(f"--{name} is empty; give at least one value")
+    trials = [
+        TrialConfig(
+            env_id=env,
+            model=model,
+            seed=int(seed),
+            steps=steps,
+            episodes=episodes,
+            algo=algo,
+            recurrent=recurrent,
+            text=text,
+            n_envs=n_envs,
+            env_kwargs=dict(env_kwargs or {}),
+            hyperparameters=dict(hyperparameters or {}),
+            demos=demos,
+        )  # fmt: skip
+        for seed in seeds
+        for env in envs
+        for model in models
+        for algo in algos
+        for text in texts
+    ]
+    return list({t.key: t for t in trials}.values())  # a value repeated on the command line runs once
+
+
+# --------------------------------------------------------------------------- one trial (runs in a Ray worker)
+def trial_dir(sweep_dir: str | os.PathLike, trial: TrialConfig) -> Path:
+    return Path(sweep_dir) / TRIALS_SUBDIR / trial.key
+
+
+def read_trial_meta(directory: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((directory / TRIAL_JSON).read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def is_trial_done(directory: Path, trial: TrialConfig) -> bool:
+    """Results on disk for exactly this config: ``trial.json`` says done and ``eval/results.json`` exists."""
+    from babyaipp.agents.evaluation import EVAL_SUBDIR, RESULTS_JSON
+
+    meta = read_trial_meta(directory)
+    return (
+        meta.get("status") == "done"
+        and meta.get("config") == trial.as_dict()
+        and (directory / EVAL_SUBDIR / RESULTS_JSON).is_file()
+    )
+
+
+def _write_meta(directory: Path, trial: TrialConfig, status: str, **extra: Any) -> None:
+    meta = {"key": trial.key, "config": trial.as_dict(), "status": status, **extra}
+    atomic_write_json(directory / TRIAL_JSON, meta)
+
+
+def _train_or_resume(directory: Path, trial: TrialConfig, device: str, checkpoint_every: int) -> str:
+    """Train the trial's run, resume it from a checkpoint, or keep a finished one; says which."""
+    from babyaipp.agents import training
+
+    if (directory / "config.json").is_file():
+        config = training.read_config(directory)
+        if config.get("completed") and (directory / "model.zip").is_file():
+            return "kept"
+        if training.latest_checkpoint(directory) is not None:
+            training.resume(directory, steps=trial.steps, device=device)
+            return "resumed"
+    for name in _RUN_OUTPUTS:  # a run killed before its first checkpoint: start it again
+        path = directory / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    kwargs: dict[str, Any] = {}
+    if trial.algo != DEFAULT_ALGO:
+        kwargs["algo"] = trial.algo
+    if trial.demos is not None:
+        kwargs["demos"] = trial.demos
+    training.train(
+        directory, env_id=trial.env_id, model=trial.model, recurrent=trial.recurrent, steps=trial.steps,
+        n_envs=trial.n_envs, seed=trial.seed, device=device, text=trial.text, env_kwargs=dict(trial.env_kwargs),
+        hyperparameters=dict(trial.hyperparameters), checkpoint_every=checkpoint_every, **kwargs,
+    )  # fmt: skip
+    return "trained"
+
+
+def run_trial(
+    trial_dict: Mapping[str, Any], directory: str, device: str = "cpu", threads: int = 1,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+) -> dict[str, Any]:  # fmt: skip
+    """Train then evaluate one trial in ``directory``; never raises (a failure is returned and saved).
+
+    The outcome dict has ``key``, ``status`` (``done`` or ``failed``), ``seconds`` and, on failure,
+    ``error`` (one line); the traceback goes to ``error.txt``.
+    """
+    trial = TrialConfig(**trial_dict)
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    host = socket.gethostname()
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        _write_meta(path, trial, "running", started=started, host=host)
+        how = _train_or_resume(path, trial, device, checkpoint_every)
+        trained = time.perf_counter()
+        from babyaipp.agents.evaluation import EVAL_SUBDIR, evaluate_run, write_results
+        from babyaipp.envs import SPLITS
+
+        result = evaluate_run(
+            path, splits=SPLITS, episodes=trial.episodes, device=device, references=False,
+            n_envs=min(EVAL_N_ENVS, trial.episodes), progress=False,
+        )  # fmt: skip
+        write_results(result, path / EVAL_SUBDIR)
+        (path / ERROR_TXT).unlink(missing_ok=True)
+        seconds = time.perf_counter() - began
+        timings = {"train_s": round(trained - began, 2), "eval_s": round(time.perf_counter() - trained, 2)}
+        _write_meta(path, trial, "done", started=started, host=host, training=how, seconds=round(seconds, 2), **timings)
+        return {"key": trial.key, "status": "done", "seconds": seconds}
+    except BaseException as err:  # noqa: BLE001 - a trial's failure must not sink the sweep
+        if isinstance(err, KeyboardInterrupt | SystemExit):
+            raise
+        return _record_failure(path, trial, err, traceback.format_exc(), time.perf_counter() - began)
+
+
+def _record_failure(path: Path, trial: TrialConfig, err: BaseException, trace: str, seconds: float) -> dict[str, Any]:
+    message = f"{type(err).__name__}: {err}".splitlines()[0] if str(err) else type(err).__name__
+    atomic_write_text(path / ERROR_TXT, trace)
+    _write_meta(path, trial, "failed", error=message, seconds=round(seconds, 2))
+    return {"key": trial.key, "status": "failed", "seconds": seconds, "error": message}
+
+
+# --------------------------------------------------------------------------- the driver
+@dataclass
+class SweepStatus:
+    """Counts the progress view shows, and the failures so far."""
+
+    total: int
+    skipped: int = 0
+    done: int = 0
+    running: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> int:
+        return self.skipped + self.done + len(self.failed)
+
+
+@dataclass
+class SweepReport:
+    """What one :func:`run_sweep` call did."""
+
+    sweep_dir: Path
+    total: int
+    skipped: list[str]
+    ran: list[str]
+    failed: dict[str, str]
+    seconds: float
+    trial_seconds: dict[str, float]
+
+
+def _ray_init(address: str | None, num_cpus: int | None) -> bool:
+    """Start (or connect to) Ray quietly; False when this process already had Ray running."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silences a FutureWarning tip
+    quiet = {
+        "log_to_driver": False, "include_dashboard": False, "configure_logging": True,
+        "logging_level": logging.ERROR,
+    }  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(num_cpus=num_cpus, **quiet)
+    return True
+
+
+def _check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """A trial asking more than the whole cluster has would wait forever: refuse it up front."""
+    import ray
+
+    available = ray.cluster_resources()
+    for name, asked in (("CPU", cpus_per_trial), ("GPU", gpus_per_trial)):
+        have = float(available.get(name, 0.0))
+        if asked > have:
+            flag = "--cpus-per-trial" if name == "CPU" else "--gpus-per-trial"
+            raise ConfigError(f"{flag}={asked:g} is more than the Ray cluster has; valid range: [0, {have:g}]")
+
+
+def write_manifest(sweep_dir: Path, trials: Sequence[TrialConfig], grid: Mapping[str, Any], run: Mapping) -> None:
+    """``sweep.json``: the latest grid and trial keys, and one entry per invocation appended."""
+    previous: dict[str, Any] = {}
+    try:
+        previous = json.loads((sweep_dir / SWEEP_JSON).read_text())
+    except (OSError, ValueError):
+        pass
+    invocations = [i for i in previous.get("invocations", []) if i.get("started") != run.get("started")]
+    atomic_write_json(
+        sweep_dir / SWEEP_JSON,
+        {"grid": dict(grid), "trials": [t.key for t in trials], "invocations": [*invocations, dict(run)]},
+    )
+
+
+def run_sweep(
+    trials: Iterable[TrialConfig],
+    sweep_dir: str | os.PathLike,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    cpus_per_trial: float = 1,
+    gpus_per_trial: float = 0,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    grid: Mapping[str, Any] | None = None,
+    on_update: Callable[[SweepStatus], None] | None = None,
+) -> SweepReport:
+    """Run every trial not already done on Ray; return what ran, what was skipped and what failed.
+
+    ``address`` connects to a running cluster (``ray.init(address=...)``); otherwise a local Ray
+    with ``num_cpus`` CPUs (default: all) starts in this process and stops at the end. When this
+    process already runs Ray, that instance is used as it is.
+    """
+    check_range("cpus_per_trial", cpus_per_trial, 0, None, low_inclusive=False)
+    check_range("gpus_per_trial", gpus_per_trial, 0, None)
+    check_range("checkpoint_every", checkpoint_every, 0, None)
+    if num_cpus is not None:
+        check_range("num_cpus", num_cpus, 1, None)
+    trials = list(trials)
+    sweep_dir = Path(sweep_dir).resolve()  # Ray workers may not share the driver's working directory
+    (sweep_dir / TRIALS_SUBDIR).mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    pending = [t for t in trials if not is_trial_done(trial_dir(sweep_dir, t), t)]
+    skipped = [t.key for t in trials if t not in pending]
+    status = SweepStatus(total=len(trials), skipped=len(skipped))
+    run_log: dict[str, Any] = {"started": started, "address": address or "local", "skipped": len(skipped)}
+    write_manifest(sweep_dir, trials, grid or {}, {**run_log, "pending": len(pending)})
+    if on_update:
+        on_update(status)
+    ran: list[str] = []
+    trial_seconds: dict[str, float] = {}
+    if pending:
+        device = "cuda" if gpus_per_trial > 0 else "cpu"
+        for t in pending:
+            directory = trial_dir(sweep_dir, t)
+            directory.mkdir(parents=True, exist_ok=True)
+            _write_meta(directory, t, "queued")  # clears a stale "running" left by an interrupted sweep
+        ray_started = _ray_init(address, num_cpus)
+        try:
+            _check_resources(cpus_per_trial, gpus_per_trial)
+            outcomes = _run_on_ray(
+                pending, sweep_dir, device, cpus_per_trial, gpus_per_trial, checkpoint_every, status, on_update
+            )
+        finally:
+            if ray_started:
+                import ray
+
+                ray.shutdown()
+        for outcome in outcomes:
+            ran.append(outcome["key"])
+            trial_seconds[outcome["key"]] = round(float(outcome["seconds"]), 2)
+    seconds = time.perf_counter() - began
+    run_log.update(ran=len(ran), failed=len(status.failed), seconds=round(seconds, 2))
+    write_manifest(sweep_dir, trials, grid or {}, run_log)
+    return SweepReport(sweep_dir, len(trials), skipped, ran, dict(status.failed), seconds, trial_seconds)
+
+
+def _run_on_ray(
+    pending: Sequence[TrialConfig],
+    sweep_dir: Path,
+    device: str,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+    checkpoint_every: int,
+    status: SweepStatus,
+    on_update: Callable[[SweepStatus], None] | None,
+) -> list[dict[str, Any]]:
+    """Submit one Ray task per trial and collect outcomes as they finish, refreshing the counts."""
+    import ray
+
+    task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)(run_trial)
+    threads = max(1, int(cpus_per_trial))
+    refs = {
+        task.remote(t.as_dict(), str(trial_dir(sweep_dir, t)), device, threads, checkpoint_every): t for t in pending
+    }
+    outcomes: list[dict[str, Any]] = []
+    waiting = list(refs)
+    try:
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1, timeout=POLL_SECONDS)
+            for ref in ready:
+                trial = refs[ref]
+                try:
+                    outcome = ray.get(ref)
+                except Exception as err:  # noqa: BLE001 - a worker crash (OOM, segfault) fails one trial
+                    outcome = _record_failure(
+                        trial_dir(sweep_dir, trial), trial, err, traceback.format_exc(), float("nan")
+                    )
+                outcomes.append(outcome)
+                if outcome["status"] == "done":
+                    status.done += 1
+                else:
+                    status.failed[outcome["key"]] = outcome.get("error", "failed")
+            status.running = sum(
+                read_trial_meta(trial_dir(sweep_dir, refs[r])).get("status") == "running" for r in waiting
+            )
+            if on_update:
+                on_update(status)
+    except BaseException:
+        for ref in waiting:
+            ray.cancel(ref, force=True)
+        raise
+    return outcomes
+
+
+__all__ = [
+    "SweepReport",
+    "SweepStatus",
+    "TrialConfig",
+    "expand_grid",
+    "is_trial_done",
+    "run_sweep",
+    "run_trial",
+    "supported_algos",
+    "trial_dir",
+]

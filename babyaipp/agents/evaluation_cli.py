@@ -25,10 +25,12 @@ examples:
 _COMPARE_HELP = """\
 Put several evaluated runs side by side: a markdown table (runs x splits success ± SE, the gap
 Train − TargetPairOnly, reference rows), a grouped bar chart and the runs' learning curves.
-Each DIR needs DIR/eval/results.json (run 'babyaipp eval DIR' first).
+Each DIR needs DIR/eval/results.json (run 'babyaipp eval DIR' first). A single sweep directory
+(made by 'babyaipp sweep') is aggregated instead: IQM across seeds with 95% bootstrap intervals.
 
 examples:
   babyaipp compare runs/image_only runs/concat runs/film runs/attention --out compare/
+  babyaipp compare sweeps/gtrb --out sweeps/gtrb-report
 """
 
 
@@ -108,6 +110,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from babyaipp.agents.plots import learning_curves, success_bar_chart
     from babyaipp.utils import atomic_write_text
 
+    if _sweep_dirs(args.run_dirs):
+        from babyaipp.experiments.cli import compare_sweep
+
+        return compare_sweep(args.run_dirs[0], args.out)
     results = [(d, read_results(d)) for d in args.run_dirs]  # fails before writing anything
     names = [Path(d).resolve().name for d in args.run_dirs]
     if len(set(names)) < len(names):  # two runs named alike: use the paths as given
@@ -125,3 +131,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(table, end="")
     print(f"\nwritten: {md}, {bars}, {curves}")
     return 0
+
+
+def _sweep_dirs(run_dirs: list[str]) -> bool:
+    """True for one sweep directory; a sweep mixed with other directories is refused."""
+    from babyaipp.experiments.aggregate import is_sweep_dir
+
+    sweeps = [d for d in run_dirs if is_sweep_dir(d)]
+    if sweeps and len(run_dirs) > 1:
+        from babyaipp.errors import ConfigError
+
+        raise ConfigError(f"{sweeps[0]} is a sweep directory: compare it on its own (babyaipp compare {sweeps[0]})")
+    return bool(sweeps)

@@ -115,6 +115,7 @@ class BatchedBabyAIPP:
         self.state: dict[str, torch.Tensor] = {}
         self.pool: LevelPool | None = None
         self._seed = seed
+        self.last_pick = torch.full((self.num_envs,), -1, device=self.device)
 
     # ----------------------------------------------------------------- levels
     def _stack(self, encoded: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
@@ -150,6 +151,7 @@ class BatchedBabyAIPP:
         stacked = self._stack(encoded)
         self.pool = LevelPool({k: v.cpu().numpy() for k, v in stacked.items()}, self.device)
         first = torch.arange(self.num_envs, device=self.device)
+        self.last_pick = first.clone()
         self.state = {k: v[first].clone() for k, v in self.pool.tensors.items()}
         self._zero_counters(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         return self.observation()
@@ -193,6 +195,7 @@ class BatchedBabyAIPP:
         """Start the masked slots on random pool levels (one gather per field, no host loop)."""
         assert self.pool is not None
         pick = torch.randint(self.pool.size, (self.num_envs,), generator=self.generator, device=self.device)
+        self.last_pick = torch.where(mask, pick, -1)  # which pool level each restarted slot drew
         for key in LEVEL_FIELDS:
             src = self.pool.tensors[key][pick]
             m = mask.view(-1, *([1] * (src.dim() - 1)))

@@ -184,8 +184,8 @@ def _train_or_resume(directory: Path, trial: TrialConfig, device: str, checkpoin
 
     if (directory / "config.json").is_file():
         config = training.read_config(directory)
-        if config.get("completed") and (directory / "model.zip").is_file():
-            return "kept"
+        if int(config.get("num_timesteps", 0)) >= trial.steps and (directory / "model.zip").is_file():
+            return "kept"  # trained, not yet evaluated
         if training.latest_checkpoint(directory) is not None:
             training.resume(directory, steps=trial.steps, device=device)
             return "resumed"

@@ -142,3 +142,52 @@ def test_outputs_have_gymnasium_shapes_and_dtypes() -> None:
     assert obs["mission"].shape == (3, 32) and obs["description"].shape == (3, 3, 8)
     obs, reward, terminated, truncated = engine.step(np.zeros(3, dtype=np.int64))
     assert reward.dtype == torch.float64 and terminated.dtype == torch.bool and truncated.dtype == torch.bool
+
+
+def _hand_built_level(objects: dict[tuple[int, int], tuple[int, int, int]], instrs: dict, agent_dir: int = 0) -> Level:
+    """An empty 8x8 room (agent at (3, 3)) with these encoded objects and this instruction tree."""
+    env = quiet_make("BabyAIPP/PutNextLocal-Easy-Train-v0")
+    env.reset(seed=0)
+    level = Level.from_env(env)
+    level.grid = np.where(level.grid[..., :1] == 2, level.grid, np.array([1, 0, 0], dtype=np.uint8))
+    for (x, y), code in objects.items():
+        level.grid[x, y] = code
+    level.floor[:] = -1
+    level.dynamics, level.description = {}, ""
+    level.agent_pos, level.agent_dir, level.instrs = (3, 3), agent_dir, instrs
+    return level
+
+
+def _replay_script(level: Level, actions: list[int]) -> list[float]:
+    single = TokenObsWrapper(quiet_make("BabyAIPP/PutNextLocal-Easy-Train-v0"))
+    want, _ = single.reset(options={"level": level})
+    engine = BatchedBabyAIPP("BabyAIPP/PutNextLocal-Easy-Train-v0", 1, auto_reset=False)
+    _assert_same_obs(engine.load([0], [level]), [want], "scripted reset")
+    rewards = []
+    for t, action in enumerate(actions):
+        obs, reward, terminated, truncated = engine.step(torch.tensor([action]))
+        want, want_reward, want_term, want_trunc, _ = single.step(action)
+        _assert_same_obs(obs, [want], f"scripted step {t}")
+        assert (reward.item(), terminated.item(), truncated.item()) == (want_reward, want_term, want_trunc)
+        rewards.append(want_reward)
+    return rewards
+
+
+RED_BALL, BLUE_KEY, YELLOW_KEY, LOCKED_YELLOW_DOOR, GREEN_BOX = (6, 0, 0), (5, 2, 0), (5, 4, 0), (4, 4, 2), (7, 1, 0)
+
+
+def test_putnext_uses_fixed_positions_refreshed_on_drop() -> None:
+    """Move the fixed ball, then drop the key next to its new place only: success (minigrid refreshes)."""
+    desc = {"kind": "putnext", "move": {"type": "key", "color": "blue", "loc": None},
+            "fixed": {"type": "ball", "color": "red", "loc": None}, "strict": False}  # fmt: skip
+    level = _hand_built_level({(4, 3): RED_BALL, (3, 5): BLUE_KEY}, desc)
+    rewards = _replay_script(level, [3, 1, 4, 0, 2, 1, 2, 2, 1, 3, 4])
+    assert rewards[-1] > 0 and not any(rewards[:-1])
+
+
+def test_locked_door_needs_its_key_and_boxes_vanish_when_toggled() -> None:
+    desc = {"kind": "open", "desc": {"type": "door", "color": "yellow", "loc": None}, "strict": False}
+    level = _hand_built_level({(4, 3): LOCKED_YELLOW_DOOR, (3, 4): YELLOW_KEY, (2, 3): GREEN_BOX}, desc)
+    # toggle the locked door empty-handed, open the box behind, fetch the key, unlock (= open).
+    rewards = _replay_script(level, [5, 1, 1, 5, 0, 3, 0, 5])
+    assert rewards[-1] > 0 and not any(rewards[:-1])

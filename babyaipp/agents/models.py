@@ -24,6 +24,12 @@ The four models differ only in how text meets the image:
   are written into the cells whose colour it names, *before* the convolutional head reasons about
   space. That per-cell grounding is what lets a policy act sensibly on a colour/property pair it
   never saw in training; ``extractor.last_attention`` exposes the weights.
+
+CPU training throughput with the defaults, 8 envs, one torch thread, measured on a shared 2-core
+machine (load average ~7, so treat as lower bounds)::
+
+    OMP_NUM_THREADS=1 babyaipp train --model M --steps 8192 --n-envs 8 --device cpu --out DIR
+    image 772, concat 470, film 416, attention 372 frames/s; attention --recurrent 96 frames/s
 """
 
 from __future__ import annotations

@@ -199,3 +199,62 @@ def test_make_vec_env_seeds_env_i_with_seed_times_1000_plus_i():
     again = training.make_vec_env(ENV_ID, 3, seed=2, text="full", env_kwargs={"room_size": 6}).reset()
     np.testing.assert_array_equal(first["image"], again["image"])
     assert training.train_seed(999, 999) < training.EVAL_SEED_START
+
+
+def _success_rate(env, policy, episodes: int) -> float:
+    """Fraction of evaluation-seeded episodes (seeds 10**6 + k) that end with reward > 0."""
+    wins = 0
+    for k in range(episodes):
+        obs, _ = env.reset(seed=training.EVAL_SEED_START + k)
+        done, reward = False, 0.0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy(obs, k))
+            done = terminated or truncated
+        wins += reward > 0
+    return wins / episodes
+
+
+@pytest.mark.slow
+def test_trained_policy_clearly_beats_random(tmp_path):
+    """Image PPO on a 5x5 GoToRedBall with 2 distractors, 16k steps, lr 3e-4, seed 0.
+
+    Measured when written (200 episodes): greedy trained policy 0.62 success, random 0.29-0.31;
+    training took 32 s on one CPU thread (about 500 frames/s).
+    """
+    run = tmp_path / "learn"
+    env_args = ["--env-kwarg", "room_size=5", "--env-kwarg", "num_dists=2"]
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "image",
+                "--steps",
+                "16384",
+                "--seed",
+                "0",
+                "--out",
+                str(run),
+                "--set",
+                "learning_rate=3e-4",
+                "--checkpoint-every",
+                "0",
+                "--device",
+                "cpu",
+                *env_args,
+            ]
+        )
+        == 0
+    )
+    agent, config = training.load_run(run)
+    env = make_tokenized(config["env_id"], text=config["text"], **config["env_kwargs"])
+    trained = _success_rate(env, lambda obs, k: int(agent.predict(obs, deterministic=True)[0]), 200)
+    rngs: dict[int, np.random.Generator] = {}
+
+    def random_policy(obs, k: int) -> int:
+        return int(rngs.setdefault(k, np.random.default_rng([7919, k])).integers(env.action_space.n))
+
+    baseline = _success_rate(env, random_policy, 200)
+    assert trained >= baseline + 0.2, (trained, baseline)
+    rows = _progress(run)
+    assert float(rows[-1]["success_rate"]) > float(rows[0]["success_rate"])  # the curve goes up

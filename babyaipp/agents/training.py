@@ -273,8 +273,9 @@ class ProgressCallback(BaseCallback):
             self.save_checkpoint()
 
     def save_checkpoint(self) -> Path:
-        self.last_checkpoint = self.num_timesteps
-        return _save_atomic(self.model, self.run_dir / "checkpoints" / f"step_{self.num_timesteps}.zip")
+        step = int(self.model.num_timesteps)  # the callback's own copy lags behind the model's
+        self.last_checkpoint = step
+        return _save_atomic(self.model, self.run_dir / "checkpoints" / f"step_{step}.zip")
 
     def save_interrupted(self) -> Path:
         """On Ctrl-C mid-rollout: checkpoint the last update, dropping the unlearnt partial rollout."""

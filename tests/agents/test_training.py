@@ -109,6 +109,26 @@ def test_checkpoint_resume_round_trip(tmp_path, capsys):
     assert training.load_run(run)[0].num_timesteps == 512
 
 
+def test_ctrl_c_checkpoints_the_last_update_and_resume_finishes(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    original = training.ProgressCallback._on_step
+
+    def interrupt_mid_rollout(self):
+        if self.num_timesteps >= 160:  # 32 steps into the second rollout (rollouts of 2 x 64)
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(training.ProgressCallback, "_on_step", interrupt_mid_rollout)
+    assert _train(run, "--model", "image", "--checkpoint-every", "0") == 130
+    assert "interrupted" in capsys.readouterr().err
+    # The partial rollout was never learnt from, so the checkpoint counts only the 128 trained steps.
+    assert sorted(training.checkpoints(run)) == [128] and not (run / "model.zip").exists()
+    monkeypatch.setattr(training.ProgressCallback, "_on_step", original)
+    assert main(["train", "--resume", "--out", str(run), "--device", "cpu"]) == 0
+    agent, config = training.load_run(run)
+    assert agent.num_timesteps == 256 and config["completed"]
+
+
 def test_resume_refuses_a_different_run_definition(tmp_path, capsys):
     run = tmp_path / "run"
     assert _train(run, "--model", "image", steps=128) == 0

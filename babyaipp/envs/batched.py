@@ -192,14 +192,26 @@ class BatchedBabyAIPP:
         )
 
     def _reset_from_pool(self, mask: torch.Tensor) -> None:
-        """Start the masked slots on random pool levels (one gather per field, no host loop)."""
+        """Start the masked slots on random pool levels.
+
+        On CPU only the finished rows are copied (one host check per step); on other devices every
+        row is selected with ``torch.where`` so the step never waits for the host.
+        """
         assert self.pool is not None
         pick = torch.randint(self.pool.size, (self.num_envs,), generator=self.generator, device=self.device)
         self.last_pick = torch.where(mask, pick, -1)  # which pool level each restarted slot drew
-        for key in LEVEL_FIELDS:
-            src = self.pool.tensors[key][pick]
-            m = mask.view(-1, *([1] * (src.dim() - 1)))
-            self.state[key] = torch.where(m, src, self.state[key])
+        if self.device.type == "cpu":
+            rows = mask.nonzero().squeeze(1)
+            if rows.numel() == 0:
+                return
+            chosen = pick[rows]
+            for key in LEVEL_FIELDS:
+                self.state[key][rows] = self.pool.tensors[key][chosen]
+        else:
+            for key in LEVEL_FIELDS:
+                src = self.pool.tensors[key][pick]
+                m = mask.view(-1, *([1] * (src.dim() - 1)))
+                self.state[key] = torch.where(m, src, self.state[key])
         self._zero_counters(mask)
 
     # ----------------------------------------------------------------- stepping
@@ -209,8 +221,8 @@ class BatchedBabyAIPP:
         return {
             "image": image,
             "direction": s["agent_dir"].clone(),
-            "mission": s["mission"],
-            "description": s["description"],
+            "mission": s["mission"].clone(),
+            "description": s["description"].clone(),
         }
 
     def step(self, actions: torch.Tensor | np.ndarray):

@@ -1,0 +1,181 @@
+"""``babyaipp sweep``: trial configs and keys, one trial in-process (failure, resume), and tiny sweeps on
+a local 2-CPU Ray through the CLI: aggregated table and figures, a rerun that runs nothing, a failing
+trial reported while the others finish."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import babyaipp  # noqa: F401  (registers the ids)
+from babyaipp.agents import training
+from babyaipp.cli import main
+from babyaipp.errors import ConfigError, InvalidChoiceError
+from babyaipp.experiments import sweep
+
+ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
+#: A few hundred PPO steps in two updates, and a handful of evaluation episodes.
+HYPER = {"n_steps": 64, "batch_size": 64}
+FAST = ["--steps", "256", "--episodes", "4", "--n-envs", "2", "--set", "n_steps=64", "--set", "batch_size=64",
+        "--reps", "500", "--checkpoint-every", "0"]  # fmt: skip
+
+
+def _trial(**changes) -> sweep.TrialConfig:
+    base = sweep.TrialConfig(env_id=ENV, model="image", seed=0, steps=256, episodes=4, n_envs=2, hyperparameters=HYPER)
+    return replace(base, **changes)
+
+
+# --------------------------------------------------------------------------- configs and keys (no Ray)
+def test_key_is_readable_and_changes_with_every_field_of_the_config():
+    trial = _trial()
+    assert trial.key.startswith("GoToRedBall-Easy-Train_image_ppo_full_s0_")
+    assert trial.key == _trial().key, "stable across calls"
+    changed = [
+        _trial(seed=1), _trial(model="film"), _trial(text="lorem"), _trial(recurrent=True), _trial(steps=512),
+        _trial(episodes=5), _trial(n_envs=4), _trial(env_id="BabyAIPP/GoToRedBall-Hard-Train-v0"),
+        _trial(hyperparameters={"n_steps": 128, "batch_size": 64}), _trial(env_kwargs={"room_size": 6}),
+    ]  # fmt: skip
+    keys = {t.key for t in changed} | {trial.key}
+    assert len(keys) == len(changed) + 1
+    assert _trial(recurrent=True).key.startswith("GoToRedBall-Easy-Train_image_ppo-lstm_full_s0_")
+
+
+def test_grid_expands_every_combination_seeds_outermost_and_once():
+    trials = sweep.expand_grid(
+        [ENV], ["image", "attention"], seeds=[0, 1, 1], steps=256, episodes=4, texts=["full", "none"]
+    )
+    assert len(trials) == 2 * 2 * 2  # the repeated seed runs once
+    assert [t.seed for t in trials] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert {(t.model, t.text) for t in trials} == {(m, x) for m in ("image", "attention") for x in ("full", "none")}
+
+
+def test_bad_axis_values_fail_before_any_work():
+    with pytest.raises(InvalidChoiceError, match="unknown model 'cnn'; valid choices: image"):
+        _trial(model="cnn")
+    with pytest.raises(InvalidChoiceError, match="unknown algo 'dqn'"):
+        _trial(algo="dqn")
+    with pytest.raises(InvalidChoiceError, match="text mode"):
+        _trial(text="poem")
+    with pytest.raises(ConfigError, match=r"seed=1000 .*\[0, 999\]"):
+        _trial(seed=1000)
+    with pytest.raises(InvalidChoiceError, match="env id"):
+        _trial(env_id="GoToRedBall")
+    with pytest.raises(ConfigError, match="--models is empty"):
+        sweep.expand_grid([ENV], [], seeds=[0], steps=1, episodes=1)
+    assert main(["sweep", "--models", "cnn", "--out", "unused"]) == 2
+
+
+# --------------------------------------------------------------------------- one trial, in this process
+def test_a_failing_trial_is_recorded_with_its_traceback(tmp_path):
+    trial = _trial(env_kwargs={"no_such_kwarg": 1})
+    outcome = sweep.run_trial(trial.as_dict(), str(tmp_path / trial.key))
+    assert outcome["status"] == "failed" and "no_such_kwarg" in outcome["error"]
+    assert "Traceback" in (tmp_path / trial.key / "error.txt").read_text()
+    meta = json.loads((tmp_path / trial.key / "trial.json").read_text())
+    assert meta["status"] == "failed" and meta["config"] == trial.as_dict()
+    assert not sweep.is_trial_done(tmp_path / trial.key, trial)
+
+
+def test_an_interrupted_trial_resumes_its_training_then_evaluates(tmp_path):
+    trial = _trial()
+    folder = sweep.trial_dir(tmp_path, trial)
+    training.train(folder, env_id=ENV, model="image", steps=128, n_envs=2, seed=0, device="cpu",
+                   hyperparameters=HYPER, checkpoint_every=0)  # fmt: skip
+    outcome = sweep.run_trial(trial.as_dict(), str(folder))
+    assert outcome["status"] == "done", outcome
+    meta = json.loads((folder / "trial.json").read_text())
+    assert meta["training"] == "resumed"
+    assert training.read_config(folder)["num_timesteps"] == 256
+    results = json.loads((folder / "eval" / "results.json").read_text())
+    assert set(results["splits"]) == {"Train", "Test", "TargetPairOnly"}
+    assert results["episodes_per_split"] == 4
+    assert sweep.is_trial_done(folder, trial)
+
+    # The sweep finds it done: nothing is submitted, so Ray is not even started.
+    import ray
+
+    before = (folder / "eval" / "results.json").stat().st_mtime_ns
+    report = sweep.run_sweep([trial], tmp_path, num_cpus=1)
+    assert (report.skipped, report.ran, report.failed) == ([trial.key], [], {})
+    assert not ray.is_initialized()
+    assert (folder / "eval" / "results.json").stat().st_mtime_ns == before
+
+
+# --------------------------------------------------------------------------- on a local Ray with 2 CPUs
+# Starting Ray and its workers costs ~15 s and the two tests ~40 s more on two shared cores: slow.
+@pytest.fixture(scope="module")
+def local_ray():
+    """One Ray for the module (starting one costs seconds); run_sweep uses it and leaves it running."""
+    pytest.importorskip("ray")
+    import ray
+
+    started = sweep._ray_init(None, 2)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def _mtimes(sweep_dir: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in (sweep_dir / "trials").rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_tiny_sweep_through_the_cli_aggregates_and_a_rerun_runs_nothing(local_ray, tmp_path, capfd):
+    out = tmp_path / "sweep"
+    args = ["sweep", "--models", "image,attention", "--seeds", "0,1", *FAST, "--out", str(out)]
+    assert main(args) == 0
+    captured = capfd.readouterr()
+    assert "4 trials: 0 already done, 4 ran, 0 failed" in captured.out
+    assert "| attention ppo text=full | 2 |" in captured.out and "| image ppo text=full | 2 |" in captured.out
+    noise = [line for line in captured.err.splitlines() if line.strip() and not line.startswith("sweep")]
+    assert not noise, f"only the progress view on stderr, got: {noise}"
+    for name in ("summary.json", "summary.md", "success.png", "curves.png", "sweep.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    groups = summary["envs"][ENV]["groups"]
+    assert [g["label"] for g in groups] == ["attention ppo text=full", "image ppo text=full"]
+    for group in groups:
+        assert group["seeds"] == [0, 1] and group["curve"]["n_seeds"] == 2
+        for cell in group["splits"].values():
+            assert cell["ci"][0] <= cell["iqm"] <= cell["ci"][1]
+    trials = sorted(p.name for p in (out / "trials").iterdir())
+    assert len(trials) == 4
+    config = training.read_config(out / "trials" / trials[0])  # a normal run directory
+    assert config["num_timesteps"] == 256 and config["hyperparameters"]["n_steps"] == 64
+
+    before = _mtimes(out)
+    assert main(args) == 0
+    assert "4 trials: 4 already done, 0 ran, 0 failed" in capfd.readouterr().out
+    assert _mtimes(out) == before, "no trial file was touched by the rerun"
+    log = json.loads((out / "sweep.json").read_text())["invocations"]
+    assert [(i["ran"], i["skipped"]) for i in log] == [(4, 0), (0, 4)]
+
+    assert main(["compare", str(out), "--out", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "summary.json").read_text())
+    iqms = [[c["iqm"] for c in g["splits"].values()] for g in groups]
+    assert [[c["iqm"] for c in g["splits"].values()] for g in report["envs"][ENV]["groups"]] == iqms
+    assert main(["compare", str(out / "trials" / trials[0]), "--out", str(tmp_path / "one")]) == 0
+
+
+@pytest.mark.slow
+def test_a_failing_trial_is_reported_while_the_others_finish(local_ray, tmp_path, capfd):
+    good = [_trial(model="image", seed=0), _trial(model="film", seed=0)]
+    bad = _trial(model="film", seed=1, env_kwargs={"no_such_kwarg": 1})
+    seen = []
+    report = sweep.run_sweep([*good, bad], tmp_path / "s", on_update=lambda s: seen.append(len(s.failed)))
+    assert report.failed.keys() == {bad.key} and "no_such_kwarg" in report.failed[bad.key]
+    assert sorted(report.ran) == sorted(t.key for t in [*good, bad])
+    assert all(sweep.is_trial_done(sweep.trial_dir(tmp_path / "s", t), t) for t in good)
+    assert "Traceback" in (sweep.trial_dir(tmp_path / "s", bad) / "error.txt").read_text()
+    assert seen[0] == 0 and seen[-1] == 1
+
+    out = tmp_path / "cli"
+    code = main(["sweep", "--models", "image", "--seeds", "0", *FAST, "--env-kwarg", "no_such_kwarg=1",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 1
+    text = capfd.readouterr().out
+    assert "1 failed" in text and "FAILED GoToRedBall-Easy-Train_image_ppo_full_s0_" in text and "error.txt" in text
+    assert "## Failed trials" in (out / "summary.md").read_text()

@@ -55,8 +55,11 @@ def _levels(args: argparse.Namespace) -> int:
 def _play(args: argparse.Namespace) -> int:
     from babyaipp.envs.registration import parse_env_id
     from babyaipp.envs.rendering import record_oracle_episode, save_episode
+    from babyaipp.errors import check_range
 
     task, difficulty, split = parse_env_id(args.id)
+    check_range("--seed", args.seed, 0)
+    check_range("--tile-size", args.tile_size, 1, 512)
     out = args.out or f"{task}-{difficulty}-{split}-seed{args.seed}.gif"
     episode = record_oracle_episode(args.id, args.seed, tile_size=args.tile_size, text=args.text)
     save_episode(episode, out)

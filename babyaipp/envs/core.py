@@ -30,6 +30,7 @@ from babyaipp.envs.tiles import (
     NO_TILE,
     PlacementError,
     place_tiles,
+    reachable_targets,
     stacked_grid,
     traps_cut_off_targets,
 )
@@ -38,6 +39,7 @@ from babyaipp.errors import ConfigError, InvalidChoiceError, check_choice
 DESCRIPTION_MAX_CHARS = 256
 _NO_PROPS: frozenset[str] = frozenset()
 _PLACEMENT_TRIES = 50
+_LEVEL_TRIES = 100
 
 
 class BabyAIPPMixin:
@@ -79,7 +81,7 @@ class BabyAIPPMixin:
             {
                 **self.observation_space.spaces,
                 "description": spaces.Text(
-                    max_length=DESCRIPTION_MAX_CHARS, charset=string.ascii_lowercase + " ."
+                    max_length=DESCRIPTION_MAX_CHARS, min_length=0, charset=string.ascii_lowercase + " ."
                 ),
             }
         )
@@ -132,22 +134,36 @@ class BabyAIPPMixin:
         mapping = dyn.sample_mapping(rng, self.difficulty, self.split, self.properties_per_colour)
         trap_colours = [COLOR_TO_IDX[c] for c, props in mapping.items() if "trap" in props]
         start = tuple(int(v) for v in self.agent_pos)
-        for _ in range(_PLACEMENT_TRIES):
-            floor = place_tiles(rng, self.grid, start, mapping)
-            if not traps_cut_off_targets(self.grid, start, floor, trap_colours):
-                break
-        else:
-            raise PlacementError("traps wall off the goal in every placement tried")
-        self.floor = floor
-        view = self.agent_view_size
-        self._padded_floor = np.pad(floor, view, constant_values=NO_TILE)
         self._dynamics = mapping
         self._props_by_idx = [_NO_PROPS] * len(IDX_TO_COLOR)
         for colour, props in mapping.items():
             self._props_by_idx[COLOR_TO_IDX[colour]] = frozenset(props)
-        self.description = describe(rng, mapping, self.text_mode)
         self.steps_in_cell = 0
         self.magic_count = 0
+        for _ in range(_PLACEMENT_TRIES):
+            self.floor = place_tiles(rng, self.grid, start, mapping)
+            if not traps_cut_off_targets(self.grid, start, self.floor, trap_colours) and self._solvable_with_physics():
+                break
+        else:
+            raise PlacementError("traps wall off the goal in every placement tried")
+        self._padded_floor = np.pad(self.floor, self.agent_view_size, constant_values=NO_TILE)
+        self.description = describe(rng, mapping, self.text_mode)
+
+    def _solvable_with_physics(self) -> bool:
+        """The full search over (cell, direction, counters), only where the cell search is not enough.
+
+        Without magic the trap-avoiding cell search decides solvability (see
+        :func:`~babyaipp.envs.tiles.traps_cut_off_targets`). A flipud+magic tile is different: going
+        straight across it takes two turns on it, and the second is pushed down, so such a tile can
+        act as a wall (over a trap, say). Then the oracle's physics search must face every object
+        and door that is reachable on the plain floor.
+        """
+        if not any("flipud" in p and "magic" in p for p in self._dynamics.values()):
+            return True
+        from babyaipp.envs.oracle import faceable_cells
+
+        start = (int(self.agent_pos[0]), int(self.agent_pos[1]))
+        return reachable_targets(self.grid, start) <= faceable_cells(self)
 
     def _load_level(self, level: Any) -> None:
         """Set the grid, rooms, agent, instruction and floor layer from a ``Level`` (no RNG drawn)."""

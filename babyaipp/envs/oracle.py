@@ -220,11 +220,14 @@ def _normalise(env: Any, x: int, y: int, d: int, steps_in_cell: int, magic_count
     return (x, y, d, sic, mc)
 
 
-def plan_to_face(env: Any, targets: set[tuple[int, int]]) -> list[tuple[int, State | None]]:
-    """Shortest action sequence (in actions) after which the agent faces a cell of ``targets``.
+def _search(
+    env: Any, targets: set[tuple[int, int]] | None, any_door: bool = False
+) -> tuple[dict[State, tuple[State, tuple[int, ...]] | None], State | None]:
+    """Breadth-first search over (cell, direction, counters) with the tile physics.
 
-    Each entry is (action, expected state before that action). Closed doors are passed with a
-    toggle; locked doors only with their key in hand. Raises :class:`NoPlanError` if unreachable.
+    Stops at the first state facing a cell of ``targets`` (``None``: explore everything). Closed
+    doors are passed with a toggle; locked doors only with their key in hand, or always when
+    ``any_door`` (the solvability check, where keys are fetched first). Trap cells are never entered.
     """
     grid = env.grid
     carrying = env.carrying
@@ -235,7 +238,7 @@ def plan_to_face(env: Any, targets: set[tuple[int, int]]) -> list[tuple[int, Sta
             return True
         if cell.type == "door":
             has_key = carrying is not None and carrying.type == "key" and carrying.color == cell.color
-            return not cell.is_locked or has_key
+            return any_door or not cell.is_locked or has_key
         return False
 
     def is_closed_door(x: int, y: int) -> bool:
@@ -246,14 +249,12 @@ def plan_to_face(env: Any, targets: set[tuple[int, int]]) -> list[tuple[int, Sta
     start = _normalise(env, x0, y0, int(env.agent_dir), env.steps_in_cell, env.magic_count)
     parents: dict[State, tuple[State, tuple[int, ...]] | None] = {start: None}
     queue = deque([start])
-    goal: State | None = None
     while queue:
         s = queue.popleft()
         x, y, d, sic, mc = s
         dx, dy = DIR_TO_VEC[d]
-        if (x + dx, y + dy) in targets:
-            goal = s
-            break
+        if targets is not None and (x + dx, y + dy) in targets:
+            return parents, s
         for a in (FORWARD, LEFT, RIGHT):
             m = resolve_motion((x, y), d, a, sic, mc, env.properties_at, passable)
             if m.entered_trap:
@@ -265,6 +266,22 @@ def plan_to_face(env: Any, targets: set[tuple[int, int]]) -> list[tuple[int, Sta
             if ns not in parents:
                 parents[ns] = (s, macro)
                 queue.append(ns)
+    return parents, None
+
+
+def faceable_cells(env: Any) -> set[tuple[int, int]]:
+    """Every cell the agent can come to face from its current state, with the full tile physics."""
+    parents, _ = _search(env, None, any_door=True)
+    return {(x + DIR_TO_VEC[d][0], y + DIR_TO_VEC[d][1]) for x, y, d, _, _ in parents}
+
+
+def plan_to_face(env: Any, targets: set[tuple[int, int]]) -> list[tuple[int, State | None]]:
+    """Shortest action sequence (in actions) after which the agent faces a cell of ``targets``.
+
+    Each entry is (action, expected state before that action). Closed doors are passed with a
+    toggle; locked doors only with their key in hand. Raises :class:`NoPlanError` if unreachable.
+    """
+    parents, goal = _search(env, targets)
     if goal is None:
         raise NoPlanError(f"no trap-free path to face any of {sorted(targets)}")
     steps: list[tuple[int, State | None]] = []

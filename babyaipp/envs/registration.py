@@ -48,18 +48,34 @@ def split_ids(id: str) -> dict[str, str]:
 
 @cache
 def valid_keywords(task: str) -> tuple[str, ...]:
-    """Keywords accepted by a task's class: its own, its minigrid parents', and the mixin's."""
-    names: set[str] = set()
-    for klass in TASKS[task].cls.__mro__:
+    """Keywords ``gym.make`` accepts for a task: the mixin's and the minigrid level's own.
+
+    Candidates are the parameters of every ``__init__`` in the class's MRO; a candidate is kept only
+    if constructing the level with it (at its default value) works, since some levels pass a
+    parent's keyword themselves (``see_through_walls``, ``num_dists`` for PickupLoc).
+    """
+    spec = TASKS[task]
+    candidates: dict[str, Any] = {}
+    for klass in spec.cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
         for p in inspect.signature(init).parameters.values():
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
-                names.add(p.name)
-    names -= {"mission_space", "width", "height", "grid_size", "num_rows", "num_cols", "difficulty", "split"}
-    names -= {"action_kinds", "instr_kinds", "locations", "unblocking", "implicit_unlock", "locked_room_prob"}
-    return tuple(sorted(names))
+                default = spec.defaults.get(p.name, p.default)
+                candidates.setdefault(p.name, default)
+    candidates.pop("difficulty", None)
+    candidates.pop("split", None)
+    valid = {"difficulty", "split"}
+    for name, default in candidates.items():
+        if default is inspect.Parameter.empty:
+            continue
+        try:
+            spec.cls(**{**spec.defaults, name: default})
+        except TypeError:
+            continue
+        valid.add(name)
+    return tuple(sorted(valid - {"difficulty", "split", "grid_size"}))  # room grids size themselves
 
 
 def make_level(task: str, difficulty: str, split: str, **kwargs: Any) -> gym.Env:

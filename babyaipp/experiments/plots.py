@@ -97,6 +97,9 @@ def curves_chart(summary: Mapping[str, Any], path: str | os.PathLike) -> Path:
             (line,) = ax.plot(steps, curve["mean"], label=f"{group['label']} ({curve['n_seeds']} seeds)",
                               marker="." if len(steps) < 30 else None)  # fmt: skip
             ax.fill_between(steps, curve["ci_low"], curve["ci_high"], color=line.get_color(), alpha=0.2)
+            if len(steps) == 1:  # a band of one point is invisible: draw it as an error bar
+                mean, low, high = curve["mean"][0], curve["ci_low"][0], curve["ci_high"][0]
+                ax.errorbar(steps, [mean], yerr=[[mean - low], [high - mean]], color=line.get_color(), capsize=3)
             drawn += 1
         ax.set_title(env_id.split("/")[-1], fontsize=10)
         ax.set_xlabel("training steps")

@@ -24,7 +24,7 @@ DEFAULT_CHECKPOINT_EVERY = 50_000
 _TRAIN_HELP = f"""\
 Train a baseline agent (PPO; RecurrentPPO with --recurrent) and write, under DIR:
   config.json             the run's configuration (env, model, text mode, seeds, hyperparameters)
-  model.zip               the final model (what `babyaipp evaluate` loads)
+  model.zip               the final model (what `babyaipp eval` loads)
   checkpoints/step_N.zip  periodic checkpoints (--checkpoint-every), for --resume
   progress.csv            learning curve: timesteps, episodes, mean return, success rate, fps
   tb/                     TensorBoard logs (tensorboard --logdir DIR/tb)

@@ -77,7 +77,7 @@ class TrialConfig:
     demos: str | None = None
 
     def __post_init__(self) -> None:
-        from babyaipp.agents.models import MODELS
+        from babyaipp.agents.models import MODELS, model_spec
         from babyaipp.envs.registration import parse_env_id
         from babyaipp.envs.text import TEXT_MODES
 
@@ -89,6 +89,12 @@ class TrialConfig:
         check_range("steps", self.steps, 1, None)
         check_range("episodes", self.episodes, 1, None)
         check_range("n_envs", self.n_envs, 1, 1000)
+        config = model_spec(self.model).config.from_dict(dict(self.hyperparameters))  # a typo fails up front
+        if config.batch_size > config.n_steps * self.n_envs:
+            raise ConfigError(
+                f"batch_size={config.batch_size} is larger than a rollout (n_steps * n_envs = "
+                f"{config.n_steps * self.n_envs}); valid range: [2, {config.n_steps * self.n_envs}]"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

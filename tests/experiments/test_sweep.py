@@ -63,6 +63,10 @@ def test_bad_axis_values_fail_before_any_work():
         _trial(seed=1000)
     with pytest.raises(InvalidChoiceError, match="env id"):
         _trial(env_id="GoToRedBall")
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'lr'"):
+        _trial(hyperparameters={"lr": 1e-3})
+    with pytest.raises(ConfigError, match=r"batch_size=256 is larger than a rollout"):
+        _trial(hyperparameters={}, n_envs=1)
     with pytest.raises(ConfigError, match="--models is empty"):
         sweep.expand_grid([ENV], [], seeds=[0], steps=1, episodes=1)
     assert main(["sweep", "--models", "cnn", "--out", "unused"]) == 2

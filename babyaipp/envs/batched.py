@@ -12,7 +12,8 @@ can be loaded with :meth:`load`. The result of a step is exactly the single env'
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -43,40 +44,26 @@ from babyaipp.envs.batched_state import (
 )
 from babyaipp.envs.level import Level
 from babyaipp.envs.physics import DROP, FORWARD, LEFT, PICKUP, RIGHT, STICKY_STEPS, TOGGLE
+from babyaipp.envs.pool import LevelGenerator, quiet_make
 from babyaipp.errors import check_range
 
 #: Per-episode fields copied from a pool row at reset (the rest are counters reset to zero).
 LEVEL_FIELDS = ("cells", "agent_pos", "agent_dir", "carried", "props", "max_steps", "obj_pos", "kind",
-                "track_a", "track_b", "mission", "description")  # fmt: skip
+                "track_a", "track_b", "mission", "description", "held_out", "level_seed")  # fmt: skip
 _COLOUR_FIELD = 7 << 4
-
-
-def _quiet_make(env_id: str, **kwargs: Any):
-    from babyaipp.envs.registration import make
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*font.*")
-        return make(env_id, **kwargs)
 
 
 class LevelPool:
     """Encoded start states of many levels, stacked as tensors, that resets draw rows from.
 
-    Built in-process from the single env: level ``i`` is the env reset with seed ``seed + i``, so
-    the first episode of batch slot ``i`` is exactly ``gym.make(id).reset(seed=seed + i)``.
+    Row ``k`` is the single env reset with the ``k``-th pool seed (``seed + k`` by default), so the
+    first episode of batch slot ``i`` is exactly ``gym.make(id).reset(seed=seed + i)``. Made by a
+    :class:`~babyaipp.envs.pool.LevelGenerator` (in this process or in worker processes).
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray], device: torch.device):
-        self.tensors = {k: torch.as_tensor(v, device=device) for k, v in arrays.items()}
-        self.size = int(arrays["cells"].shape[0])
-
-    @staticmethod
-    def generate(env: Any, geometry: Geometry, seed: int, count: int) -> list[dict[str, np.ndarray]]:
-        out = []
-        for i in range(count):
-            env.reset(seed=seed + i)
-            out.append(encode_env(env, geometry))
-        return out
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
+        self.size = int(tensors["cells"].shape[0])
 
 
 class BatchedBabyAIPP:
@@ -95,12 +82,17 @@ class BatchedBabyAIPP:
         pool_size: int | None = None,
         seed: int = 0,
         auto_reset: bool = True,
+        workers: int = 0,
+        refresh: bool = False,
+        start_method: str = "forkserver",
         **env_kwargs: Any,
     ):
         check_range("num_envs", num_envs, 1)
+        if refresh and workers < 1:
+            check_range("workers (needed by refresh=True)", workers, 1)
         self.env_id, self.num_envs, self.auto_reset = env_id, int(num_envs), auto_reset
         self.device = torch.device(device)
-        self.single = _quiet_make(env_id, **env_kwargs)
+        self.single = quiet_make(env_id, **env_kwargs)
         base = self.single.unwrapped
         self.geometry = Geometry(base.width, base.height)
         self.hp = self.geometry.padded_height
@@ -116,6 +108,14 @@ class BatchedBabyAIPP:
         self.pool: LevelPool | None = None
         self._seed = seed
         self.last_pick = torch.full((self.num_envs,), -1, device=self.device)
+        self.generator_procs = LevelGenerator(
+            env_id, env_kwargs, self.geometry, workers=workers, start_method=start_method, single=self.single
+        )
+        self.refresh = refresh
+        self._pending: list[Future] = []  # chunks of fresh levels being made for the pool
+        self._next_seed = 0  # next seed a refresh chunk starts at
+        self._ring = 0  # next pool row a refreshed level replaces
+        self.levels_refreshed = 0
 
     # ----------------------------------------------------------------- levels
     def _stack(self, encoded: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
@@ -141,15 +141,31 @@ class BatchedBabyAIPP:
                 if key in holder:
                     holder[key] = torch.nn.functional.pad(holder[key], (0, extra), value=False)
 
-    def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
-        """Fill the pool (levels ``seed .. seed + pool_size - 1``) and start slot i on level i."""
-        if seed is not None:
-            self._seed = int(seed)
+    def reset(self, seed: int | None = None, seeds: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+        """Fill the pool and start slot i on pool row i.
+
+        The pool holds the levels of ``seeds`` (``pool_size`` of them) or else of ``seed ..
+        seed + pool_size - 1``; draws for later episodes come from a generator seeded with
+        ``seed`` (or ``seeds[0]``). With ``refresh`` the workers then keep making levels
+        ``seed + pool_size, ...`` that replace pool rows in turn as they arrive (see :meth:`poll_pool`).
+        """
+        if seeds is not None:
+            seeds = [int(v) for v in seeds]
+            check_range("len(seeds)", len(seeds), self.num_envs)
+            self.pool_size, self._seed = len(seeds), seeds[0]
+        else:
+            if seed is not None:
+                self._seed = int(seed)
+            seeds = list(range(self._seed, self._seed + self.pool_size))
         self.generator.manual_seed(self._seed)
-        encoded = LevelPool.generate(self.single, self.geometry, self._seed, self.pool_size)
+        for future in self._pending:
+            future.cancel()
+        self._pending, self._ring, self._next_seed = [], 0, max(seeds) + 1
+        encoded = self.generator_procs.generate(seeds)
         self.num_objects, self.pool, self.state = 0, None, {}
-        stacked = self._stack(encoded)
-        self.pool = LevelPool({k: v.cpu().numpy() for k, v in stacked.items()}, self.device)
+        self.pool = LevelPool(self._stack(encoded))
+        if self.refresh:
+            self._request_levels()
         first = torch.arange(self.num_envs, device=self.device)
         self.last_pick = first.clone()
         self.state = {k: v[first].clone() for k, v in self.pool.tensors.items()}
@@ -191,6 +207,48 @@ class BatchedBabyAIPP:
             else torch.where(mask.unsqueeze(1), s["obj_pos"], snap)
         )
 
+    # ----------------------------------------------------------------- pool refresh
+    def _request_levels(self) -> None:
+        """Keep one chunk per worker in flight (seeds after the pool's, in order)."""
+        from babyaipp.envs.pool import CHUNK
+
+        while len(self._pending) < self.generator_procs.workers:
+            seeds = list(range(self._next_seed, self._next_seed + CHUNK))
+            self._next_seed += CHUNK
+            self._pending.extend(self.generator_procs.submit(seeds))
+
+    def poll_pool(self) -> int:
+        """Swap finished chunks of fresh levels into the pool (never waits); returns levels swapped.
+
+        Chunks enter in seed order, each replacing the next pool rows (a ring), so the pool holds
+        the newest ``pool_size`` levels; which step a chunk lands on depends on the workers' speed.
+        """
+        swapped = 0
+        while self._pending and self._pending[0].done():
+            encoded = self._pending.pop(0).result()
+            rows = self._stack(encoded)
+            assert self.pool is not None
+            index = (self._ring + torch.arange(len(encoded), device=self.device)) % self.pool.size
+            for key, value in rows.items():
+                self.pool.tensors[key][index] = value
+            self._ring = (self._ring + len(encoded)) % self.pool.size
+            swapped += len(encoded)
+        if swapped:
+            self.levels_refreshed += swapped
+            self._request_levels()
+        return swapped
+
+    def close(self) -> None:
+        """Stop the worker processes (if any)."""
+        for future in self._pending:
+            future.cancel()
+        self._pending = []
+        self.generator_procs.close()
+
+    def restart(self, mask: torch.Tensor) -> None:
+        """Start the masked slots on pool levels (what auto-reset does); counters zeroed."""
+        self._reset_from_pool(mask)
+
     def _reset_from_pool(self, mask: torch.Tensor) -> None:
         """Start the masked slots on random pool levels.
 
@@ -215,8 +273,11 @@ class BatchedBabyAIPP:
         self._zero_counters(mask)
 
     # ----------------------------------------------------------------- stepping
-    def observation(self) -> dict[str, torch.Tensor]:
+    def observation(self, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The observation of every slot, or of the slots ``rows`` only (in that order)."""
         s = self.state
+        if rows is not None:
+            s = {k: s[k][rows] for k in ("cells", "agent_pos", "agent_dir", "carried", "mission", "description")}
         image = self.observer.image(s["cells"], s["agent_pos"], s["agent_dir"], s["carried"])
         return {
             "image": image,
@@ -231,6 +292,15 @@ class BatchedBabyAIPP:
         Rewards are float64 (``1 - 0.9 * steps / max_steps`` on success, as the single env computes
         it). With ``auto_reset`` the finished slots restart on pool levels before ``obs`` is built.
         """
+        reward, terminated, truncated = self.advance(actions)
+        if self.auto_reset:
+            self._reset_from_pool(terminated | truncated)
+        return self.observation(), reward, terminated, truncated
+
+    def advance(self, actions: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The state update of :meth:`step` without reset or observation: ``(reward, terminated, truncated)``."""
+        if self._pending:
+            self.poll_pool()
         s = self.state
         action = torch.as_tensor(actions, device=self.device).long()
         cells, pos, direction, carried = s["cells"], s["agent_pos"], s["agent_dir"], s["carried"]
@@ -305,6 +375,4 @@ class BatchedBabyAIPP:
         reward = torch.where(success, 1 - 0.9 * (steps / s["max_steps"].double()), 0.0)
         terminated = success | trapped
         truncated = s["half_steps"] >= 2 * s["max_steps"]
-        if self.auto_reset:
-            self._reset_from_pool(terminated | truncated)
-        return self.observation(), reward, terminated, truncated
+        return reward, terminated, truncated

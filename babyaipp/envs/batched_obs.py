@@ -70,6 +70,6 @@ class Observer:
             incoming = out >> VIEW
         row_masks = torch.stack(rows[::-1], 1)  # (N, 7) indexed by j
         visible = (row_masks.unsqueeze(1) >> self.bit_index) & 1  # (N, 7 [i], 7 [j])
-        index = (words & (CODE_MASK | FLOOR_FIELD)) | (visible.view(n, -1) << ID_SHIFT)
+        index = (words & (CODE_MASK | FLOOR_FIELD)) | (visible.reshape(n, VIEW * VIEW) << ID_SHIFT)
         index[:, AGENT_CELL] = (carried & CODE_MASK) | FLOOR_FIELD | (1 << ID_SHIFT)
         return self.decode[index].view(n, VIEW, VIEW, 3)

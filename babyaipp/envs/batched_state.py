@@ -204,6 +204,8 @@ def encode_env(env: Any, geometry: Geometry) -> dict[str, np.ndarray]:
         "track_a": track_a,
         "track_b": track_b,
         "has_second": np.bool_(has_second),
+        "held_out": np.int64(len(base.held_out_pairs)),  # held-out (colour, property) pairs on the floor
+        "level_seed": np.int64(-1),  # the pool's generator records the seed it reset with
         "mission": tokenize(base.mission, MISSION_LENGTH),
         "description": tokenize_description(base.description, MAX_SENTENCES, SENTENCE_LENGTH),
     }

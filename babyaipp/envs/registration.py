@@ -99,6 +99,7 @@ def register_all() -> None:
                 gym.register(
                     id=id,
                     entry_point="babyaipp.envs.registration:make_level",
+                    vector_entry_point="babyaipp.envs.vector:make_batched_vector",  # the batched engine
                     kwargs={"task": task, "difficulty": difficulty, "split": split},
                     disable_env_checker=False,
                 )

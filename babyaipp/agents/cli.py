@@ -17,6 +17,7 @@ TEXT_CHOICES = ("full", "partial", "lorem", "none")
 #: Defaults of the options that define a run; None in argparse so --resume can tell what was given.
 RUN_DEFAULTS: dict[str, Any] = {
     "env": DEFAULT_ENV, "model": "image", "recurrent": False, "n_envs": 8, "seed": 0, "text": "full",
+    "engine": "gym",
 }  # fmt: skip
 DEFAULT_STEPS = 100_000
 DEFAULT_CHECKPOINT_EVERY = 50_000
@@ -37,6 +38,7 @@ examples:
   babyaipp train --model film --recurrent --text partial --out runs/film-lstm
   babyaipp train --model concat --env-kwarg room_size=6 --set learning_rate=3e-4 --out runs/c
   babyaipp train --resume --steps 400000 --out runs/attn     # continue to 400k steps
+  babyaipp train --model attention --engine batched --n-envs 64 --out runs/attn-fast
 
 default env: {DEFAULT_ENV}
 """
@@ -81,6 +83,11 @@ def add_parsers(subparsers: Any) -> None:
         "--text", default=None, help=f"description mode: {', '.join(TEXT_CHOICES)} (default: full)"
     )
     p.add_argument(
+        "--engine", choices=("gym", "batched"), default=None,
+        help="gym: single envs in a DummyVecEnv (default); batched: the batched tensor engine "
+        "(docs/batched.md), its pool holding the run's 1000 training-seed levels",
+    )  # fmt: skip
+    p.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in DIR from its latest checkpoint (its config.json is reused)",
@@ -119,6 +126,7 @@ def _check_resume_args(args: argparse.Namespace, config: dict[str, Any]) -> None
     saved = {
         "env": config["env_id"], "model": config["model"], "recurrent": config["recurrent"],
         "n_envs": config.get("n_envs"), "seed": config.get("seed"), "text": config["text"],
+        "engine": config.get("engine", "gym"),
     }  # fmt: skip
     for name, value in saved.items():
         given = getattr(args, name)
@@ -153,6 +161,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=run["seed"],
             device=args.device,
             text=run["text"],
+            engine=run["engine"],
             env_kwargs=dict(args.env_kwarg or []),
             hyperparameters=dict(args.hparams or []),
             checkpoint_every=DEFAULT_CHECKPOINT_EVERY

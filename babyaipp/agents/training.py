@@ -50,6 +50,8 @@ DEFAULT_ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
 SEEDS_PER_RUN = 1000
 MAX_SEED = 999
 EVAL_SEED_START = 10**6
+#: How training envs are stepped: single envs in a DummyVecEnv, or the batched engine.
+ENGINES = ("gym", "batched")
 PROGRESS_COLUMNS = ("timesteps", "episodes", "mean_return", "success_rate", "fps")
 #: Episodes over which progress.csv averages return and success.
 PROGRESS_WINDOW = 100
@@ -92,16 +94,30 @@ def make_vec_env(
     text: str = "full",
     env_kwargs: dict[str, Any] | None = None,
     seed_offset: int = 0,
+    engine: str = "gym",
 ) -> VecMonitor:
     """``n_envs`` TokenObsWrapper envs in a DummyVecEnv, wrapped in VecMonitor (episode returns).
 
     Env ``i`` is reset first with :func:`train_seed` ``(seed, seed_offset + i)``. Checks the id,
     text mode and keywords up front (by building the first env) so a typo fails before training.
+    ``engine="batched"`` steps all envs with the batched engine instead (``babyaipp.envs.sb3``): its
+    pool holds the levels of the run's 1000 training seeds, which later episodes draw from.
     """
     parse_env_id(env_id)
     check_choice("text mode", text, TEXT_MODES)
+    check_choice("engine", engine, ENGINES)
     check_range("n_envs", n_envs, 1, SEEDS_PER_RUN)
     check_range("seed", seed, 0, MAX_SEED)
+    if engine == "batched":
+        from babyaipp.envs.sb3 import BatchedSB3VecEnv
+
+        block = (seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1)
+        inner = BatchedSB3VecEnv(
+            env_id, n_envs, pool_size=SEEDS_PER_RUN, seed_range=block, text=text, **dict(env_kwargs or {})
+        )
+        vec = VecMonitor(inner)
+        _seed_vec_env(vec, seed, seed_offset)
+        return vec
     factory = partial(_make_tokenized_env, env_id, text, dict(env_kwargs or {}))
     vec = VecMonitor(DummyVecEnv([factory] * n_envs))
     _seed_vec_env(vec, seed, seed_offset)
@@ -338,6 +354,7 @@ def train(
     text: str = "full",
     env_kwargs: dict[str, Any] | None = None,
     hyperparameters: dict[str, Any] | None = None,
+    engine: str = "gym",
     checkpoint_every: int = 50_000,
     progress_bar: bool = False,
 ) -> TrainResult:
@@ -354,7 +371,7 @@ def train(
         )
     resolved = resolve_device(device)
     env_kwargs = dict(env_kwargs or {})
-    vec = make_vec_env(env_id, n_envs, seed, text, env_kwargs)
+    vec = make_vec_env(env_id, n_envs, seed, text, env_kwargs, engine=engine)
     seeds = [train_seed(seed, i) for i in range(n_envs)]
 
     algorithm = _algorithm_class(recurrent)
@@ -391,6 +408,7 @@ def train(
         "seed": seed,
         "steps": steps,
         "n_envs": n_envs,
+        "engine": engine,
         "device": resolved,
         "checkpoint_every": checkpoint_every,
         "hyperparameters": config.to_dict(),
@@ -447,7 +465,8 @@ def resume(
     offset = max(len(used), n_envs)  # seeds already handed out, counted across resumes
     segment = offset // n_envs
     vec = make_vec_env(
-        run_config["env_id"], n_envs, seed, run_config["text"], run_config.get("env_kwargs"), offset
+        run_config["env_id"], n_envs, seed, run_config["text"], run_config.get("env_kwargs"), offset,
+        engine=run_config.get("engine", "gym"),
     )
     set_random_seed(seed + segment)
     agent = _load_algorithm(path, bool(run_config["recurrent"]), resolved, env=vec)

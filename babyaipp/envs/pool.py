@@ -91,7 +91,11 @@ class LevelGenerator:
         geo = self.geometry
         return [
             self.executor.submit(
-                _generate_in_worker, self.env_id, self.env_kwargs, geo.width, geo.height,
+                _generate_in_worker,
+                self.env_id,
+                self.env_kwargs,
+                geo.width,
+                geo.height,
                 [int(s) for s in seeds[i : i + CHUNK]],
             )  # fmt: skip
             for i in range(0, len(seeds), CHUNK)

@@ -160,3 +160,52 @@ def test_sync_vectorization_is_still_available() -> None:
     envs = gym.make_vec("BabyAIPP/GoToRedBall-Easy-Train-v0", num_envs=2, vectorization_mode="sync")
     assert isinstance(envs, gym.vector.SyncVectorEnv)
     envs.close()
+
+
+# ----------------------------------------------------------------------------- stable-baselines3 adapter
+def test_pool_seeds_stay_in_their_block() -> None:
+    from babyaipp.envs.sb3 import pool_seeds
+
+    assert pool_seeds([5, 6], 4) == [5, 6, 7, 8]
+    seeds = pool_seeds([1998, 1999, 1000], 6, (1000, 1999))
+    assert seeds == [1998, 1999, 1000, 1001, 1002, 1003]
+    assert sorted(pool_seeds([3000 + i for i in range(8)], 1000, (3000, 3999))) == list(range(3000, 4000))
+    with pytest.raises(BabyAIPPError):
+        pool_seeds([1, 2], 20, (0, 9))
+
+
+def test_sb3_adapter_same_step_reset_terminal_observation_and_vecmonitor() -> None:
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from babyaipp.envs.sb3 import BatchedSB3VecEnv
+
+    env_id, n = "BabyAIPP/GoToRedBall-Easy-Train-v0", 3
+    adapter = BatchedSB3VecEnv(env_id, n, pool_size=10, max_steps=5)
+    vec = VecMonitor(adapter)
+    vec.seed(40)
+    singles = _singles(env_id, n, max_steps=5)
+    obs = vec.reset()
+    for i, single in enumerate(singles):
+        _assert_row(obs, i, single.reset(seed=40 + i)[0], "sb3 reset")
+    assert adapter.reset_infos[0]["level_seed"] == 40
+    rng = np.random.default_rng(3)
+    returns, episodes = np.zeros(n), 0
+    for t in range(25):
+        actions = rng.integers(7, size=n)
+        obs, reward, done, infos = vec.step(actions)
+        assert reward.dtype == np.float32 and done.dtype == bool
+        for i, single in enumerate(singles):
+            want, want_reward, want_term, want_trunc, _ = single.step(int(actions[i]))
+            assert (float(reward[i]), bool(done[i])) == (np.float32(want_reward), want_term or want_trunc)
+            returns[i] += want_reward
+            if done[i]:
+                _assert_row({k: [v] for k, v in infos[i]["terminal_observation"].items()}, 0, want, f"final {t}")
+                assert infos[i]["TimeLimit.truncated"] == (want_trunc and not want_term)
+                assert infos[i]["episode"]["r"] == pytest.approx(returns[i], abs=1e-5)
+                returns[i], episodes = 0.0, episodes + 1
+                want, _ = single.reset(seed=int(adapter.engine.state["level_seed"][i]))
+            else:
+                assert "terminal_observation" not in infos[i]
+            _assert_row(obs, i, want, f"sb3 step {t}")
+    assert episodes >= n
+    assert set(adapter.engine.state["level_seed"].tolist()) <= set(range(40, 50))

@@ -1,4 +1,5 @@
-"""``babyaipp train``: train a baseline agent with PPO (or RecurrentPPO) on a BabyAI++ level.
+"""``babyaipp train``: train a baseline agent with PPO (or RecurrentPPO) on a BabyAI++ level, or
+clone the oracle (``--algo bc``); ``babyaipp demos``: record oracle demonstrations for cloning.
 
 Only argparse is imported at load time so ``babyaipp --help`` stays fast; torch and
 stable-baselines3 are imported when the command runs.
@@ -39,6 +40,12 @@ examples:
   babyaipp train --model concat --env-kwarg room_size=6 --set learning_rate=3e-4 --out runs/c
   babyaipp train --resume --steps 400000 --out runs/attn     # continue to 400k steps
   babyaipp train --model attention --engine batched --n-envs 64 --out runs/attn-fast
+  babyaipp train --algo bc --demos demos/gtrb --model film --epochs 20 --out runs/film-bc
+  babyaipp train --init-from runs/film-bc --model film --out runs/film-bc-ppo   # warm-start PPO
+
+--algo bc (behaviour cloning, docs/imitation.md): cross-entropy on the oracle's actions in a
+dataset recorded by `babyaipp demos`, for the same policy PPO trains; env, text mode and env
+keywords default to the dataset's. --steps does not apply (use --epochs).
 
 default env: {DEFAULT_ENV}
 """
@@ -116,7 +123,60 @@ def add_parsers(subparsers: Any) -> None:
         dest="hparams",
         help="override a hyperparameter, e.g. learning_rate=3e-4 (repeatable)",
     )
+    p.add_argument("--algo", choices=("ppo", "bc"), default="ppo",
+                   help="ppo (default) or bc: behaviour cloning of the demonstrations in --demos")
+    p.add_argument("--demos", metavar="DIR", default=None, help="--algo bc: dataset made by `babyaipp demos`")
+    p.add_argument("--epochs", type=int, default=None, help="--algo bc: passes over the demonstrations (default: 20)")
+    p.add_argument("--init-from", metavar="DIR", default=None,
+                   help="start PPO from the policy weights of a finished run (e.g. a --algo bc run)")
     p.set_defaults(func=cmd_train)
+    _add_demos_parser(subparsers)
+
+
+_DEMOS_HELP = """\
+Record oracle demonstrations on a level as a local Minari dataset under DIR (the Minari datasets
+root: MINARI_DATASETS_PATH=DIR python -c "import minari; minari.load_dataset('<id>')"; the id is
+printed). Episode k is reset with seed S + k; the result is identical for any --workers.
+Observations are the token arrays the agents train on; each episode's seed, mission, description,
+dynamics and held-out pairs are in its metadata. Written to a temporary directory and renamed at the
+end, so an interrupted run leaves nothing.
+
+examples:
+  babyaipp demos --env BabyAIPP/GoToRedBall-Easy-Train-v0 --episodes 1000 --out demos/gtrb
+  babyaipp demos --env BabyAIPP/GoToLocal-Hard-Train-v0 --episodes 5000 --workers 2 --out demos/gtl
+"""
+
+
+def _add_demos_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "demos", help="record oracle demonstrations as a Minari dataset (for --algo bc)",
+        description=_DEMOS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--env", metavar="ID", default=DEFAULT_ENV, help=f"env id (default: {DEFAULT_ENV})")
+    p.add_argument("--episodes", type=int, required=True, help="number of episodes")
+    p.add_argument("--seed", type=int, default=0, help="episode k uses seed SEED + k, below 10**6 (default: 0)")
+    p.add_argument("--out", metavar="DIR", required=True, help="output directory (must not exist or be empty)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    p.add_argument("--text", default="full", help=f"description mode: {', '.join(TEXT_CHOICES)} (default: full)")
+    p.add_argument("--env-kwarg", type=_key_value, action="append", default=None, metavar="KEY=VALUE",
+                   help="keyword for the env constructor, e.g. room_size=6 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demos)
+
+
+def cmd_demos(args: argparse.Namespace) -> int:
+    from babyaipp.agents.demos import record_demos
+
+    result = record_demos(
+        args.out, args.env, args.episodes, seed=args.seed, workers=args.workers, text=args.text,
+        env_kwargs=dict(args.env_kwarg or []), progress=not args.quiet and sys.stderr.isatty(),
+    )  # fmt: skip
+    print(
+        f"recorded {result.episodes} demonstrations ({result.steps} steps, {result.successes} successful) "
+        f"in {result.elapsed_s:.1f} s: {result.demos_per_second:.1f} demos/s with {args.workers} worker(s)"
+    )
+    print(f"dataset {result.dataset_id} in {result.out} (MINARI_DATASETS_PATH={result.out})")
+    return 0
 
 
 def _check_resume_args(args: argparse.Namespace, config: dict[str, Any]) -> None:
@@ -139,9 +199,51 @@ def _check_resume_args(args: argparse.Namespace, config: dict[str, Any]) -> None
         raise ConfigError("--env-kwarg and --set cannot change a run being resumed; train a new run instead")
 
 
+def _check_algo_args(args: argparse.Namespace) -> None:
+    """Options that belong to one algorithm only: say which, instead of ignoring them."""
+    from babyaipp.errors import ConfigError
+
+    if args.algo == "bc":
+        for flag, given in (("--demos", args.demos is not None),):
+            if not given:
+                raise ConfigError(f"--algo bc needs {flag} DIR (record one with `babyaipp demos`)")
+        for flag, given in (("--resume", args.resume), ("--init-from", args.init_from), ("--steps", args.steps),
+                            ("--n-envs", args.n_envs)):  # fmt: skip
+            if given:
+                raise ConfigError(f"{flag} does not apply to --algo bc" + (" (use --epochs)" * (flag == "--steps")))
+    else:
+        for flag, given in (("--demos", args.demos), ("--epochs", args.epochs)):
+            if given is not None:
+                raise ConfigError(f"{flag} applies only to --algo bc")
+        if args.resume and args.init_from:
+            raise ConfigError("--init-from starts a new run; it cannot be combined with --resume")
+
+
+def _cmd_bc(args: argparse.Namespace) -> int:
+    from babyaipp.agents import imitation
+
+    result = imitation.train_bc(
+        args.out, demos=args.demos, env_id=args.env, model=args.model or RUN_DEFAULTS["model"],
+        recurrent=bool(args.recurrent), epochs=imitation.DEFAULT_EPOCHS if args.epochs is None else args.epochs,
+        seed=RUN_DEFAULTS["seed"] if args.seed is None else args.seed, device=args.device, text=args.text,
+        env_kwargs=None if args.env_kwarg is None else dict(args.env_kwarg), hyperparameters=dict(args.hparams or []),
+        checkpoint_every=args.checkpoint_every or 0, progress_bar=sys.stderr.isatty(),
+    )  # fmt: skip
+    last = imitation.training.read_progress(result.run_dir)[-1]
+    print(
+        f"cloned {result.num_timesteps} demonstration frames in {result.elapsed_s:.1f} s ({result.fps:.0f} frames/s): "
+        f"training accuracy {last['accuracy']:.3f}, success on demonstration seeds {last['success_rate']:.2f}"
+    )
+    print(f"model: {result.run_dir / 'model.zip'}  curve: {result.run_dir / 'progress.csv'}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from babyaipp.agents import training
 
+    _check_algo_args(args)
+    if args.algo == "bc":
+        return _cmd_bc(args)
     progress_bar = sys.stderr.isatty()
     if args.resume:
         _check_resume_args(args, training.read_config(args.out))
@@ -168,6 +270,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if args.checkpoint_every is None
             else args.checkpoint_every,
             progress_bar=progress_bar,
+            init_from=args.init_from,
         )
     where = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
     print(

@@ -341,6 +341,33 @@ def _check_batch(config: ModelConfig, n_envs: int) -> None:
         )
 
 
+def build_agent(
+    vec: Any, model: str, config: ModelConfig, recurrent: bool, seed: int, device: str, tensorboard_log: Path
+) -> BaseAlgorithm:
+    """A fresh PPO (RecurrentPPO) with the model's extractor and heads; behaviour cloning builds
+    its policy here too, so a cloned model.zip is the same kind of file as a PPO one."""
+    set_random_seed(seed)
+    return _algorithm_class(recurrent)(
+        "MultiInputLstmPolicy" if recurrent else "MultiInputPolicy",
+        vec,
+        learning_rate=config.learning_rate,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        policy_kwargs=policy_kwargs(model, config, recurrent),
+        tensorboard_log=str(tensorboard_log),
+        seed=seed,
+        device=device,
+        verbose=0,
+    )
+
+
 def train(
     run_dir: str | Path,
     *,
@@ -357,8 +384,12 @@ def train(
     engine: str = "gym",
     checkpoint_every: int = 50_000,
     progress_bar: bool = False,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
-    """Train a new run in ``run_dir`` (which must not already hold one; see :func:`resume`)."""
+    """Train a new run in ``run_dir`` (which must not already hold one; see :func:`resume`).
+
+    ``init_from``: a finished run (e.g. behaviour cloning) whose policy weights start this one.
+    """
     run_dir = Path(run_dir)
     spec = model_spec(model)
     config = spec.config.from_dict(dict(hyperparameters or {}))
@@ -374,28 +405,14 @@ def train(
     vec = make_vec_env(env_id, n_envs, seed, text, env_kwargs, engine=engine)
     seeds = [train_seed(seed, i) for i in range(n_envs)]
 
-    algorithm = _algorithm_class(recurrent)
-    set_random_seed(seed)
-    agent = algorithm(
-        "MultiInputLstmPolicy" if recurrent else "MultiInputPolicy",
-        vec,
-        learning_rate=config.learning_rate,
-        n_steps=config.n_steps,
-        batch_size=config.batch_size,
-        n_epochs=config.n_epochs,
-        gamma=config.gamma,
-        gae_lambda=config.gae_lambda,
-        clip_range=config.clip_range,
-        ent_coef=config.ent_coef,
-        vf_coef=config.vf_coef,
-        max_grad_norm=config.max_grad_norm,
-        policy_kwargs=policy_kwargs(model, config, recurrent),
-        tensorboard_log=str(run_dir / "tb"),
-        seed=seed,
-        device=resolved,
-        verbose=0,
-    )
+    agent = build_agent(vec, model, config, recurrent, seed, resolved, run_dir / "tb")
     _seed_vec_env(agent.get_env(), seed, 0)  # the constructor re-seeded the envs with `seed + i`
+    algorithm = type(agent)
+    warm_start = None
+    if init_from is not None:
+        from babyaipp.agents.imitation import warm_start_from
+
+        warm_start = warm_start_from(agent, init_from, model, recurrent, config, resolved)
     run_config = {
         "package": "babyaipp",
         "version": _package_version(),
@@ -420,6 +437,7 @@ def train(
             f"evaluation seeds start at {EVAL_SEED_START}",
         },
         "train_seeds_used": seeds,
+        "init_from": warm_start,
         "segments": [],
         "num_timesteps": 0,
         "completed": False,
@@ -450,6 +468,8 @@ def resume(
     """
     run_dir = Path(run_dir)
     run_config = read_config(run_dir)
+    if run_config.get("algo") == "bc":
+        raise ConfigError(f"{run_dir} is a behaviour-cloning run, which cannot be resumed; train a new one")
     latest = latest_checkpoint(run_dir)
     if latest is None:
         raise CheckpointError(f"no checkpoint to resume from in {run_dir / 'checkpoints'} (and no model.zip)")
@@ -537,6 +557,7 @@ __all__ = [
     "MODELS",
     "ProgressCallback",
     "TrainResult",
+    "build_agent",
     "checkpoints",
     "latest_checkpoint",
     "load_run",

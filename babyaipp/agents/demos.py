@@ -1,0 +1,444 @@
+"""Oracle demonstrations recorded as a local Minari dataset, and their loader.
+
+``record_demos`` plays the planning oracle (:class:`babyaipp.envs.oracle.Oracle`) for ``episodes``
+episodes and writes them with Minari's own API (``minari.create_dataset_from_buffers``, HDF5
+storage, no JPEG encoding) under an output directory that acts as the Minari datasets root::
+
+    OUT/babyaipp/<Task>-<Difficulty>-<Split>/oracle-v0/data/{main_data.hdf5, metadata.json}
+
+so ``MINARI_DATASETS_PATH=OUT`` makes it loadable with ``minari.load_dataset(dataset_id)``;
+nothing is written to ``~/.minari`` and nothing is uploaded or downloaded.
+
+What is stored, so that training sees exactly what it would see online and a loader can group
+episodes by held-out pair:
+
+* observations: the :class:`~babyaipp.envs.wrappers.TokenObsWrapper` arrays (``image``,
+  ``direction``, ``mission``, ``description``), ``T + 1`` per episode (the last is the final one);
+* actions, rewards, terminations, truncations (Minari's fields);
+* per-step ``infos``: ``seed`` and ``has_held_out_pair`` (constant over the episode);
+* per-episode metadata (``dataset.storage.get_episode_metadata``): ``seed``, ``mission``,
+  ``description`` (the text, in the dataset's text mode), ``dynamics`` and ``held_out_pairs``
+  (JSON), ``success``, ``episode_return``, ``length``;
+* dataset metadata ``babyaipp``: env id, text mode, env keywords, seed rule, package version.
+
+Seeding: episode ``k`` is reset with ``seed + k``. Demonstration seeds stay below ``10**6``, the
+first evaluation seed, so a cloned policy is never evaluated on a level it saw. Workers receive
+contiguous blocks of seeds and their episodes are written in seed order, so the dataset is the
+same for any number of workers.
+
+The dataset is built in a hidden temporary directory beside ``OUT`` and renamed onto ``OUT`` at
+the end: an interrupted or failed run leaves no dataset behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from babyaipp.envs.registration import parse_env_id
+from babyaipp.envs.text import TEXT_MODES
+from babyaipp.errors import BabyAIPPError, ConfigError, check_choice, check_range
+
+#: Demonstration seeds stay below the evaluator's first seed.
+SEED_LIMIT = 10**6
+DATASET_NAME = "oracle-v0"
+FORMAT = "babyaipp-demos/1"
+METADATA_KEY = "babyaipp"
+#: Episodes per worker task: large enough to amortise inter-process transfer, small enough for
+#: a smooth progress bar.
+CHUNK_EPISODES = 32
+_MINARI_METADATA = Path("data") / "metadata.json"
+
+
+@dataclass
+class DemoEpisode:
+    """One oracle episode, as recorded (observations hold ``length + 1`` entries)."""
+
+    seed: int
+    observations: dict[str, np.ndarray]
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+    mission: str
+    description: str
+    dynamics: dict[str, list[str]]
+    held_out_pairs: list[list[str]]
+
+    @property
+    def length(self) -> int:
+        return int(self.actions.shape[0])
+
+    @property
+    def success(self) -> bool:
+        return bool(self.rewards.size and self.rewards[-1] > 0 and self.terminations[-1])
+
+    def metadata(self) -> dict[str, Any]:
+        """HDF5-attribute-friendly episode metadata (scalars and strings only)."""
+        return {
+            "mission": self.mission,
+            "description": self.description,
+            "dynamics": json.dumps(self.dynamics, sort_keys=True),
+            "held_out_pairs": json.dumps(self.held_out_pairs),
+            "success": self.success,
+            "episode_return": float(self.rewards.sum()),
+            "length": self.length,
+        }
+
+
+@dataclass
+class RecordResult:
+    """What :func:`record_demos` wrote; the CLI prints it."""
+
+    out: Path
+    dataset_id: str
+    episodes: int
+    steps: int
+    successes: int
+    elapsed_s: float
+
+    @property
+    def demos_per_second(self) -> float:
+        return self.episodes / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def dataset_id_for(env_id: str) -> str:
+    """``babyaipp/<Task>-<Difficulty>-<Split>/oracle-v0``, Minari's ``namespace/env/name-vN`` form."""
+    task, difficulty, split = parse_env_id(env_id)
+    return f"babyaipp/{task}-{difficulty}-{split}/{DATASET_NAME}"
+
+
+@contextmanager
+def minari_root(path: str | os.PathLike) -> Iterator[None]:
+    """Point Minari's datasets root at ``path`` for the duration (never at ``~/.minari``)."""
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording
+# ---------------------------------------------------------------------------------------------
+
+
+def _make_env(env_id: str, text: str, env_kwargs: dict[str, Any]) -> Any:
+    from babyaipp.envs.wrappers import make_tokenized
+
+    return make_tokenized(env_id, text=text, **env_kwargs)
+
+
+def record_episode(env: Any, oracle: Any, seed: int) -> DemoEpisode:
+    """Reset ``env`` with ``seed`` and let the oracle play until the episode ends.
+
+    A planner failure (which generated levels should never cause) is played out with ``done``
+    as in evaluation, so the episode is kept with ``success`` False rather than crashing a run.
+    """
+    from babyaipp.envs.oracle import NoPlanError
+    from babyaipp.envs.physics import DONE
+
+    obs, info = env.reset(seed=seed)
+    oracle.reset()
+    observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
+    stuck = False
+    while True:
+        action = DONE
+        if not stuck:
+            try:
+                action = oracle.act()
+            except NoPlanError:
+                stuck = True
+        obs, reward, terminated, truncated, _ = env.step(action)
+        observations.append(obs)
+        actions.append(action)
+        rewards.append(reward)
+        terminations.append(terminated)
+        truncations.append(truncated)
+        if terminated or truncated:
+            break
+    base = env.unwrapped
+    return DemoEpisode(
+        seed=seed,
+        observations={key: np.stack([np.asarray(o[key]) for o in observations]) for key in observations[0]},
+        actions=np.asarray(actions, dtype=np.int64),
+        rewards=np.asarray(rewards, dtype=np.float64),
+        terminations=np.asarray(terminations, dtype=bool),
+        truncations=np.asarray(truncations, dtype=bool),
+        mission=str(base.mission),
+        description=str(base.description),
+        dynamics={colour: list(props) for colour, props in sorted(info["dynamics"].items())},
+        held_out_pairs=[list(pair) for pair in info["held_out_pairs"]],
+    )
+
+
+def record_seeds(env_id: str, text: str, env_kwargs: dict[str, Any], seeds: list[int]) -> list[DemoEpisode]:
+    """Record one episode per seed (a worker's task; module level so it pickles)."""
+    from babyaipp.envs.oracle import Oracle
+
+    env = _make_env(env_id, text, env_kwargs)
+    try:
+        oracle = Oracle(env)
+        return [record_episode(env, oracle, s) for s in seeds]
+    finally:
+        env.close()
+
+
+def _buffer(index: int, episode: DemoEpisode) -> Any:
+    from minari.data_collector import EpisodeBuffer
+
+    n = episode.length + 1
+    return EpisodeBuffer(
+        id=index,
+        seed=episode.seed,
+        observations=episode.observations,
+        actions=episode.actions,
+        rewards=episode.rewards,
+        terminations=episode.terminations,
+        truncations=episode.truncations,
+        infos={
+            "seed": np.full(n, episode.seed, dtype=np.int64),
+            "has_held_out_pair": np.full(n, bool(episode.held_out_pairs)),
+        },
+    )
+
+
+def _chunks(seeds: list[int], size: int) -> list[list[int]]:
+    return [seeds[i : i + size] for i in range(0, len(seeds), size)]
+
+
+def _episode_stream(
+    env_id: str, text: str, env_kwargs: dict[str, Any], seeds: list[int], workers: int
+) -> Iterator[list[DemoEpisode]]:
+    """Blocks of episodes in seed order, from this process or from ``workers`` processes."""
+    blocks = _chunks(seeds, CHUNK_EPISODES)
+    if workers == 1:
+        for block in blocks:
+            yield record_seeds(env_id, text, env_kwargs, block)
+        return
+    # spawn: workers start clean (no copied torch/tqdm threads); map() yields in submission order.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        n = len(blocks)
+        yield from pool.map(record_seeds, [env_id] * n, [text] * n, [env_kwargs] * n, blocks)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out} already exists and is not empty; choose another --out")
+
+
+def record_demos(
+    out: str | os.PathLike,
+    env_id: str,
+    episodes: int,
+    seed: int = 0,
+    workers: int = 1,
+    text: str = "full",
+    env_kwargs: dict[str, Any] | None = None,
+    progress: bool = False,
+    on_block: Callable[[int], None] | None = None,
+) -> RecordResult:
+    """Record ``episodes`` oracle episodes (seeds ``seed .. seed + episodes - 1``) into ``out``.
+
+    ``on_block(n)`` is called after each block of ``n`` episodes is written (tests use it to
+    interrupt a run). Raises :class:`ConfigError` for bad arguments or an existing ``out``.
+    """
+    import minari
+
+    out = Path(out).absolute()  # Minari mis-joins relative data paths when it sizes the file
+    parse_env_id(env_id)
+    check_choice("text mode", text, TEXT_MODES)
+    check_range("episodes", episodes, 1, SEED_LIMIT)
+    check_range("seed", seed, 0, SEED_LIMIT - episodes)
+    check_range("workers", workers, 1, 64)
+    env_kwargs = dict(env_kwargs or {})
+    _check_out(out)
+    probe = _make_env(env_id, text, env_kwargs)  # bad keywords fail here, before any process starts
+    dataset_id = dataset_id_for(env_id)
+    seeds = list(range(seed, seed + episodes))
+
+    from tqdm.auto import tqdm
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    began = time.perf_counter()
+    written = steps = successes = 0
+    dataset = None
+    try:
+        with minari_root(tmp), tqdm(total=episodes, desc="demos", unit="ep", disable=not progress) as bar:
+            for block in _episode_stream(env_id, text, env_kwargs, seeds, workers):
+                buffers = [_buffer(written + i, ep) for i, ep in enumerate(block)]
+                if dataset is None:
+                    with warnings.catch_warnings():  # Minari nags about author/e-mail/permalink
+                        warnings.simplefilter("ignore")
+                        dataset = minari.create_dataset_from_buffers(
+                            dataset_id, buffers, env=probe, algorithm_name="babyaipp.envs.oracle.Oracle",
+                            author="babyaipp", description=f"Oracle demonstrations on {env_id} (text={text})",
+                            data_format="hdf5", jpeg_encoding=False,
+                        )  # fmt: skip
+                else:
+                    dataset.storage.update_episodes(buffers)
+                dataset.storage.update_episode_metadata(
+                    [ep.metadata() for ep in block], range(written, written + len(block))
+                )
+                written += len(block)
+                steps += sum(ep.length for ep in block)
+                successes += sum(ep.success for ep in block)
+                bar.update(len(block))
+                if on_block is not None:
+                    on_block(len(block))
+            assert dataset is not None
+            dataset.storage.update_metadata({METADATA_KEY: _dataset_metadata(env_id, text, env_kwargs, seed, episodes)})
+        elapsed = time.perf_counter() - began
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it the usual mode
+        if out.exists():
+            out.rmdir()  # empty (checked above); os.replace needs it gone or empty
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        probe.close()
+    return RecordResult(out, dataset_id, written, steps, successes, elapsed)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _dataset_metadata(env_id: str, text: str, env_kwargs: dict[str, Any], seed: int, episodes: int) -> dict:
+    from babyaipp import __version__
+
+    return {
+        "format": FORMAT,
+        "package_version": __version__,
+        "env_id": env_id,
+        "text": text,
+        "env_kwargs": env_kwargs,
+        "seed": seed,
+        "episodes": episodes,
+        "seed_rule": f"episode k is reset with seed {seed} + k (all < {SEED_LIMIT}, the first evaluation seed)",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Demonstrations:
+    """A loaded demonstration dataset: the Minari dataset plus what babyaipp recorded about it."""
+
+    path: Path
+    dataset: Any  # minari.MinariDataset
+    env_id: str
+    text: str
+    env_kwargs: dict[str, Any]
+    seed: int
+
+    @property
+    def dataset_id(self) -> str:
+        return str(self.dataset.spec.dataset_id) if hasattr(self.dataset, "spec") else str(self.dataset.id)
+
+    def episode_metadata(self) -> list[dict[str, Any]]:
+        """Per-episode metadata with ``dynamics`` and ``held_out_pairs`` decoded from JSON."""
+        rows = list(self.dataset.storage.get_episode_metadata(self.dataset.episode_indices))
+        for row in rows:
+            row["dynamics"] = json.loads(row["dynamics"])
+            row["held_out_pairs"] = [tuple(p) for p in json.loads(row["held_out_pairs"])]
+            row["success"] = bool(row["success"])
+            row["length"] = int(row["length"])
+        return rows
+
+    def by_held_out_pair(self) -> dict[str, list[int]]:
+        """Episode indices grouped by held-out pair (``colour-property``; ``none`` for none)."""
+        groups: dict[str, list[int]] = {}
+        for index, row in zip(self.dataset.episode_indices, self.episode_metadata()):
+            names = [f"{c}-{p}" for c, p in row["held_out_pairs"]] or ["none"]
+            for name in names:
+                groups.setdefault(name, []).append(int(index))
+        return groups
+
+
+def find_dataset(path: str | os.PathLike) -> Path:
+    """The Minari data directory of the one dataset at or under ``path`` (a dataset root or folder)."""
+    path = Path(path).absolute()
+    if not path.exists():
+        raise BabyAIPPError(f"demonstration dataset {str(path)!r} does not exist (record one with `babyaipp demos`)")
+    if (path / "metadata.json").is_file() and path.name == "data":
+        return path
+    found = sorted(p.parent for p in path.rglob(str(_MINARI_METADATA)))
+    if not found:
+        raise BabyAIPPError(
+            f"no Minari dataset under {path} (no */data/metadata.json); record one with `babyaipp demos`"
+        )
+    if len(found) > 1:
+        shown = ", ".join(str(p.parent) for p in found)
+        raise BabyAIPPError(f"{path} holds {len(found)} datasets ({shown}); pass one of them")
+    return found[0]
+
+
+def load_demos(path: str | os.PathLike) -> Demonstrations:
+    """Load a dataset written by :func:`record_demos`; a clear error if it is empty or corrupt."""
+    from minari import MinariDataset
+
+    data_dir = find_dataset(path)
+    try:
+        dataset = MinariDataset(data_dir)
+        info = dataset.storage.metadata.get(METADATA_KEY)
+        total = int(dataset.total_episodes)
+    except BabyAIPPError:
+        raise
+    except Exception as err:  # h5py/json/minari raise many kinds: all mean "unreadable"
+        raise BabyAIPPError(f"demonstration dataset {data_dir} is corrupt or unreadable: {err}") from err
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise BabyAIPPError(
+            f"{data_dir} is a Minari dataset but not one recorded by `babyaipp demos` "
+            f"(no {METADATA_KEY!r} metadata of format {FORMAT})"
+        )
+    if total == 0:
+        raise BabyAIPPError(f"demonstration dataset {data_dir} is empty (0 episodes)")
+    return Demonstrations(
+        path=data_dir,
+        dataset=dataset,
+        env_id=str(info["env_id"]),
+        text=str(info["text"]),
+        env_kwargs=dict(info.get("env_kwargs") or {}),
+        seed=int(info["seed"]),
+    )
+
+
+__all__ = [
+    "DATASET_NAME",
+    "SEED_LIMIT",
+    "DemoEpisode",
+    "Demonstrations",
+    "RecordResult",
+    "dataset_id_for",
+    "find_dataset",
+    "load_demos",
+    "minari_root",
+    "record_demos",
+    "record_episode",
+    "record_seeds",
+]

@@ -1,0 +1,138 @@
+"""End-to-end PPO training frames/s: ``babyaipp train`` with both engines beside SB3 PPO on minigrid.
+
+    OMP_NUM_THREADS=1 python benchmarks/train_speed.py [--model attention] [--n-envs 16 64]
+        [--updates 3] [--threads 1] [--reference-model image]
+
+For each number of envs, trains (``babyaipp.agents.training.train``, the ``babyaipp train`` code
+path) with ``--engine gym`` (single envs in a DummyVecEnv) and ``--engine batched`` (the batched
+engine through the SB3 adapter) for ``updates`` PPO updates of ``n_steps * n_envs`` frames, and
+stable-baselines3 PPO on minigrid's ``BabyAI-GoToRedBall-v0`` (image and direction only, the
+``image`` model's CNN, same PPO settings) as the reference. frames/s is steady state: the frames
+of updates 2.. divided by their time (collection + gradient update), so one-time costs (building
+the batched pool, the first reset) are left out; the first update's frames/s is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import minigrid  # noqa: F401  (registers BabyAI-*)
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+from babyaipp.agents import training
+from babyaipp.agents.models import model_spec, policy_kwargs
+
+
+def steady_fps(rows: list[dict[str, float]]) -> tuple[float, float]:
+    """(frames/s after the first update, frames/s of the first update) from progress.csv rows.
+
+    Each row's ``fps`` is cumulative since training started, so its elapsed time is
+    ``timesteps / fps``.
+    """
+    elapsed = [r["timesteps"] / r["fps"] for r in rows]
+    first = rows[0]["timesteps"] / elapsed[0]
+    if len(rows) < 2:
+        return first, first
+    return (rows[-1]["timesteps"] - rows[0]["timesteps"]) / (elapsed[-1] - elapsed[0]), first
+
+
+def ours(engine: str, model: str, n_envs: int, updates: int, n_steps: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        training.train(
+            run, model=model, n_envs=n_envs, steps=updates * n_steps * n_envs, engine=engine, device="cpu",
+            hyperparameters={"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs)}, checkpoint_every=0,
+        )  # fmt: skip
+        return steady_fps(training.read_progress(run))
+
+
+class _ImageAndDirection(gym.ObservationWrapper):
+    """minigrid's observation without the mission string (SB3 cannot take strings)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.observation_space = spaces.Dict(
+            {"image": env.observation_space["image"], "direction": env.observation_space["direction"]}
+        )
+
+    def observation(self, observation):
+        return {"image": observation["image"], "direction": observation["direction"]}
+
+
+class _UpdateClock(BaseCallback):
+    def __init__(self):
+        super().__init__()
+        self.marks: list[tuple[int, float]] = []
+
+    def _on_rollout_start(self) -> None:
+        self.marks.append((self.num_timesteps, time.perf_counter()))
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def reference(env_id: str, model: str, n_envs: int, updates: int, n_steps: int, seed: int = 0) -> tuple[float, float]:
+    config = model_spec(model).config(n_steps=n_steps, batch_size=min(256, n_steps * n_envs))
+
+    def factory():
+        return _ImageAndDirection(gym.make(env_id, disable_env_checker=True))
+
+    vec = VecMonitor(DummyVecEnv([factory] * n_envs))
+    agent = PPO(
+        "MultiInputPolicy", vec, learning_rate=config.learning_rate, n_steps=n_steps, batch_size=config.batch_size,
+        n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda, clip_range=config.clip_range,
+        ent_coef=config.ent_coef, vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm,
+        policy_kwargs=policy_kwargs(model, config), seed=seed, device="cpu", verbose=0,
+    )  # fmt: skip
+    clock = _UpdateClock()
+    total = updates * n_steps * n_envs
+    with contextlib.redirect_stdout(io.StringIO()):  # minigrid's "Sampling rejected" prints
+        start = time.perf_counter()
+        agent.learn(total_timesteps=total, callback=clock)
+        end = time.perf_counter()
+    marks = [*clock.marks, (total, end)]
+    first = marks[1][0] / (marks[1][1] - start)
+    steady = (marks[-1][0] - marks[1][0]) / (marks[-1][1] - marks[1][1]) if len(marks) > 2 else first
+    return steady, first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="attention")
+    parser.add_argument("--reference-model", default="image", help="CNN of the minigrid reference (no text)")
+    parser.add_argument("--reference", default="BabyAI-GoToRedBall-v0")
+    parser.add_argument("--n-envs", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--n-steps", type=int, default=128, help="PPO rollout length per env (the models' default)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    np.seterr(all="ignore")
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}")
+    print(f"steady-state frames/s (first update in brackets), {args.updates} updates of n_steps={args.n_steps}")
+    for n in args.n_envs:
+        ref, ref_first = reference(args.reference, args.reference_model, n, args.updates, args.n_steps)
+        print(f"n_envs={n:4d} SB3 PPO {args.reference} ({args.reference_model} CNN): {ref:8.0f} ({ref_first:.0f})")
+        for engine in ("gym", "batched"):
+            fps, first = ours(engine, args.model, n, args.updates, args.n_steps)
+            print(
+                f"n_envs={n:4d} babyaipp train --model {args.model} --engine {engine:7s}: {fps:8.0f} ({first:.0f})"
+                f"  {fps / ref:5.2f}x reference"
+            )
+        print(flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -283,12 +283,16 @@ def rollout_single(
 
 
 # --------------------------------------------------------------------------- policies
-def sb3_act_fn(model: Any) -> ActFn:
-    """Greedy actions of an SB3 model; for RecurrentPPO the LSTM state is carried and reset at
-    episode starts (plain PPO ignores ``state`` and ``episode_start``)."""
+def sb3_act_fn(model: Any, greedy: bool = True) -> ActFn:
+    """Actions of an SB3 model: greedy (argmax), or sampled from the policy as BabyAI evaluates.
+
+    For RecurrentPPO the LSTM state is carried and reset at episode starts (plain PPO ignores
+    ``state`` and ``episode_start``). Sampling draws from torch's global generator, which
+    :func:`evaluate_policy_on_splits` seeds per split.
+    """
 
     def act(obs: dict[str, np.ndarray], state: Any, episode_start: np.ndarray) -> tuple[np.ndarray, Any]:
-        actions, new_state = model.predict(obs, state=state, episode_start=episode_start, deterministic=True)
+        actions, new_state = model.predict(obs, state=state, episode_start=episode_start, deterministic=greedy)
         return np.asarray(actions).reshape(-1), new_state
 
     return act
@@ -327,35 +331,47 @@ def evaluate_policy_on_splits(
     recurrent: bool = False,
     progress: bool = False,
     n_envs: int = DEFAULT_N_ENVS,
+    greedy: bool = True,
     **env_kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate a batched policy on the split ids of ``env_id``'s task and difficulty.
 
-    ``act_fn`` (or an SB3 model, whose greedy ``predict`` is used) sees token observations
-    (:class:`~babyaipp.envs.wrappers.TokenObsWrapper`), as the agents were trained on. Returns a
-    JSON-ready dict (see :func:`summarise_episodes` for the per-split keys) with the seed rule and
-    the Train − TargetPairOnly gap.
+    ``act_fn`` (or an SB3 model, whose ``predict`` is used, greedy or sampled per ``greedy``) sees
+    token observations (:class:`~babyaipp.envs.wrappers.TokenObsWrapper`), as the agents were
+    trained on. torch's global generator is seeded with ``seed_base`` for each split (and restored
+    afterwards), so sampled actions are reproducible for a given ``n_envs``; greedy results do not
+    depend on ``n_envs`` at all. Returns a JSON-ready dict (see :func:`summarise_episodes` for the
+    per-split keys) with the seed rule and the Train − TargetPairOnly gap.
     """
+    import torch
+
     from babyaipp.envs.wrappers import make_tokenized
 
     if hasattr(act_fn, "predict"):  # an SB3 model passed as it is
-        act_fn = sb3_act_fn(act_fn)
+        act_fn = sb3_act_fn(act_fn, greedy=greedy)
     splits = _check_common(splits, episodes, seed_base)
     ids = split_ids(env_id)
     results: dict[str, Any] = {}
     for split in splits:
         split_env = ids[split]
-        records = rollout_vectorised(
-            lambda split_env=split_env: make_tokenized(split_env, text=text, **env_kwargs),
-            act_fn,
-            episodes,
-            seed_base=seed_base,
-            n_envs=n_envs,
-            progress=progress,
-            desc=f"eval {split}",
-        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_base)
+            records = rollout_vectorised(
+                lambda split_env=split_env: make_tokenized(split_env, text=text, **env_kwargs),
+                act_fn,
+                episodes,
+                seed_base=seed_base,
+                n_envs=n_envs,
+                progress=progress,
+                desc=f"eval {split}",
+            )
         results[split] = summarise_episodes(records, split_env)
-    return _finish(results, episodes, seed_base, text, env_id=env_id, policy="model", recurrent=recurrent)
+    actions = (
+        "greedy (argmax)" if greedy else f"sampled from the policy (torch seeded with {seed_base}, n_envs={n_envs})"
+    )
+    return _finish(
+        results, episodes, seed_base, text, env_id=env_id, policy="model", recurrent=recurrent, actions=actions
+    )
 
 
 def oracle_available() -> bool:
@@ -500,10 +516,13 @@ def evaluate_run(
     n_envs: int = DEFAULT_N_ENVS,
     progress: bool = False,
     loader: Callable[[Path, str], tuple[Any, dict[str, Any]]] | None = None,
+    greedy: bool = False,
 ) -> dict[str, Any]:
     """Load a training run and evaluate it (and, optionally, the reference policies).
 
     ``env_id`` overrides the run's own id (e.g. another task of the same observation format).
+    Actions are sampled from the policy by default, as BabyAI evaluates its agents (a greedy
+    policy can loop forever in a partially observed room); ``greedy=True`` takes the argmax.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -526,7 +545,8 @@ def evaluate_run(
     check_observation_space(model, target, text, **env_kwargs)
     recurrent = bool(config.get("recurrent", False))
     result = evaluate_policy_on_splits(
-        sb3_act_fn(model), target, splits, episodes, text, seed_base, recurrent, progress, n_envs, **env_kwargs
+        sb3_act_fn(model, greedy=greedy), target, splits, episodes, text, seed_base, recurrent, progress, n_envs,
+        greedy=greedy, **env_kwargs,
     )
     result["env_kwargs"] = env_kwargs
     result["run_dir"] = str(run_dir)
@@ -615,6 +635,7 @@ def results_markdown(result: Mapping[str, Any]) -> str:
         + (f", model: `{run.get('model')}`, recurrent: {run.get('recurrent')}, train seed: {run.get('seed')}"
            if run else ""),
         f"- {result.get('episodes_per_split')} episodes per split; {result.get('seed_rule')}",
+        f"- actions: {result.get('actions', 'greedy (argmax)')}",
         "- success = episode ended with reward > 0; SE = sqrt(p(1-p)/n); gap SE = sqrt(SE_a² + SE_b²)\n",
         _SPLIT_HEADER + _split_rows("model", result),
         f"**Gap Train − TargetPairOnly (model): {fmt_gap(result.get(GAP_KEY))}**\n",

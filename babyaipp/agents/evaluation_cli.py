@@ -57,6 +57,8 @@ def add_parsers(subparsers: Any) -> None:
     ev.add_argument("--seed-base", type=int, default=10**6,
                     help="episode k uses seed SEED_BASE + k; must be >= 10**6 (default: 10**6)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.add_argument("--greedy", action="store_true",
+                    help="take the policy's most likely action instead of sampling from it (the default, as BabyAI)")
     ev.set_defaults(func=cmd_eval)
 
     cmp = subparsers.add_parser(
@@ -96,6 +98,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_run(
         run_dir, splits=splits, episodes=args.episodes, device=device, references=args.references,
         env_id=args.env, seed_base=args.seed_base, n_envs=args.n_envs, progress=not args.quiet,
+        greedy=args.greedy,
     )
     _, md_path = write_results(result, run_dir / EVAL_SUBDIR)
     print(md_path.read_text(), end="")

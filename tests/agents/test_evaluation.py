@@ -139,6 +139,17 @@ def test_seeds_disjoint_from_training_and_results_independent_of_n_envs(policy, 
         ev.evaluate_policy_on_splits(act, ENV, episodes=2, seed_base=5)
 
 
+def test_sampled_evaluation_is_reproducible_and_leaves_the_global_rng_alone(stub_model):
+    def run(greedy: bool) -> dict:
+        return ev.evaluate_policy_on_splits(stub_model, ENV, splits=["Train"], episodes=6, n_envs=3, greedy=greedy)
+
+    before = torch.random.get_rng_state()
+    first, second = run(greedy=False), run(greedy=False)
+    assert torch.equal(before, torch.random.get_rng_state())
+    assert first == second
+    assert first["actions"].startswith("sampled") and run(greedy=True)["actions"].startswith("greedy")
+
+
 def test_random_vs_oracle_references():
     refs = ev.evaluate_references(ENV, splits=("Train", "TargetPairOnly"), episodes=30)
     random, oracle = refs["random"]["splits"], refs["oracle"]["splits"]

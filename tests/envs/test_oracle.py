@@ -5,12 +5,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-from minigrid.core.constants import COLOR_TO_IDX
 
 import babyaipp.envs as envs
-from babyaipp.envs.oracle import NoPlanError, Oracle, plan_to_face
+from babyaipp.envs.oracle import NoPlanError, Oracle, faceable_cells, plan_to_face
 from babyaipp.envs.physics import FORWARD, LEFT, RIGHT
-from babyaipp.envs.tiles import traps_cut_off_targets
 from babyaipp.envs.wrappers import TokenObsWrapper
 
 from .conftest import EAST, NORTH, hand_built_env, quiet_make
@@ -84,15 +82,8 @@ def test_oracle_solves_hard_with_one_property_per_colour(task: str):
     _check_navigation(task, "Hard", "Test", episodes=200, properties_per_colour=1)
 
 
-_UNSOLVABLE = (
-    "BUG tiles.py traps_cut_off_targets (called from core.py _gen_dynamics): solvability is checked with a "
-    "search over cells that only avoids traps, not over (cell, direction) with the tile physics as the spec "
-    "asks. A Hard colour that is flipud+magic cannot be crossed straight through (the two turns needed make "
-    "the magic push on the second step) so, above a trap or a free cell, it can cut the goal off: about "
-    "0.1-0.4% of Hard episodes are unsolvable (oracle: NoPlanError). See "
-    "test_flipud_magic_tile_over_a_trap_is_impassable_but_passes_the_placement_check."
-)
-#: Episodes where the generated level leaves no trap-free way to the goal (found with the oracle).
+#: Episodes whose level was unsolvable before generation checked flipud+magic tiles with the physics
+#: (a flipud+magic tile over a trap walled off the goal; found with the oracle). Kept as regressions.
 UNSOLVABLE_EPISODES = [
     ("BabyAIPP/GoToRedBall-Hard-Test-v0", 962),
     ("BabyAIPP/GoToRedBall-Hard-Test-v0", 100_169),
@@ -101,7 +92,6 @@ UNSOLVABLE_EPISODES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, raises=NoPlanError, reason=_UNSOLVABLE)
 @pytest.mark.parametrize("env_id, seed", UNSOLVABLE_EPISODES)
 def test_generated_levels_are_solvable_on_known_bad_seeds(env_id: str, seed: int):
     env = quiet_make(env_id)
@@ -110,7 +100,6 @@ def test_generated_levels_are_solvable_on_known_bad_seeds(env_id: str, seed: int
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=NoPlanError, reason=_UNSOLVABLE)
 @pytest.mark.parametrize("task", ["GoToLocal", "PutNextLocal"])
 def test_generated_levels_are_solvable_many_episodes(task: str):
     env = quiet_make(envs.env_id(task, "Hard", "Test"))
@@ -119,11 +108,12 @@ def test_generated_levels_are_solvable_many_episodes(task: str):
         play(env, oracle, seed, strict=True)
 
 
-def test_flipud_magic_tile_over_a_trap_is_impassable_but_passes_the_placement_check():
+def test_flipud_magic_tile_over_a_trap_is_impassable():
     """A corridor whose only way east is a flipud+magic tile with a trap below it.
 
     Entering the tile facing east, forward would reverse the agent; facing west first takes two
-    turns, and the second step on the magic tile pushes the agent into the trap.
+    turns, and the second step on the magic tile pushes the agent into the trap. A search over cells
+    that only avoids traps calls this solvable, which is why generation must search with the physics.
     """
     env = hand_built_env(
         agent_pos=(2, 4),
@@ -142,8 +132,7 @@ def test_flipud_magic_tile_over_a_trap_is_impassable_but_passes_the_placement_ch
         trial.step(FORWARD)
         outcomes = [trial.step(a)[2] for a in turns]
         assert outcomes[-1], f"{turns}: expected the push into the trap"
-    start = (int(env.agent_pos[0]), int(env.agent_pos[1]))
-    assert not traps_cut_off_targets(env.grid, start, env.floor, [COLOR_TO_IDX["grey"]])
+    assert (8, 4) not in faceable_cells(env)
 
 
 def test_oracle_acts_through_a_wrapper():

@@ -89,14 +89,7 @@ def test_gymnasium_env_checker_passes(env_id: str):
         "full",
         "partial",
         "lorem",
-        pytest.param(
-            "none",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG core.py BabyAIPPMixin.__init__: description space is spaces.Text(max_length=256, ...) "
-                "with gymnasium's default min_length=1, so text='none' (description '') is outside it",
-            ),
-        ),
+        "none",  # the empty description must be inside the Text space (min_length=0)
     ],
 )
 def test_observations_are_in_the_observation_space_in_every_text_mode(text: str):
@@ -208,6 +201,10 @@ KEYWORD_VALUES = {
     "doors_open": True,
     "highlight": False,
     "max_steps": 50,
+    "num_cols": 2,
+    "num_rows": 2,
+    "implicit_unlock": False,
+    "instr_kinds": ["action"],
     "num_dists": 2,
     "num_objs": 3,
     "objs_per_room": 3,
@@ -220,29 +217,22 @@ KEYWORD_VALUES = {
     "text": "lorem",
     "tile_size": 16,
 }
-_KEYWORD_BUG = (
-    "BUG registration.py valid_keywords: lists keywords of minigrid parents that the level class passes "
-    "itself (see_through_walls for every task, num_dists for PickupLoc), so gym.make(id, {kw}=...) "
-    "fails with TypeError 'got multiple values for keyword argument' instead of working or being refused"
-)
 
 
-def _keyword_cases() -> list:
-    cases = []
-    for task in envs.TASKS:
-        for keyword in valid_keywords(task):
-            broken = keyword == "see_through_walls" or (task, keyword) == ("PickupLoc", "num_dists")
-            marks = [pytest.mark.xfail(strict=True, raises=TypeError, reason=_KEYWORD_BUG.format(kw=keyword))]
-            cases.append(pytest.param(task, keyword, id=f"{task}-{keyword}", marks=marks if broken else []))
-    return cases
-
-
-@pytest.mark.parametrize("task, keyword", _keyword_cases())
+@pytest.mark.parametrize("task, keyword", [(t, k) for t in envs.TASKS for k in valid_keywords(t)])
 def test_every_advertised_keyword_is_accepted(task: str, keyword: str):
     assert keyword in KEYWORD_VALUES, f"no test value for the advertised keyword {keyword!r}"
     env = quiet_make(envs.env_id(task, "Hard", "Test"), **{keyword: KEYWORD_VALUES[keyword]})
     env.reset(seed=0)
     env.step(2)
+
+
+@pytest.mark.parametrize("task, keyword", [("GoToLocal", "see_through_walls"), ("PickupLoc", "num_dists")])
+def test_keywords_the_level_sets_itself_are_refused_by_name(task: str, keyword: str):
+    """A parent's keyword that the level passes itself must be refused clearly, not crash with TypeError."""
+    with pytest.raises(InvalidChoiceError) as err:
+        gym.make(envs.env_id(task, "Easy", "Train"), **{keyword: KEYWORD_VALUES[keyword]})
+    _assert_names(err, keyword, ["max_steps", "room_size"])
 
 
 def _raise_timeout(signum, frame):
@@ -254,7 +244,8 @@ def _raise_timeout(signum, frame):
     raises=TimeoutError,
     reason="BUG core.py BabyAIPPMixin._gen_grid: a room with no cell where a tile may go (room_size=4, which "
     "minigrid's GoToRedBall accepts) makes place_tiles raise PlacementError forever, and the `while True` "
-    "loop resamples forever: reset hangs instead of raising an error naming room_size",
+    "loop resamples forever: reset hangs instead of raising an error naming room_size (commit 5cf8d79 adds "
+    "_LEVEL_TRIES but does not use it)",
 )
 def test_a_room_too_small_for_tiles_fails_instead_of_hanging():
     env = quiet_make("BabyAIPP/GoToRedBall-Easy-Train-v0", room_size=4, num_dists=0)

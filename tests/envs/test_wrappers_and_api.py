@@ -285,3 +285,14 @@ def test_cli_bad_input_exits_2_with_the_message(tmp_path, monkeypatch, capsys, a
     for name in names:
         assert name in captured.err, captured.err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("option, value", [("--tile-size", "0"), ("--seed", "-1")])
+def test_cli_play_rejects_bad_numbers_cleanly(tmp_path, capsys, option: str, value: str):
+    argv = ["play", "BabyAIPP/GoToRedBall-Easy-Train-v0", "--out", str(tmp_path / "x.png"), option, value]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse refusing the value is fine too
+        code = exit_.code
+    assert code == 2
+    assert value in capsys.readouterr().err

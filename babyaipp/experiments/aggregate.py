@@ -212,8 +212,15 @@ def is_sweep_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / TRIALS_SUBDIR).is_dir()
 
 
-def _group_key(config: Mapping[str, Any]) -> str:
-    return json.dumps({k: config.get(k) for k in GROUP_FIELDS}, sort_keys=True)
+def eval_actions(results: Mapping[str, Any]) -> str:
+    """``greedy`` or ``sampled``: how the evaluation chose actions (results without the field predate
+    sampling and were greedy)."""
+    return "greedy" if str(results.get("actions", "greedy")).startswith("greedy") else "sampled"
+
+
+def _group_key(trial: TrialRecord) -> str:
+    fields = {k: trial.config.get(k) for k in GROUP_FIELDS}
+    return json.dumps({**fields, "eval_actions": eval_actions(trial.results or {})}, sort_keys=True)
 
 
 def group_label(config: Mapping[str, Any], varying: Sequence[str] = ()) -> str:
@@ -343,7 +350,7 @@ def aggregate_sweep(
     done = [t for t in trials if t.status == "done"]
     by_env: dict[str, dict[str, list[TrialRecord]]] = {}
     for t in done:
-        by_env.setdefault(str(t.config.get("env_id")), {}).setdefault(_group_key(t.config), []).append(t)
+        by_env.setdefault(str(t.config.get("env_id")), {}).setdefault(_group_key(t), []).append(t)
     envs: dict[str, Any] = {}
     for env_id, groups in sorted(by_env.items()):
         configs = [g[0].config for g in groups.values()]
@@ -353,9 +360,11 @@ def aggregate_sweep(
             members = sorted(members, key=lambda t: int(t.config.get("seed", 0)))
             config = members[0].config
             per_seed = {int(t.config.get("seed", 0)): t.results or {} for t in members}
+            actions = eval_actions(members[0].results or {})
             entries.append(
                 {
-                    "label": group_label(config, varying),
+                    "label": group_label(config, varying) + (" greedy" if actions == "greedy" else ""),
+                    "eval_actions": actions,
                     "config": {k: config.get(k) for k in GROUP_FIELDS},
                     "trials": [t.key for t in members],
                     **summarise_group(per_seed, options),
@@ -465,6 +474,7 @@ __all__ = [
     "TrialRecord",
     "aggregate_sweep",
     "bootstrap_mean_band",
+    "eval_actions",
     "group_label",
     "iqm",
     "is_sweep_dir",

@@ -138,6 +138,9 @@ def add_parsers(subparsers: Any) -> None:
         dest="hparams",
         help="hyperparameter override for every trial (repeatable)",
     )
+    p.add_argument(
+        "--greedy", action="store_true", help="evaluate with argmax actions (default: sampled, as babyaipp eval)"
+    )
     p.add_argument("--demos", metavar="DIR", default=None, help="demonstrations for --algos bc (passed to train)")
     p.add_argument("--reps", type=int, default=10_000, help="bootstrap replicates (default: 10000)")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap generator (default: 0)")
@@ -198,12 +201,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         envs=args.envs, models=args.models, seeds=args.seeds, steps=args.steps, episodes=args.episodes,
         algos=args.algos, texts=args.text, recurrent=args.recurrent, n_envs=args.n_envs,
         env_kwargs=dict(args.env_kwarg or []), hyperparameters=dict(args.hparams or []),
-        demos=str(Path(args.demos).resolve()) if args.demos else None,
+        demos=str(Path(args.demos).resolve()) if args.demos else None, greedy=args.greedy,
     )  # fmt: skip
     grid = {
         "envs": args.envs, "models": args.models, "algos": args.algos, "recurrent": args.recurrent,
         "text": args.text, "seeds": args.seeds, "steps": args.steps, "episodes": args.episodes,
-        "n_envs": args.n_envs, "env_kwargs": dict(args.env_kwarg or []), "hyperparameters": dict(args.hparams or []),
+        "n_envs": args.n_envs, "greedy": args.greedy, "env_kwargs": dict(args.env_kwarg or []),
+        "hyperparameters": dict(args.hparams or []),
     }  # fmt: skip
     view = _ProgressView(enabled=not args.quiet)
     try:

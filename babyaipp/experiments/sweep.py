@@ -51,6 +51,11 @@ POLL_SECONDS = 0.5
 _RUN_OUTPUTS = ("config.json", "progress.csv", "model.zip", "checkpoints", "tb", "eval", ERROR_TXT)
 
 
+_MISSING = object()
+#: Config fields added later, with the default under which they are left out of the hash.
+_LATER_FIELDS: dict[str, Any] = {"greedy": False}
+
+
 def supported_algos() -> tuple[str, ...]:
     """The algorithms ``babyaipp train`` supports: its ``ALGOS`` when it declares them, else PPO."""
     from babyaipp.agents import training
@@ -75,6 +80,8 @@ class TrialConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     demos: str | None = None
+    #: Evaluate with argmax actions instead of sampling from the policy (``babyaipp eval --greedy``).
+    greedy: bool = False
 
     def __post_init__(self) -> None:
         from babyaipp.agents.models import MODELS, model_spec
@@ -101,8 +108,13 @@ class TrialConfig:
 
     @property
     def digest(self) -> str:
-        """A hash of the full config (sorted JSON), stable across processes and machines."""
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        """A hash of the full config (sorted JSON), stable across processes and machines.
+
+        Fields added after the first sweeps were run (:data:`_LATER_FIELDS`) enter the hash only
+        when they differ from their default, so older sweep directories keep their keys.
+        """
+        payload = {k: v for k, v in self.as_dict().items() if _LATER_FIELDS.get(k, _MISSING) != v}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
     def key(self) -> str:
@@ -125,6 +137,7 @@ def expand_grid(
     env_kwargs: Mapping[str, Any] | None = None,
     hyperparameters: Mapping[str, Any] | None = None,
     demos: str | None = None,
+    greedy: bool = False,
 ) -> list[TrialConfig]:
     """Every combination as a trial, seeds outermost so an early stop leaves every model a seed."""
     for name, values in (("envs", envs), ("models", models), ("seeds", seeds), ("algos", algos), ("texts", texts)):
@@ -144,6 +157,7 @@ def expand_grid(
             env_kwargs=dict(env_kwargs or {}),
             hyperparameters=dict(hyperparameters or {}),
             demos=demos,
+            greedy=greedy,
         )  # fmt: skip
         for seed in seeds
         for env in envs
@@ -168,15 +182,19 @@ def read_trial_meta(directory: Path) -> dict[str, Any]:
 
 
 def is_trial_done(directory: Path, trial: TrialConfig) -> bool:
-    """Results on disk for exactly this config: ``trial.json`` says done and ``eval/results.json`` exists."""
+    """Results on disk for exactly this config: ``trial.json`` says done (under this trial's key) and
+    ``eval/results.json`` exists, evaluated with the trial's action rule (greedy or sampled)."""
     from babyaipp.agents.evaluation import EVAL_SUBDIR, RESULTS_JSON
+    from babyaipp.experiments.aggregate import eval_actions
 
     meta = read_trial_meta(directory)
-    return (
-        meta.get("status") == "done"
-        and meta.get("config") == trial.as_dict()
-        and (directory / EVAL_SUBDIR / RESULTS_JSON).is_file()
-    )
+    if meta.get("status") != "done" or meta.get("key") != trial.key:
+        return False
+    try:
+        results = json.loads((directory / EVAL_SUBDIR / RESULTS_JSON).read_text())
+    except (OSError, ValueError):
+        return False
+    return eval_actions(results) == ("greedy" if trial.greedy else "sampled")
 
 
 def _write_meta(directory: Path, trial: TrialConfig, status: str, **extra: Any) -> None:
@@ -241,7 +259,7 @@ def run_trial(
 
         result = evaluate_run(
             path, splits=SPLITS, episodes=trial.episodes, device=device, references=False,
-            n_envs=min(EVAL_N_ENVS, trial.episodes), progress=False,
+            n_envs=min(EVAL_N_ENVS, trial.episodes), progress=False, greedy=trial.greedy,
         )  # fmt: skip
         write_results(result, path / EVAL_SUBDIR)
         (path / ERROR_TXT).unlink(missing_ok=True)

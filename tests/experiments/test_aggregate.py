@@ -113,6 +113,7 @@ def _results(train: float, test: float, tpo: float, pairs: dict[str, tuple[int, 
 
     return {
         "env_id": ENV,
+        "actions": "sampled from the policy (torch seeded with 1000000, n_envs=32)",
         "splits": {"Train": split(train), "Test": split(test), "TargetPairOnly": split(tpo, pairs)},
     }
 
@@ -189,6 +190,16 @@ def test_aggregate_sweep_groups_by_config_and_lists_failed_and_unfinished_trials
     assert curve["mean"] == pytest.approx([0.3, 0.5]) and curve["n_seeds"] == 3
     assert groups["image ppo text=full"]["curve"]["timesteps"] == [256.0]
     assert summary == agg.aggregate_sweep(sweep_dir, reps=1000), "seeded: the same summary twice"
+
+
+def test_greedy_and_sampled_evaluations_are_separate_groups(sweep_dir):
+    greedy = _results(0.1, 0.1, 0.1)
+    del greedy["actions"]  # written before evaluation sampled actions: greedy
+    _trial(sweep_dir, "attn_greedy_s0", "attention", 0, "done", greedy)
+    groups = agg.aggregate_sweep(sweep_dir, reps=100)["envs"][ENV]["groups"]
+    labels = {g["label"]: g["eval_actions"] for g in groups}
+    assert labels == {"attention ppo text=full": "sampled", "attention ppo text=full greedy": "greedy",
+                      "image ppo text=full": "sampled"}  # fmt: skip
 
 
 def test_summary_files_and_figures_are_written(sweep_dir, tmp_path):

@@ -41,6 +41,16 @@ def test_key_is_readable_and_changes_with_every_field_of_the_config():
     keys = {t.key for t in changed} | {trial.key}
     assert len(keys) == len(changed) + 1
     assert _trial(recurrent=True).key.startswith("GoToRedBall-Easy-Train_image_ppo-lstm_full_s0_")
+    assert _trial(greedy=True).key != trial.key
+
+
+def test_fields_added_later_keep_older_keys_at_their_default():
+    """``greedy`` came after the first sweeps: at its default it stays out of the hash."""
+    import hashlib
+
+    payload = {k: v for k, v in _trial().as_dict().items() if k != "greedy"}
+    old_digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+    assert _trial().digest == old_digest
 
 
 def test_grid_expands_every_combination_seeds_outermost_and_once():
@@ -97,6 +107,7 @@ def test_an_interrupted_trial_resumes_its_training_then_evaluates(tmp_path):
     assert set(results["splits"]) == {"Train", "Test", "TargetPairOnly"}
     assert results["episodes_per_split"] == 4
     assert sweep.is_trial_done(folder, trial)
+    assert results["actions"].startswith("sampled")
 
     # The sweep finds it done: nothing is submitted, so Ray is not even started.
     import ray
@@ -106,6 +117,11 @@ def test_an_interrupted_trial_resumes_its_training_then_evaluates(tmp_path):
     assert (report.skipped, report.ran, report.failed) == ([trial.key], [], {})
     assert not ray.is_initialized()
     assert (folder / "eval" / "results.json").stat().st_mtime_ns == before
+
+    # Results evaluated under another action rule (here: greedy, from before eval sampled) do not count.
+    del results["actions"]
+    (folder / "eval" / "results.json").write_text(json.dumps(results))
+    assert not sweep.is_trial_done(folder, trial)
 
 
 # --------------------------------------------------------------------------- on a local Ray with 2 CPUs

@@ -256,12 +256,13 @@ def main() -> None:
         "minigrid async": lambda n: minigrid_vector(args.reference, n, "async", args.seconds)
         if n <= args.async_max else None,
     }  # fmt: skip
-    for name, run in runners.items():
-        rows = results["rows"][name] = {}
-        for n in args.sizes:
+    for name in runners:
+        results["rows"][name] = {}
+    for n in args.sizes:  # all engines at one N back to back, so a change of machine load hits them alike
+        for name, run in runners.items():
             row = run(n)
             if row is not None:
-                rows[str(n)] = row
+                results["rows"][name][str(n)] = row
     print(f"\n| N | {' | '.join(results['rows'])} |")
     print("|---" * (len(results["rows"]) + 1) + "|")
     for n in args.sizes:

@@ -209,3 +209,20 @@ def test_sb3_adapter_same_step_reset_terminal_observation_and_vecmonitor() -> No
             _assert_row(obs, i, want, f"sb3 step {t}")
     assert episodes >= n
     assert set(adapter.engine.state["level_seed"].tolist()) <= set(range(40, 50))
+
+
+def test_train_and_resume_with_the_batched_engine(tmp_path) -> None:
+    """``babyaipp train --engine batched`` trains, records the engine, and resumes on it."""
+    from babyaipp.agents import training
+
+    hparams = {"n_steps": 16, "batch_size": 32}
+    first = training.train(tmp_path / "run", engine="batched", n_envs=4, steps=64, hyperparameters=hparams,
+                           checkpoint_every=64, device="cpu")  # fmt: skip
+    assert first.num_timesteps == 64
+    config = training.read_config(tmp_path / "run")
+    assert config["engine"] == "batched" and config["train_seeds_used"] == [0, 1, 2, 3]
+    again = training.resume(tmp_path / "run", steps=128, device="cpu")
+    assert again.num_timesteps == 128 and again.resumed_from == 64
+    inner = again.model.get_env().unwrapped
+    assert type(inner).__name__ == "BatchedSB3VecEnv"
+    assert set(inner.engine.state["level_seed"].tolist()) <= set(range(1000))

@@ -34,7 +34,7 @@ from babyaipp.envs.tiles import (
     stacked_grid,
     traps_cut_off_targets,
 )
-from babyaipp.errors import ConfigError, InvalidChoiceError, check_choice
+from babyaipp.errors import BabyAIPPError, ConfigError, InvalidChoiceError, check_choice
 
 DESCRIPTION_MAX_CHARS = 256
 _NO_PROPS: frozenset[str] = frozenset()
@@ -117,13 +117,23 @@ class BabyAIPPMixin:
         if getattr(self, "_pending_level", None) is not None:
             self._load_level(self._pending_level)
             return
+        placement_failures = 0
         while True:
             try:
                 RoomGrid._gen_grid(self, width, height)
                 self.gen_mission()
                 self.validate_instrs(self.instrs)
                 self._gen_dynamics()
-            except (RecursionError, RejectSampling, PlacementError):
+            except (RecursionError, RejectSampling):
+                continue
+            except PlacementError as err:
+                placement_failures += 1
+                if placement_failures >= _LEVEL_TRIES:
+                    raise BabyAIPPError(
+                        f"could not place the floor tiles in {_LEVEL_TRIES} generated levels ({err}); the rooms "
+                        f"are too small (room_size={self.room_size}): tiles need free cells away from the "
+                        "agent's start and the doors, use a larger room_size"
+                    ) from None
                 continue
             break
         self.surface = self.instrs.surface(self)

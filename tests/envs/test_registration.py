@@ -239,14 +239,6 @@ def _raise_timeout(signum, frame):
     raise TimeoutError("reset did not return")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="BUG core.py BabyAIPPMixin._gen_grid: a room with no cell where a tile may go (room_size=4, which "
-    "minigrid's GoToRedBall accepts) makes place_tiles raise PlacementError forever, and the `while True` "
-    "loop resamples forever: reset hangs instead of raising an error naming room_size (commit 5cf8d79 adds "
-    "_LEVEL_TRIES but does not use it)",
-)
 def test_a_room_too_small_for_tiles_fails_instead_of_hanging():
     env = quiet_make("BabyAIPP/GoToRedBall-Easy-Train-v0", room_size=4, num_dists=0)
     previous = signal.signal(signal.SIGALRM, _raise_timeout)

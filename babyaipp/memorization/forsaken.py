@@ -6,15 +6,21 @@ user's model updates in further FedAvg rounds (while the other users keep traini
 the global model to behave on the user's data as it does on data it has never seen.
 
 Setting. ``sklearn.datasets.load_digits`` (1797 images, 64 features, 10 classes) split into users;
-each image gets fixed Gaussian pixel noise (std ``input_noise`` = 0.3 on the [0, 1] scale), a
-decision made because on clean digits the FedAvg model generalises so well that the loss-threshold
-attack is at chance (AUC ~0.5) even before forgetting, leaving nothing to eliminate; the per-example
-noise makes each example individually memorizable (test accuracy ~85%, train ~95%). Then
-a one-hidden-layer MLP trained by FedAvg (all users each round, local SGD, Flower's ``FedAvg``
-strategy aggregating weighted by example counts; see :mod:`babyaipp.memorization._federated`) until
-it overfits, so that a membership-inference attack separates members from non-members. One user
-(user 0, with more data than the others so the attack is measured on enough examples) then asks to
-be forgotten.
+every image gets fixed Gaussian pixel noise. The population's images carry std ``input_noise`` = 0.3
+(on the [0, 1] scale); the user who will be forgotten (user 0) is an *atypical* user whose images
+carry std ``atypical_noise`` = 0.8 (a sloppy writer / a noisy scanner). Why: memorization elimination
+needs memorization first. With every user alike the FedAvg model generalises so well that the
+loss-threshold attack reached only AUC 0.60 before forgetting (0.57-0.60 over seeds), however long
+or wide the model was trained (train accuracy 100%); atypical examples, which the population does
+not explain, are the ones a model can fit only by memorizing each of them (Feldman's long tail), so
+the attack now reaches AUC 0.75-0.84 before forgetting while the population's test accuracy is
+unchanged (~85%). The attacker's non-members and the user's reference data are fresh examples of
+the same atypical kind that were never trained on, so membership is all that separates them from
+the user's data, and a model that never saw the user (retrained) scores ~0.5. Every cut of the data
+is stratified by class. Then a one-hidden-layer MLP trained by FedAvg (all users each round, local
+SGD, Flower's ``FedAvg`` strategy aggregating weighted by example counts; see
+:mod:`babyaipp.memorization._federated`) until it fits the users' data. The forgotten user holds
+250 examples, as many as the attacker's non-members, so the AUC is measured on 250 + 250 examples.
 
 The generator (what had to be decided; the paper describes it only at the level of "a generator
 producing dummy gradients that stimulate the neurons to eliminate the memorization"):
@@ -37,8 +43,10 @@ producing dummy gradients that stimulate the neurons to eliminate the memorizati
   1-D Wasserstein-2 distance between the loss distributions: it is small exactly when a
   loss-threshold attacker cannot tell the forgotten data from unseen data ("memorization
   elimination"). The second term keeps the model's behaviour on other data unchanged, so the
-  generator cannot reach the target by breaking the model for everybody. Because FedAvg weights
-  the submitted model by ``w = n_u / n_total``, both terms are evaluated at ``theta + w * Delta``
+  generator cannot reach the target by breaking the model for everybody; its weight is large (100)
+  because with a weak one (1) the forgetting cost the other users 4-7 points of accuracy. Because
+  FedAvg weights the submitted model by ``w = n_u / n_total``, both terms are evaluated at
+  ``theta + w * Delta``
   (where the global model lands if the other users' updates were negligible): the user knows its
   weight and compensates the dilution.
 
@@ -82,9 +90,10 @@ class ForsakenConfig(MemoConfig):
     forget_user_size: int = 250
     reference_size: int = 200
     test_size: int = 250
-    input_noise: float = 0.3  # fixed per-example pixel noise: makes examples memorizable (see docstring)
+    input_noise: float = 0.3  # fixed per-example pixel noise of the population's images
+    atypical_noise: float = 0.8  # ... and of the forgotten user's: atypical data, memorized (see docstring)
     hidden_dim: int = 256
-    lr: float = 0.2
+    lr: float = 0.5
     batch_size: int = 32
     local_epochs: int = 5
     rounds: int = 30
@@ -92,9 +101,9 @@ class ForsakenConfig(MemoConfig):
     generator_hidden: int = 64
     generator_lr: float = 1e-3
     generator_steps: int = 30
-    kl_weight: float = 1.0
+    kl_weight: float = 100.0  # strong: forgetting atypical data must not move the model elsewhere
     n_quantiles: int = 50
-    mia_before_min: float = 0.6  # the attack must work before forgetting
+    mia_before_min: float = 0.7  # the attack must clearly work before forgetting
     mia_after_max: float = 0.55  # ... and be near chance after
     accuracy_tolerance: float = 0.03  # others' accuracy within this of the retrained model's
 
@@ -104,6 +113,7 @@ class ForsakenConfig(MemoConfig):
         check_range("reference_size", self.reference_size, 10, 600)
         check_range("test_size", self.test_size, 10, 600)
         check_range("input_noise", self.input_noise, 0.0, 10.0)
+        check_range("atypical_noise", self.atypical_noise, 0.0, 10.0)
         check_range("hidden_dim", self.hidden_dim, 1, 4096)
         check_range("lr", self.lr, 0.0, 10.0, low_inclusive=False)
         check_range("batch_size", self.batch_size, 1, 4096)
@@ -122,9 +132,12 @@ class ForsakenConfig(MemoConfig):
         check_range("forget_user_size * 2 + reference_size + test_size", used, 0,
                     1797 - 10 * (self.n_users - 1))
         if self.quick:  # min() keeps this idempotent under dataclasses.replace
-            self.rounds = min(self.rounds, 20)
-            self.forget_rounds = min(self.forget_rounds, 6)
-            self.generator_steps = min(self.generator_steps, 20)
+            # The full run already takes ~5 s of CPU; shorter runs were measured to leave the checks on
+            # thin margins (the forgetting rounds are when the other users repair their accuracy), so
+            # quick only caps larger user-chosen sizes.
+            self.rounds = min(self.rounds, 30)
+            self.forget_rounds = min(self.forget_rounds, 10)
+            self.generator_steps = min(self.generator_steps, 30)
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -139,22 +152,42 @@ class DigitsSplit:
 
 
 def split_digits(cfg: ForsakenConfig, rng: np.random.Generator) -> DigitsSplit:
+    """Cut the digits into the sets (stratified by class) and add the fixed pixel noise.
+
+    The forgotten user's data, its fresh (never contributed) reference data and the attacker's
+    non-members come from one pool with the forgotten user's (stronger) noise ``atypical_noise``, so
+    membership is the only thing that tells them apart; everybody else's data and the test set carry
+    the population's noise ``input_noise``. Stratifying every cut by class gives members and
+    non-members the same class mix, so the attack's AUC measures membership rather than the chance
+    that one set drew more of the hard digits (unstratified, a model that never saw either set
+    scored 0.40-0.55 on seeds 0-4).
+    """
     from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
 
     x_all, y_all = load_digits(return_X_y=True)
-    x_all = x_all / 16.0 + cfg.input_noise * rng.standard_normal(x_all.shape)
-    x = torch.tensor(x_all, dtype=torch.float32)
-    y = torch.tensor(y_all, dtype=torch.long)
-    order = torch.as_tensor(rng.permutation(len(x)))
-    x, y = x[order], y[order]
-    sizes = [cfg.forget_user_size, cfg.forget_user_size, cfg.reference_size, cfg.test_size]
-    bounds = np.cumsum([0, *sizes])
-    parts = [(x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    forget, nonmember_eval, reference, test = parts
-    rest_x, rest_y = x[bounds[-1]:], y[bounds[-1]:]
-    others = [(cx, cy) for cx, cy in zip(torch.tensor_split(rest_x, cfg.n_users - 1),
-                                          torch.tensor_split(rest_y, cfg.n_users - 1), strict=True)]
-    return DigitsSplit([forget, *others], reference, nonmember_eval, test)
+    x_all = x_all / 16.0
+
+    def cut(indices: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        first, rest = train_test_split(indices, train_size=size, stratify=y_all[indices],
+                                       random_state=int(rng.integers(2**31 - 1)))
+        return np.asarray(first), np.asarray(rest)
+
+    pool, rest = cut(np.arange(len(x_all)), 2 * cfg.forget_user_size + cfg.reference_size)
+    test, rest = cut(rest, cfg.test_size)
+    forget, pool = cut(pool, cfg.forget_user_size)
+    nonmember_eval, reference = cut(pool, cfg.forget_user_size)
+    rest = rng.permutation(rest)
+
+    def noisy(indices: np.ndarray, std: float) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x_all[indices] + std * rng.standard_normal((len(indices), x_all.shape[1]))
+        return torch.tensor(x, dtype=torch.float32), torch.tensor(y_all[indices], dtype=torch.long)
+
+    others = [noisy(part, cfg.input_noise) for part in np.array_split(rest, cfg.n_users - 1)]
+    return DigitsSplit(users=[noisy(forget, cfg.atypical_noise), *others],
+                       reference=noisy(reference, cfg.atypical_noise),
+                       nonmember_eval=noisy(nonmember_eval, cfg.atypical_noise),
+                       test=noisy(test, cfg.input_noise))
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -164,14 +197,17 @@ def make_mlp(hidden_dim: int) -> nn.Sequential:
 
 def local_sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
               generator: torch.Generator) -> None:
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    """Plain mini-batch SGD. Written out (``autograd.grad`` + one fused in-place update) rather than
+    with ``torch.optim.SGD`` because the steps are tiny and the optimiser's per-step overhead would
+    dominate the run time; the update is the same ``theta <- theta - lr * grad``."""
+    params = list(model.parameters())
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            optimizer.step()
+            grads = torch.autograd.grad(nn.functional.cross_entropy(model(x[idx]), y[idx]), params)
+            with torch.no_grad():
+                torch._foreach_add_(params, grads, alpha=-lr)
 
 
 def fedavg_rounds(model: nn.Module, users: list[tuple[torch.Tensor, torch.Tensor]], rounds: int,

@@ -25,7 +25,7 @@ def test_mia_on_identical_distributions_is_chance() -> None:
 
 
 def test_generator_update_has_the_model_shapes_and_starts_at_zero() -> None:
-    cfg = fs.ForsakenConfig(hidden_dim=16, generator_hidden=8, generator_steps=2)
+    cfg = fs.ForsakenConfig(hidden_dim=16, generator_hidden=8, generator_steps=2, kl_weight=1.0)
     model = fs.make_mlp(cfg.hidden_dim)
     generator = fs.DummyGradientGenerator(model, cfg.generator_hidden, cfg, torch.Generator().manual_seed(0))
     x, y = torch.rand(20, 64), torch.randint(0, 10, (20,))
@@ -44,6 +44,7 @@ def test_generator_update_has_the_model_shapes_and_starts_at_zero() -> None:
     ("generator_lr", 0.0, r"generator_lr=0.0 is out of range; valid range: \(0.0, 1.0\]"),
     ("mia_after_max", 0.4, r"mia_after_max=0.4 is out of range; valid range: \[0.5, 1.0\]"),
     ("forget_user_size", 900, r"forget_user_size=900 is out of range; valid range: \[10, 600\]"),
+    ("atypical_noise", -1.0, r"atypical_noise=-1.0 is out of range; valid range: \[0.0, 10.0\]"),
 ])
 def test_bad_config_names_the_range(field: str, value: float, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -54,6 +55,20 @@ def test_quick_run_holds(tmp_path) -> None:
     result = run_module("forsaken", quick=True, seed=0, out=tmp_path)
     assert (tmp_path / "result.json").exists() and (tmp_path / "figure.png").exists()
     models = result.metrics["models"]
-    assert models["before"]["mia_auc"] > models["forsaken"]["mia_auc"]
+    assert models["before"]["mia_auc"] >= 0.7  # the user's data is clearly memorized first
+    assert abs(models["retrained"]["mia_auc"] - 0.5) < 0.05  # a model that never saw it: chance
+    assert abs(models["forsaken"]["mia_auc"] - models["retrained"]["mia_auc"]) < 0.06
     assert abs(models["forsaken"]["test_accuracy"] - models["retrained"]["test_accuracy"]) <= 0.03
     assert result.held, result.checks
+
+
+def test_split_is_disjoint_stratified_and_noisier_for_the_forgotten_user() -> None:
+    cfg = fs.ForsakenConfig()
+    data = fs.split_digits(cfg, np.random.default_rng(0))
+    forget, nonmember = data.users[0], data.nonmember_eval
+    sizes = [len(x) for x, _ in [*data.users, data.reference, nonmember, data.test]]
+    assert sum(sizes) == 1797  # every digit used once
+    # members and non-members have the same class mix (up to one example per class)
+    assert np.abs(np.bincount(forget[1], minlength=10) - np.bincount(nonmember[1], minlength=10)).max() <= 1
+    # the forgotten user's images are further from the clean digits than the others' (atypical noise)
+    assert float(forget[0].std()) > float(data.users[1][0].std()) + 0.2

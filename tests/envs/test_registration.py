@@ -242,7 +242,7 @@ def _raise_timeout(signum, frame):
 def test_a_room_too_small_for_tiles_fails_instead_of_hanging():
     env = quiet_make("BabyAIPP/GoToRedBall-Easy-Train-v0", room_size=4, num_dists=0)
     previous = signal.signal(signal.SIGALRM, _raise_timeout)
-    signal.alarm(2)
+    signal.alarm(10)  # the error comes in well under a second
     try:
         try:
             env.reset(seed=0)  # fine if a level can be built ...

@@ -10,14 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 from minigrid.envs.babyai.core.verifier import GoToInstr, ObjDesc
 from minigrid.envs.babyai.goto import GoTo, GoToLocal, GoToRedBall, GoToSeq
-from minigrid.envs.babyai.open import Open  # noqa: F401  (kept importable for users extending tasks)
 from minigrid.envs.babyai.pickup import PickupLoc
 from minigrid.envs.babyai.putnext import PutNext, PutNextLocal
 from minigrid.envs.babyai.unlock import Unlock
 
 from babyaipp.envs.core import BabyAIPPMixin
+from babyaipp.envs.tiles import reachable_targets
 
 
 class GoToRedBallMazeLevel(GoTo):
@@ -35,6 +37,30 @@ class GoToRedBallMazeLevel(GoTo):
                 obj.color = "purple"
         self.check_objs_reachable()
         self.instrs = GoToInstr(ObjDesc(ball.type, ball.color))
+
+
+class UnlockLevel(Unlock):
+    """minigrid's Unlock, minus its unsolvable levels.
+
+    minigrid puts the key in any room but the locked one, and its reachability check walks through
+    locked doors, so about 3.5% of its levels hide the key in a room entered only through the door
+    that key opens. Those levels are rejected (and redrawn) here.
+    """
+
+    def gen_mission(self) -> None:
+        super().gen_mission()
+        locked = np.zeros((self.width, self.height), dtype=bool)
+        colours = set()
+        for x in range(self.width):
+            for y in range(self.height):
+                cell = self.grid.get(x, y)
+                if cell is not None and cell.type == "door" and cell.is_locked:
+                    locked[x, y] = True
+                    colours.add(cell.color)
+        start = (int(self.agent_pos[0]), int(self.agent_pos[1]))
+        found = reachable_targets(self.grid, start, blocked=locked)
+        if not any((c := self.grid.get(x, y)).type == "key" and c.color in colours for x, y in found):
+            raise RejectSampling("the key is behind the door it unlocks")
 
 
 class GoToRedBallPP(BabyAIPPMixin, GoToRedBall):
@@ -69,7 +95,7 @@ class PickupLocPP(BabyAIPPMixin, PickupLoc):
     """Pick up an object described by colour, type and location."""
 
 
-class UnlockPP(BabyAIPPMixin, Unlock):
+class UnlockPP(BabyAIPPMixin, UnlockLevel):
     """Open a locked door: fetch its key in another room first."""
 
 

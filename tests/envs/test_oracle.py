@@ -64,8 +64,9 @@ def test_oracle_solves_navigation_tasks(task: str, difficulty: str):
 @pytest.mark.parametrize("task", OTHER)
 def test_oracle_solves_other_tasks_at_a_high_rate(task: str, difficulty: str):
     rate, trap_deaths = success_rate(envs.env_id(task, difficulty, "Test"), 40)
-    # 0.9, not higher: ~3.5% of Unlock levels are unsolvable (see test_unlock_key_is_reachable...).
-    assert rate >= 0.9, f"{task}-{difficulty}: oracle success {rate:.1%}"
+    # Not 0.99: the oracle's greedy subgoal order can strand it on PutNext-Hard (about 1 in 300
+    # episodes: it picks up an object in a pocket entered through a one-way flipud+magic tile).
+    assert rate >= 0.95, f"{task}-{difficulty}: oracle success {rate:.1%}"
     assert trap_deaths == 0
 
 
@@ -135,13 +136,6 @@ def _key_reachable_without_locked_doors(env) -> bool:
     return not colours or bool(keys & faced)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG inherited from minigrid's Unlock.gen_mission (levels.py UnlockPP uses it unchanged): the key "
-    "goes to any room but the locked one, yet that room may be reachable only through the locked door "
-    "(minigrid's check_objs_reachable walks through locked doors), so ~3.5% of Unlock episodes (53 of "
-    "seeds 0-1499, Easy and Hard alike) cannot be solved; the spec requires every level to be solvable",
-)
 @pytest.mark.parametrize("difficulty", ["Easy", "Hard"])
 def test_unlock_key_is_reachable_without_the_locked_door(difficulty: str):
     env = quiet_make(envs.env_id("Unlock", difficulty, "Test")).unwrapped

@@ -368,6 +368,10 @@ def build_agent(
     )
 
 
+#: Training algorithms of :func:`train` (and ``babyaipp train --algo``).
+ALGOS: tuple[str, ...] = ("ppo", "bc")
+
+
 def train(
     run_dir: str | Path,
     *,
@@ -385,11 +389,26 @@ def train(
     checkpoint_every: int = 50_000,
     progress_bar: bool = False,
     init_from: str | Path | None = None,
+    algo: str = "ppo",
+    demos: str | Path | None = None,
 ) -> TrainResult:
     """Train a new run in ``run_dir`` (which must not already hold one; see :func:`resume`).
 
     ``init_from``: a finished run (e.g. behaviour cloning) whose policy weights start this one.
+    ``algo="bc"`` clones the oracle demonstrations in ``demos`` instead
+    (:func:`babyaipp.agents.imitation.train_bc`, its default number of epochs; ``steps``,
+    ``n_envs`` and ``engine`` do not apply), so sweeps can treat both algorithms alike.
     """
+    check_choice("algo", algo, ALGOS)
+    if algo == "bc":
+        from babyaipp.agents import imitation
+
+        if demos is None:
+            raise ConfigError("algo='bc' needs demos (a dataset recorded with `babyaipp demos`)")
+        return imitation.train_bc(
+            run_dir, demos=demos, env_id=env_id, model=model, recurrent=recurrent, seed=seed, device=device,
+            text=text, env_kwargs=env_kwargs, hyperparameters=hyperparameters, progress_bar=progress_bar,
+        )  # fmt: skip
     run_dir = Path(run_dir)
     spec = model_spec(model)
     config = spec.config.from_dict(dict(hyperparameters or {}))

@@ -87,12 +87,13 @@ def write_docs(docs: Path, out: Path, compare_dir: Path, models: list[str], args
     images.mkdir(parents=True, exist_ok=True)
     for name in ("success_by_split.png", "learning_curves.png"):
         shutil.copyfile(compare_dir / name, images / f"generalization_{name}")
-    table = (compare_dir / "comparison.md").read_text().strip()
+    table = (compare_dir / "comparison.md").read_text().strip().removeprefix("# Comparison").strip()
     rows = ["| model | frames/s (CPU, training) | train wall time (s) | eval wall time (s) |", "|---|---|---|---|"]
     for m in models:
         t = timings.get(m, {})
-        rows.append(f"| {m} | {throughput(out / m):.0f} | {t.get('train_s', float('nan')):.0f} | "
-                    f"{t.get('eval_s', float('nan')):.0f} |")
+        train_s = f"{t['train_s']:.0f}" if "train_s" in t else "–"
+        eval_s = f"{t['eval_s']:.0f}" if "eval_s" in t else "–"
+        rows.append(f"| {m} | {throughput(out / m):.0f} | {train_s} | {eval_s} |")
     section = "\n".join([
         START,
         "## Generalisation study: GoToRedBall Easy (one seed)",
@@ -111,7 +112,7 @@ def write_docs(docs: Path, out: Path, compare_dir: Path, models: list[str], args
         "",
         "\n".join(rows),
         "",
-        "(Wall times are blank when a run was reused from an earlier invocation.)",
+        "(A dash: the run was reused from an earlier invocation of the script.)",
         END,
     ])
     text = docs.read_text() if docs.exists() else "# Results\n\n"

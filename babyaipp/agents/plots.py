@@ -90,6 +90,18 @@ def read_progress(run_dir: str | os.PathLike) -> tuple[list[float], list[float]]
     return (steps, success) if steps else None
 
 
+def _steps_formatter():
+    """Tick labels like 50k / 1.5M, so six-digit step counts don't run into each other."""
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(x: float, _pos: int) -> str:
+        if abs(x) >= 1e6:
+            return f"{x / 1e6:g}M"
+        return f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}"
+
+    return FuncFormatter(fmt)
+
+
 def learning_curves(
     runs: Sequence[tuple[str, str | os.PathLike]],
     path: str | os.PathLike,
@@ -106,6 +118,7 @@ def learning_curves(
             continue
         ax.plot(*curve, label=label, marker="." if len(curve[0]) < 30 else None)
     ax.set_xlabel("training timesteps")
+    ax.xaxis.set_major_formatter(_steps_formatter())
     ax.set_ylabel("training success rate")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)

@@ -52,6 +52,7 @@ SUMMARY_MD = "summary.md"
 #: Config fields that, with ``seed`` left out, define a group of seeds aggregated together.
 GROUP_FIELDS: tuple[str, ...] = (
     "env_id", "model", "algo", "recurrent", "text", "steps", "episodes", "n_envs", "env_kwargs", "hyperparameters",
+    "engine",
 )  # fmt: skip
 
 
@@ -212,6 +213,14 @@ def is_sweep_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / TRIALS_SUBDIR).is_dir()
 
 
+#: Defaults of config fields that older trial.json files may lack, so old and new trials group together.
+_FIELD_DEFAULTS: dict[str, Any] = {"algo": "ppo", "engine": "gym"}
+
+
+def _field(config: Mapping[str, Any], name: str) -> Any:
+    return config.get(name, _FIELD_DEFAULTS.get(name))
+
+
 def eval_actions(results: Mapping[str, Any]) -> str:
     """``greedy`` or ``sampled``: how the evaluation chose actions (results without the field predate
     sampling and were greedy)."""
@@ -219,7 +228,7 @@ def eval_actions(results: Mapping[str, Any]) -> str:
 
 
 def _group_key(trial: TrialRecord) -> str:
-    fields = {k: trial.config.get(k) for k in GROUP_FIELDS}
+    fields = {k: _field(trial.config, k) for k in GROUP_FIELDS}
     return json.dumps({**fields, "eval_actions": eval_actions(trial.results or {})}, sort_keys=True)
 
 
@@ -231,7 +240,7 @@ def group_label(config: Mapping[str, Any], varying: Sequence[str] = ()) -> str:
     parts.append(f"text={config.get('text')}")
     for name in varying:
         if name not in ("model", "algo", "recurrent", "text", "env_id"):
-            parts.append(f"{name}={json.dumps(config.get(name), sort_keys=True)}")
+            parts.append(f"{name}={json.dumps(_field(config, name), sort_keys=True)}")
     return " ".join(parts)
 
 
@@ -354,7 +363,7 @@ def aggregate_sweep(
     envs: dict[str, Any] = {}
     for env_id, groups in sorted(by_env.items()):
         configs = [g[0].config for g in groups.values()]
-        varying = [f for f in GROUP_FIELDS if len({json.dumps(c.get(f), sort_keys=True) for c in configs}) > 1]
+        varying = [f for f in GROUP_FIELDS if len({json.dumps(_field(c, f), sort_keys=True) for c in configs}) > 1]
         entries = []
         for members in groups.values():
             members = sorted(members, key=lambda t: int(t.config.get("seed", 0)))
@@ -365,7 +374,7 @@ def aggregate_sweep(
                 {
                     "label": group_label(config, varying) + (" greedy" if actions == "greedy" else ""),
                     "eval_actions": actions,
-                    "config": {k: config.get(k) for k in GROUP_FIELDS},
+                    "config": {k: _field(config, k) for k in GROUP_FIELDS},
                     "trials": [t.key for t in members],
                     **summarise_group(per_seed, options),
                     "curve": _learning_curve(members, options),

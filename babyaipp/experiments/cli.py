@@ -138,6 +138,7 @@ def add_parsers(subparsers: Any) -> None:
         dest="hparams",
         help="hyperparameter override for every trial (repeatable)",
     )
+    p.add_argument("--engine", default="gym", help="training env stepping: gym or batched (default: gym)")
     p.add_argument(
         "--greedy", action="store_true", help="evaluate with argmax actions (default: sampled, as babyaipp eval)"
     )
@@ -201,12 +202,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         envs=args.envs, models=args.models, seeds=args.seeds, steps=args.steps, episodes=args.episodes,
         algos=args.algos, texts=args.text, recurrent=args.recurrent, n_envs=args.n_envs,
         env_kwargs=dict(args.env_kwarg or []), hyperparameters=dict(args.hparams or []),
-        demos=str(Path(args.demos).resolve()) if args.demos else None, greedy=args.greedy,
+        demos=str(Path(args.demos).resolve()) if args.demos else None, greedy=args.greedy, engine=args.engine,
     )  # fmt: skip
     grid = {
         "envs": args.envs, "models": args.models, "algos": args.algos, "recurrent": args.recurrent,
         "text": args.text, "seeds": args.seeds, "steps": args.steps, "episodes": args.episodes,
-        "n_envs": args.n_envs, "greedy": args.greedy, "env_kwargs": dict(args.env_kwarg or []),
+        "n_envs": args.n_envs, "greedy": args.greedy, "engine": args.engine, "env_kwargs": dict(args.env_kwarg or []),
         "hyperparameters": dict(args.hparams or []),
     }  # fmt: skip
     view = _ProgressView(enabled=not args.quiet)

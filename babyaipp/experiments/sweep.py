@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from babyaipp.errors import ConfigError, check_choice, check_range
+from babyaipp.errors import BabyAIPPError, ConfigError, check_choice, check_range
 from babyaipp.experiments.aggregate import TRIAL_JSON, TRIALS_SUBDIR
 from babyaipp.utils import atomic_write_json, atomic_write_text
 
@@ -53,7 +53,7 @@ _RUN_OUTPUTS = ("config.json", "progress.csv", "model.zip", "checkpoints", "tb",
 
 _MISSING = object()
 #: Config fields added later, with the default under which they are left out of the hash.
-_LATER_FIELDS: dict[str, Any] = {"greedy": False}
+_LATER_FIELDS: dict[str, Any] = {"greedy": False, "engine": "gym"}
 
 
 def supported_algos() -> tuple[str, ...]:
@@ -62,6 +62,12 @@ def supported_algos() -> tuple[str, ...]:
 
     declared = getattr(training, "ALGOS", None)
     return tuple(declared) if declared else (DEFAULT_ALGO,)
+
+
+def _engines() -> tuple[str, ...]:
+    from babyaipp.agents import training
+
+    return tuple(getattr(training, "ENGINES", ("gym",)))
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,8 @@ class TrialConfig:
     demos: str | None = None
     #: Evaluate with argmax actions instead of sampling from the policy (``babyaipp eval --greedy``).
     greedy: bool = False
+    #: How training envs are stepped (``babyaipp train --engine``): ``gym`` or ``batched``.
+    engine: str = "gym"
 
     def __post_init__(self) -> None:
         from babyaipp.agents.models import MODELS, model_spec
@@ -96,8 +104,9 @@ class TrialConfig:
         check_range("steps", self.steps, 1, None)
         check_range("episodes", self.episodes, 1, None)
         check_range("n_envs", self.n_envs, 1, 1000)
+        check_choice("engine", self.engine, _engines())
         config = model_spec(self.model).config.from_dict(dict(self.hyperparameters))  # a typo fails up front
-        if config.batch_size > config.n_steps * self.n_envs:
+        if self.algo == DEFAULT_ALGO and config.batch_size > config.n_steps * self.n_envs:
             raise ConfigError(
                 f"batch_size={config.batch_size} is larger than a rollout (n_steps * n_envs = "
                 f"{config.n_steps * self.n_envs}); valid range: [2, {config.n_steps * self.n_envs}]"
@@ -138,6 +147,7 @@ def expand_grid(
     hyperparameters: Mapping[str, Any] | None = None,
     demos: str | None = None,
     greedy: bool = False,
+    engine: str = "gym",
 ) -> list[TrialConfig]:
     """Every combination as a trial, seeds outermost so an early stop leaves every model a seed."""
     for name, values in (("envs", envs), ("models", models), ("seeds", seeds), ("algos", algos), ("texts", texts)):
@@ -158,6 +168,7 @@ def expand_grid(
             hyperparameters=dict(hyperparameters or {}),
             demos=demos,
             greedy=greedy,
+            engine=engine,
         )  # fmt: skip
         for seed in seeds
         for env in envs
@@ -224,6 +235,8 @@ def _train_or_resume(directory: Path, trial: TrialConfig, device: str, checkpoin
         kwargs["algo"] = trial.algo
     if trial.demos is not None:
         kwargs["demos"] = trial.demos
+    if trial.engine != _LATER_FIELDS["engine"]:
+        kwargs["engine"] = trial.engine
     training.train(
         directory, env_id=trial.env_id, model=trial.model, recurrent=trial.recurrent, steps=trial.steps,
         n_envs=trial.n_envs, seed=trial.seed, device=device, text=trial.text, env_kwargs=dict(trial.env_kwargs),
@@ -323,7 +336,10 @@ def _ray_init(address: str | None, num_cpus: int | None) -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if address:
-            ray.init(address=address, **quiet)
+            try:
+                ray.init(address=address, **quiet)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                raise BabyAIPPError(f"cannot connect to the Ray cluster at --address {address!r}: {err}") from err
         else:
             ray.init(num_cpus=num_cpus, **quiet)
     return True

@@ -41,14 +41,14 @@ def test_key_is_readable_and_changes_with_every_field_of_the_config():
     keys = {t.key for t in changed} | {trial.key}
     assert len(keys) == len(changed) + 1
     assert _trial(recurrent=True).key.startswith("GoToRedBall-Easy-Train_image_ppo-lstm_full_s0_")
-    assert _trial(greedy=True).key != trial.key
+    assert _trial(greedy=True).key != trial.key and _trial(engine="batched").key != trial.key
 
 
 def test_fields_added_later_keep_older_keys_at_their_default():
-    """``greedy`` came after the first sweeps: at its default it stays out of the hash."""
+    """``greedy`` and ``engine`` came after the first sweeps: at their defaults they stay out of the hash."""
     import hashlib
 
-    payload = {k: v for k, v in _trial().as_dict().items() if k != "greedy"}
+    payload = {k: v for k, v in _trial().as_dict().items() if k not in ("greedy", "engine")}
     old_digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
     assert _trial().digest == old_digest
 

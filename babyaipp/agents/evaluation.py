@@ -1,6 +1,7 @@
 """Generalisation evaluation: success on Train, Test and TargetPairOnly with standard errors.
 
-The spec's protocol: train on a ``Train`` id, then run the same greedy policy on the ``Train``,
+The spec's protocol: train on a ``Train`` id, then run the same policy (actions sampled from it by
+default, as BabyAI evaluates; its argmax with ``greedy=True``) on the ``Train``,
 ``Test`` and ``TargetPairOnly`` ids of the same task and difficulty, ``episodes`` each, and report
 success rate ± binomial standard error, mean return and the gap Train − TargetPairOnly.
 

@@ -423,7 +423,8 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         + (f", {len(trials['not_done'])} not finished" if trials["not_done"] else ""),
         f"- cells: {method['point_estimate']}; [{conf} CI]: {method['interval']}",
         f"- gap: {method['gap']}",
-        "- success: an evaluation episode ended with reward > 0 (greedy policy, seeds disjoint from training)\n",
+        "- success: an evaluation episode ended with reward > 0 (actions sampled from the policy, or its argmax in "
+        "rows marked greedy; evaluation seeds disjoint from training)\n",
     ]
     for env_id, env in summary["envs"].items():
         groups = env["groups"]

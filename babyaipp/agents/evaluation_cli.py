@@ -86,7 +86,8 @@ def parse_splits(text: str) -> list[str]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from babyaipp.agents.evaluation import EVAL_SUBDIR, evaluate_run, write_results
+    from babyaipp.agents.evaluation import EVAL_SUBDIR, evaluate_run
+    from babyaipp.agents.reports import write_results
     from babyaipp.errors import CheckpointError
     from babyaipp.utils import resolve_device
 
@@ -109,8 +110,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from babyaipp.agents.evaluation import comparison_markdown, read_results, run_label, unique_references
     from babyaipp.agents.plots import learning_curves, success_bar_chart
+    from babyaipp.agents.reports import comparison_markdown, read_results, run_label, unique_references
     from babyaipp.utils import atomic_write_text
 
     if _sweep_dirs(args.run_dirs):

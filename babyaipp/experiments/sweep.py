@@ -267,7 +267,8 @@ def run_trial(
         _write_meta(path, trial, "running", started=started, host=host)
         how = _train_or_resume(path, trial, device, checkpoint_every)
         trained = time.perf_counter()
-        from babyaipp.agents.evaluation import EVAL_SUBDIR, evaluate_run, write_results
+        from babyaipp.agents.evaluation import EVAL_SUBDIR, evaluate_run
+        from babyaipp.agents.reports import write_results
         from babyaipp.envs import SPLITS
 
         result = evaluate_run(

@@ -24,7 +24,8 @@ pytest.importorskip("stable_baselines3")
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa: E402
 
-from babyaipp.agents import evaluation as ev  # noqa: E402
+from babyaipp.agents import evaluation as ev
+from babyaipp.agents import reports  # noqa: E402
 from babyaipp.cli import main  # noqa: E402
 from babyaipp.envs.wrappers import make_tokenized  # noqa: E402
 from babyaipp.errors import BabyAIPPError, ConfigError  # noqa: E402
@@ -168,7 +169,7 @@ def test_random_vs_oracle_references():
 def evaluated_run(tmp_path_factory, stub_model) -> Path:
     run_dir = tmp_path_factory.mktemp("run_a")
     result = ev.evaluate_run(run_dir, episodes=8, n_envs=4, loader=stub_loader(stub_model))
-    ev.write_results(result, run_dir / "eval")
+    reports.write_results(result, run_dir / "eval")
     (run_dir / "progress.csv").write_text(
         "timesteps,episodes,mean_return,success_rate,fps\n"
         "1000,20,0.1,0.15,500\n2000,45,0.3,0.35,510\n3000,70,0.5,0.6,505\n"
@@ -177,7 +178,7 @@ def evaluated_run(tmp_path_factory, stub_model) -> Path:
 
 
 def test_results_written_and_reread(evaluated_run):
-    result = ev.read_results(evaluated_run)
+    result = reports.read_results(evaluated_run)
     assert list(result["splits"]) == ["Train", "Test", "TargetPairOnly"]
     assert result["seed_base"] == 10**6 and "disjoint" in result["seed_rule"]
     assert result["splits"]["TargetPairOnly"]["env_id"] == "BabyAIPP/GoToRedBall-Easy-TargetPairOnly-v0"
@@ -220,9 +221,9 @@ def test_eval_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
 
 def test_compare_writes_table_and_figures(evaluated_run, tmp_path, capsys):
     run_b = tmp_path / "run_b"
-    result = ev.read_results(evaluated_run)
+    result = reports.read_results(evaluated_run)
     result["run"]["model"] = "other"
-    ev.write_results(result, run_b / "eval")  # no progress.csv: named, not silently dropped
+    reports.write_results(result, run_b / "eval")  # no progress.csv: named, not silently dropped
     out = tmp_path / "cmp"
     assert main(["compare", str(evaluated_run), str(run_b), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -253,7 +254,7 @@ def test_eval_cli_on_a_trained_run(trained_run, capsys):
     assert main(["eval", str(trained_run), "--episodes", "6", "--n-envs", "3", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "| model | TargetPairOnly |" in printed and "| oracle | Train |" in printed
-    result = ev.read_results(trained_run)
+    result = reports.read_results(trained_run)
     assert result["run"]["model"] == "attention" and result["run"]["seed"] == 3
     train_seeds = result["run"]["train_seed_range"]
     assert train_seeds["last"] < result["seed_base"]
@@ -261,7 +262,7 @@ def test_eval_cli_on_a_trained_run(trained_run, capsys):
     args = ["eval", str(trained_run), "--episodes", "2", "--splits", "Train", "--no-references", "--quiet",
             "--env", "BabyAIPP/GoToLocal-Easy-Train-v0"]
     assert main(args) == 0
-    assert ev.read_results(trained_run)["env_id"] == "BabyAIPP/GoToLocal-Easy-Train-v0"
+    assert reports.read_results(trained_run)["env_id"] == "BabyAIPP/GoToLocal-Easy-Train-v0"
 
 
 def test_eval_cli_corrupt_checkpoint_is_one_line(trained_run, tmp_path, capsys):

@@ -62,6 +62,18 @@ def _key_value(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def add_env_kwarg_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--env-kwarg KEY=VALUE`` (repeatable), shared by ``train``, ``demos`` and ``sweep``."""
+    parser.add_argument("--env-kwarg", type=_key_value, action="append", default=None, metavar="KEY=VALUE", help=help)
+
+
+def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set HPARAM=VALUE`` (repeatable) into ``args.hparams``, shared by ``train`` and ``sweep``."""
+    parser.add_argument(
+        "--set", type=_key_value, action="append", default=None, metavar="KEY=VALUE", dest="hparams", help=help
+    )
+
+
 def add_parsers(subparsers: Any) -> None:
     """Add ``train`` under the top-level ``babyaipp`` parser."""
     p = subparsers.add_parser(
@@ -106,23 +118,8 @@ def add_parsers(subparsers: Any) -> None:
         metavar="N",
         help=f"write a checkpoint every N steps, 0 = never (default: {DEFAULT_CHECKPOINT_EVERY})",
     )
-    p.add_argument(
-        "--env-kwarg",
-        type=_key_value,
-        action="append",
-        default=None,
-        metavar="KEY=VALUE",
-        help="keyword for the env constructor, e.g. room_size=6 (repeatable)",
-    )
-    p.add_argument(
-        "--set",
-        type=_key_value,
-        action="append",
-        default=None,
-        metavar="KEY=VALUE",
-        dest="hparams",
-        help="override a hyperparameter, e.g. learning_rate=3e-4 (repeatable)",
-    )
+    add_env_kwarg_option(p, "keyword for the env constructor, e.g. room_size=6 (repeatable)")
+    add_set_option(p, "override a hyperparameter, e.g. learning_rate=3e-4 (repeatable)")
     p.add_argument("--algo", choices=("ppo", "bc"), default="ppo",
                    help="ppo (default) or bc: behaviour cloning of the demonstrations in --demos")
     p.add_argument("--demos", metavar="DIR", default=None, help="--algo bc: dataset made by `babyaipp demos`")
@@ -158,8 +155,7 @@ def _add_demos_parser(subparsers: Any) -> None:
     p.add_argument("--out", metavar="DIR", required=True, help="output directory (must not exist or be empty)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
     p.add_argument("--text", default="full", help=f"description mode: {', '.join(TEXT_CHOICES)} (default: full)")
-    p.add_argument("--env-kwarg", type=_key_value, action="append", default=None, metavar="KEY=VALUE",
-                   help="keyword for the env constructor, e.g. room_size=6 (repeatable)")
+    add_env_kwarg_option(p, "keyword for the env constructor, e.g. room_size=6 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demos)
 

@@ -57,7 +57,7 @@ def _seeds(text: str) -> list[int]:
 
 def add_parsers(subparsers: Any) -> None:
     """Add ``sweep`` under the top-level ``babyaipp`` parser."""
-    from babyaipp.agents.cli import _key_value
+    from babyaipp.agents.cli import add_env_kwarg_option, add_set_option
 
     p = subparsers.add_parser(
         "sweep", help="seeded train+eval grid on Ray, with IQM and 95%% bootstrap intervals",
@@ -121,23 +121,8 @@ def add_parsers(subparsers: Any) -> None:
         metavar="N",
         help="checkpoint every N steps, so an interrupted trial resumes (default: 50000; 0 = never)",
     )
-    p.add_argument(
-        "--env-kwarg",
-        type=_key_value,
-        action="append",
-        default=None,
-        metavar="KEY=VALUE",
-        help="keyword for every trial's env constructor (repeatable)",
-    )
-    p.add_argument(
-        "--set",
-        type=_key_value,
-        action="append",
-        default=None,
-        metavar="KEY=VALUE",
-        dest="hparams",
-        help="hyperparameter override for every trial (repeatable)",
-    )
+    add_env_kwarg_option(p, "keyword for every trial's env constructor (repeatable)")
+    add_set_option(p, "hyperparameter override for every trial (repeatable)")
     p.add_argument("--engine", default="gym", help="training env stepping: gym or batched (default: gym)")
     p.add_argument(
         "--greedy", action="store_true", help="evaluate with argmax actions (default: sampled, as babyaipp eval)"

@@ -144,20 +144,28 @@ class BabyAIPPMixin:
         mapping = dyn.sample_mapping(rng, self.difficulty, self.split, self.properties_per_colour)
         trap_colours = [COLOR_TO_IDX[c] for c, props in mapping.items() if "trap" in props]
         start = tuple(int(v) for v in self.agent_pos)
+        self._set_dynamics(mapping)
+        for _ in range(_PLACEMENT_TRIES):
+            self._set_floor(place_tiles(rng, self.grid, start, mapping))
+            if not traps_cut_off_targets(self.grid, start, self.floor, trap_colours) and self._solvable_with_physics():
+                break
+        else:
+            raise PlacementError("traps wall off the goal in every placement tried")
+        self.description = describe(rng, mapping, self.text_mode)
+
+    def _set_dynamics(self, mapping: dict[str, tuple[str, ...]]) -> None:
+        """Install an episode's colour -> properties mapping and restart the tile counters."""
         self._dynamics = mapping
         self._props_by_idx = [_NO_PROPS] * len(IDX_TO_COLOR)
         for colour, props in mapping.items():
             self._props_by_idx[COLOR_TO_IDX[colour]] = frozenset(props)
         self.steps_in_cell = 0
         self.magic_count = 0
-        for _ in range(_PLACEMENT_TRIES):
-            self.floor = place_tiles(rng, self.grid, start, mapping)
-            if not traps_cut_off_targets(self.grid, start, self.floor, trap_colours) and self._solvable_with_physics():
-                break
-        else:
-            raise PlacementError("traps wall off the goal in every placement tried")
-        self._padded_floor = np.pad(self.floor, self.agent_view_size, constant_values=NO_TILE)
-        self.description = describe(rng, mapping, self.text_mode)
+
+    def _set_floor(self, floor: np.ndarray) -> None:
+        """Install the floor layer (and its padded copy, which the view overlay gathers from)."""
+        self.floor = floor
+        self._padded_floor = np.pad(floor, self.agent_view_size, constant_values=NO_TILE)
 
     def _solvable_with_physics(self) -> bool:
         """The full search over (cell, direction, counters), only where the cell search is not enough.
@@ -208,16 +216,9 @@ class BabyAIPPMixin:
         self.agent_pos, self.agent_dir = tuple(int(v) for v in level.agent_pos), int(level.agent_dir)
         self.instrs = instr_from_dict(level.instrs)
         self.surface = self.mission = level.mission
-        floor = np.asarray(level.floor, dtype=np.int8).copy()
-        self.floor = floor
-        self._padded_floor = np.pad(floor, self.agent_view_size, constant_values=NO_TILE)
-        self._dynamics = {c: tuple(p) for c, p in level.dynamics.items()}
-        self._props_by_idx = [_NO_PROPS] * len(IDX_TO_COLOR)
-        for colour, props in self._dynamics.items():
-            self._props_by_idx[COLOR_TO_IDX[colour]] = frozenset(props)
+        self._set_floor(np.asarray(level.floor, dtype=np.int8).copy())
+        self._set_dynamics({c: tuple(p) for c, p in level.dynamics.items()})
         self.description = level.description
-        self.steps_in_cell = 0
-        self.magic_count = 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         # ``options={"level": Level}`` replays a captured start state instead of generating one
@@ -242,11 +243,12 @@ class BabyAIPPMixin:
     # ----------------------------------------------------------------- dynamics
     def step(self, action: Any):
         try:
-            action = int(action)
+            index = int(action)
         except (TypeError, ValueError):
             raise InvalidChoiceError("action", action, _ACTION_CHOICES) from None
-        if not 0 <= action < len(ACTION_NAMES):
+        if index != action or not 0 <= index < len(ACTION_NAMES):  # 2.5 is not action 2
             raise InvalidChoiceError("action", action, _ACTION_CHOICES)
+        action = index
         self.step_count += 1
         reward, terminated, truncated = 0.0, False, False
 

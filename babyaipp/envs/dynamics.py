@@ -92,6 +92,7 @@ def all_mappings(difficulty: str, properties_per_colour: int) -> tuple[tuple[tup
 @cache
 def split_mappings(difficulty: str, split: str, properties_per_colour: int) -> tuple:
     """The mappings a split may draw from: Train has no held-out pair, TargetPairOnly has one or more."""
+    validate(difficulty, split, properties_per_colour)
     out = []
     for m in all_mappings(difficulty, properties_per_colour):
         n_held = len(held_out_pairs_in(dict(m), difficulty))

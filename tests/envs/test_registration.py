@@ -259,7 +259,7 @@ def test_properties_per_colour_1_is_accepted_for_hard():
     assert all(len(props) == 1 for props in info["dynamics"].values())
 
 
-@pytest.mark.parametrize("bad_action", [7, -1, "x", None])
+@pytest.mark.parametrize("bad_action", [7, -1, "x", None, 2.5])
 @pytest.mark.parametrize("wrapped", [True, False])
 def test_out_of_range_action_names_the_value_and_the_actions(bad_action, wrapped: bool):
     env = quiet_make("BabyAIPP/GoToLocal-Easy-Train-v0")

@@ -19,6 +19,7 @@ from minigrid.minigrid_env import MiniGridEnv
 
 import babyaipp.envs as envs
 from babyaipp.envs.dynamics import sample_mapping
+from babyaipp.errors import InvalidChoiceError
 
 from .conftest import EAST, hand_built_env, quiet_make
 
@@ -341,3 +342,11 @@ def test_an_object_dropped_on_a_tile_hides_it_until_picked_up():
     assert tuple(obs["image"][front]) == (OBJECT_TO_IDX["key"], COLOR_TO_IDX["yellow"], 0)
     obs, *_ = env.step(3)  # pick it up again
     assert env.carrying is key and tuple(obs["image"][front]) == floor_code
+
+
+def test_sample_mapping_refuses_an_unknown_split_or_difficulty():
+    rng = np.random.default_rng(0)
+    with pytest.raises(InvalidChoiceError, match="'Tset'.*Train, Test, TargetPairOnly"):
+        sample_mapping(rng, "Easy", "Tset", 1)
+    with pytest.raises(InvalidChoiceError, match="'Medium'"):
+        sample_mapping(rng, "Medium", "Train", 1)

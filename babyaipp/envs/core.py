@@ -144,10 +144,13 @@ class BabyAIPPMixin:
         mapping = dyn.sample_mapping(rng, self.difficulty, self.split, self.properties_per_colour)
         trap_colours = [COLOR_TO_IDX[c] for c, props in mapping.items() if "trap" in props]
         start = tuple(int(v) for v in self.agent_pos)
+        targets = reachable_targets(self.grid, start)  # objects and doors on the plain floor
         self._set_dynamics(mapping)
         for _ in range(_PLACEMENT_TRIES):
             self._set_floor(place_tiles(rng, self.grid, start, mapping))
-            if not traps_cut_off_targets(self.grid, start, self.floor, trap_colours) and self._solvable_with_physics():
+            if not traps_cut_off_targets(self.grid, start, self.floor, trap_colours, targets) and (
+                self._solvable_with_physics(targets)
+            ):
                 break
         else:
             raise PlacementError("traps wall off the goal in every placement tried")
@@ -167,21 +170,20 @@ class BabyAIPPMixin:
         self.floor = floor
         self._padded_floor = np.pad(floor, self.agent_view_size, constant_values=NO_TILE)
 
-    def _solvable_with_physics(self) -> bool:
+    def _solvable_with_physics(self, targets: set[tuple[int, int]]) -> bool:
         """The full search over (cell, direction, counters), only where the cell search is not enough.
 
         Without magic the trap-avoiding cell search decides solvability (see
         :func:`~babyaipp.envs.tiles.traps_cut_off_targets`). A flipud+magic tile is different: going
         straight across it takes two turns on it, and the second is pushed down, so such a tile can
         act as a wall (over a trap, say). Then the oracle's physics search must face every object
-        and door that is reachable on the plain floor.
+        and door in ``targets`` (those reachable on the plain floor).
         """
         if not any("flipud" in p and "magic" in p for p in self._dynamics.values()):
             return True
         from babyaipp.envs.oracle import faceable_cells
 
-        start = (int(self.agent_pos[0]), int(self.agent_pos[1]))
-        return reachable_targets(self.grid, start) <= faceable_cells(self)
+        return targets <= faceable_cells(self)
 
     def _load_level(self, level: Any) -> None:
         """Set the grid, rooms, agent, instruction and floor layer from a ``Level`` (no RNG drawn)."""

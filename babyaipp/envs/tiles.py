@@ -115,18 +115,21 @@ def reachable_targets(grid: Grid, start: tuple[int, int], blocked: np.ndarray | 
     return found
 
 
-def traps_cut_off_targets(grid: Grid, start: tuple[int, int], floor: np.ndarray, trap_colours: list[int]) -> bool:
-    """True if some object or door reachable on the plain floor is walled off by traps.
+def traps_cut_off_targets(
+    grid: Grid, start: tuple[int, int], floor: np.ndarray, trap_colours: list[int], targets: set[tuple[int, int]]
+) -> bool:
+    """True if some of ``targets`` (what is reachable on the plain floor) is walled off by traps.
 
-    Traps are the only property that can make a level unsolvable: turning is always possible, a
-    flipud tile lets the agent move after turning around, sticky only delays, and a magic push can be
-    avoided by leaving the tile after one step. So a search over cells that never enters a trap
-    decides solvability (the oracle then plans over cell x direction with the full physics).
+    A search over cells that never enters a trap decides solvability whenever no colour is both
+    flipud and magic: turning is always possible, a flipud tile lets the agent move after turning
+    around, sticky only delays, and a magic push is avoided by leaving the tile after one step
+    (the caller adds the full physics search for flipud+magic; see ``BabyAIPPMixin``).
+    ``targets`` is computed once per level by the caller, since it does not depend on the floor.
     """
     if not trap_colours:
         return False
     traps = np.isin(floor, trap_colours)
-    return reachable_targets(grid, start) != reachable_targets(grid, start, traps)
+    return targets != reachable_targets(grid, start, traps)
 
 
 class FloorStack(WorldObj):

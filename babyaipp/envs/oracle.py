@@ -189,12 +189,10 @@ class Oracle:
         actions = plan_to_face(self.base, targets)
         if then is not None:
             actions.append((then, None))
-        if not actions:
-            if on_arrival:
-                on_arrival()
-            return DONE
         if on_arrival:
             on_arrival()
+        if not actions:
+            return DONE
         self._plan.extend(actions)
         return self.act()
 

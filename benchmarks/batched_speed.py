@@ -12,6 +12,8 @@ steps (N per batched step); ``resets/s`` is episodes finished per second during 
 Rows:
 
 * ``batched``: :class:`BatchedBabyAIPP` (tensors out), pool of ``max(N, 256)`` levels;
+* ``batched compiled``: the same with ``compile=True`` (the step's tensor code fused by
+  ``torch.compile``; compilation happens in the warm-up steps, whose time is printed);
 * ``make_vec``: ``gym.make_vec(id, num_envs=N)`` (numpy out, next-step autoreset, infos);
 * ``minigrid loop``: minigrid's ``BabyAI-GoToRedBall-v0`` (plain minigrid: no floor dynamics,
   no tokens) in a Python loop; ``minigrid sync``/``async``: the same in Gymnasium's vector envs;
@@ -117,17 +119,27 @@ def minigrid_vector(env_id: str, n: int, mode: str, seconds: float, seed: int = 
     return {"steps_per_s": calls * n, "resets_per_s": rps}
 
 
-def batched(env_id: str, n: int, seconds: float, seed: int = 0) -> dict[str, float]:
-    engine = BatchedBabyAIPP(env_id, n, pool_size=max(n, 256), seed=seed)
+def batched(env_id: str, n: int, seconds: float, seed: int = 0, compile: bool = False, device: str = "cpu"):
+    """The engine's steps/s; episodes finished are counted on the device (no per-step host sync)."""
+    engine = BatchedBabyAIPP(env_id, n, pool_size=max(n, 256), seed=seed, compile=compile, device=device)
     engine.reset()
-    actions = torch.randint(7, (64, n), generator=torch.Generator().manual_seed(seed))
-
-    def step(t: int) -> int:
-        _, _, term, trunc = engine.step(actions[t % 64])
-        return int((term | trunc).sum())
-
-    calls, rps, _ = timed(step, seconds)
-    return {"steps_per_s": calls * n, "resets_per_s": rps}
+    actions = torch.randint(7, (64, n), generator=torch.Generator().manual_seed(seed)).to(device)
+    finished = torch.zeros((), dtype=torch.long, device=device)
+    start = time.perf_counter()
+    for t in range(3):  # warm-up, including torch.compile's compilation
+        engine.step(actions[t])
+    sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
+    sync()
+    warmup_s = time.perf_counter() - start
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or calls < 2:
+        for _ in range(16):
+            _, _, term, trunc = engine.step(actions[calls % 64])
+            finished += (term | trunc).sum()
+            calls += 1
+        sync()
+    elapsed = time.perf_counter() - start
+    return {"steps_per_s": calls * n / elapsed, "resets_per_s": int(finished) / elapsed, "warmup_s": warmup_s}
 
 
 def make_vec(env_id: str, n: int, seconds: float, seed: int = 0) -> dict[str, float]:
@@ -163,22 +175,25 @@ def memory(env_id: str, n: int) -> dict[str, float]:
     engine.reset()
     state = sum(t.nbytes for t in engine.state.values()) / n
     pool = sum(t.nbytes for t in engine.pool.tensors.values()) / engine.pool.size
+    # VmHWM (this process's peak RSS) rather than ru_maxrss, which Linux carries over from the
+    # parent across fork + exec, so it would report this benchmark's own peak.
     code = (
-        "import resource, torch; from babyaipp.envs.batched import BatchedBabyAIPP as B;"
-        f"r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; e = B({env_id!r}, {n}); e.reset();"
+        "import re, torch; from babyaipp.envs.batched import BatchedBabyAIPP as B;"
+        "hwm = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]);"
+        f"r0 = hwm(); e = B({env_id!r}, {n}); e.reset();"
         f"[e.step(torch.randint(7, ({n},))) for _ in range(50)];"
-        "print(r0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(r0, hwm())"
     )
     before, after = (int(v) for v in subprocess.check_output([sys.executable, "-c", code], text=True).split())
     return {"state_bytes_per_episode": state, "pool_bytes_per_level": pool,
             "peak_rss_mib": after / 1024, "rss_after_imports_mib": before / 1024}  # fmt: skip
 
 
-def profile(env_id: str, n: int, steps: int = 100) -> str:
+def profile(env_id: str, n: int, steps: int = 100, compile: bool = False) -> str:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    engine = BatchedBabyAIPP(env_id, n, pool_size=max(n, 256))
+    engine = BatchedBabyAIPP(env_id, n, pool_size=max(n, 256), compile=compile)
     engine.reset()
     actions = torch.randint(7, (steps, n), generator=torch.Generator().manual_seed(0))
     for t in range(5):
@@ -206,7 +221,8 @@ def plot(results: dict, path: Path) -> None:
     from babyaipp.utils import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    styles = {"batched": "o-", "make_vec": "o--", "minigrid sync": "s-", "minigrid async": "s--", "envpool": "^-"}
+    styles = {"batched": "o-", "batched compiled": "D-", "make_vec": "o--",
+              "minigrid sync": "s-", "minigrid async": "s--", "envpool": "^-"}  # fmt: skip
     for name, style in styles.items():
         rows = results["rows"].get(name, {})
         if rows:
@@ -235,6 +251,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--device", default="cpu", help="device of the batched engine (the references run on CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import os
@@ -249,7 +266,8 @@ def main() -> None:
         results["envpool_raw"] = envpool_rows(args.envpool_python, args.sizes, args.seconds, args.reference)
         results["rows"]["envpool"] = {k: v for k, v in results["envpool_raw"].items() if k != "version"}
     runners = {
-        "batched": lambda n: batched(args.id, n, args.seconds),
+        "batched": lambda n: batched(args.id, n, args.seconds, device=args.device),
+        "batched compiled": lambda n: batched(args.id, n, args.seconds, compile=True, device=args.device),
         "make_vec": lambda n: make_vec(args.id, n, args.seconds),
         "minigrid sync": lambda n: minigrid_vector(args.reference, n, "sync", args.seconds)
         if n <= args.sync_max else None,
@@ -273,18 +291,23 @@ def main() -> None:
         print(f"| {n} | {' | '.join(cells)} |")
     print("steps/s (resets/s during stepping)")
     for n in args.sizes:
-        b = results["rows"]["batched"][str(n)]["steps_per_s"]
-        line = f"N={n}: batched = {b / loop['steps_per_s']:.1f}x minigrid loop"
-        if "envpool" in results["rows"]:
-            line += f", {b / results['rows']['envpool'][str(n)]['steps_per_s']:.2f}x envpool"
-        print(line)
+        for name in ("batched", "batched compiled"):
+            b = results["rows"][name][str(n)]["steps_per_s"]
+            line = f"N={n}: {name} = {b / loop['steps_per_s']:.1f}x minigrid loop"
+            if "envpool" in results["rows"]:
+                line += f", {b / results['rows']['envpool'][str(n)]['steps_per_s']:.2f}x envpool"
+            print(line)
+    warmups = {n: round(results["rows"]["batched compiled"][str(n)]["warmup_s"], 1) for n in args.sizes}
+    print("compiled engine: first 3 steps (compilation) took, in s:", warmups)
     results["pool_levels_per_s"] = pool_generation(args.id, 256)
     print("pool generation levels/s:", {k: round(v) for k, v in results["pool_levels_per_s"].items()})
     results["memory"] = memory(args.id, max(args.sizes))
     print(f"memory at N={max(args.sizes)}:", {k: round(v, 1) for k, v in results["memory"].items()})
     if args.profile:
-        results["profile"] = profile(args.id, 256)
-        print(results["profile"])
+        for compiled in (False, True):
+            key = "profile compiled" if compiled else "profile"
+            results[key] = profile(args.id, 256, compile=compiled)
+            print(f"{key} (N=256, 100 steps):\n{results[key]}")
     if args.json:
         from babyaipp.utils import atomic_write_json
 

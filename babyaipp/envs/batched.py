@@ -51,6 +51,8 @@ from babyaipp.errors import check_range
 LEVEL_FIELDS = ("cells", "agent_pos", "agent_dir", "carried", "props", "max_steps", "obj_pos", "kind",
                 "track_a", "track_b", "mission", "description", "held_out", "level_seed")  # fmt: skip
 _COLOUR_FIELD = 7 << 4
+#: Off the CPU, restarts are counted on the device and read by the host this often (for refresh).
+REFRESH_SYNC_STEPS = 32
 
 
 class LevelPool:
@@ -85,6 +87,8 @@ class BatchedBabyAIPP:
         workers: int = 0,
         refresh: bool = False,
         start_method: str = "forkserver",
+        refresh_seed: int | None = None,
+        compile: bool = False,
         **env_kwargs: Any,
     ):
         check_range("num_envs", num_envs, 1)
@@ -112,10 +116,18 @@ class BatchedBabyAIPP:
             env_id, env_kwargs, self.geometry, workers=workers, start_method=start_method, single=self.single
         )
         self.refresh = refresh
+        self.refresh_seed = refresh_seed
         self._pending: list[Future] = []  # chunks of fresh levels being made for the pool
         self._next_seed = 0  # next seed a refresh chunk starts at
         self._ring = 0  # next pool row a refreshed level replaces
+        self._ended = 0  # episodes ended since the last chunk was swapped in
+        self._ended_device = torch.zeros((), dtype=torch.long, device=self.device)
+        self._calls_since_sync = 0
         self.levels_refreshed = 0
+        # The tensor work of a step, optionally fused by torch.compile (see docs/performance.md).
+        self.compiled = bool(compile)
+        self._advance_fn = torch.compile(self._advance_tensors) if compile else self._advance_tensors
+        self._image_fn = torch.compile(self.observer.image) if compile else self.observer.image
 
     # ----------------------------------------------------------------- levels
     def _stack(self, encoded: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
@@ -146,8 +158,9 @@ class BatchedBabyAIPP:
 
         The pool holds the levels of ``seeds`` (``pool_size`` of them) or else of ``seed ..
         seed + pool_size - 1``; draws for later episodes come from a generator seeded with
-        ``seed`` (or ``seeds[0]``). With ``refresh`` the workers then keep making levels
-        ``seed + pool_size, ...`` that replace pool rows in turn as they arrive (see :meth:`poll_pool`).
+        ``seed`` (or ``seeds[0]``). With ``refresh`` the workers then make the levels of the seeds
+        after the pool's (or ``refresh_seed, refresh_seed + 1, ...``), which replace pool rows in
+        turn as episodes end (see :meth:`poll_pool`).
         """
         if seeds is not None:
             seeds = [int(v) for v in seeds]
@@ -160,7 +173,8 @@ class BatchedBabyAIPP:
         self.generator.manual_seed(self._seed)
         for future in self._pending:
             future.cancel()
-        self._pending, self._ring, self._next_seed = [], 0, max(seeds) + 1
+        self._pending, self._ring, self._ended = [], 0, 0
+        self._next_seed = max(seeds) + 1 if self.refresh_seed is None else self.refresh_seed
         encoded = self.generator_procs.generate(seeds)
         self.num_objects, self.pool, self.state = 0, None, {}
         self.pool = LevelPool(self._stack(encoded))
@@ -209,22 +223,28 @@ class BatchedBabyAIPP:
 
     # ----------------------------------------------------------------- pool refresh
     def _request_levels(self) -> None:
-        """Keep one chunk per worker in flight (seeds after the pool's, in order)."""
+        """Keep ``workers + 1`` chunks in flight (seeds after the pool's, or from ``refresh_seed``, in order)."""
         from babyaipp.envs.pool import CHUNK
 
-        while len(self._pending) < self.generator_procs.workers:
+        while len(self._pending) < self.generator_procs.workers + 1:
             seeds = list(range(self._next_seed, self._next_seed + CHUNK))
             self._next_seed += CHUNK
             self._pending.extend(self.generator_procs.submit(seeds))
 
     def poll_pool(self) -> int:
-        """Swap finished chunks of fresh levels into the pool (never waits); returns levels swapped.
+        """Swap in one fresh chunk for every ``CHUNK`` episodes ended; returns the levels swapped.
 
         Chunks enter in seed order, each replacing the next pool rows (a ring), so the pool holds
-        the newest ``pool_size`` levels; which step a chunk lands on depends on the workers' speed.
+        the newest ``pool_size`` levels and, on average, each finished episode brings one new level
+        in. When a chunk is due it is waited for, so which step it lands on depends only on the
+        episodes played, never on the workers' speed: a run with refresh is reproducible. The
+        workers make the next chunks while the batch steps, so the wait is rare.
         """
+        from babyaipp.envs.pool import CHUNK
+
         swapped = 0
-        while self._pending and self._pending[0].done():
+        while self.refresh and self._ended >= CHUNK:
+            self._ended -= CHUNK
             encoded = self._pending.pop(0).result()
             rows = self._stack(encoded)
             assert self.pool is not None
@@ -233,9 +253,8 @@ class BatchedBabyAIPP:
                 self.pool.tensors[key][index] = value
             self._ring = (self._ring + len(encoded)) % self.pool.size
             swapped += len(encoded)
-        if swapped:
-            self.levels_refreshed += swapped
             self._request_levels()
+        self.levels_refreshed += swapped
         return swapped
 
     def close(self) -> None:
@@ -260,12 +279,20 @@ class BatchedBabyAIPP:
         self.last_pick = torch.where(mask, pick, -1)  # which pool level each restarted slot drew
         if self.device.type == "cpu":
             rows = mask.nonzero().squeeze(1)
+            self._ended += rows.numel()
             if rows.numel() == 0:
                 return
             chosen = pick[rows]
             for key in LEVEL_FIELDS:
                 self.state[key][rows] = self.pool.tensors[key][chosen]
         else:
+            if self.refresh:  # counted on the device, read every REFRESH_SYNC_STEPS calls (no per-step sync)
+                self._ended_device = self._ended_device + mask.sum()
+                self._calls_since_sync += 1
+                if self._calls_since_sync >= REFRESH_SYNC_STEPS:
+                    self._ended += int(self._ended_device.item())
+                    self._ended_device.zero_()
+                    self._calls_since_sync = 0
             for key in LEVEL_FIELDS:
                 src = self.pool.tensors[key][pick]
                 m = mask.view(-1, *([1] * (src.dim() - 1)))
@@ -275,10 +302,11 @@ class BatchedBabyAIPP:
     # ----------------------------------------------------------------- stepping
     def observation(self, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The observation of every slot, or of the slots ``rows`` only (in that order)."""
-        s = self.state
-        if rows is not None:
+        s, image_fn = self.state, self._image_fn
+        if rows is not None:  # a varying number of rows: eager, so no recompiles
             s = {k: s[k][rows] for k in ("cells", "agent_pos", "agent_dir", "carried", "mission", "description")}
-        image = self.observer.image(s["cells"], s["agent_pos"], s["agent_dir"], s["carried"])
+            image_fn = self.observer.image
+        image = image_fn(s["cells"], s["agent_pos"], s["agent_dir"], s["carried"])
         return {
             "image": image,
             "direction": s["agent_dir"].clone(),
@@ -299,10 +327,21 @@ class BatchedBabyAIPP:
 
     def advance(self, actions: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The state update of :meth:`step` without reset or observation: ``(reward, terminated, truncated)``."""
-        if self._pending:
+        if self.refresh:
             self.poll_pool()
-        s = self.state
         action = torch.as_tensor(actions, device=self.device).long()
+        s = self.state
+        success, trapped = self._advance_fn(s, action)
+        # The reward is computed outside the (optionally compiled) tensor code, in the single env's
+        # order of float64 operations, so a fused multiply-add cannot change its last bit.
+        steps = s["half_steps"].double() / 2
+        reward = torch.where(success, 1 - 0.9 * (steps / s["max_steps"].double()), 0.0)
+        terminated = success | trapped
+        truncated = s["half_steps"] >= 2 * s["max_steps"]
+        return reward, terminated, truncated
+
+    def _advance_tensors(self, s: dict[str, torch.Tensor], action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Update the state ``s`` in place for one action each: ``(success, trapped)``."""
         cells, pos, direction, carried = s["cells"], s["agent_pos"], s["agent_dir"], s["carried"]
 
         # Object actions on the cell in front (before the move; fliplr only swaps turns).
@@ -370,9 +409,4 @@ class BatchedBabyAIPP:
         checked = ~trapped
         s["done_slots"] = torch.where(checked.unsqueeze(1), done_slots, s["done_slots"])
         s["pre"] = torch.where(checked.unsqueeze(1), pre, s["pre"])
-        success &= checked
-        steps = s["half_steps"].double() / 2
-        reward = torch.where(success, 1 - 0.9 * (steps / s["max_steps"].double()), 0.0)
-        terminated = success | trapped
-        truncated = s["half_steps"] >= 2 * s["max_steps"]
-        return reward, terminated, truncated
+        return success & checked, trapped

@@ -45,11 +45,11 @@ def _oracle_or_random(oracle: Oracle, use_oracle: bool, rng: np.random.Generator
     return int(rng.integers(7))
 
 
-def _drive(env_id: str, num_envs: int, steps: int, seed: int) -> tuple[int, int]:
+def _drive(env_id: str, num_envs: int, steps: int, seed: int, compile: bool = False) -> tuple[int, int]:
     """Step the engine and single envs side by side; returns (episodes finished, successes)."""
     singles = [TokenObsWrapper(quiet_make(env_id)) for _ in range(num_envs)]
     oracles = [Oracle(env) for env in singles]
-    engine = BatchedBabyAIPP(env_id, num_envs, auto_reset=False)
+    engine = BatchedBabyAIPP(env_id, num_envs, auto_reset=False, compile=compile)
     rng = np.random.default_rng(seed)
     next_seed = [seed * 10_000 + i for i in range(num_envs)]
 
@@ -88,6 +88,23 @@ def _drive(env_id: str, num_envs: int, steps: int, seed: int) -> tuple[int, int]
 def test_batched_matches_single_env(env_id: str) -> None:
     episodes, successes = _drive(env_id, num_envs=8, steps=160, seed=1)
     assert episodes >= 2 and successes >= 1  # the comparison covered finished episodes and a reward
+
+
+#: Families whose verifiers differ (go-to, open, pick-up, put-next, sequences), in two grid sizes.
+COMPILED_IDS = [
+    envs.env_id(task, "Hard", "Test") for task in ("GoToLocal", "Unlock", "PickupLoc", "PutNext", "GoToSeq")
+]
+
+
+def test_compiled_engine_matches_single_env() -> None:
+    """``compile=True`` (torch.compile of the step's tensor code) changes nothing in the outputs.
+
+    One test over several families, so the compiled code is built once and then reused with
+    dynamic shapes for the other grid sizes, keeping the default run short.
+    """
+    for env_id in COMPILED_IDS:
+        episodes, successes = _drive(env_id, num_envs=8, steps=120, seed=2, compile=True)
+        assert episodes >= 2 and successes >= 1, env_id
 
 
 def test_row_table_is_process_vis() -> None:

@@ -18,7 +18,7 @@ TEXT_CHOICES = ("full", "partial", "lorem", "none")
 #: Defaults of the options that define a run; None in argparse so --resume can tell what was given.
 RUN_DEFAULTS: dict[str, Any] = {
     "env": DEFAULT_ENV, "model": "image", "recurrent": False, "n_envs": 8, "seed": 0, "text": "full",
-    "engine": "gym",
+    "engine": "batched",
 }  # fmt: skip
 DEFAULT_STEPS = 100_000
 DEFAULT_CHECKPOINT_EVERY = 50_000
@@ -39,7 +39,8 @@ examples:
   babyaipp train --model film --recurrent --text partial --out runs/film-lstm
   babyaipp train --model concat --env-kwarg room_size=6 --set learning_rate=3e-4 --out runs/c
   babyaipp train --resume --steps 400000 --out runs/attn     # continue to 400k steps
-  babyaipp train --model attention --engine batched --n-envs 64 --out runs/attn-fast
+  babyaipp train --model attention --n-envs 64 --out runs/attn-64   # 64 envs on the batched engine
+  babyaipp train --model attention --engine gym --out runs/attn-gym  # single envs in a DummyVecEnv
   babyaipp train --algo bc --demos demos/gtrb --model film --epochs 20 --out runs/film-bc
   babyaipp train --init-from runs/film-bc --model film --out runs/film-bc-ppo   # warm-start PPO
 
@@ -103,8 +104,9 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.add_argument(
         "--engine", choices=("gym", "batched"), default=None,
-        help="gym: single envs in a DummyVecEnv (default); batched: the batched tensor engine "
-        "(docs/batched.md), its pool holding the run's 1000 training-seed levels",
+        help="batched (default): all envs stepped by the batched tensor engine (docs/batched.md), its pool "
+        "starting from the run's 1000 training-seed levels and refreshed by one worker process with a new "
+        "level per finished episode; gym: single envs in a DummyVecEnv",
     )  # fmt: skip
     p.add_argument(
         "--resume",

@@ -180,7 +180,8 @@ class TokenEncoder(nn.Module):
 
     Padding (id 0) never enters the encoding, and an all-padding row encodes to zeros, which the
     models treat as "no text". Rows are cut to the longest real row of the batch first, so a
-    32-token mission slot costs only as many GRU steps as the longest mission.
+    32-token mission slot costs only as many GRU steps as the longest mission, and each distinct
+    row is encoded once per batch.
     """
 
     def __init__(self, embedding: nn.Embedding, hidden_dim: int):
@@ -190,7 +191,13 @@ class TokenEncoder(nn.Module):
         self.hidden_dim = hidden_dim
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        tokens = tokens.long()
+        # A batch repeats few distinct rows (one mission per task, a handful of sentences per
+        # split), so only the distinct rows are encoded; outputs and gradients are unchanged.
+        unique, inverse = torch.unique(tokens.long(), dim=0, return_inverse=True)
+        return self.encode_rows(unique)[inverse]
+
+    def encode_rows(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The GRU encoding of every row (no deduplication)."""
         lengths = (tokens != 0).sum(dim=1)
         n = tokens.shape[0]
         longest = int(lengths.max().item()) if n else 0

@@ -50,8 +50,14 @@ DEFAULT_ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
 SEEDS_PER_RUN = 1000
 MAX_SEED = 999
 EVAL_SEED_START = 10**6
-#: How training envs are stepped: single envs in a DummyVecEnv, or the batched engine.
-ENGINES = ("gym", "batched")
+#: How training envs are stepped: the batched engine (default), or single envs in a DummyVecEnv.
+ENGINES = ("batched", "gym")
+DEFAULT_ENGINE = "batched"
+#: Levels that refresh the batched engine's pool come from seeds ``REFRESH_SEED_BASE * (seed + 1) +
+#: 10**5 * seed_offset + k``: never a training seed block, never an evaluation seed.
+REFRESH_SEED_BASE = 10**9
+#: Levels in the batched engine's pool at the start of a run (the first of the run's seed block).
+BATCHED_POOL_SIZE = 256
 PROGRESS_COLUMNS = ("timesteps", "episodes", "mean_return", "success_rate", "fps")
 #: Episodes over which progress.csv averages return and success.
 PROGRESS_WINDOW = 100
@@ -94,14 +100,19 @@ def make_vec_env(
     text: str = "full",
     env_kwargs: dict[str, Any] | None = None,
     seed_offset: int = 0,
-    engine: str = "gym",
+    engine: str = DEFAULT_ENGINE,
 ) -> VecMonitor:
-    """``n_envs`` TokenObsWrapper envs in a DummyVecEnv, wrapped in VecMonitor (episode returns).
+    """``n_envs`` TokenObsWrapper training envs wrapped in VecMonitor (episode returns).
 
     Env ``i`` is reset first with :func:`train_seed` ``(seed, seed_offset + i)``. Checks the id,
     text mode and keywords up front (by building the first env) so a typo fails before training.
-    ``engine="batched"`` steps all envs with the batched engine instead (``babyaipp.envs.sb3``): its
-    pool holds the levels of the run's 1000 training seeds, which later episodes draw from.
+
+    ``engine="batched"`` (the default) steps all envs with the batched engine through its SB3
+    adapter (``babyaipp.envs.sb3``): its pool starts with the levels of the first
+    :data:`BATCHED_POOL_SIZE` seeds of the run's block, and one worker process keeps refreshing
+    it, one new level per finished episode on average (seeds from :data:`REFRESH_SEED_BASE`), so,
+    as with single envs, almost every episode plays a level not seen before. ``engine="gym"`` uses
+    single envs in a ``DummyVecEnv``, whose later episodes continue each env's RNG.
     """
     parse_env_id(env_id)
     check_choice("text mode", text, TEXT_MODES)
@@ -113,8 +124,10 @@ def make_vec_env(
 
         block = (seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1)
         inner = BatchedSB3VecEnv(
-            env_id, n_envs, pool_size=SEEDS_PER_RUN, seed_range=block, text=text, **dict(env_kwargs or {})
-        )
+            env_id, n_envs, pool_size=max(n_envs, BATCHED_POOL_SIZE), seed_range=block, text=text, workers=1,
+            refresh=True,
+            refresh_seed=REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset, **dict(env_kwargs or {}),
+        )  # fmt: skip
         vec = VecMonitor(inner)
         _seed_vec_env(vec, seed, seed_offset)
         return vec
@@ -385,7 +398,7 @@ def train(
     text: str = "full",
     env_kwargs: dict[str, Any] | None = None,
     hyperparameters: dict[str, Any] | None = None,
-    engine: str = "gym",
+    engine: str = DEFAULT_ENGINE,
     checkpoint_every: int = 50_000,
     progress_bar: bool = False,
     init_from: str | Path | None = None,
@@ -452,7 +465,8 @@ def train(
             "first": seed * SEEDS_PER_RUN,
             "last": seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1,
             "rule": "env i of the r-th training segment is first reset with "
-            "seed*1000 + (r*n_envs + i) % 1000; later episodes continue its RNG; "
+            "seed*1000 + (r*n_envs + i) % 1000; later episodes continue its RNG (engine gym) or draw "
+            f"pool levels refreshed from seeds {REFRESH_SEED_BASE}*(seed+1) + 10**5*r*n_envs + k (engine batched); "
             f"evaluation seeds start at {EVAL_SEED_START}",
         },
         "train_seeds_used": seeds,

@@ -178,8 +178,6 @@ class BatchedBabyAIPP:
         encoded = self.generator_procs.generate(seeds)
         self.num_objects, self.pool, self.state = 0, None, {}
         self.pool = LevelPool(self._stack(encoded))
-        if self.refresh:
-            self._request_levels()
         first = torch.arange(self.num_envs, device=self.device)
         self.last_pick = first.clone()
         self.state = {k: v[first].clone() for k, v in self.pool.tensors.items()}
@@ -242,6 +240,8 @@ class BatchedBabyAIPP:
         """
         from babyaipp.envs.pool import CHUNK
 
+        if self.refresh and not self._pending and self._ended >= CHUNK // 2:
+            self._request_levels()  # the workers start once episodes end, so short runs never wait on them
         swapped = 0
         while self.refresh and self._ended >= CHUNK:
             self._ended -= CHUNK

@@ -66,11 +66,13 @@ class BatchedSB3VecEnv(VecEnv):
         seed_range: tuple[int, int] | None = None,
         workers: int = 0,
         refresh: bool = False,
+        refresh_seed: int | None = None,
+        compile: bool = False,
         **env_kwargs: Any,
     ):
         self.engine = BatchedBabyAIPP(
             env_id, num_envs, device=device, pool_size=pool_size, seed=seed, auto_reset=False,
-            workers=workers, refresh=refresh, **env_kwargs,
+            workers=workers, refresh=refresh, refresh_seed=refresh_seed, compile=compile, **env_kwargs,
         )  # fmt: skip
         self.env_id, self.seed_range, self.default_seed = env_id, seed_range, int(seed)
         single = self.engine.single

@@ -123,7 +123,7 @@ def add_parsers(subparsers: Any) -> None:
     )
     add_env_kwarg_option(p, "keyword for every trial's env constructor (repeatable)")
     add_set_option(p, "hyperparameter override for every trial (repeatable)")
-    p.add_argument("--engine", default="gym", help="training env stepping: gym or batched (default: gym)")
+    p.add_argument("--engine", default="batched", help="training env stepping: batched or gym (default: batched)")
     p.add_argument(
         "--greedy", action="store_true", help="evaluate with argmax actions (default: sampled, as babyaipp eval)"
     )

@@ -88,8 +88,8 @@ class TrialConfig:
     demos: str | None = None
     #: Evaluate with argmax actions instead of sampling from the policy (``babyaipp eval --greedy``).
     greedy: bool = False
-    #: How training envs are stepped (``babyaipp train --engine``): ``gym`` or ``batched``.
-    engine: str = "gym"
+    #: How training envs are stepped (``babyaipp train --engine``): ``batched`` or ``gym``.
+    engine: str = "batched"
 
     def __post_init__(self) -> None:
         from babyaipp.agents.models import MODELS, model_spec
@@ -147,7 +147,7 @@ def expand_grid(
     hyperparameters: Mapping[str, Any] | None = None,
     demos: str | None = None,
     greedy: bool = False,
-    engine: str = "gym",
+    engine: str = "batched",
 ) -> list[TrialConfig]:
     """Every combination as a trial, seeds outermost so an early stop leaves every model a seed."""
     for name, values in (("envs", envs), ("models", models), ("seeds", seeds), ("algos", algos), ("texts", texts)):
@@ -168,7 +168,8 @@ def expand_grid(
             hyperparameters=dict(hyperparameters or {}),
             demos=demos,
             greedy=greedy,
-            engine=engine,
+            # The engine does not apply to behaviour cloning; its old value keeps BC trials' keys.
+            engine=engine if algo != "bc" else _LATER_FIELDS["engine"],
         )  # fmt: skip
         for seed in seeds
         for env in envs
@@ -235,8 +236,8 @@ def _train_or_resume(directory: Path, trial: TrialConfig, device: str, checkpoin
         kwargs["algo"] = trial.algo
     if trial.demos is not None:
         kwargs["demos"] = trial.demos
-    if trial.engine != _LATER_FIELDS["engine"]:
-        kwargs["engine"] = trial.engine
+    if trial.algo != "bc":
+        kwargs["engine"] = trial.engine  # always passed: train's default engine changed after older sweeps
     training.train(
         directory, env_id=trial.env_id, model=trial.model, recurrent=trial.recurrent, steps=trial.steps,
         n_envs=trial.n_envs, seed=trial.seed, device=device, text=trial.text, env_kwargs=dict(trial.env_kwargs),

@@ -138,6 +138,26 @@ def test_token_encoder_ignores_padding():
     torch.testing.assert_close(out[3], single[0, -1])
 
 
+def test_token_encoder_encodes_each_distinct_row_once_with_the_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    encoder = TokenEncoder(torch.nn.Embedding(10, 4, padding_idx=0), hidden_dim=5)
+    rows = torch.tensor([[3, 4, 5, 0], [7, 0, 0, 0], [0, 0, 0, 0], [2, 9, 0, 0]])
+    tokens = rows[torch.randint(4, (64,))]
+    calls = []
+    encoder.gru.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    deduplicated = encoder(tokens)
+    assert calls == [4]  # one GRU pass over the 4 distinct rows, not 64
+    direct = encoder.encode_rows(tokens)
+    torch.testing.assert_close(deduplicated, direct)
+    grads = []
+    for out in (deduplicated, direct):
+        encoder.zero_grad()
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append([p.grad.clone() for p in encoder.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
 def test_configs_validate_and_name_the_bad_value():
     with pytest.raises(ConfigError, match="learning_rate"):
         MODELS["image"].config(learning_rate=0.0)

@@ -209,16 +209,40 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
     assert "no CUDA device" in capsys.readouterr().err
 
 
-def test_make_vec_env_seeds_env_i_with_seed_times_1000_plus_i():
-    vec = training.make_vec_env(ENV_ID, 3, seed=2, text="full", env_kwargs={"room_size": 6})
+@pytest.mark.parametrize(("engine", "env_kwargs"), [("batched", {"room_size": 7}), ("gym", {"room_size": 6})])
+def test_make_vec_env_seeds_env_i_with_seed_times_1000_plus_i(engine: str, env_kwargs: dict):
+    vec = training.make_vec_env(ENV_ID, 3, seed=2, text="full", env_kwargs=env_kwargs, engine=engine)
     first = vec.reset()
     for i in range(3):
-        single, _ = make_tokenized(ENV_ID, text="full", room_size=6).reset(seed=2000 + i)
+        single, _ = make_tokenized(ENV_ID, text="full", **env_kwargs).reset(seed=2000 + i)
         for key in single:
             np.testing.assert_array_equal(first[key][i], single[key])
-    again = training.make_vec_env(ENV_ID, 3, seed=2, text="full", env_kwargs={"room_size": 6}).reset()
+    again = training.make_vec_env(ENV_ID, 3, seed=2, text="full", env_kwargs=env_kwargs, engine=engine).reset()
     np.testing.assert_array_equal(first["image"], again["image"])
     assert training.train_seed(999, 999) < training.EVAL_SEED_START
+    vec.close()
+
+
+def test_batched_training_envs_refresh_their_pool_reproducibly():
+    """The default engine keeps bringing in new levels (about one per finished episode), identically per seed."""
+    pools = []
+    for _ in range(2):
+        vec = training.make_vec_env(ENV_ID, 4, seed=3, text="full", env_kwargs={"max_steps": 6})
+        vec.reset()
+        engine = vec.venv.engine
+        rng = np.random.default_rng(0)
+        for _ in range(60):  # 4 envs x 60 steps, episodes of at most 6 steps: >= 40 finished
+            vec.step(rng.integers(7, size=4))
+        for _ in range(200):
+            if engine.levels_refreshed:
+                break
+            vec.step(rng.integers(7, size=4))
+        assert engine.levels_refreshed >= 64
+        seeds = engine.pool.tensors["level_seed"].tolist()
+        assert min(s for s in seeds if s >= training.REFRESH_SEED_BASE) == 4 * training.REFRESH_SEED_BASE
+        pools.append(seeds)
+        vec.close()
+    assert pools[0] == pools[1]
 
 
 def _success_rate(env, policy, episodes: int) -> float:

@@ -41,16 +41,20 @@ def test_key_is_readable_and_changes_with_every_field_of_the_config():
     keys = {t.key for t in changed} | {trial.key}
     assert len(keys) == len(changed) + 1
     assert _trial(recurrent=True).key.startswith("GoToRedBall-Easy-Train_image_ppo-lstm_full_s0_")
-    assert _trial(greedy=True).key != trial.key and _trial(engine="batched").key != trial.key
+    assert _trial(greedy=True).key != trial.key and _trial(engine="gym").key != trial.key
 
 
 def test_fields_added_later_keep_older_keys_at_their_default():
-    """``greedy`` and ``engine`` came after the first sweeps: at their defaults they stay out of the hash."""
+    """``greedy`` and ``engine`` came after the first sweeps, whose trials ran single envs (``gym``):
+    at those values they stay out of the hash, so older sweep directories keep their keys."""
     import hashlib
 
     payload = {k: v for k, v in _trial().as_dict().items() if k not in ("greedy", "engine")}
     old_digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
-    assert _trial().digest == old_digest
+    assert _trial(engine="gym").digest == old_digest
+    assert _trial().engine == "batched" and _trial().digest != old_digest  # the new default is another run
+    bc = sweep.expand_grid([ENV], ["image"], seeds=[0], steps=256, episodes=4, algos=["bc"], demos="d")[0]
+    assert bc.engine == "gym", "the engine does not apply to BC, whose keys stay as before"
 
 
 def test_grid_expands_every_combination_seeds_outermost_and_once():

@@ -10,6 +10,8 @@ stable-baselines3 PPO on minigrid's ``BabyAI-GoToRedBall-v0`` (image and directi
 ``image`` model's CNN, same PPO settings) as the reference. frames/s is steady state: the frames
 of updates 2.. divided by their time (collection + gradient update), so one-time costs (building
 the batched pool, the first reset) are left out; the first update's frames/s is printed beside it.
+Last, the cost of the models' gradient steps alone (:func:`update_bound`), which caps any
+training loop's frames/s whatever the environment.
 """
 
 from __future__ import annotations
@@ -108,6 +110,45 @@ def reference(env_id: str, model: str, n_envs: int, updates: int, n_steps: int, 
     return steady, first
 
 
+def update_bound(model: str, n_epochs: int, batch_size: int = 256, reps: int = 10) -> tuple[float, float]:
+    """The model's PPO gradient steps alone: (ms per minibatch step, the frames/s they cap training at).
+
+    One step is SB3's ``evaluate_actions`` on a minibatch of engine observations, a PPO-shaped loss,
+    ``backward``, gradient clipping and Adam, as in ``PPO.train``; a frame costs ``n_epochs`` of
+    them divided by the minibatch size, so no training loop around this model can go faster.
+    """
+    from stable_baselines3.common.utils import obs_as_tensor
+
+    from babyaipp.envs.batched import BatchedBabyAIPP
+
+    vec = training.make_vec_env(training.DEFAULT_ENV, 1, seed=0, engine="gym")
+    config = model_spec(model).config()
+    agent = PPO("MultiInputPolicy", vec, policy_kwargs=policy_kwargs(model, config), device="cpu", seed=0)
+    engine = BatchedBabyAIPP(training.DEFAULT_ENV, batch_size, seed=0)
+    obs = {k: v.numpy() for k, v in engine.reset().items()}
+    obs["image"] = obs["image"].transpose(0, 3, 1, 2)  # SB3 wraps image envs in VecTransposeImage
+    obs = obs_as_tensor(obs, "cpu")
+    actions = torch.randint(7, (batch_size,), generator=torch.Generator().manual_seed(0))
+    policy = agent.policy
+
+    def step() -> None:
+        values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+        loss = -(log_prob.exp() * torch.randn_like(log_prob)).mean() + 0.5 * values.pow(2).mean() - entropy.mean()
+        policy.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+        policy.optimizer.step()
+
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(reps):
+        step()
+    seconds = (time.perf_counter() - start) / reps
+    vec.close()
+    return 1000 * seconds, batch_size / (n_epochs * seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="attention")
@@ -132,6 +173,11 @@ def main() -> None:
                 f"  {fps / ref:5.2f}x reference"
             )
         print(flush=True)
+    epochs = model_spec(args.model).config().n_epochs
+    for model in dict.fromkeys((args.reference_model, args.model)):
+        ms, cap = update_bound(model, epochs)
+        print(f"{model}: one PPO minibatch step (256 frames) {ms:.1f} ms; {epochs} epochs cap training at "
+              f"{cap:,.0f} frames/s")  # fmt: skip
 
 
 if __name__ == "__main__":

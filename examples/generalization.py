@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learning-rate", type=float, default=3e-4,
                         help="PPO learning rate (default 3e-4; BabyAI++ used 1e-4 over millions of frames)")
+    parser.add_argument("--engine", default="batched", help="how training envs are stepped: batched or gym")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--out", default="runs/generalization")
     parser.add_argument("--docs", default="docs/results.md", help="markdown file whose study section is rewritten")
@@ -67,7 +68,8 @@ def main() -> None:
             shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted first segment; start it again
             start = time.perf_counter()
             run(["train", "--env", ENV_ID, "--model", model, "--steps", str(args.steps), "--n-envs",
-                 str(args.n_envs), "--seed", str(args.seed), "--device", "cpu", "--out", str(run_dir),
+                 str(args.n_envs), "--seed", str(args.seed), "--device", "cpu", "--engine", args.engine,
+                 "--out", str(run_dir),
                  "--set", f"learning_rate={args.learning_rate}"])
             timings.setdefault(model, {})["train_s"] = time.perf_counter() - start
         if not (run_dir / "eval" / "results.json").exists():
@@ -99,7 +101,7 @@ def write_docs(docs: Path, out: Path, compare_dir: Path, models: list[str], args
         "## Generalisation study: GoToRedBall Easy (one seed)",
         "",
         f"Command: `python examples/generalization.py --steps {args.steps} --episodes {args.episodes} "
-        f"--n-envs {args.n_envs} --seed {args.seed} --learning-rate {args.learning_rate}` on "
+        f"--n-envs {args.n_envs} --seed {args.seed} --learning-rate {args.learning_rate} --engine {args.engine}` on "
         f"{platform.machine()} with 2 CPU cores (shared with other work while it ran), "
         f"{time.strftime('%Y-%m-%d')}. Trained on `{ENV_ID}`; {args.episodes} evaluation episodes per split, "
         "seeds from 10^6 on (disjoint from training seeds).",

@@ -193,8 +193,13 @@ class TokenEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # A batch repeats few distinct rows (one mission per task, a handful of sentences per
         # split), so only the distinct rows are encoded; outputs and gradients are unchanged.
-        unique, inverse = torch.unique(tokens.long(), dim=0, return_inverse=True)
-        return self.encode_rows(unique)[inverse]
+        tokens = tokens.long()
+        if tokens.shape[0] == 0:
+            return tokens.new_zeros((0, self.hidden_dim), dtype=torch.float32)
+        longest = int((tokens != 0).sum(dim=1).max().item())
+        tokens = tokens[:, : max(longest, 1)]  # right-padded: the columns after the longest row are all 0
+        first, inverse = distinct_rows(tokens)
+        return self.encode_rows(tokens[first])[inverse]
 
     def encode_rows(self, tokens: torch.Tensor) -> torch.Tensor:
         """The GRU encoding of every row (no deduplication)."""
@@ -206,6 +211,22 @@ class TokenEncoder(nn.Module):
         out, _ = self.gru(self.embedding(tokens[:, :longest]))
         last = out[torch.arange(n, device=tokens.device), (lengths - 1).clamp(min=0)]
         return last * (lengths > 0).unsqueeze(1).to(last.dtype)
+
+
+def distinct_rows(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(first, inverse)``: one row index per distinct row of ``tokens`` (B, L), and each row's distinct id.
+
+    Rows are numbered column by column with one 1-D ``torch.unique`` each (ids stay below B, so
+    ``id * base + token`` never overflows); ``torch.unique(dim=0)`` gives the same partition but is
+    about 10x slower on CPU.
+    """
+    n = tokens.shape[0]
+    base = int(tokens.max().item()) + 1
+    ids = tokens.new_zeros(n)
+    for column in tokens.unbind(1):
+        ids = torch.unique(ids * base + column, return_inverse=True)[1]
+    first = ids.new_empty(int(ids.max().item()) + 1).scatter_(0, ids, torch.arange(n, device=tokens.device))
+    return first, ids
 
 
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:

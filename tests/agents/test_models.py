@@ -158,6 +158,18 @@ def test_token_encoder_encodes_each_distinct_row_once_with_the_same_outputs_and_
         torch.testing.assert_close(a, b)
 
 
+def test_distinct_rows_partitions_rows_as_unique_does():
+    from babyaipp.agents.models import distinct_rows
+
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 3, (500, 6), generator=generator)  # many repeats, some all-zero rows
+    first, inverse = distinct_rows(tokens)
+    unique, want = torch.unique(tokens, dim=0, return_inverse=True)
+    assert len(first) == len(unique)
+    assert torch.equal(tokens[first][inverse], tokens)  # every row maps to an identical representative
+    assert torch.equal(want[first][inverse], want)  # and ids agree with unique's partition
+
+
 def test_configs_validate_and_name_the_bad_value():
     with pytest.raises(ConfigError, match="learning_rate"):
         MODELS["image"].config(learning_rate=0.0)

@@ -124,6 +124,9 @@ class BatchedBabyAIPP:
         self._ended_device = torch.zeros((), dtype=torch.long, device=self.device)
         self._calls_since_sync = 0
         self.levels_refreshed = 0
+        # Reset by copying only the finished rows (one host check per step: the CPU default) or by a
+        # torch.where over all rows (no host sync: other devices). Tests run both on CPU.
+        self.copy_rows = self.device.type == "cpu"
         # The tensor work of a step, optionally fused by torch.compile (see docs/performance.md).
         self.compiled = bool(compile)
         self._advance_fn = torch.compile(self._advance_tensors) if compile else self._advance_tensors
@@ -277,7 +280,7 @@ class BatchedBabyAIPP:
         assert self.pool is not None
         pick = torch.randint(self.pool.size, (self.num_envs,), generator=self.generator, device=self.device)
         self.last_pick = torch.where(mask, pick, -1)  # which pool level each restarted slot drew
-        if self.device.type == "cpu":
+        if self.copy_rows:
             rows = mask.nonzero().squeeze(1)
             self._ended += rows.numel()
             if rows.numel() == 0:

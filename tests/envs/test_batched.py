@@ -152,6 +152,25 @@ def test_pool_auto_reset_replays_the_seeded_levels() -> None:
     assert restarted > 0
 
 
+def test_device_reset_path_matches_the_row_copy_path() -> None:
+    """The reset used off the CPU (``torch.where`` over all rows, no host sync; refresh counted on the
+    device) gives exactly the CPU path's episodes: checked on CPU, since no GPU runs the tests."""
+    env_id, n = "BabyAIPP/GoToLocal-Hard-Train-v0", 6
+    engines = [BatchedBabyAIPP(env_id, n, pool_size=80, seed=5, max_steps=10) for _ in range(2)]
+    engines[1].copy_rows = False
+    for engine in engines:
+        engine.reset()
+    rng = np.random.default_rng(3)
+    for t in range(400):
+        actions = torch.as_tensor(rng.integers(7, size=n))
+        steps = [engine.step(actions) for engine in engines]
+        for key in OBS_KEYS:
+            assert torch.equal(steps[0][0][key], steps[1][0][key]), (t, key)
+        for a, b in zip(steps[0][1:], steps[1][1:]):
+            assert torch.equal(a, b), t
+        assert torch.equal(engines[0].last_pick, engines[1].last_pick)
+
+
 def test_outputs_have_gymnasium_shapes_and_dtypes() -> None:
     engine = BatchedBabyAIPP("BabyAIPP/PutNextLocal-Easy-Train-v0", 3, seed=0)
     obs = engine.reset()

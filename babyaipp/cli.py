@@ -63,8 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BabyAIPPError as err:
         print(f"babyaipp {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"babyaipp {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        detail = f" ({interrupt})" if str(interrupt) else ""
+        print(f"babyaipp {args.command}: interrupted{detail}", file=sys.stderr)
         return 130
     return int(code or 0)
 

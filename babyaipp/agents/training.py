@@ -566,9 +566,12 @@ def _learn(
                 tb_log_name="run",
                 progress_bar=progress_bar,
             )
-        except KeyboardInterrupt:
-            callback.save_interrupted()
-            raise
+        except KeyboardInterrupt as interrupt:
+            saved = callback.save_interrupted()
+            agent.get_env().close()  # stops the engine's level workers, if any
+            raise KeyboardInterrupt(f"saved {saved}; continue with `babyaipp train --resume --out {run_dir}`") from (
+                interrupt
+            )
         callback.after_update()
     elapsed = time.perf_counter() - began
     done = int(agent.num_timesteps) - start

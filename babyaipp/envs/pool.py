@@ -12,6 +12,7 @@ requested ahead (:meth:`LevelGenerator.submit`) so the batch keeps stepping whil
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -51,6 +52,12 @@ def encode_seeds(env: Any, geometry: Geometry, seeds: Sequence[int]) -> list[Enc
     return out
 
 
+def _ignore_interrupts() -> None:
+    """Worker initializer: Ctrl-C reaches the whole process group, but only the parent should act on it
+    (it checkpoints and shuts the pool down); a worker would print a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _generate_in_worker(env_id: str, env_kwargs: dict[str, Any], width: int, height: int, seeds: list[int]):
     """Worker entry point: one env per (id, keywords), kept for the worker's lifetime."""
     key = (env_id, tuple(sorted(env_kwargs.items())))
@@ -83,7 +90,7 @@ class LevelGenerator:
     def executor(self) -> ProcessPoolExecutor:
         if self._executor is None:
             context = multiprocessing.get_context(self.start_method)
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_ignore_interrupts)
         return self._executor
 
     def submit(self, seeds: Sequence[int]) -> list[Future]:

@@ -120,7 +120,8 @@ def test_ctrl_c_checkpoints_the_last_update_and_resume_finishes(tmp_path, monkey
 
     monkeypatch.setattr(training.ProgressCallback, "_on_step", interrupt_mid_rollout)
     assert _train(run, "--model", "image", "--checkpoint-every", "0") == 130
-    assert "interrupted" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "step_128.zip" in err and "--resume" in err
     # The partial rollout was never learnt from, so the checkpoint counts only the 128 trained steps.
     assert sorted(training.checkpoints(run)) == [128] and not (run / "model.zip").exists()
     monkeypatch.setattr(training.ProgressCallback, "_on_step", original)

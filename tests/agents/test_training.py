@@ -303,3 +303,17 @@ def test_trained_policy_clearly_beats_random(tmp_path):
     assert trained >= baseline + 0.2, (trained, baseline)
     rows = _progress(run)
     assert float(rows[-1]["success_rate"]) > float(rows[0]["success_rate"])  # the curve goes up
+
+
+def test_the_same_seed_gives_the_same_training_curve_and_weights(tmp_path):
+    """On the default (batched) engine, refreshed pool included: episodes end fast here (max_steps=8),
+    so fresh levels are swapped in several times during the run."""
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        assert _train(run, "--model", "image", "--env-kwarg", "max_steps=8", "--n-envs", "4", steps=1024) == 0
+    curves = [[{k: row[k] for k in row if k != "fps"} for row in _progress(run)] for run in runs]
+    assert curves[0] == curves[1] and len(curves[0]) >= 2
+    assert int(curves[0][-1]["episodes"]) >= 2 * 64  # two refresh chunks swapped in
+    weights = [training.load_run(run)[0].policy.state_dict() for run in runs]
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key

@@ -176,7 +176,8 @@ class BatchedBabyAIPP:
         self.generator.manual_seed(self._seed)
         for future in self._pending:
             future.cancel()
-        self._pending, self._ring, self._ended = [], 0, 0
+        self._pending, self._ring, self._ended, self._calls_since_sync = [], 0, 0, 0
+        self._ended_device.zero_()
         self._next_seed = max(seeds) + 1 if self.refresh_seed is None else self.refresh_seed
         encoded = self.generator_procs.generate(seeds)
         self.num_objects, self.pool, self.state = 0, None, {}

@@ -317,3 +317,16 @@ def test_the_same_seed_gives_the_same_training_curve_and_weights(tmp_path):
     weights = [training.load_run(run)[0].policy.state_dict() for run in runs]
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def test_the_clis_light_defaults_match_the_library():
+    """The CLIs repeat a few defaults so that `babyaipp --help` imports no torch; they must not drift."""
+    from babyaipp.agents import cli as train_cli
+    from babyaipp.experiments import cli as sweep_cli
+    from babyaipp.experiments import sweep
+
+    assert train_cli.RUN_DEFAULTS["engine"] == training.DEFAULT_ENGINE == sweep.TrialConfig.engine
+    assert train_cli.DEFAULT_ENV == sweep_cli.DEFAULT_ENV == training.DEFAULT_ENV
+    parser = sweep_cli.argparse.ArgumentParser()
+    sweep_cli.add_parsers(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["sweep", "--out", "x"]).engine == training.DEFAULT_ENGINE

@@ -218,7 +218,7 @@ def distinct_rows(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Rows are numbered column by column with one 1-D ``torch.unique`` each (ids stay below B, so
     ``id * base + token`` never overflows); ``torch.unique(dim=0)`` gives the same partition but is
-    about 10x slower on CPU.
+    about 8x slower on CPU (768 rows of 6 tokens: 0.76 ms against 0.10 ms).
     """
     n = tokens.shape[0]
     base = int(tokens.max().item()) + 1

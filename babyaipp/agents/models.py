@@ -199,7 +199,9 @@ class TokenEncoder(nn.Module):
         longest = int((tokens != 0).sum(dim=1).max().item())
         tokens = tokens[:, : max(longest, 1)]  # right-padded: the columns after the longest row are all 0
         first, inverse = distinct_rows(tokens)
-        return self.encode_rows(tokens[first])[inverse]
+        # A lookup, not ``encoded[inverse]``: indexing's backward accumulates with atomic adds when
+        # torch uses several CPU threads, which made training differ between runs of one seed.
+        return nn.functional.embedding(inverse, self.encode_rows(tokens[first]))
 
     def encode_rows(self, tokens: torch.Tensor) -> torch.Tensor:
         """The GRU encoding of every row (no deduplication)."""

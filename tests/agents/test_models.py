@@ -158,6 +158,28 @@ def test_token_encoder_encodes_each_distinct_row_once_with_the_same_outputs_and_
         torch.testing.assert_close(a, b)
 
 
+def test_token_encoder_gradients_are_deterministic_with_several_threads():
+    """Same batch, same gradients, bit for bit, with 2 CPU threads (indexing's backward was not)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        encoder = TokenEncoder(torch.nn.Embedding(20, 8, padding_idx=0), hidden_dim=16)
+        tokens = torch.randint(1, 20, (6, 5))[torch.randint(6, (4096,))]
+        weights = torch.randn(4096, 16)
+
+        def gradients() -> list[torch.Tensor]:
+            encoder.zero_grad()
+            (encoder(tokens) * weights).sum().backward()
+            return [p.grad.clone() for p in encoder.parameters()]
+
+        first = gradients()
+        for _ in range(10):
+            assert all(torch.equal(a, b) for a, b in zip(first, gradients()))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_distinct_rows_partitions_rows_as_unique_does():
     from babyaipp.agents.models import distinct_rows
 

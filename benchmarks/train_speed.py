@@ -121,9 +121,10 @@ def update_bound(model: str, n_epochs: int, batch_size: int = 256, reps: int = 1
 
     from babyaipp.envs.batched import BatchedBabyAIPP
 
-    vec = training.make_vec_env(training.DEFAULT_ENV, 1, seed=0, engine="gym")
+    vec = training.make_vec_env(training.DEFAULT_ENV, 2, seed=0, engine="gym")  # 2 x n_steps 128 = one minibatch
     config = model_spec(model).config()
-    agent = PPO("MultiInputPolicy", vec, policy_kwargs=policy_kwargs(model, config), device="cpu", seed=0)
+    # The policy exactly as `babyaipp train` builds it (extractor, heads, Adam settings).
+    agent = training.build_agent(vec, model, config, False, 0, "cpu", Path(tempfile.gettempdir()) / "unused-tb")
     engine = BatchedBabyAIPP(training.DEFAULT_ENV, batch_size, seed=0)
     obs = {k: v.numpy() for k, v in engine.reset().items()}
     obs["image"] = obs["image"].transpose(0, 3, 1, 2)  # SB3 wraps image envs in VecTransposeImage

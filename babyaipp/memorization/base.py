@@ -2,10 +2,19 @@
 
 A module (one file per paper) defines a config dataclass deriving from :class:`MemoConfig` and a
 module-level ``SPEC = MemoSpec(...)``. Its ``run(config)`` returns an :class:`Outcome`: the
-measured metrics, named boolean ``checks`` computed *from those metrics* (the claim held iff all
-checks are true), a few ``key_figures`` for the summary table, and a ``plot`` callable that draws
-the figure. :func:`run_module` seeds everything, times the run, and writes ``result.json`` and
-``figure.png`` atomically.
+measured metrics, named :class:`Check` objects computed *from those metrics*, a few
+``key_figures`` for the summary table, and a ``plot`` callable that draws the figure.
+:func:`run_module` seeds everything, times the run, and writes ``result.json`` and ``figure.png``
+atomically.
+
+A check compares one measured number with a threshold that lives in the module's config (fixed
+before the results were seen, with a one-line reason), so its *margin* (measured − threshold, in
+the check's units) says how close it came. Checks are of two kinds: ``sanity`` checks test
+properties that hold by construction (a construction fits its points exactly, an accountant
+returns a number) and catch bugs; ``claim`` checks test the paper's point and are the ones a
+removed ingredient must be able to break. One seed's claim held iff every check held; over
+several seeds (:mod:`babyaipp.memorization.runner`) the claim holds when it held on at least 4
+of 5 seeds and no sanity check ever failed.
 """
 
 from __future__ import annotations
@@ -50,12 +59,75 @@ class MemoConfig:
     device: str = "cpu"
 
 
+CHECK_KINDS = ("claim", "sanity")
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named test: ``measured op threshold``, of kind ``claim`` or ``sanity``.
+
+    Expressing each test as a number against a threshold (rather than a bare boolean) lets the
+    multi-seed summary show how much room each check had: ``margin = measured - threshold``.
+    """
+
+    measured: float
+    op: str
+    threshold: float
+    kind: str = "claim"
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("check operator", self.op, _OPS)
+        check_choice("check kind", self.kind, CHECK_KINDS)
+
+    @property
+    def held(self) -> bool:
+        """True iff the comparison holds (a NaN measurement never holds)."""
+        value = float(self.measured)
+        return value == value and _OPS[self.op](value, float(self.threshold))
+
+    @property
+    def margin(self) -> float:
+        """``measured - threshold`` in the check's units; positive is good for > and >=."""
+        return float(self.measured) - float(self.threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"measured": _finite_or_none(self.measured), "op": self.op,
+                "threshold": _finite_or_none(self.threshold), "kind": self.kind,
+                "reason": self.reason, "held": self.held, "margin": _finite_or_none(self.margin)}
+
+
+def _finite_or_none(value: float) -> float | None:
+    value = float(value)
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def claim(measured: float, op: str, threshold: float, reason: str = "") -> Check:
+    """A check of the paper's point: the one an ablation must be able to break."""
+    return Check(float(measured), op, float(threshold), "claim", reason)
+
+
+def sanity(measured: float, op: str, threshold: float, reason: str = "") -> Check:
+    """A check of a property that holds by construction (guards against bugs, proves nothing)."""
+    return Check(float(measured), op, float(threshold), "sanity", reason)
+
+
+def as_check(value: Check | bool) -> Check:
+    """Accept a bare boolean (counted as a sanity check with measured 1/0 against >= 1)."""
+    if isinstance(value, Check):
+        return value
+    return sanity(1.0 if value else 0.0, ">=", 1.0)
+
+
 @dataclass
 class Outcome:
     """What a module's ``run`` returns."""
 
     metrics: dict[str, Any]
-    checks: dict[str, bool]
+    checks: dict[str, Check | bool]
     key_figures: dict[str, Any]
     plot: Callable[[Any], None] | None = None  # plot(fig) draws on a matplotlib Figure
 
@@ -75,6 +147,7 @@ class MemoResult:
     seconds: float
     figure: str | None = None
     paper_headline: str = ""
+    check_details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -97,6 +170,19 @@ def load_spec(name: str) -> MemoSpec:
     """Import a module by its registered name and return its ``SPEC``."""
     check_choice("memorization module", name, MODULES)
     return importlib.import_module(MODULES[name]).SPEC
+
+
+#: Seeds feed NumPy's ``default_rng`` and ``torch.manual_seed``; both take this range.
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed: int) -> int:
+    """Raise :class:`ConfigError` naming the valid range for a negative or too large seed."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed={seed!r} is not an integer; valid range: [0, {SEED_MAX}]")
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"seed={seed} is out of range; valid range: [0, {SEED_MAX}]")
+    return seed
 
 
 def _coerce(value: str, tp: Any) -> Any:
@@ -122,6 +208,7 @@ def _coerce(value: str, tp: Any) -> Any:
 def make_config(spec: MemoSpec, *, quick: bool = False, seed: int = 0, device: str = "cpu",
                 overrides: Mapping[str, Any] | None = None) -> MemoConfig:
     """Build a module's config; ``overrides`` may hold strings (from the CLI) or typed values."""
+    check_seed(seed)
     hints = typing.get_type_hints(spec.config_cls)
     names = [f.name for f in dataclasses.fields(spec.config_cls) if f.name not in ("seed", "quick", "device")]
     kwargs: dict[str, Any] = {}
@@ -153,7 +240,8 @@ def run_module(name: str, *, quick: bool = False, seed: int = 0, device: str = "
         torch.manual_seed(seed)
         outcome = spec.run(config)
     seconds = time.perf_counter() - start
-    checks = {k: bool(v) for k, v in outcome.checks.items()}
+    details = {k: as_check(v) for k, v in outcome.checks.items()}
+    checks = {k: c.held for k, c in details.items()}
     result = MemoResult(
         name=spec.name,
         paper=spec.paper,
@@ -165,6 +253,7 @@ def run_module(name: str, *, quick: bool = False, seed: int = 0, device: str = "
         config=dataclasses.asdict(config),
         seconds=round(seconds, 2),
         paper_headline=spec.paper_headline,
+        check_details={k: c.to_dict() for k, c in details.items()},
     )
     if out is not None:
         out = Path(out)

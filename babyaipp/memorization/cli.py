@@ -22,13 +22,19 @@ examples:
   babyaipp memo run rote_learning --quick
   babyaipp memo run elr --param lam=3 --param beta=0.7
   babyaipp memo run all --out runs/memo
+  babyaipp memo run all --seeds 0-4 --out runs/memo-seeds   # claims judged over five seeds
 """
 
 _RUN_HELP = """\
 Run one benchmark, or all of them in order with NAME=all.
 
 Exit status: 0 if every claim that was run held, 1 if one did not (or a module failed under
-'all'), 2 for bad input (unknown module, unknown or out-of-range --param).
+'all'), 2 for bad input (unknown module, unknown or out-of-range --param, a seed outside
+[0, 2^32-1], an --out that is a file or not writable; checked before anything runs).
+
+With --seeds (e.g. 0-4) each module runs once per seed into DIR/NAME/seedS/; every check is
+reported as held k/n with its margin (measured - threshold) over the seeds, and a claim holds
+when it held on at least 4 of 5 seeds (ceil(0.8 n)) and no sanity check failed.
 
 With 'all', a module that raises is recorded as failed and the run goes on; DIR/summary.md (a
 markdown table) and DIR/summary.json are written at the end.
@@ -56,6 +62,9 @@ def add_parsers(subparsers: Any) -> None:
     run.add_argument("--quick", action="store_true",
                      help="seconds-long variant with smaller sizes (used by the tests); default: full run")
     run.add_argument("--seed", type=int, default=0, help="seed for every random draw (default: 0)")
+    run.add_argument("--seeds", metavar="LIST", default=None,
+                     help="run on several seeds, e.g. 0-4 or 0,2,5, and judge each claim over them "
+                          "(held on >= 4 of 5); overrides --seed")
     run.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
                      help=f"results go to DIR/NAME/ (default: {DEFAULT_OUT})")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
@@ -102,16 +111,21 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one module or all of them; return 0 if every claim held, else 1."""
     from babyaipp.errors import ConfigError, check_choice
-    from babyaipp.memorization.base import MODULES
+    from babyaipp.memorization.base import MODULES, check_seed, load_spec, make_config
+    from babyaipp.memorization.runner import check_writable_dir, parse_seeds
     from babyaipp.utils import resolve_device
 
     check_choice("memorization module", args.name, [*MODULES, "all"])
     params = parse_params(args.param)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else [check_seed(args.seed)]
     device = resolve_device(args.device)
-    if args.name == "all":
-        if params:
-            raise ConfigError("--param applies to a single module's config; it cannot be used with 'all'")
-        return _run_all(args, device)
+    if args.name == "all" and params:
+        raise ConfigError("--param applies to a single module's config; it cannot be used with 'all'")
+    if args.name != "all":  # bad --param values fail here, before anything runs
+        make_config(load_spec(args.name), quick=args.quick, seed=seeds[0], device=device, overrides=params)
+    check_writable_dir(args.out)
+    if args.name == "all" or len(seeds) > 1:
+        return _run_all(args, device, seeds, params)
     return _run_one(args, device, params)
 
 
@@ -137,7 +151,9 @@ def _run_one(args: argparse.Namespace, device: str, params: dict[str, str]) -> i
     return 0 if result.held else 1
 
 
-def _run_all(args: argparse.Namespace, device: str) -> int:
+def _run_all(args: argparse.Namespace, device: str, seeds: list[int], params: dict[str, str]) -> int:
+    """Every module (or one, over several seeds); prints one line per run and the verdicts."""
+    import json
     from pathlib import Path
 
     from tqdm import tqdm
@@ -145,22 +161,28 @@ def _run_all(args: argparse.Namespace, device: str) -> int:
     from babyaipp.memorization.base import MODULES, MemoResult
     from babyaipp.memorization.runner import error_of, run_all
 
-    names = list(MODULES)
-    with tqdm(total=len(names), desc="memo", unit="module", file=sys.stderr) as bar:
+    names = list(MODULES) if args.name == "all" else [args.name]
+    with tqdm(total=len(names) * len(seeds), desc="memo", unit="run", file=sys.stderr) as bar:
         bar.set_postfix_str(names[0])
 
         def on_done(name: str, result: MemoResult) -> None:
             error = error_of(result)
             status = "held" if result.held else (f"FAILED ({error})" if error else "not held")
-            bar.write(f"{name}: {status} in {result.seconds:.1f}s", file=sys.stderr)
+            seed = result.config.get("seed", "?")
+            bar.write(f"{name} (seed {seed}): {status} in {result.seconds:.1f}s", file=sys.stderr)
             bar.update(1)
-            following = names.index(name) + 1
-            if following < len(names):
-                bar.set_postfix_str(names[following])
+            bar.set_postfix_str(name)
 
-        results = run_all(args.out, names=names, quick=args.quick, seed=args.seed, device=device,
-                          on_done=on_done)
+        results = run_all(args.out, names=names, quick=args.quick, seeds=seeds, device=device,
+                          on_done=on_done, overrides=params)
     out = Path(args.out)
-    held = sum(r.held for r in results)
-    print(f"{held} of {len(results)} claims held; summary: {out / 'summary.md'}, {out / 'summary.json'}")
-    return 0 if held == len(results) else 1
+    if len(seeds) > 1:
+        modules = json.loads((out / "summary.json").read_text())["modules"]
+        for m in modules:
+            print(f"{m['name']}: claim held on {m['held_seeds']}/{len(m['seeds'])} seeds -> "
+                  f"{'holds' if m['held'] else 'does not hold'}")
+        held, total = sum(m["held"] for m in modules), len(modules)
+    else:
+        held, total = sum(r.held for r in results), len(results)
+    print(f"{held} of {total} claims held; summary: {out / 'summary.md'}, {out / 'summary.json'}")
+    return 0 if held == total else 1

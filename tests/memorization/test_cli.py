@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import pytest
 
 from babyaipp.cli import main
+from babyaipp.errors import InvalidChoiceError
 from babyaipp.memorization import base, runner
-from babyaipp.memorization.base import MemoConfig, MemoResult, MemoSpec, Outcome
+from babyaipp.memorization.base import MemoConfig, MemoResult, MemoSpec, Outcome, claim, sanity
 
 
 def test_list_names_every_module_with_paper_and_claim(capsys) -> None:
@@ -136,7 +137,7 @@ def test_cli_run_all_exits_1_when_a_claim_fails(tmp_path, monkeypatch, capsys) -
     assert main(["memo", "run", "all", "--quick", "--out", str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert "1 of 3 claims held" in captured.out
-    assert "broken: FAILED" in captured.err
+    assert "broken (seed 0): FAILED" in captured.err
     assert (tmp_path / "summary.md").exists() and (tmp_path / "summary.json").exists()
 
 
@@ -152,3 +153,118 @@ def test_help_texts(capsys) -> None:
         main(["memo", "run", "--help"])
     out = capsys.readouterr().out
     assert "--param KEY=VALUE" in out and "Exit status" in out and "runs/memo" in out
+
+
+@pytest.mark.parametrize("seed_args", [["--seed", "-1"], ["--seed", str(2**32)], ["--seeds", "0--1"],
+                                       ["--seeds", "3-1"], ["--seeds", "a"]])
+def test_bad_seed_exits_2_naming_value_and_range(seed_args, tmp_path, capsys) -> None:
+    code = main(["memo", "run", "rote_learning", "--quick", "--out", str(tmp_path), *seed_args])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert seed_args[1] in err or seed_args[1].replace("-", "") in err
+    assert "valid" in err or "LOW-HIGH" in err or "[0, " in err
+    assert not (tmp_path / "rote_learning").exists()
+
+
+def test_seed_minus_one_names_the_range(capsys) -> None:
+    assert main(["memo", "run", "elr", "--seed", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "seed=-1" in err and "valid range: [0, 4294967295]" in err
+
+
+def test_out_that_is_a_file_fails_before_running(tmp_path, monkeypatch, capsys) -> None:
+    _install_fake_modules(monkeypatch)
+    ran: list[str] = []
+    monkeypatch.setattr(runner, "run_module", lambda name, **kw: ran.append(name))
+    target = tmp_path / "a_file"
+    target.write_text("keep me")
+    assert main(["memo", "run", "all", "--out", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "a_file" in err and "existing file" in err and len(err.splitlines()) == 1
+    assert ran == [] and target.read_text() == "keep me"
+
+
+def test_out_that_is_not_writable_fails_before_running(tmp_path, monkeypatch, capsys) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        probe = locked / "probe"
+        try:  # root ignores permissions: the check cannot be exercised there
+            probe.write_text("x")
+            probe.unlink()
+            pytest.skip("running as a user that can write to a read-only directory")
+        except OSError:
+            pass
+        called: list[str] = []
+        monkeypatch.setattr(base, "run_module", lambda *a, **kw: called.append("ran"))
+        assert main(["memo", "run", "rote_learning", "--quick", "--out", str(locked / "sub")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "not writable" in err and "locked" in err and len(err.splitlines()) == 1
+        assert called == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_check_writable_dir_reports_an_unwritable_parent(tmp_path, monkeypatch) -> None:
+    """Simulate an unwritable place (works under root too): mkdir raising PermissionError."""
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
+    with pytest.raises(base.ConfigError, match="not writable \\(Permission denied\\)"):
+        runner.check_writable_dir(tmp_path / "new")
+
+
+def test_parse_seeds() -> None:
+    assert runner.parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert runner.parse_seeds("0,3,7") == [0, 3, 7]
+    assert runner.parse_seeds("2-3,9") == [2, 3, 9]
+    with pytest.raises(base.ConfigError, match="repeats"):
+        runner.parse_seeds("1,1")
+
+
+def test_check_margin_and_kind() -> None:
+    c = claim(0.7, ">", 0.5, "why")
+    assert c.held and abs(c.margin - 0.2) < 1e-12 and c.to_dict()["kind"] == "claim"
+    assert not claim(float("nan"), "<", 1.0).held
+    assert not sanity(2.0, "<=", 1.0).held
+    with pytest.raises(InvalidChoiceError):
+        claim(1.0, "=>", 0.0)
+
+
+@dataclass
+class _SeededConfig(MemoConfig):
+    pass
+
+
+def _install_seed_dependent_module(monkeypatch, fails_on: set[int]) -> None:
+    """A module whose claim fails on the seeds in ``fails_on``; its sanity check always holds."""
+    def run(config: _SeededConfig) -> Outcome:
+        value = 0.4 if config.seed in fails_on else 0.6 + 0.01 * config.seed
+        return Outcome(metrics={}, key_figures={"value": value},
+                       checks={"value_high": claim(value, ">", 0.5, "half"), "built": sanity(1, ">=", 1)})
+
+    module = types.ModuleType("_fake_memo_seeded")
+    module.SPEC = MemoSpec(name="seeded", paper="P", claim="c", config_cls=_SeededConfig, run=run)
+    monkeypatch.setitem(sys.modules, "_fake_memo_seeded", module)
+    monkeypatch.setattr(base, "MODULES", {"seeded": "_fake_memo_seeded"})
+
+
+@pytest.mark.parametrize(("fails_on", "verdict", "code"), [({3}, True, 0), ({1, 3}, False, 1)])
+def test_seeds_judge_each_claim_on_4_of_5(fails_on, verdict, code, tmp_path, monkeypatch, capsys) -> None:
+    _install_seed_dependent_module(monkeypatch, fails_on)
+    assert main(["memo", "run", "seeded", "--seeds", "0-4", "--out", str(tmp_path)]) == code
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    module = summary["modules"][0]
+    assert summary["seeds"] == [0, 1, 2, 3, 4] and module["held"] is verdict
+    check = module["checks"]["value_high"]
+    assert check["held"] == 5 - len(fails_on) and check["of"] == 5 and check["kind"] == "claim"
+    assert abs(check["margin"]["min"] - (0.4 - 0.5)) < 1e-9
+    assert abs(check["margin"]["max"] - (0.64 - 0.5)) < 1e-9
+    assert module["checks"]["built"]["kind"] == "sanity"
+    md = (tmp_path / "summary.md").read_text()
+    assert "## Claim checks" in md and "## Sanity checks" in md and f"{5 - len(fails_on)}/5" in md
+    for s in range(5):
+        assert (tmp_path / "seeded" / f"seed{s}" / "result.json").exists()
+    assert f"claim held on {5 - len(fails_on)}/5 seeds" in capsys.readouterr().out

@@ -27,8 +27,10 @@ from babyaipp.envs.text import TEXT_MODES, describe
 from babyaipp.envs.tiles import (
     EMPTY_IDX,
     FLOOR_IDX,
+    FLOORS,
     NO_TILE,
     PlacementError,
+    place_dense_tiles,
     place_tiles,
     reachable_targets,
     stacked_grid,
@@ -51,6 +53,8 @@ class BabyAIPPMixin:
     * ``split``: ``"Train"`` (no held-out pair), ``"Test"`` (any), ``"TargetPairOnly"`` (at least one).
     * ``text``: description mode, one of ``full``, ``partial``, ``lorem``, ``none``.
     * ``properties_per_colour``: 1 or 2 for Hard (default 2); Easy always uses 1.
+    * ``floor``: tile layout, ``"sparse"`` (the paper's densities, default) or ``"dense"`` (almost
+      every free cell tiled, so reaching a target means reading which colour is safe).
     * any keyword of the underlying minigrid level (``room_size``, ``num_dists``, ``max_steps``,
       ``render_mode``, ...).
     """
@@ -62,8 +66,10 @@ class BabyAIPPMixin:
         split: str = "Train",
         text: str = "full",
         properties_per_colour: int | None = None,
+        floor: str = "sparse",
         **kwargs: Any,
     ):
+        self.floor_layout = check_choice("floor", floor, FLOORS)
         check_choice("text mode", text, TEXT_MODES)
         ppc = dyn.DEFAULT_PROPERTIES_PER_COLOUR[check_choice("difficulty", difficulty, dyn.DIFFICULTIES)]
         ppc = ppc if properties_per_colour is None else properties_per_colour
@@ -146,10 +152,15 @@ class BabyAIPPMixin:
         start = tuple(int(v) for v in self.agent_pos)
         targets = reachable_targets(self.grid, start)  # objects and doors on the plain floor
         self._set_dynamics(mapping)
+        dense = self.floor_layout == "dense"
+        colours = dyn.DIFFICULTY_COLOURS[self.difficulty]  # the dense layout never reads the mapping
         for _ in range(_PLACEMENT_TRIES):
-            self._set_floor(place_tiles(rng, self.grid, start, mapping))
+            if dense:
+                self._set_floor(place_dense_tiles(rng, self.grid, start, colours, targets))
+            else:
+                self._set_floor(place_tiles(rng, self.grid, start, mapping))
             if not traps_cut_off_targets(self.grid, start, self.floor, trap_colours, targets) and (
-                self._solvable_with_physics(targets)
+                self._solvable_with_physics(targets, always=dense)
             ):
                 break
         else:
@@ -170,16 +181,17 @@ class BabyAIPPMixin:
         self.floor = floor
         self._padded_floor = np.pad(floor, self.agent_view_size, constant_values=NO_TILE)
 
-    def _solvable_with_physics(self, targets: set[tuple[int, int]]) -> bool:
+    def _solvable_with_physics(self, targets: set[tuple[int, int]], always: bool = False) -> bool:
         """The full search over (cell, direction, counters), only where the cell search is not enough.
 
         Without magic the trap-avoiding cell search decides solvability (see
         :func:`~babyaipp.envs.tiles.traps_cut_off_targets`). A flipud+magic tile is different: going
         straight across it takes two turns on it, and the second is pushed down, so such a tile can
         act as a wall (over a trap, say). Then the oracle's physics search must face every object
-        and door in ``targets`` (those reachable on the plain floor).
+        and door in ``targets`` (those reachable on the plain floor). ``always``: run the full
+        search whatever the mapping (the dense floor, where most steps are on tiles).
         """
-        if not any("flipud" in p and "magic" in p for p in self._dynamics.values()):
+        if not always and not any("flipud" in p and "magic" in p for p in self._dynamics.values()):
             return True
         from babyaipp.envs.oracle import faceable_cells
 

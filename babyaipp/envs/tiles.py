@@ -7,8 +7,9 @@ dropped onto) a tile; the tile is then hidden in the agent's view, as a floor un
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from minigrid.core.constants import COLOR_TO_IDX, COLORS, IDX_TO_COLOR, OBJECT_TO_IDX
@@ -22,6 +23,9 @@ NO_TILE = -1
 FLOOR_IDX = OBJECT_TO_IDX["floor"]
 EMPTY_IDX = OBJECT_TO_IDX["empty"]
 _NEIGHBOURS4 = ((1, 0), (-1, 0), (0, 1), (0, -1))
+#: Floor layouts: ``sparse`` paints each colour at its property's coverage (the paper's densities);
+#: ``dense`` tiles almost every free cell, with a route of every colour to every target.
+FLOORS: tuple[str, ...] = ("sparse", "dense")
 
 
 class PlacementError(RuntimeError):
@@ -54,10 +58,7 @@ def place_tiles(
     colour with a trap, slippery or magic property have at most one 4-neighbour of their colour.
     """
     floor = np.full((grid.width, grid.height), NO_TILE, dtype=np.int8)
-    free = free_cells(grid)
-    blocked = {agent_pos, *_door_cells(grid)}
-    near = {(x + dx, y + dy) for x, y in blocked for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
-    candidates = [c for c in free if c not in near]
+    free, candidates = _free_and_candidate_cells(grid, agent_pos)
     for colour, props in mapping.items():
         idx = COLOR_TO_IDX[colour]
         want = max(1, round(coverage(props) * len(free)))
@@ -78,6 +79,165 @@ def place_tiles(
         if placed == 0:
             raise PlacementError(f"no room for a {colour} tile")
     return floor
+
+
+def _free_and_candidate_cells(
+    grid: Grid, agent_pos: tuple[int, int]
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The free cells, and those a tile may cover: not on or next to (8-neighbourhood) the start or a door."""
+    free = free_cells(grid)
+    blocked = {agent_pos, *_door_cells(grid)}
+    near = {(x + dx, y + dy) for x, y in blocked for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
+    return free, [c for c in free if c not in near]
+
+
+_UNCLAIMED = -1
+#: Extra cost of a route cell already on another colour's route (where it would turn plain).
+SHARED_CELL_PENALTY = 2.0
+_CONTESTED = -2
+
+
+def place_dense_tiles(
+    rng: np.random.Generator,
+    grid: Grid,
+    agent_pos: tuple[int, int],
+    colours: Sequence[str],
+    targets: set[tuple[int, int]],
+) -> np.ndarray:
+    """Tile almost every candidate cell so that each colour alone connects the start to every target.
+
+    The layout reads only the colours in play, never which property each has, so it carries no
+    information about the mapping. For every colour a route from the start to a free cell next to
+    each of ``targets`` is the shortest path under random per-cell weights (so it winds); its
+    candidate cells (as in :func:`place_tiles`) take that colour, and a cell on routes of two
+    colours stays plain, so every colour's route is made of its own colour and plain floor: with
+    any one or two colours removed (traps), the others' routes still reach every target. The
+    remaining candidate cells are filled by growing regions from the route cells in random
+    order, so each route lies inside a blob of its colour and every colour appears.
+    """
+    width, height = grid.width, grid.height
+    n = width * height
+    free, candidates = _free_and_candidate_cells(grid, agent_pos)
+    if not candidates:
+        raise PlacementError("no free cell away from the start and the doors for a tile")
+    # Cells are flat indices x + y * width; the outer wall keeps neighbour offsets in bounds.
+    walkable = [False] * n
+    for x, y in free:
+        walkable[x + y * width] = True
+    for x, y in _door_cells(grid):
+        walkable[x + y * width] = True
+    is_candidate = [False] * n
+    for x, y in candidates:
+        is_candidate[x + y * width] = True
+    offsets = (1, -1, width, -width)
+    start = agent_pos[0] + agent_pos[1] * width
+    ends = [[t + o for o in offsets if walkable[t + o]] for t in (x + y * width for x, y in targets)]
+
+    claim = [_UNCLAIMED] * n
+    for c in rng.permutation(len(colours)).tolist():  # no colour's routes are systematically laid first
+        weights = rng.random(n).tolist()
+        for i in range(n):
+            if claim[i] != _UNCLAIMED:  # detour around other colours' routes, which turn plain if crossed
+                weights[i] += SHARED_CELL_PENALTY
+        parent = _random_shortest_path_tree(weights, walkable, start, offsets)
+        for cells in ends:
+            reached = [e for e in cells if e in parent]
+            if not reached:
+                continue
+            cell: int | None = min(reached, key=lambda e: parent[e][1])
+            while cell is not None:
+                if is_candidate[cell]:
+                    owner = claim[cell]
+                    if owner == _UNCLAIMED:
+                        claim[cell] = c
+                    elif owner != c:
+                        claim[cell] = _CONTESTED
+                cell = parent[cell][0]
+
+    seeds = [i for i in range(n) if claim[i] >= 0]
+    open_cells = [i for i in range(n) if is_candidate[i] and claim[i] == _UNCLAIMED]
+    for c in range(len(colours)):  # a colour whose routes lie in the plain patches still appears
+        if not any(claim[i] == c for i in seeds) and open_cells:
+            i = open_cells.pop(int(rng.integers(len(open_cells))))
+            claim[i] = c
+            seeds.append(i)
+    _grow_regions(rng, claim, is_candidate, seeds, offsets, len(colours))
+
+    floor = np.full((width, height), NO_TILE, dtype=np.int8)
+    colour_idx = [COLOR_TO_IDX[colour] for colour in colours]
+    for i in range(n):
+        if claim[i] >= 0:
+            floor[i % width, i // width] = colour_idx[claim[i]]
+    return floor
+
+
+def _random_shortest_path_tree(
+    weights: list[float], walkable: list[bool], start: int, offsets: tuple[int, ...]
+) -> dict[int, tuple[int | None, float]]:
+    """Dijkstra from ``start`` over walkable cells, entering a cell costing its weight: cell -> (parent, distance)."""
+    best: dict[int, tuple[int | None, float]] = {start: (None, 0.0)}
+    done = set()
+    heap = [(0.0, start)]
+    while heap:
+        dist, cell = heapq.heappop(heap)
+        if cell in done:
+            continue
+        done.add(cell)
+        for o in offsets:
+            nxt = cell + o
+            if not walkable[nxt] or nxt in done:
+                continue
+            d = dist + weights[nxt]
+            old = best.get(nxt)
+            if old is None or d < old[1]:
+                best[nxt] = (cell, d)
+                heapq.heappush(heap, (d, nxt))
+    return best
+
+
+def _grow_regions(
+    rng: np.random.Generator,
+    claim: list[int],
+    is_candidate: list[bool],
+    seeds: list[int],
+    offsets: tuple[int, ...],
+    n_colours: int,
+) -> None:
+    """Colour every unclaimed candidate cell by multi-source growth from ``seeds`` in random frontier order.
+
+    A candidate region no seed reaches (cut off by plain patches or objects) is seeded with a
+    random colour and grown the same way.
+    """
+    frontier: list[tuple[int, int]] = []
+
+    def push_neighbours(cell: int) -> None:
+        for o in offsets:
+            nxt = cell + o
+            if is_candidate[nxt] and claim[nxt] == _UNCLAIMED:
+                frontier.append((nxt, claim[cell]))
+
+    for cell in seeds:
+        push_neighbours(cell)
+    unclaimed = sum(1 for i, cand in enumerate(is_candidate) if cand and claim[i] == _UNCLAIMED)
+    draws = rng.random(4 * (unclaimed + len(seeds)) + 1).tolist()  # one draw per frontier pop
+    k = 0
+    while unclaimed:
+        if not frontier:
+            rest = [i for i, cand in enumerate(is_candidate) if cand and claim[i] == _UNCLAIMED]
+            cell = rest[int(rng.integers(len(rest)))]
+            claim[cell] = int(rng.integers(n_colours))
+            unclaimed -= 1
+            push_neighbours(cell)
+            continue
+        j = int(draws[k % len(draws)] * len(frontier))
+        k += 1
+        frontier[j], frontier[-1] = frontier[-1], frontier[j]
+        cell, colour = frontier.pop()
+        if claim[cell] != _UNCLAIMED:
+            continue
+        claim[cell] = colour
+        unclaimed -= 1
+        push_neighbours(cell)
 
 
 def _count_same(floor: np.ndarray, cell: tuple[int, int], idx: int) -> int:

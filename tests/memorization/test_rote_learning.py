@@ -18,13 +18,26 @@ def test_parts_difference_is_the_cross_entropy_gradient() -> None:
     model = rl.make_model(config).double()
     x = torch.randn(37, 64, dtype=torch.float64)
     labels = torch.randint(0, 10, (37,))
-    indep, dep = rl.gradient_parts(model, x, labels)
     loss = torch.nn.functional.cross_entropy(model(x), labels)
     full = torch.autograd.grad(loss, rl.linear_weights(model))
     assert len(full) == 3
-    for a, b, g in zip(indep, dep, full):
-        torch.testing.assert_close(a - b, g, atol=1e-5, rtol=0)
-        assert float(a.norm()) > 0 and float(b.norm()) > 0
+    for centre in (None, torch.bincount(labels, minlength=10).double() / 37):
+        indep, dep = rl.gradient_parts(model, x, labels, centre=centre)
+        for a, b, g in zip(indep, dep, full):
+            torch.testing.assert_close(a - b, g, atol=1e-5, rtol=0)
+            assert float(a.norm()) > 0 and float(b.norm()) > 0
+
+
+def test_centring_removes_the_class_frequency_term() -> None:
+    """Random labels on positive (ReLU-like) features: uncentred Jᵀy keeps mean(h)·mean(y)ᵀ."""
+    gen = torch.Generator().manual_seed(0)
+    layer = torch.nn.Linear(8, 10).double()
+    x = torch.rand(4000, 8, dtype=torch.float64, generator=gen) + 1.0  # positive features
+    labels = torch.randint(0, 10, (4000,), generator=gen)
+    centre = torch.bincount(labels, minlength=10).double() / 4000
+    _, raw = rl.gradient_parts(layer, x, labels)
+    _, centred = rl.gradient_parts(layer, x, labels, centre=centre)
+    assert float(centred[0].norm()) < 0.1 * float(raw[0].norm())
 
 
 def test_load_data_permutes_the_requested_fraction_and_keeps_class_counts() -> None:
@@ -48,6 +61,7 @@ def test_first_epoch_reaching() -> None:
 def test_quick_run_holds(tmp_path) -> None:
     result = run_module("rote_learning", quick=True, seed=0, out=tmp_path)
     assert result.held, result.checks
+    assert result.config["activation"] == "relu" and result.config["centre_labels"] is True
     metrics = result.metrics
     assert max(metrics["early_dep_ratio_layers"]) < 0.3
     reach = metrics["epoch_to_threshold"]
@@ -55,6 +69,16 @@ def test_quick_run_holds(tmp_path) -> None:
     assert min(metrics["final_acc"].values()) > 0.95
     assert (tmp_path / "figure.png").stat().st_size > 0
     assert json.loads((tmp_path / "result.json").read_text())["held"] is True
+
+
+def test_claim_fails_without_label_permutation() -> None:
+    """Ablation: the chosen half keeps its true labels, so its label-dependent gradient is not small."""
+    result = run_module("rote_learning", quick=True, seed=1, overrides={"permute": False})
+    details = result.check_details
+    assert details["early_permuted_dep_small"]["kind"] == "claim"
+    assert not details["early_permuted_dep_small"]["held"]
+    assert details["early_permuted_dep_small"]["measured"] > 0.8
+    assert not result.held
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 ``TASKS`` maps a task name to its class, the minigrid keyword defaults it is registered with, a
 one-line description, and whether it is a pure navigation task (solved by the oracle's planner
-alone).
+alone). Every family also has a ``<Task>Dense`` alias: the same level on the dense floor
+(``floor="dense"``, almost every free cell tiled), a subclass so that a captured ``Level`` names it.
 """
 
 from __future__ import annotations
@@ -114,19 +115,31 @@ class Task:
     def summary(self) -> str:
         return (self.cls.__doc__ or "").strip().splitlines()[0]
 
+    @property
+    def floor(self) -> str:
+        """The tile layout the task is registered with (``"sparse"`` or ``"dense"``)."""
+        return self.defaults.get("floor", "sparse")
 
-TASKS: dict[str, Task] = {
-    t.name: t
-    for t in (
-        Task("GoToRedBall", GoToRedBallPP),
-        Task("GoToRedBallMaze", GoToRedBallMazePP, {"num_dists": 8}),
-        Task("GoToLocal", GoToLocalPP),
-        Task("GoToObjMaze", GoToObjMazePP, {"num_dists": 1, "doors_open": False}),
-        Task("GoTo", GoToPP),
-        Task("PutNextLocal", PutNextLocalPP, navigation=False),
-        Task("PutNext", PutNextPP, {"room_size": 7, "objs_per_room": 4}, navigation=False),
-        Task("PickupLoc", PickupLocPP, navigation=False),
-        Task("Unlock", UnlockPP, navigation=False),
-        Task("GoToSeq", GoToSeqPP),
-    )
-}
+
+def _on_dense_floor(task: Task) -> Task:
+    """The ``<Task>Dense`` alias of a family: a subclass (defined in this module) registered with ``floor="dense"``."""
+    name = task.cls.__name__.removesuffix("PP") + "DensePP"
+    doc = f"{task.summary.rstrip('.')}, on the dense floor (almost every free cell tiled)."
+    cls = type(name, (task.cls,), {"__doc__": doc, "__module__": __name__, "__qualname__": name})
+    globals()[name] = cls  # importable by name, so pickling (worker pools) finds it
+    return Task(f"{task.name}Dense", cls, {**task.defaults, "floor": "dense"}, task.navigation)
+
+
+_SPARSE_TASKS = (
+    Task("GoToRedBall", GoToRedBallPP),
+    Task("GoToRedBallMaze", GoToRedBallMazePP, {"num_dists": 8}),
+    Task("GoToLocal", GoToLocalPP),
+    Task("GoToObjMaze", GoToObjMazePP, {"num_dists": 1, "doors_open": False}),
+    Task("GoTo", GoToPP),
+    Task("PutNextLocal", PutNextLocalPP, navigation=False),
+    Task("PutNext", PutNextPP, {"room_size": 7, "objs_per_room": 4}, navigation=False),
+    Task("PickupLoc", PickupLocPP, navigation=False),
+    Task("Unlock", UnlockPP, navigation=False),
+    Task("GoToSeq", GoToSeqPP),
+)
+TASKS: dict[str, Task] = {t.name: t for t in (*_SPARSE_TASKS, *map(_on_dense_floor, _SPARSE_TASKS))}

@@ -33,7 +33,7 @@ SEEDING_IDS = [
 # ---------------------------------------------------------------------------- ids
 def test_every_task_difficulty_split_is_registered_once():
     expected = {f"BabyAIPP/{t}-{d}-{s}-v0" for t in envs.TASKS for d in DIFFICULTIES for s in SPLITS}
-    assert len(envs.ENV_IDS) == len(set(envs.ENV_IDS)) == 60
+    assert len(envs.ENV_IDS) == len(set(envs.ENV_IDS)) == 120  # 10 families x sparse/dense x 2 x 3
     assert set(envs.ENV_IDS) == expected
     assert expected <= set(gym.registry)
     for env_id in envs.ENV_IDS:
@@ -199,6 +199,7 @@ KEYWORD_VALUES = {
     "agent_pov": True,
     "agent_view_size": 5,
     "doors_open": True,
+    "floor": "dense",
     "highlight": False,
     "max_steps": 50,
     "num_cols": 2,

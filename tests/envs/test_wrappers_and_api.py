@@ -232,9 +232,9 @@ def test_cli_levels_lists_every_id(capsys):
     assert len(lines) == 6 and all(line.startswith("BabyAIPP/GoToLocal-") for line in lines)
 
 
-def test_cli_console_script_lists_60_ids():
+def test_cli_console_script_lists_120_ids():
     out = subprocess.run([sys.executable, "-m", "babyaipp.cli", "levels"], capture_output=True, text=True, check=True)
-    assert len(out.stdout.splitlines()) == 60
+    assert len(out.stdout.splitlines()) == 120
 
 
 @pytest.mark.parametrize("suffix", [".png", ".gif"])

@@ -38,7 +38,8 @@ Metrics per epoch for both runs (epoch 0 is the initialisation): clean test accu
 training examples with a wrong label, the fraction predicted as that wrong label (memorised) and
 the fraction predicted as their true label. Checks: ELR's final test accuracy exceeds CE's by at
 least ``margin``; ELR memorises fewer than half as many wrong labels as CE at the end; CE's final
-test accuracy is at least ``min_drop`` below its own peak (it memorised).
+test accuracy is at least ``min_drop`` below its own peak (it memorised). All three are claim
+checks; with ``lam=0`` ELR is plain CE and the first two fail (a test shows it).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from babyaipp.errors import check_range
-from babyaipp.memorization.base import MemoConfig, MemoSpec, Outcome
+from babyaipp.memorization.base import MemoConfig, MemoSpec, Outcome, claim
 
 METHODS = ("ce", "elr")
 #: The quick run trains for fewer epochs (plain CE still memorises most wrong labels by then).
@@ -70,7 +71,12 @@ class ELRConfig(MemoConfig):
     epochs: int = 150
     lam: float = 3.0
     beta: float = 0.7
+    # ELR's reported gain over CE at 40% noise is 10+ points; 5 points is clearly more than seed noise
+    # (test split of 540 images: one image is 0.2 points).
     margin: float = 0.05
+    # "Fits far fewer wrong labels": at most half of CE's fraction, i.e. a halving, not a nudge.
+    wrong_fit_ratio: float = 0.5
+    # CE memorising must cost clean accuracy: 2 points is ~10 test images, beyond evaluation noise.
     min_drop: float = 0.02
 
     def __post_init__(self) -> None:
@@ -84,6 +90,7 @@ class ELRConfig(MemoConfig):
         check_range("beta", self.beta, 0.0, 1.0, high_inclusive=False)
         check_range("margin", self.margin, 0.0)
         check_range("min_drop", self.min_drop, 0.0)
+        check_range("wrong_fit_ratio", self.wrong_fit_ratio, 0.0, 1.0, low_inclusive=False)
 
     @property
     def train_epochs(self) -> int:
@@ -215,9 +222,15 @@ def run(config: ELRConfig) -> Outcome:
     }
     ce, elr = summary["ce"], summary["elr"]
     checks = {
-        "elr_beats_ce_on_clean_test": elr["final_test_acc"] >= ce["final_test_acc"] + config.margin,
-        "elr_fits_under_half_the_wrong_labels": elr["final_wrong_fitted"] < 0.5 * ce["final_wrong_fitted"],
-        "ce_memorises_after_its_peak": ce["final_test_acc"] <= ce["peak_test_acc"] - config.min_drop,
+        "elr_beats_ce_on_clean_test": claim(
+            elr["final_test_acc"] - ce["final_test_acc"], ">=", config.margin,
+            "ELR's final clean test accuracy minus CE's (fraction)"),
+        "elr_fits_under_half_the_wrong_labels": claim(
+            elr["final_wrong_fitted"] / max(ce["final_wrong_fitted"], 1e-12), "<", config.wrong_fit_ratio,
+            "wrong labels fitted by ELR / by CE at the end"),
+        "ce_memorises_after_its_peak": claim(
+            ce["peak_test_acc"] - ce["final_test_acc"], ">=", config.min_drop,
+            "CE's peak minus final clean test accuracy: early learning, then memorisation"),
     }
     key_figures = {
         "test_acc_ce": round(ce["final_test_acc"], 3),

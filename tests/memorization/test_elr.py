@@ -62,6 +62,16 @@ def test_quick_run_holds(tmp_path) -> None:
     assert json.loads((tmp_path / "result.json").read_text())["name"] == "elr"
 
 
+def test_claim_fails_without_the_regulariser() -> None:
+    """Ablation: lam=0 makes ELR plain cross-entropy; it then memorises the wrong labels as CE does."""
+    result = run_module("elr", quick=True, seed=0, overrides={"lam": 0.0})
+    details = result.check_details
+    assert not details["elr_beats_ce_on_clean_test"]["held"]
+    assert not details["elr_fits_under_half_the_wrong_labels"]["held"]
+    assert details["elr_fits_under_half_the_wrong_labels"]["measured"] > 0.8
+    assert not result.held
+
+
 @pytest.mark.parametrize(
     ("field", "value", "shown"),
     [("beta", 1.0, "[0.0, 1.0)"), ("noise_rate", -0.1, "[0.0, 0.9)"), ("lam", -1.0, "[0.0, inf)")],

@@ -11,9 +11,18 @@ lower, because training seeds are below ``10**6``. A vectorised rollout hands th
 seed to whichever env finishes first, and results are keyed by ``k``, so they do not depend on
 the number of parallel envs.
 
-Two reference policies sit on the same table: a uniformly random policy (actions drawn from
-``np.random.default_rng([7919, seed_base + k])`` in episode ``k``) and the lead's planning oracle
-(:class:`babyaipp.envs.oracle.Oracle`), both run one env at a time.
+Four reference policies sit on the same table, each run one env at a time on the same seeds:
+
+* ``random``: actions drawn from ``np.random.default_rng([7919, seed_base + k])`` in episode ``k``;
+* ``oracle``: the planner that reads the episode's mapping (:class:`babyaipp.envs.oracle.Oracle`);
+* ``memoriser``: the same planner with the Train split's statistics instead of the mapping (the
+  best a perfect memoriser of Train can do; :class:`babyaipp.envs.oracle.ReferencePlanner`);
+* ``cautious``: the same planner knowing nothing of the mapping (avoids tiles, else crosses as few
+  colours as it can).
+
+A model whose TargetPairOnly success is above the memoriser's by more than 1.96 standard errors
+must be using the description: :func:`reading_margin` computes the difference, stored in results
+under ``READING_KEY`` and shown in every table.
 
 No function here prints; long loops show a tqdm bar on stderr when ``progress=True``.
 
@@ -62,7 +71,13 @@ from babyaipp.errors import (
 
 DEFAULT_SPLITS: tuple[str, ...] = SPLITS
 DEFAULT_EPISODES = 1000
-REFERENCE_POLICIES: tuple[str, ...] = ("random", "oracle")
+REFERENCE_POLICIES: tuple[str, ...] = ("random", "oracle", "memoriser", "cautious")
+#: The planners among the references (the oracle and the two that never read the description).
+PLANNER_POLICIES: tuple[str, ...] = ("oracle", "memoriser", "cautious")
+#: Key of the model's TargetPairOnly success minus the memoriser's, with its SE and verdict.
+READING_KEY = "target_pair_only_minus_memoriser"
+#: How many standard errors above the memoriser count as reading (two-sided 95%).
+READING_Z = 1.96
 #: Second seed word of the random policy's generator, so its actions are not the env's own stream.
 RANDOM_POLICY_STREAM = 7919
 RESULTS_JSON = "results.json"
@@ -181,12 +196,12 @@ def evaluate_reference_on_splits(
     progress: bool = False,
     **env_kwargs: Any,
 ) -> dict[str, Any]:
-    """The ``random`` or ``oracle`` policy on the same splits and seeds as the model."""
+    """A reference policy (``random``, ``oracle``, ``memoriser``, ``cautious``) on the model's splits and seeds."""
     from babyaipp.envs import make
 
     check_choice("reference policy", policy, REFERENCE_POLICIES)
     splits = _check_common(splits, episodes, seed_base)
-    if policy == "oracle" and not oracle_available():
+    if policy in PLANNER_POLICIES and not oracle_available():
         raise BabyAIPPError("the oracle (babyaipp.envs.oracle) is not available in this install")
     ids = split_ids(env_id)
     results: dict[str, Any] = {}
@@ -210,10 +225,10 @@ def _reference_chooser(policy: str, env: Any, seed_base: int) -> Callable[[int],
             return lambda: int(rng.integers(n_actions))
 
         return choose_random
-    from babyaipp.envs.oracle import NoPlanError, Oracle
+    from babyaipp.envs.oracle import NoPlanError, make_reference_planner
     from babyaipp.envs.physics import DONE
 
-    oracle = Oracle(env)
+    oracle = make_reference_planner(policy, env)
 
     def choose_oracle(k: int) -> Callable[[], int]:
         oracle.reset()
@@ -244,11 +259,27 @@ def evaluate_references(
     """Every available reference policy; a missing oracle is recorded, not raised."""
     out: dict[str, Any] = {}
     for policy in policies:
-        if policy == "oracle" and not oracle_available():
+        if policy in PLANNER_POLICIES and not oracle_available():
             out[policy] = {"policy": policy, "unavailable": "babyaipp.envs.oracle is not installed"}
             continue
         out[policy] = evaluate_reference_on_splits(policy, env_id, **kwargs)
     return out
+
+
+def reading_margin(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The model's TargetPairOnly success minus the memoriser's on the same seeds, with its SE.
+
+    ``reads`` is True when the difference exceeds ``READING_Z`` standard errors: no policy that
+    ignores the description can beat a perfect memoriser of Train on held-out pairs except by
+    chance. ``None`` when either side lacks a TargetPairOnly result.
+    """
+    mem = ((result.get("references") or {}).get("memoriser") or {}).get("splits", {}).get("TargetPairOnly")
+    own = (result.get("splits") or {}).get("TargetPairOnly")
+    if not mem or not own or own.get("success_rate") is None or mem.get("success_rate") is None:
+        return None
+    diff = own["success_rate"] - mem["success_rate"]
+    se = difference_se(own["success_se"], mem["success_se"])
+    return {"difference": diff, "se": se, "z": READING_Z, "reads": bool(diff > READING_Z * se)}
 
 
 # --------------------------------------------------------------------------- runs on disk
@@ -351,11 +382,14 @@ def evaluate_run(
         if references
         else {}
     )
+    result[READING_KEY] = reading_margin(result)
     return result
 
 
 __all__ = [
     "DEFAULT_SEED_BASE",
+    "PLANNER_POLICIES",
+    "READING_KEY",
     "REFERENCE_POLICIES",
     "TRAIN_SEED_LIMIT",
     "EpisodeRecord",
@@ -369,6 +403,7 @@ __all__ = [
     "evaluation_seeds",
     "rollout_single",
     "rollout_vectorised",
+    "reading_margin",
     "sb3_act_fn",
     "summarise_episodes",
 ]

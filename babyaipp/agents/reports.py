@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from babyaipp.agents.evaluation import EVAL_SUBDIR, GAP_KEY, RESULTS_JSON, RESULTS_MD
+from babyaipp.agents.evaluation import EVAL_SUBDIR, GAP_KEY, RESULTS_JSON, RESULTS_MD, reading_margin
 from babyaipp.errors import CheckpointError
 from babyaipp.utils import atomic_write_json, atomic_write_text
 
@@ -54,6 +54,15 @@ def fmt_gap(gap: Mapping[str, Any] | None) -> str:
     return "–" if not gap else f"{gap['gap']:+.3f} ± {gap['se']:.3f}"
 
 
+def fmt_reading(result: Mapping[str, Any]) -> str:
+    """TargetPairOnly success minus the memoriser's, marked **reads** when above it beyond 1.96 SE."""
+    margin = reading_margin(dict(result))
+    if margin is None:
+        return "–"
+    mark = " **reads**" if margin["reads"] else ""
+    return f"{margin['difference']:+.3f} ± {margin['se']:.3f}{mark}"
+
+
 def _fmt_num(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -91,6 +100,12 @@ def results_markdown(result: Mapping[str, Any]) -> str:
         _SPLIT_HEADER + _split_rows("model", result),
         f"**Gap Train − TargetPairOnly (model): {fmt_gap(result.get(GAP_KEY))}**\n",
     ]
+    if reading_margin(dict(result)) is not None:
+        lines.append(
+            f"**TargetPairOnly − memoriser (model): {fmt_reading(result)}** (the memoriser plans with the "
+            "Train split's statistics and never reads; a model above it by more than 1.96 SE, marked "
+            "**reads**, is using the description)\n"
+        )
     refs = result.get("references") or {}
     if refs:
         lines.append("## Reference policies\n")
@@ -149,20 +164,26 @@ def comparison_markdown(labelled: Sequence[tuple[str, Mapping[str, Any]]]) -> st
     for _, res in labelled:
         splits += [s for s in res.get("splits", {}) if s not in splits]
     split_cells = " | ".join(f"{s} success ± SE" for s in splits)
-    header = f"| run | env | episodes per split | {split_cells} | gap Train − TargetPairOnly |"
-    sep = "|---|---|---|" + "---|" * len(splits) + "---|"
+    header = (
+        f"| run | env | episodes per split | {split_cells} | gap Train − TargetPairOnly "
+        "| TargetPairOnly − memoriser |"
+    )
+    sep = "|---|---|---|" + "---|" * len(splits) + "---|---|"
 
-    def row(label: str, res: Mapping[str, Any]) -> str:
+    def row(label: str, res: Mapping[str, Any], reading: str) -> str:
         cells = [fmt_rate(res.get("splits", {}).get(s)) for s in splits]
         gap = fmt_gap(res.get(GAP_KEY))
         return (
             f"| {label} | `{res.get('env_id')}` | {res.get('episodes_per_split')} | "
-            + " | ".join(cells) + f" | {gap} |"
+            + " | ".join(cells) + f" | {gap} | {reading} |"
         )
 
-    rows = [row(label, res) for label, res in labelled]
-    rows += [row(label, ref) for label, ref in unique_references(labelled)]
-    note = "\n\nsuccess: episode ended with reward > 0; SE = sqrt(p(1-p)/n); references in *italics*."
+    rows = [row(label, res, fmt_reading(res)) for label, res in labelled]
+    rows += [row(label, ref, "") for label, ref in unique_references(labelled)]
+    note = (
+        "\n\nsuccess: episode ended with reward > 0; SE = sqrt(p(1-p)/n); references in *italics*; "
+        "**reads**: TargetPairOnly success above the memoriser's (which never reads) by more than 1.96 SE."
+    )
     return "\n".join([header, sep, *rows]) + note + "\n"
 
 
@@ -171,6 +192,7 @@ __all__ = [
     "fmt_gap",
     "fmt_group",
     "fmt_rate",
+    "fmt_reading",
     "read_results",
     "results_markdown",
     "run_label",

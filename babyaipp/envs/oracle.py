@@ -9,15 +9,22 @@ out. A closed door on the path costs a ``toggle`` then a ``forward``. Because th
 deterministic the plan is executed as computed; the oracle replans if the state ever differs from
 the prediction. It is the package's proof that levels are solvable, a reference score, and the
 source of demonstrations.
+
+The same search drives two non-reading reference planners (:class:`ReferencePlanner`): they see
+the layout, the instruction and their own moves, never the episode's mapping, and plan with a
+belief over the difficulty's mappings instead (see :class:`MappingBelief`).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from minigrid.core.constants import COLOR_TO_IDX, IDX_TO_COLOR
 from minigrid.envs.babyai.core.verifier import (
     AfterInstr,
     AndInstr,
@@ -28,6 +35,7 @@ from minigrid.envs.babyai.core.verifier import (
     PutNextInstr,
 )
 
+from babyaipp.envs import dynamics as dyn
 from babyaipp.envs.physics import (
     DIR_TO_VEC,
     DONE,
@@ -40,8 +48,10 @@ from babyaipp.envs.physics import (
     TOGGLE,
     resolve_motion,
 )
+from babyaipp.errors import check_choice
 
 State = tuple[int, int, int, int, int]  # x, y, dir, steps_in_cell (capped), magic parity
+PropsAt = Callable[[int, int], "frozenset[str] | tuple[str, ...]"]
 
 
 class NoPlanError(RuntimeError):
@@ -176,7 +186,11 @@ class Oracle:
     def _state(self) -> State:
         env = self.base
         x, y = (int(v) for v in env.agent_pos)
-        return _normalise(env, x, y, int(env.agent_dir), env.steps_in_cell, env.magic_count)
+        return _normalise(env.properties_at, x, y, int(env.agent_dir), env.steps_in_cell, env.magic_count)
+
+    def _plan_actions(self, targets: set[tuple[int, int]]) -> list[tuple[int, State | None]]:
+        """The action plan to face one of ``targets``; the oracle plans with the true dynamics."""
+        return plan_to_face(self.base, targets)
 
     def _facing(self, targets: set[tuple[int, int]]) -> bool:
         fx, fy = (int(v) for v in self.base.front_pos)
@@ -186,7 +200,7 @@ class Oracle:
         self, targets: Iterable[tuple[int, int]], then: int | None = None, on_arrival: Callable[[], None] | None = None
     ) -> int:
         targets = set(targets)
-        actions = plan_to_face(self.base, targets)
+        actions = self._plan_actions(targets)
         if then is not None:
             actions.append((then, None))
         if on_arrival:
@@ -211,24 +225,37 @@ def _carries_key_for(env: Any, doors: list[Any]) -> bool:
     return c is not None and c.type == "key" and any(c.color == d.color for d in doors)
 
 
-def _normalise(env: Any, x: int, y: int, d: int, steps_in_cell: int, magic_count: int) -> State:
-    props = env.properties_at(x, y)
+def _normalise(props_at: PropsAt, x: int, y: int, d: int, steps_in_cell: int, magic_count: int) -> State:
+    props = props_at(x, y)
     sic = min(steps_in_cell, STICKY_STEPS) if "sticky" in props else STICKY_STEPS
     mc = magic_count % 2 if "magic" in props else 0
     return (x, y, d, sic, mc)
 
 
 def _search(
-    env: Any, targets: set[tuple[int, int]] | None, any_door: bool = False
+    env: Any,
+    targets: set[tuple[int, int]] | None,
+    any_door: bool = False,
+    props_at: PropsAt | None = None,
+    start: State | None = None,
+    keep_way_back: bool = False,
 ) -> tuple[dict[State, tuple[State, tuple[int, ...]] | None], State | None]:
     """Breadth-first search over (cell, direction, counters) with the tile physics.
 
     Stops at the first state facing a cell of ``targets`` (``None``: explore everything). Closed
     doors are passed with a toggle; locked doors only with their key in hand, or always when
     ``any_door`` (the solvability check, where keys are fetched first). Trap cells are never entered.
+    ``props_at`` gives the tile properties to plan with (default: the episode's own, as the oracle
+    knows them); a reference planner passes its belief. ``start`` defaults to the agent's state.
+
+    With ``keep_way_back`` a goal state is accepted only if the search can come back from it to the
+    start cell: magic pushes move the agent one way (down), so the first goal found may lie in a
+    pocket from which the next subgoal (a door after its key, say) cannot be reached. If no goal
+    keeps the way back, the first goal found is returned.
     """
     grid = env.grid
     carrying = env.carrying
+    props_at = env.properties_at if props_at is None else props_at
 
     def passable(x: int, y: int) -> bool:
         cell = grid.get(x, y)
@@ -243,28 +270,35 @@ def _search(
         cell = grid.get(x, y)
         return cell is not None and cell.type == "door" and not cell.is_open
 
-    x0, y0 = (int(v) for v in env.agent_pos)
-    start = _normalise(env, x0, y0, int(env.agent_dir), env.steps_in_cell, env.magic_count)
+    if start is None:
+        x0, y0 = (int(v) for v in env.agent_pos)
+        start = _normalise(props_at, x0, y0, int(env.agent_dir), env.steps_in_cell, env.magic_count)
     parents: dict[State, tuple[State, tuple[int, ...]] | None] = {start: None}
     queue = deque([start])
+    first_goal: State | None = None
     while queue:
         s = queue.popleft()
         x, y, d, sic, mc = s
         dx, dy = DIR_TO_VEC[d]
         if targets is not None and (x + dx, y + dy) in targets:
-            return parents, s
+            if not keep_way_back:
+                return parents, s
+            first_goal = first_goal or s
+            _, found = _search(env, {start[:2]}, any_door, props_at, start=s, keep_way_back=False)
+            if found is not None or s[:2] == start[:2]:
+                return parents, s
         for a in (FORWARD, LEFT, RIGHT):
-            m = resolve_motion((x, y), d, a, sic, mc, env.properties_at, passable)
+            m = resolve_motion((x, y), d, a, sic, mc, props_at, passable)
             if m.entered_trap:
                 continue
             macro: tuple[int, ...] = (a,)
             if m.pos != (x, y) and is_closed_door(*m.pos):
                 macro = (TOGGLE, a)
-            ns = _normalise(env, m.pos[0], m.pos[1], m.dir, m.steps_in_cell, m.magic_count)
+            ns = _normalise(props_at, m.pos[0], m.pos[1], m.dir, m.steps_in_cell, m.magic_count)
             if ns not in parents:
                 parents[ns] = (s, macro)
                 queue.append(ns)
-    return parents, None
+    return parents, first_goal
 
 
 def faceable_cells(env: Any) -> set[tuple[int, int]]:
@@ -273,13 +307,25 @@ def faceable_cells(env: Any) -> set[tuple[int, int]]:
     return {(x + DIR_TO_VEC[d][0], y + DIR_TO_VEC[d][1]) for x, y, d, _, _ in parents}
 
 
-def plan_to_face(env: Any, targets: set[tuple[int, int]]) -> list[tuple[int, State | None]]:
+def plan_to_face(
+    env: Any,
+    targets: set[tuple[int, int]],
+    props_at: PropsAt | None = None,
+    magic_count: int | None = None,
+) -> list[tuple[int, State | None]]:
     """Shortest action sequence (in actions) after which the agent faces a cell of ``targets``.
 
     Each entry is (action, expected state before that action). Closed doors are passed with a
     toggle; locked doors only with their key in hand. Raises :class:`NoPlanError` if unreachable.
+    ``props_at`` / ``magic_count``: the tile properties and the agent's magic counter to plan with
+    (default: the episode's true ones). Where a tile may be magic, plans that strand the agent
+    (no way back to where it stands) are avoided when another plan exists.
     """
-    parents, goal = _search(env, targets)
+    props_at = env.properties_at if props_at is None else props_at
+    x0, y0 = (int(v) for v in env.agent_pos)
+    mc = env.magic_count if magic_count is None else magic_count
+    start = _normalise(props_at, x0, y0, int(env.agent_dir), env.steps_in_cell, mc)
+    parents, goal = _search(env, targets, props_at=props_at, start=start, keep_way_back=_magic_in_play(env, props_at))
     if goal is None:
         raise NoPlanError(f"no trap-free path to face any of {sorted(targets)}")
     steps: list[tuple[int, State | None]] = []
@@ -294,3 +340,201 @@ def plan_to_face(env: Any, targets: set[tuple[int, int]]) -> list[tuple[int, Sta
         s = prev
     steps.reverse()
     return steps
+
+
+def _magic_in_play(env: Any, props_at: PropsAt) -> bool:
+    """Whether any tile of the floor has (or is believed to have) the magic property."""
+    floor = env.floor
+    colours, first = np.unique(floor, return_index=True)
+    cells = [np.unravel_index(i, floor.shape) for c, i in zip(colours, first) if c >= 0]
+    return any("magic" in props_at(int(x), int(y)) for x, y in cells)
+
+
+# --------------------------------------------------------------------------- non-reading planners
+#: Prior weight of a mapping outside the memoriser's Train split: small enough never to compete
+#: with a Train mapping, large enough to keep the posterior proper once every Train mapping has
+#: been ruled out by what the agent saw (it then falls back on any admissible mapping).
+OUTSIDE_PRIOR = 1e-9
+#: The non-reading reference planners and the prior over mappings each plans with.
+REFERENCE_PRIORS: dict[str, str] = {"memoriser": "Train", "cautious": "uniform"}
+
+
+class MappingBelief:
+    """A posterior over the difficulty's colour -> properties mappings, for planners that never read.
+
+    The prior is the ``Train`` split's distribution (``prior="Train"``: uniform over the mappings
+    Train draws, what a perfect memoriser of Train knows) or uniform over every admissible mapping
+    (``prior="uniform"``: no knowledge at all). :meth:`observe` drops the mappings that would not
+    have produced a move the agent made (a fliplr turn, a flipud step, a magic push, a sticky wait,
+    or surviving a tile), which is what an agent with memory can learn without reading.
+    """
+
+    def __init__(self, difficulty: str, properties_per_colour: int, prior: str = "Train"):
+        dyn.validate(difficulty, "Train", properties_per_colour)
+        self.colours: tuple[str, ...] = dyn.DIFFICULTY_COLOURS[difficulty]
+        train = set(dyn.split_mappings(difficulty, "Train", properties_per_colour))
+        mappings = dyn.all_mappings(difficulty, properties_per_colour)
+        self.mappings: list[dict[str, frozenset[str]]] = [{c: frozenset(p) for c, p in m} for m in mappings]
+        check_choice("prior", prior, ("Train", "uniform"))
+        if prior == "Train":
+            self.prior = np.array([1.0 if m in train else OUTSIDE_PRIOR for m in mappings])
+        else:
+            self.prior = np.ones(len(mappings))
+        self.weights = self.prior.copy()
+
+    def reset(self) -> None:
+        self.weights = self.prior.copy()
+
+    def _alive(self) -> np.ndarray:
+        return self.weights > 0
+
+    def trap_risk(self, colours: Iterable[str]) -> float:
+        """Posterior probability that at least one of ``colours`` is a trap."""
+        colours = tuple(colours)
+        hit = np.array([any("trap" in m[c] for c in colours) for m in self.mappings])
+        return float(self.weights[hit].sum() / self.weights.sum())
+
+    def likely_properties(self, colour: str) -> frozenset[str]:
+        """The most probable properties of ``colour`` given that it is not a trap (plain if it must be)."""
+        scores: dict[frozenset[str], float] = {}
+        for m, w in zip(self.mappings, self.weights):
+            if w > 0 and "trap" not in m[colour]:
+                scores[m[colour]] = scores.get(m[colour], 0.0) + w
+        if not scores:
+            return frozenset()
+        # ties broken by the table order of the properties, so the choice is deterministic
+        return max(scores, key=lambda p: (scores[p], [-dyn.PROPERTIES.index(q) for q in sorted(p)]))
+
+    def observe(
+        self,
+        before: tuple[tuple[int, int], int, int],
+        action: int,
+        after: tuple[tuple[int, int], int],
+        colour_at: Callable[[int, int], str | None],
+        can_enter: Callable[[int, int], bool],
+    ) -> bool:
+        """Keep the mappings that explain one step: ``before`` = (pos, dir, steps in cell), ``after``
+        = (pos, dir), the agent alive. Returns whether the belief changed."""
+        (pos, direction, steps_in_cell), (new_pos, new_dir) = before, after
+        changed = False
+        for i, m in enumerate(self.mappings):
+            if self.weights[i] == 0:
+                continue
+
+            def props_at(x: int, y: int, m: dict[str, frozenset[str]] = m) -> frozenset[str]:
+                c = colour_at(x, y)
+                return m[c] if c in m else frozenset()
+
+            # On a magic tile the magic counter equals the steps spent in the cell (both restart
+            # on a move), so the agent's own count stands for it.
+            magic = steps_in_cell if "magic" in props_at(*pos) else 0
+            motion = resolve_motion(pos, direction, action, steps_in_cell, magic, props_at, can_enter)
+            if motion.entered_trap or motion.pos != new_pos or motion.dir != new_dir:
+                self.weights[i] = 0.0
+                changed = True
+        if not self._alive().any():  # nothing explains it (cannot happen with the true mapping kept)
+            self.weights = self.prior.copy()
+        return changed
+
+
+class ReferencePlanner(Oracle):
+    """A planner that does not read: the oracle's subgoals and search, planned with a belief.
+
+    It knows the layout (grid, objects, which cell has which colour), the instruction and its own
+    moves; it never sees the episode's colour -> properties mapping, nor the description. For every
+    subgoal it picks the set of colours to walk on with the least posterior risk of holding a trap
+    (the empty set first: a tile-free path always wins when it exists and the planner is unsure of
+    every colour), the shortest plan among equally risky sets, and plans with each allowed colour's
+    most likely non-trap properties. It replans whenever a move surprises it, after updating its
+    belief.
+
+    * ``memoriser`` (``prior="Train"``): a perfect memoriser of the Train split. On held-out pairs it
+      walks onto the colour Train never made a trap.
+    * ``cautious`` (``prior="uniform"``): every mapping equally likely, so every colour is equally
+      risky: it avoids tiles when it can, else crosses as few colours as it can.
+    """
+
+    def __init__(self, env: Any, prior: str = "Train"):
+        super().__init__(env)
+        base = env.unwrapped
+        self.belief = MappingBelief(base.difficulty, base.properties_per_colour, prior)
+        self._last: tuple[tuple[tuple[int, int], int, int], int] | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.belief.reset()
+        self._last = None
+
+    def _colour_at(self, x: int, y: int) -> str | None:
+        idx = int(self.base.floor[x, y])
+        return None if idx < 0 else IDX_TO_COLOR[idx]
+
+    def act(self) -> int:
+        env = self.base
+        here = (int(env.agent_pos[0]), int(env.agent_pos[1]))
+        if self._last is not None:
+            before, action = self._last
+            if self.belief.observe(before, action, (here, int(env.agent_dir)), self._colour_at, env.can_enter):
+                self._plan.clear()  # what it believed has changed: plan again
+        action = super().act()
+        self._last = ((here, int(env.agent_dir), int(env.steps_in_cell)), action)
+        return action
+
+    def _believed(self, allowed: Sequence[str]) -> PropsAt:
+        """Tile properties to plan with when walking only on ``allowed`` colours."""
+        by_idx: dict[int, frozenset[str]] = {COLOR_TO_IDX[c]: frozenset({"trap"}) for c in self.belief.colours}
+        for c in allowed:
+            by_idx[COLOR_TO_IDX[c]] = self.belief.likely_properties(c)
+        floor = self.base.floor
+        plain: frozenset[str] = frozenset()
+
+        def props_at(x: int, y: int) -> frozenset[str]:
+            idx = int(floor[x, y])
+            return plain if idx < 0 else by_idx.get(idx, plain)
+
+        return props_at
+
+    def _state(self) -> State:
+        env = self.base
+        x, y = (int(v) for v in env.agent_pos)
+        props_at = self._current_belief or self._believed(())
+        magic = env.steps_in_cell if "magic" in props_at(x, y) else 0
+        return _normalise(props_at, x, y, int(env.agent_dir), env.steps_in_cell, magic)
+
+    _current_belief: PropsAt | None = None
+
+    def _plan_actions(self, targets: set[tuple[int, int]]) -> list[tuple[int, State | None]]:
+        env = self.base
+        here = (int(env.agent_pos[0]), int(env.agent_pos[1]))
+        standing = self._colour_at(*here)
+        colours = self.belief.colours
+        subsets = [tuple(s) for k in range(len(colours) + 1) for s in itertools.combinations(colours, k)]
+        # The tile it stands on is walked on whatever it chooses (it survived entering it).
+        subsets = [s if standing is None or standing in s else (*s, standing) for s in subsets]
+        ranked = sorted(set(subsets), key=lambda s: (round(self.belief.trap_risk(s), 12), len(s), s))
+        best: tuple[list[tuple[int, State | None]], PropsAt] | None = None
+        best_risk = None
+        for allowed in ranked:
+            risk = round(self.belief.trap_risk(allowed), 12)
+            if best_risk is not None and risk > best_risk:
+                break
+            props_at = self._believed(allowed)
+            magic = env.steps_in_cell if "magic" in props_at(*here) else 0
+            try:
+                plan = plan_to_face(env, targets, props_at=props_at, magic_count=magic)
+            except NoPlanError:
+                continue
+            if best is None or len(plan) < len(best[0]):
+                best, best_risk = (plan, props_at), risk
+        if best is None:
+            raise NoPlanError(f"no path to face any of {sorted(targets)} under any choice of colours")
+        self._current_belief = best[1]
+        return best[0]
+
+
+def make_reference_planner(name: str, env: Any) -> Oracle:
+    """``oracle`` (reads the mapping), ``memoriser`` or ``cautious`` (never read it) for ``env``."""
+    if name == "oracle":
+        return Oracle(env)
+    check_choice("planner", name, ("oracle", *REFERENCE_PRIORS))
+    return ReferencePlanner(env, prior=REFERENCE_PRIORS[name])

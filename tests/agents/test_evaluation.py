@@ -182,7 +182,7 @@ def test_results_written_and_reread(evaluated_run):
     assert list(result["splits"]) == ["Train", "Test", "TargetPairOnly"]
     assert result["seed_base"] == 10**6 and "disjoint" in result["seed_rule"]
     assert result["splits"]["TargetPairOnly"]["env_id"] == "BabyAIPP/GoToRedBall-Easy-TargetPairOnly-v0"
-    assert set(result["references"]) == {"random", "oracle"}
+    assert set(result["references"]) == {"random", "oracle", "memoriser", "cautious"}
     gap = result["gap_train_minus_target_pair_only"]
     train, tpo = result["splits"]["Train"], result["splits"]["TargetPairOnly"]
     assert gap["gap"] == pytest.approx(train["success_rate"] - tpo["success_rate"])

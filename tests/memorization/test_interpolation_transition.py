@@ -79,3 +79,15 @@ def test_bad_config_raises(field, value, text):
 def test_bad_activation_rejected():
     with pytest.raises(ValueError, match="valid choices: relu, tanh"):
         InterpolationTransitionConfig(activations=("gelu",))
+
+
+def test_claim_fails_without_the_nonlinearity():
+    """Ablation: a linear network's NT kernel is X Xᵀ (rank <= d), so λmin never leaves zero."""
+    result = run_module("interpolation_transition", quick=True, seed=0,
+                        overrides={"activations": ("linear",)})
+    details = result.check_details
+    assert details["lambda_min_positive_above_4n"]["kind"] == "claim"
+    assert not details["lambda_min_positive_above_4n"]["held"]
+    assert not details["linear_beats_ridgeless_least_squares"]["held"]
+    assert details["rank_at_most_Nd"]["held"]  # the sanity check still holds: it cannot fail
+    assert not result.held

@@ -23,6 +23,25 @@ class InvalidChoiceError(BabyAIPPError, ValueError):
         super().__init__(f"unknown {what} {value!r}; valid choices: {shown}")
 
 
+class UnknownKeywordError(InvalidChoiceError, TypeError):
+    """A keyword argument the callee does not take.
+
+    Also a ``TypeError``, as Python raises for an unexpected keyword, so clients that probe which
+    keywords an env accepts by catching ``TypeError`` (TorchRL's ``GymEnv``) work.
+    """
+
+    def __init__(self, what: str, *value_and_choices: Any):
+        if len(value_and_choices) != 2:  # rebuilt from its message alone, as gym.make does: type(e)(message)
+            Exception.__init__(self, what, *value_and_choices)
+            self.what, self.value, self.choices = what, None, []
+            return
+        value, choices = value_and_choices
+        self.what, self.value, self.choices = what, value, list(choices)
+        # Python's own wording, which callers match ("unexpected keyword argument 'frameskip'").
+        shown = ", ".join(map(str, self.choices))
+        Exception.__init__(self, f"{what} got an unexpected keyword argument {value!r}; valid choices: {shown}")
+
+
 class ConfigError(BabyAIPPError, ValueError):
     """A hyperparameter is outside its valid range."""
 

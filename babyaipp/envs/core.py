@@ -36,6 +36,7 @@ from babyaipp.envs.tiles import (
     stacked_grid,
     traps_cut_off_targets,
 )
+from babyaipp.envs.validation import GenerationBudget, check_level, validate_env_keywords
 from babyaipp.errors import BabyAIPPError, ConfigError, InvalidChoiceError, check_choice
 
 DESCRIPTION_MAX_CHARS = 256
@@ -70,6 +71,7 @@ class BabyAIPPMixin:
         **kwargs: Any,
     ):
         self.floor_layout = check_choice("floor", floor, FLOORS)
+        validate_env_keywords({**kwargs, "properties_per_colour": properties_per_colour})
         check_choice("text mode", text, TEXT_MODES)
         ppc = dyn.DEFAULT_PROPERTIES_PER_COLOUR[check_choice("difficulty", difficulty, dyn.DIFFICULTIES)]
         ppc = ppc if properties_per_colour is None else properties_per_colour
@@ -121,16 +123,19 @@ class BabyAIPPMixin:
     def _gen_grid(self, width: int, height: int) -> None:
         # RoomGridLevel._gen_grid without its prints ("Sampling rejected"), plus the floor layer.
         if getattr(self, "_pending_level", None) is not None:
-            self._load_level(self._pending_level)
+            self._load_level(check_level(self._pending_level))
             return
         placement_failures = 0
+        budget = GenerationBudget(self)  # minigrid retries forever; infeasible settings must fail
         while True:
             try:
-                RoomGrid._gen_grid(self, width, height)
-                self.gen_mission()
-                self.validate_instrs(self.instrs)
+                with budget.attempt():
+                    RoomGrid._gen_grid(self, width, height)
+                    self.gen_mission()
+                    self.validate_instrs(self.instrs)
                 self._gen_dynamics()
-            except (RecursionError, RejectSampling):
+            except (RecursionError, RejectSampling) as err:
+                budget.failed(err)
                 continue
             except PlacementError as err:
                 placement_failures += 1

@@ -15,7 +15,8 @@ import gymnasium as gym
 
 from babyaipp.envs.dynamics import DIFFICULTIES, SPLITS
 from babyaipp.envs.levels import TASKS
-from babyaipp.errors import InvalidChoiceError, check_choice
+from babyaipp.envs.validation import validate_task_keywords
+from babyaipp.errors import InvalidChoiceError, UnknownKeywordError, check_choice
 
 NAMESPACE = "BabyAIPP"
 _ID_RE = re.compile(rf"^(?:babyaipp:)?{NAMESPACE}/(?P<task>\w+?)-(?P<difficulty>[A-Za-z]+)-(?P<split>[A-Za-z]+)-v0$")
@@ -84,7 +85,8 @@ def make_level(task: str, difficulty: str, split: str, **kwargs: Any) -> gym.Env
     valid = valid_keywords(task)
     for key in kwargs:
         if key not in valid:
-            raise InvalidChoiceError(f"keyword for {task}", key, valid)
+            raise UnknownKeywordError(task, key, valid)
+    validate_task_keywords(task, kwargs)
     spec = TASKS[task]
     return spec.cls(difficulty=difficulty, split=split, **{**spec.defaults, **kwargs})
 

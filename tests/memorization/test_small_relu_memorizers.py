@@ -68,3 +68,21 @@ def test_duplicate_inputs_rejected():
 def test_bad_config_raises(field, value, text):
     with pytest.raises(ConfigError, match=re.escape(text)):
         SmallReluMemorizersConfig(**{field: value})
+
+
+def test_narrow_width_respects_the_parameter_budget():
+    from babyaipp.memorization.small_relu_memorizers import narrow_width, parameter_count
+
+    w = narrow_width(2048, 10, 0.5)
+    assert parameter_count(w, 10) <= 1024 < parameter_count(w + 1, 10)
+
+
+def test_claim_fails_when_width_is_below_sqrt_n():
+    """Ablation: width 0.3√N per layer (fewer parameters than points) cannot fit random labels."""
+    result = run_module("small_relu_memorizers", quick=True, seed=0,
+                        overrides={"train_width_factor": 0.3})
+    details = result.check_details
+    assert details["trained_largest_N_sign_accuracy"]["kind"] == "claim"
+    assert not details["trained_largest_N_sign_accuracy"]["held"]
+    assert details["three_layer_exact_fit_all_N"]["kind"] == "sanity"
+    assert not result.held

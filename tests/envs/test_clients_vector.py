@@ -189,4 +189,5 @@ def test_sync_mode_with_the_token_wrapper_matches_the_default_mode():
     b, _ = batched.reset(seed=1)
     assert all(np.array_equal(a[key], b[key]) for key in a)
     plain = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync")
-    assert isinstance(plain.single_observation_space["mission"], gym.spaces.Text)
+    assert isinstance(plain.single_observation_space["description"], gym.spaces.Text)
+    assert isinstance(plain.reset(seed=1)[0]["mission"][0], str)

@@ -66,13 +66,19 @@ Where the paper was unclear to us (we could read only its abstract) we decided:
   greedy (matching-pursuit) stand-in for the paper's analysis. We check the paper's neuron bound
   ``(n/d)·log(1/ε)/ε`` (constant 1) and report the measured constant against (n/d)·log(1/ε).
 
-Checks (all from the measured numbers): Baum has 0 errors with exactly ``2⌈m/d⌉ ≤ ⌈n/d⌉ + 1``
-units; the ReLU network has max |f(x_i) − y_i| < 1e-6 (Gaussian and ±1 labels) with exactly
-``4⌈n/d⌉`` units; NTK and recombination reach every ε; the NTK's constant
-``c = units / ((n/d)·log(1/ε))`` does not grow over the range of n (ratio ≤ 1.25: the O(·)
-claim); the recombination uses at most ``(n/d)·log(1/ε)/ε`` units (the paper's bound with
-constant 1); its total weight is at least ``weight_ratio`` (5) times below both the ReLU
-construction's and the NTK network's at every (n, d).
+Checks. Sanity (true by construction): Baum has 0 errors with ``2⌈m/d⌉`` units, the ReLU
+network interpolates with ``4⌈n/d⌉`` units, NTK and recombination reach every ε (they run until
+they do). Claim checks, thresholds from the statements rather than from a measurement: the NTK's
+neuron count grows linearly in n (fitted exponent ≤ 1.25; a log factor fits as ~1.17 here); the
+recombination uses at most ``(n/d)·log(1/ε)/ε`` units (the paper's bound, constant 1); its
+total weight is at least ``weight_ratio`` (5) times below both the ReLU construction's and the
+NTK network's at every (n, d), and grows like √n up to logs (fitted exponent ≤ 0.75; the other
+two grow like n²); and selecting the most correlated neurons saves at least a third of the
+neurons that plain least squares on random cos features (``pool_factor=1``, the ablation)
+needs for the same ε. The ablation ``pool_factor=1`` makes the two procedures identical, so the
+last check fails (a test shows it); the weight comparison does *not* depend on the selection
+(plain least squares on cos features is as light), only on the bounded activation and the
+absence of the steep slopes the exact constructions need.
 
 Measured (seed 0, full grid, about 15 s on one core): Baum 0 errors with 2⌈m/d⌉ units (100 at
 n = 1000, d = 10); the ReLU network interpolates to ≤ 3e-9 with 4⌈n/d⌉ units but needs slopes K
@@ -97,7 +103,7 @@ from typing import Any
 import numpy as np
 
 from babyaipp.errors import ConfigError, check_range
-from babyaipp.memorization.base import MemoConfig, MemoSpec, Outcome
+from babyaipp.memorization.base import MemoConfig, MemoSpec, Outcome, claim, sanity
 
 METHODS = ("baum", "relu", "ntk", "recombination")
 METHOD_LABELS = {
@@ -334,7 +340,15 @@ class TwoLayerCapacityConfig(MemoConfig):
     frequency: float = 2.0
     weight_ratio: float = 5.0  # "several times smaller": recombination W ≤ others' W / weight_ratio
     relu_tolerance: float = 1e-6
-    growth_tolerance: float = 1.25  # O((n/d)log(1/ε)): the constant may not grow more than this over n
+    # O((n/d)·log(1/ε)) neurons is linear in n at fixed d, ε: a fitted exponent of 1. A log n factor
+    # would fit as ~1.17 over n = 100-1000, n^2 as 2; 1.25 accepts "linear up to logs" only.
+    units_exponent_max: float = 1.25
+    # Nearly optimal weight size is W ~ √n (exponent 1/2, from n = Σ y_i f(x_i) <= W·O(√n)); log
+    # factors add at most ~0.2 over n = 100-1000, so 0.75 separates √n from the n^2 of the others.
+    weight_exponent_max: float = 0.75
+    # Choosing the most residual-correlated neurons is the procedure's point: it must save at least
+    # a third of the neurons that plain least squares on random cos features needs for the same ε.
+    selection_saving_min: float = 1.5
 
     def __post_init__(self) -> None:
         if not self.sizes or not self.dims or not self.eps_values:
@@ -350,7 +364,9 @@ class TwoLayerCapacityConfig(MemoConfig):
         check_range("frequency", self.frequency, 0.0, low_inclusive=False)
         check_range("weight_ratio", self.weight_ratio, 1.0)
         check_range("relu_tolerance", self.relu_tolerance, 0.0, low_inclusive=False)
-        check_range("growth_tolerance", self.growth_tolerance, 1.0)
+        check_range("units_exponent_max", self.units_exponent_max, 0.0)
+        check_range("weight_exponent_max", self.weight_exponent_max, 0.0)
+        check_range("selection_saving_min", self.selection_saving_min, 0.0)
         if self.quick:
             self.sizes, self.dims = (100, 200, 400), (10,)
 
@@ -388,6 +404,12 @@ def measure_one(n: int, d: int, cfg: TwoLayerCapacityConfig, rng: np.random.Gene
                 "per_n_over_d_log": net.neurons / (n / d * math.log(1 / eps)),
                 "trace_neurons": trace.neurons, "trace_error": trace.rel_error,
             }
+    # Ablation baseline: the same residual fitting with no selection (plain least squares on fresh
+    # random cos features), at the smallest ε.
+    eps = min(cfg.eps_values)
+    plain, _ = recombination_network(x, signs, eps, cfg.block_fraction, 1, cfg.frequency, rng)
+    row["plain_least_squares"] = {"neurons": plain.neurons, "rel_error": relative_error(plain(x), signs),
+                                  "total_weight": plain.total_weight()}
     return row
 
 
@@ -419,20 +441,39 @@ def run(config: TwoLayerCapacityConfig) -> Outcome:
     # O((n/d)·log(1/ε)): the measured constant c = units / ((n/d)·log(1/ε)) must not grow with n.
     ntk_growth = {f"d={d},eps={e}": ntk_constant_growth(rows, d, e) for d in config.dims
                   for e in map(str, config.eps_values)}
-    ntk_count = all(g <= config.growth_tolerance for g in ntk_growth.values())
+    units_exponent = {f"d={d},eps={e}": loglog_slope([r["n"] for r in rows if r["d"] == d],
+                                                     [r["ntk"][e]["neurons"] for r in rows if r["d"] == d])
+                      for d in config.dims for e in map(str, config.eps_values)}
     rec_eps = all(v["rel_error"] <= float(e) for r in rows for e, v in r["recombination"].items())
-    rec_count = all(v["neurons"] <= r["n"] / r["d"] * math.log(1 / float(e)) / float(e)
+    rec_bound = max(v["neurons"] / (r["n"] / r["d"] * math.log(1 / float(e)) / float(e))
                     for r in rows for e, v in r["recombination"].items())
     ratios = [min(r["relu"]["total_weight"], r["ntk"][eps_main]["total_weight"])
               / r["recombination"][eps_main]["total_weight"] for r in rows]
+    savings = [r["plain_least_squares"]["neurons"] / r["recombination"][eps_main]["neurons"] for r in rows]
+    rec_weight_exponent = max(
+        loglog_slope([r["n"] for r in rows if r["d"] == d],
+                     [r["recombination"][eps_main]["total_weight"] for r in rows if r["d"] == d])
+        for d in config.dims)
     checks = {
-        "baum_exact_with_2ceil_m_over_d_units": baum_ok,
-        "relu_interpolates_with_4ceil_n_over_d_units": relu_ok,
-        "ntk_reaches_eps": ntk_eps,
-        "ntk_units_scale_like_n_over_d_log": ntk_count,
-        "recombination_reaches_eps": rec_eps,
-        "recombination_units_within_n_over_d_log_over_eps": rec_count,
-        "recombination_weights_several_times_smaller": min(ratios) >= config.weight_ratio,
+        "baum_exact_with_2ceil_m_over_d_units": sanity(
+            float(baum_ok), ">=", 1, "Baum's slabs are exact by construction (1 = every (n, d))"),
+        "relu_interpolates_with_4ceil_n_over_d_units": sanity(
+            float(relu_ok), ">=", 1, "the slab construction interpolates by design (1 = every (n, d))"),
+        "ntk_reaches_eps": sanity(float(ntk_eps), ">=", 1, "residual fitting runs until it reaches ε"),
+        "recombination_reaches_eps": sanity(float(rec_eps), ">=", 1, "residual fitting runs until ε"),
+        "ntk_units_linear_in_n": claim(
+            max(units_exponent.values()), "<=", config.units_exponent_max,
+            "fitted exponent of NTK neurons against n: O((n/d)·log(1/ε)) is linear in n"),
+        "recombination_units_within_n_over_d_log_over_eps": claim(
+            rec_bound, "<=", 1.0, "neurons / ((n/d)·log(1/ε)/ε): the paper's bound with constant 1"),
+        "recombination_weights_several_times_smaller": claim(
+            min(ratios), ">=", config.weight_ratio, "smallest W(ReLU or NTK) / W(recombination) over (n, d)"),
+        "recombination_weight_near_sqrt_n": claim(
+            rec_weight_exponent, "<=", config.weight_exponent_max,
+            "fitted exponent of the recombination's W against n (√n is optimal)"),
+        "selection_saves_neurons": claim(
+            min(savings), ">=", config.selection_saving_min,
+            "neurons of plain least squares / of the recombination at the same ε"),
     }
 
     slopes: dict[str, dict[str, float]] = {}
@@ -455,6 +496,11 @@ def run(config: TwoLayerCapacityConfig) -> Outcome:
             float(r["recombination"][eps_main]["per_n_over_d_log"]) for r in rows],
         "ntk_constant_vs_n_over_d_log": [float(r["ntk"][eps_main]["per_n_over_d_log"]) for r in rows],
         "ntk_constant_growth_over_n": ntk_growth,
+        "ntk_units_exponent": units_exponent,
+        "recombination_weight_exponent": rec_weight_exponent,
+        "weight_over_sqrt_n": [float(r["recombination"][eps_main]["total_weight"] / math.sqrt(r["n"]))
+                               for r in rows],
+        "plain_over_selected_neurons": savings,
     }
     key_figures = {
         "n,d": f"{big['n']},{big['d']}",
@@ -463,6 +509,8 @@ def run(config: TwoLayerCapacityConfig) -> Outcome:
                                                           big["recombination"][eps_main]["total_weight"])),
         "min W ratio": round(float(min(ratios)), 1),
         "rec units/(n/d·log)": round(float(big["recombination"][eps_main]["per_n_over_d_log"]), 2),
+        "rec W/√n": round(float(big["recombination"][eps_main]["total_weight"] / math.sqrt(big["n"])), 1),
+        "rec W exponent": round(float(rec_weight_exponent), 2),
     }
     return Outcome(metrics=metrics, checks=checks, key_figures=key_figures,
                    plot=lambda fig: plot(fig, metrics, config))

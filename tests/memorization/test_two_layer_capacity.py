@@ -90,6 +90,18 @@ def test_quick_run_holds(tmp_path) -> None:
         assert row["relu"]["max_abs_error"] < 1e-6
 
 
+def test_claim_fails_without_selecting_correlated_neurons() -> None:
+    """Ablation: pool_factor=1 turns the recombination into plain least squares on random features."""
+    result = run_module("two_layer_capacity", quick=True, seed=0, overrides={"pool_factor": 1})
+    details = result.check_details
+    assert details["selection_saves_neurons"]["kind"] == "claim"
+    assert not details["selection_saves_neurons"]["held"]
+    assert not result.held
+    # The weight-size check discriminates: the NTK network's W grows far faster than √n.
+    exponents = result.metrics["weight_growth_exponent"]["10"]
+    assert exponents["ntk"] > 0.75 >= exponents["recombination"]
+
+
 @pytest.mark.parametrize(
     ("field", "value", "needle"),
     [

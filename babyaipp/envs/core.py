@@ -8,6 +8,7 @@ applies the tile physics (:mod:`babyaipp.envs.physics`) before BabyAI's instruct
 
 from __future__ import annotations
 
+import copy
 import string
 from functools import cache
 from types import MappingProxyType
@@ -157,20 +158,61 @@ class BabyAIPPMixin:
         start = tuple(int(v) for v in self.agent_pos)
         targets = reachable_targets(self.grid, start)  # objects and doors on the plain floor
         self._set_dynamics(mapping)
-        dense = self.floor_layout == "dense"
-        colours = dyn.DIFFICULTY_COLOURS[self.difficulty]  # the dense layout never reads the mapping
-        for _ in range(_PLACEMENT_TRIES):
-            if dense:
-                self._set_floor(place_dense_tiles(rng, self.grid, start, colours, targets))
-            else:
-                self._set_floor(place_tiles(rng, self.grid, start, mapping))
-            if not traps_cut_off_targets(self.grid, start, self.floor, trap_colours, targets) and (
-                self._solvable_with_physics(targets, always=dense)
-            ):
-                break
+        if self.floor_layout == "dense":
+            self._place_dense_floor(rng, start, targets)
         else:
-            raise PlacementError("traps wall off the goal in every placement tried")
+            for _ in range(_PLACEMENT_TRIES):
+                self._set_floor(place_tiles(rng, self.grid, start, mapping))
+                if not traps_cut_off_targets(self.grid, start, self.floor, trap_colours, targets) and (
+                    self._solvable_with_physics(targets)
+                ):
+                    break
+            else:
+                raise PlacementError("traps wall off the goal in every placement tried")
         self.description = describe(rng, mapping, self.text_mode)
+
+    def _place_dense_floor(self, rng: np.random.Generator, start: tuple[int, int], targets: set) -> None:
+        """Tile the floor densely around routes to what the instruction needs (see ``place_dense_tiles``).
+
+        Routes go to the objects the instruction names (and the keys of locked doors), not to every
+        object: routes of several colours sharing the way to a distractor would leave plain
+        corridors, and distractors only stand in the way. The layout reads the colours in play,
+        never the mapping; the full physics search (which never enters a trap) then checks that
+        the agent can face every needed object with this episode's dynamics.
+        """
+        locked = np.zeros((self.width, self.height), dtype=bool)
+        for x, y in targets:
+            cell = self.grid.get(x, y)
+            locked[x, y] = cell.type == "door" and cell.is_locked
+        # what the instruction needs and the agent reaches before it holds any key
+        needed = self._instruction_cells() & (reachable_targets(self.grid, start, locked) if locked.any() else targets)
+        colours = dyn.DIFFICULTY_COLOURS[self.difficulty]
+        for _ in range(_PLACEMENT_TRIES):
+            self._set_floor(place_dense_tiles(rng, self.grid, start, colours, needed))
+            if self._solvable_with_physics(needed, always=True):
+                return
+        raise PlacementError("no dense layout left the needed objects reachable")
+
+    def _instruction_cells(self) -> set[tuple[int, int]]:
+        """Cells of every object an instruction description matches, and of the keys of locked doors."""
+        cells: set[tuple[int, int]] = set()
+        pending = [self.instrs]
+        while pending:
+            instr = pending.pop()
+            pending.extend(getattr(instr, name) for name in ("instr_a", "instr_b") if hasattr(instr, name))
+            for name in ("desc", "desc_move", "desc_fixed"):
+                if hasattr(instr, name):  # a copy: matching fills the description's object list
+                    _, positions = copy.copy(getattr(instr, name)).find_matching_objs(self)
+                    cells.update((int(x), int(y)) for x, y in positions)
+        locked = {c.color for c in self.grid.grid if c is not None and c.type == "door" and c.is_locked}
+        if locked:
+            cells.update(
+                (x, y)
+                for x in range(self.width)
+                for y in range(self.height)
+                if (c := self.grid.get(x, y)) is not None and c.type == "key" and c.color in locked
+            )
+        return cells
 
     def _set_dynamics(self, mapping: dict[str, tuple[str, ...]]) -> None:
         """Install an episode's colour -> properties mapping and restart the tile counters."""

@@ -92,8 +92,9 @@ def _free_and_candidate_cells(
 
 
 _UNCLAIMED = -1
-#: Extra cost of a route cell already on another colour's route (where it would turn plain).
-SHARED_CELL_PENALTY = 2.0
+#: Extra cost, for a route, of a cell where it would make the cell plain (every colour avoided there):
+#: large enough that routes detour rather than leave plain corridors.
+SHARED_CELL_PENALTY = 10.0
 _CONTESTED = -2
 
 
@@ -104,16 +105,18 @@ def place_dense_tiles(
     colours: Sequence[str],
     targets: set[tuple[int, int]],
 ) -> np.ndarray:
-    """Tile almost every candidate cell so that each colour alone connects the start to every target.
+    """Tile almost every candidate cell so that, whichever colour is removed, the others reach every target.
 
     The layout reads only the colours in play, never which property each has, so it carries no
-    information about the mapping. For every colour a route from the start to a free cell next to
-    each of ``targets`` is the shortest path under random per-cell weights (so it winds); its
-    candidate cells (as in :func:`place_tiles`) take that colour, and a cell on routes of two
-    colours stays plain, so every colour's route is made of its own colour and plain floor: with
-    any one or two colours removed (traps), the others' routes still reach every target. The
-    remaining candidate cells are filled by growing regions from the route cells in random
-    order, so each route lies inside a blob of its colour and every colour appears.
+    information about the mapping. For every colour X a route avoiding X runs from the start to a
+    free cell next to each of ``targets``: the shortest path under random per-cell weights (so it
+    winds), painted (on candidate cells, as in :func:`place_tiles`) with a carrier colour other
+    than X, or with any colour no route through the cell avoids; a cell every colour's route
+    crosses stays plain, and routes pay :data:`SHARED_CELL_PENALTY` to avoid making one. So with
+    the trap colour removed its route still reaches every target. The remaining candidate cells
+    are filled by growing regions from the route cells in random order: routes lie inside blobs,
+    and every colour appears. (A flipud+magic colour can still block a route; the caller checks
+    the physics and redraws.)
     """
     width, height = grid.width, grid.height
     n = width * height
@@ -125,7 +128,7 @@ def place_dense_tiles(
     for x, y in free:
         walkable[x + y * width] = True
     for x, y in _door_cells(grid):
-        walkable[x + y * width] = True
+        walkable[x + y * width] = not grid.get(x, y).is_locked  # routes need no key
     is_candidate = [False] * n
     for x, y in candidates:
         is_candidate[x + y * width] = True
@@ -133,11 +136,18 @@ def place_dense_tiles(
     start = agent_pos[0] + agent_pos[1] * width
     ends = [[t + o for o in offsets if walkable[t + o]] for t in (x + y * width for x, y in targets)]
 
-    claim = [_UNCLAIMED] * n
-    for c in rng.permutation(len(colours)).tolist():  # no colour's routes are systematically laid first
+    k = len(colours)
+    everyone = (1 << k) - 1
+    # Route r is made of its carrier colour where it can be; it must avoid the colours in avoid[r].
+    order = rng.permutation(k).tolist()
+    carriers = [order[(i + 1) % k] for i in range(k)]  # the route avoiding colour order[i] rides order[i + 1]
+    avoid = [1 << c for c in order]
+    forbidden = [0] * n  # colours some route through the cell must avoid
+    carrier_of = [_UNCLAIMED] * n
+    for r in range(k):
         weights = rng.random(n).tolist()
         for i in range(n):
-            if claim[i] != _UNCLAIMED:  # detour around other colours' routes, which turn plain if crossed
+            if forbidden[i] and (forbidden[i] | avoid[r]) == everyone:  # crossing would turn it plain
                 weights[i] += SHARED_CELL_PENALTY
         parent = _random_shortest_path_tree(weights, walkable, start, offsets)
         for cells in ends:
@@ -147,21 +157,29 @@ def place_dense_tiles(
             cell: int | None = min(reached, key=lambda e: parent[e][1])
             while cell is not None:
                 if is_candidate[cell]:
-                    owner = claim[cell]
-                    if owner == _UNCLAIMED:
-                        claim[cell] = c
-                    elif owner != c:
-                        claim[cell] = _CONTESTED
+                    forbidden[cell] |= avoid[r]
+                    if carrier_of[cell] == _UNCLAIMED:
+                        carrier_of[cell] = carriers[r]
                 cell = parent[cell][0]
+    claim = [_UNCLAIMED] * n
+    for i in range(n):
+        if forbidden[i]:
+            allowed = [c for c in order if not forbidden[i] >> c & 1]
+            if not allowed:
+                claim[i] = _CONTESTED
+            else:
+                claim[i] = carrier_of[i] if carrier_of[i] in allowed else allowed[0]
 
     seeds = [i for i in range(n) if claim[i] >= 0]
     open_cells = [i for i in range(n) if is_candidate[i] and claim[i] == _UNCLAIMED]
-    for c in range(len(colours)):  # a colour whose routes lie in the plain patches still appears
+    for c in range(k):  # a colour whose routes lie in the plain patches still appears
         if not any(claim[i] == c for i in seeds) and open_cells:
             i = open_cells.pop(int(rng.integers(len(open_cells))))
             claim[i] = c
             seeds.append(i)
-    _grow_regions(rng, claim, is_candidate, seeds, offsets, len(colours))
+    if len({claim[i] for i in seeds}) < k:
+        raise PlacementError("no room for a tile of every colour")  # one colour's absence would tell it apart
+    _grow_regions(rng, claim, is_candidate, seeds, offsets, k)
 
     floor = np.full((width, height), NO_TILE, dtype=np.int8)
     colour_idx = [COLOR_TO_IDX[colour] for colour in colours]

@@ -74,6 +74,26 @@ def _flatten(instr: Any) -> list[Any]:
     return [instr]
 
 
+def instruction_targets(env: Any) -> set[tuple[int, int]]:
+    """Cells of every object the instruction needs the agent to face: what it goes to, picks up,
+    moves or puts things next to, the doors it opens and the keys of those that are locked.
+
+    The dense floor lays its routes to these, not to every object, so that distractors do not
+    open plain corridors through the tiles.
+    """
+    base = env.unwrapped if hasattr(env, "unwrapped") else env
+    objs: list[Any] = []
+    for instr in _flatten(base.instrs):
+        descs = (instr.desc_move, instr.desc_fixed) if isinstance(instr, PutNextInstr) else (instr.desc,)
+        for desc in descs:
+            found, _ = desc.find_matching_objs(base)
+            objs += found
+        if isinstance(instr, OpenInstr):
+            locked = {o.color for o in objs if o.type == "door" and o.is_locked}
+            objs += [o for o in base.grid.grid if o is not None and o.type == "key" and o.color in locked]
+    return _positions(objs)
+
+
 class Oracle:
     """Acts in a BabyAI++ env (wrapped or not): call :meth:`reset` after ``env.reset``, then :meth:`act`."""
 
@@ -94,6 +114,10 @@ class Oracle:
 
     # ----------------------------------------------------------------- acting
     def act(self) -> int:
+        """The next action (the env must have been stepped with the previous one)."""
+        return self._follow_plan()
+
+    def _follow_plan(self) -> int:
         env = self.base
         while self._plan:
             action, expected = self._plan[0]
@@ -208,7 +232,7 @@ class Oracle:
         if not actions:
             return DONE
         self._plan.extend(actions)
-        return self.act()
+        return self._follow_plan()
 
 
 def _positions(objs: Iterable[Any]) -> set[tuple[int, int]]:
@@ -511,11 +535,11 @@ class ReferencePlanner(Oracle):
         subsets = [tuple(s) for k in range(len(colours) + 1) for s in itertools.combinations(colours, k)]
         # The tile it stands on is walked on whatever it chooses (it survived entering it).
         subsets = [s if standing is None or standing in s else (*s, standing) for s in subsets]
-        ranked = sorted(set(subsets), key=lambda s: (round(self.belief.trap_risk(s), 12), len(s), s))
+        ranked = sorted(set(subsets), key=lambda s: (round(self.belief.trap_risk(s), 6), len(s), s))
         best: tuple[list[tuple[int, State | None]], PropsAt] | None = None
         best_risk = None
         for allowed in ranked:
-            risk = round(self.belief.trap_risk(allowed), 12)
+            risk = round(self.belief.trap_risk(allowed), 6)
             if best_risk is not None and risk > best_risk:
                 break
             props_at = self._believed(allowed)

@@ -7,9 +7,14 @@ Each subsystem contributes its sub-commands through ``add_parsers(subparsers)`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from babyaipp.errors import BabyAIPPError
 
@@ -52,6 +57,43 @@ def _version() -> str:
     return f"babyaipp {__version__}"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler), raised like Ctrl-C so the same cleanup runs:
+    training checkpoints, level workers stop, temporary directories are removed."""
+
+
+#: Exit status after SIGTERM, as a shell reports a process it killed (128 + 15).
+EXIT_TERMINATED = 128 + signal.SIGTERM
+#: Exit status when the reader of stdout went away (``babyaipp levels | head``): 128 + SIGPIPE.
+EXIT_BROKEN_PIPE = 128 + 13
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated` in the main thread (then is ignored,
+    so the cleanup it starts is not cut short by a second one)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout has gone: point stdout at /dev/null so Python's exit flush stays quiet."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -59,15 +101,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        code = args.func(args)
+        with _sigterm_as_interrupt():
+            code = args.func(args)
+            sys.stdout.flush()
     except BabyAIPPError as err:
         print(f"babyaipp {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt as interrupt:
         detail = f" ({interrupt})" if str(interrupt) else ""
-        print(f"babyaipp {args.command}: interrupted{detail}", file=sys.stderr)
-        return 130
+        what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
+        print(f"babyaipp {args.command}: {what}{detail}", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else 130
+    except OSError as err:  # the filesystem refused: disk full, permission denied, not a directory
+        print(f"babyaipp {args.command}: error: {_os_error_line(err)}", file=sys.stderr)
+        return 2
     return int(code or 0)
+
+
+def _os_error_line(err: OSError) -> str:
+    """One line for an OSError: what failed, on which path, and for a full disk what to do."""
+    where = f"{err.filename}: " if err.filename else ""
+    line = f"{where}{err.strerror or err}"
+    if err.errno == errno.ENOSPC:
+        line += " (free some space, then run the command again)"
+    return line
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,8 +26,10 @@ first evaluation seed, so a cloned policy is never evaluated on a level it saw. 
 contiguous blocks of seeds and their episodes are written in seed order, so the dataset is the
 same for any number of workers.
 
-The dataset is built in a hidden temporary directory beside ``OUT`` and renamed onto ``OUT`` at
-the end: an interrupted or failed run leaves no dataset behind.
+The dataset is built in a hidden temporary directory beside ``OUT`` (``.OUT.tmp-<pid>-*``) and
+renamed onto ``OUT`` at the end: an interrupted (Ctrl-C, or SIGTERM through the CLI) or failed run
+removes it and leaves no dataset behind; one killed outright (SIGKILL) leaves it, and the next run
+into ``OUT`` removes it.
 
 The loader (:func:`load_demos`, :func:`find_dataset`, :class:`Demonstrations`) and the format
 markers it checks live in :mod:`babyaipp.agents.demos_loading` and are re-exported here.
@@ -35,6 +37,7 @@ markers it checks live in :mod:`babyaipp.agents.demos_loading` and are re-export
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -241,12 +244,39 @@ def _episode_stream(
             yield record_seeds(env_id, text, env_kwargs, block)
         return
     # spawn: workers start clean (no copied torch/tqdm threads); map() yields in submission order.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    from babyaipp.envs.pool import init_worker
+
+    context = get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(os.getpid(),))
+    try:
         n = len(blocks)
         yield from pool.map(record_seeds, [env_id] * n, [text] * n, [env_kwargs] * n, blocks)
+    finally:  # on Ctrl-C/SIGTERM, drop the queued blocks instead of recording them all first
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _temporary_prefix(out: Path) -> str:
+    return f".{out.name}.tmp-"
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Remove the temporary directories of earlier runs into ``out`` whose process is gone.
+
+    Ctrl-C, SIGTERM (through the CLI) and errors remove their own; only a run killed outright
+    (SIGKILL, a lost machine) leaves one, named ``.OUT.tmp-<pid>-*``, and the next run clears it.
+    """
+    from babyaipp.envs.pool import _process_alive
+
+    for path in out.parent.glob(f"{glob.escape(_temporary_prefix(out))}*"):
+        pid = path.name[len(_temporary_prefix(out)) :].split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _check_out(out: Path) -> None:
+    from babyaipp.agents.runs import check_out_dir
+
+    check_out_dir(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} already exists and is not empty; choose another --out")
 
@@ -284,7 +314,8 @@ def record_demos(
     from tqdm.auto import tqdm
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    _remove_stale_temporaries(out)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f"{_temporary_prefix(out)}{os.getpid()}-"))
     began = time.perf_counter()
     written = steps = successes = 0
     dataset = None

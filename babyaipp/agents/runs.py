@@ -7,6 +7,7 @@ A run directory holds::
     checkpoints/step_N.zip   periodic checkpoints, for --resume
     progress.csv             the learning curve (timesteps, episodes, mean return, success, fps)
     tb/                      TensorBoard logs
+    .lock                    held (an OS advisory lock) while a process writes the run; removed after
 
 Every file is written to a temporary name and renamed, so an interrupted run never leaves half a
 file. This module lists checkpoints, reads ``config.json`` and ``progress.csv``, loads models and
@@ -17,13 +18,17 @@ that only read finished runs can both use it without import cycles.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
+import pickle
 import re
 import time
 import zipfile
 from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +37,84 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from babyaipp.errors import BabyAIPPError, CheckpointError
+from babyaipp.errors import BabyAIPPError, CheckpointError, ConfigError
 from babyaipp.utils import atomic_write, atomic_write_text, resolve_device
 
 PROGRESS_COLUMNS = ("timesteps", "episodes", "mean_return", "success_rate", "fps")
 #: Episodes over which progress.csv averages return and success.
 PROGRESS_WINDOW = 100
 _CHECKPOINT_RE = re.compile(r"^step_(\d+)\.zip$")
+LOCK_NAME = ".lock"
+
+
+class RunLockedError(ConfigError):
+    """Another process holds the run directory's lock (it is training or resuming that run)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The run directory's lock
+# ---------------------------------------------------------------------------------------------
+
+
+def check_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """``path`` as a directory this process may create and write, or a one-line error naming ``flag``.
+
+    Checked before any work starts, so a bad ``--out`` fails in a second, not after training.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} is a file, not a directory; choose a directory")
+    existing = path
+    while not existing.exists():  # the nearest existing ancestor is the one that must be writable
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and (not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)):
+        what = "is a file" if not existing.is_dir() else "is not writable"
+        raise ConfigError(f"{flag} {str(path)!r} cannot be created or written: {str(existing)!r} {what}")
+    return path
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``run_dir/.lock`` with an exclusive OS advisory lock (``flock``) while writing the run.
+
+    Two processes training into one directory would overwrite each other's checkpoints; the
+    second one gets :class:`RunLockedError` naming the holder's pid. The lock dies with its
+    process (even on SIGKILL), so a crashed run never leaves the directory locked; the file is
+    removed on a clean exit.
+    """
+    import fcntl
+
+    run_dir = check_out_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunLockedError(
+                f"{run_dir} is being written by another babyaipp process (pid {holder}); "
+                "wait for it to finish or stop it, or choose another --out"
+            ) from None
+        try:  # the holder may have removed the file between our open and our lock: lock the new one
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,9 +164,7 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     """The run's ``config.json``; :class:`CheckpointError` naming the path if missing or corrupt."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
-        raise CheckpointError(
-            f"{path} not found: not a training run directory (train one with `babyaipp train`)"
-        )
+        raise CheckpointError(f"{path} not found: not a training run directory (train one with `babyaipp train`)")
     try:
         config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -103,26 +177,98 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     return config
 
 
-def _load_algorithm(path: Path, recurrent: bool, device: str, env: Any = None) -> BaseAlgorithm:
+#: Pickled entries of an SB3 ``model.zip`` that loading sets to None: training state that SB3
+#: rebuilds (schedules, buffers) or that ``resume`` resets (last observation, episode statistics).
+_STATE_ENTRIES = (
+    "_last_obs", "_last_episode_starts", "_last_original_obs", "ep_info_buffer", "ep_success_buffer",
+    "rollout_buffer_class", "rollout_buffer_kwargs", "lr_schedule", "_last_lstm_states",
+)  # fmt: skip
+
+
+def _rebuilt_objects(path: Path, config: dict[str, Any], env: Any) -> dict[str, Any]:
+    """Everything ``model.zip`` would unpickle, rebuilt from ``config.json`` instead.
+
+    SB3 stores the policy class, its keywords, the spaces and schedules as cloudpickle, which runs
+    code from the file when loaded; weights are read with ``torch.load(weights_only=True)``. Given
+    these objects SB3 unpickles none of them, so loading a run made by this package runs no code
+    from the file. A pickled entry this package does not know is refused rather than unpickled.
+    """
+    from babyaipp.agents.models import model_spec, policy_kwargs
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
+        raise CheckpointError(f"{path} is corrupt or not an SB3 model: {err}") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is corrupt: its 'data' entry is not a JSON object")
+    recurrent = bool(config["recurrent"])
+    model_config = model_spec(config["model"]).config.from_dict(dict(config.get("hyperparameters") or {}))
+    single = None
+    if env is None:
+        from babyaipp.envs.wrappers import make_tokenized
+
+        single = env = make_tokenized(config["env_id"], text=config["text"], **dict(config.get("env_kwargs") or {}))
+    wrapped = BaseAlgorithm._wrap_env(env, verbose=0, monitor_wrapper=False)  # channels-first, as SB3 saves it
+    observation_space, action_space = wrapped.observation_space, wrapped.action_space
+    if single is not None:
+        single.close()
+    algorithm = _algorithm_class(recurrent)
+    rebuilt: dict[str, Any] = {
+        "policy_class": algorithm.policy_aliases["MultiInputLstmPolicy" if recurrent else "MultiInputPolicy"],
+        "policy_kwargs": policy_kwargs(config["model"], model_config, recurrent),
+        "observation_space": observation_space,
+        "action_space": action_space,
+        "clip_range": model_config.clip_range,
+        **{name: None for name in _STATE_ENTRIES},
+    }
+    pickled = [k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v]
+    unknown = [k for k in pickled if k not in rebuilt]
+    if unknown:
+        raise CheckpointError(
+            f"{path} holds pickled entries this package does not rebuild ({', '.join(unknown)}); "
+            "loading them would run code from the file"
+        )
+    return {k: rebuilt[k] for k in pickled}
+
+
+def _load_algorithm(
+    path: Path, recurrent: bool, device: str, env: Any = None, config: dict[str, Any] | None = None
+) -> BaseAlgorithm:
+    """Load a checkpoint; with the run's ``config`` (every caller in this package passes it),
+    without unpickling anything from the file (:func:`_rebuilt_objects`)."""
     if not path.is_file():
         raise CheckpointError(f"{path} not found")
+    kind = _algorithm_class(recurrent).__name__
+    custom = _rebuilt_objects(path, config, env) if config is not None else None
     try:
-        return _algorithm_class(recurrent).load(path, env=env, device=device)
+        model = _algorithm_class(recurrent).load(path, env=env, device=device, custom_objects=custom)
     except BabyAIPPError:
         raise
-    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError) as err:
-        kind = _algorithm_class(recurrent).__name__
-        raise CheckpointError(f"{path} is corrupt or not a {kind} model: {err}") from err
+    except pickle.UnpicklingError as err:  # torch's weights-only reader refused policy.pth
+        raise CheckpointError(f"{path} is corrupt or not a {kind} model: a weights file in it cannot be read") from err
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is corrupt or not a {kind} model: {first}") from err
+    if recurrent != hasattr(model.policy, "lstm_actor"):
+        raise CheckpointError(
+            f"{path} holds a {'non-' if recurrent else ''}recurrent model, but config.json says "
+            f"recurrent={recurrent}: the two do not belong to the same run"
+        )
+    return model
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[BaseAlgorithm, dict[str, Any]]:
     """The trained model (PPO or RecurrentPPO) of a finished run and its config dict.
 
     Raises :class:`CheckpointError` naming the path when ``model.zip`` or ``config.json`` is
-    missing or corrupt.
+    missing or corrupt. Nothing pickled in ``model.zip`` is unpickled (see
+    :func:`_rebuilt_objects`); still, load only runs you trust.
     """
     config = read_config(run_dir)
-    model = _load_algorithm(Path(run_dir) / "model.zip", bool(config["recurrent"]), resolve_device(device))
+    model = _load_algorithm(
+        Path(run_dir) / "model.zip", bool(config["recurrent"]), resolve_device(device), config=config
+    )
     return model, config
 
 
@@ -154,16 +300,25 @@ class ProgressCallback(BaseCallback):
     episodes. Both files are rewritten atomically.
     """
 
-    def __init__(self, run_dir: Path, checkpoint_every: int, rows: list[dict[str, float]]):
+    def __init__(
+        self,
+        run_dir: Path,
+        checkpoint_every: int,
+        rows: list[dict[str, float]],
+        on_checkpoint: Callable[[int], None] | None = None,
+    ):
         super().__init__()
         self.run_dir, self.checkpoint_every = run_dir, checkpoint_every
+        #: Called with the step after every checkpoint (training records its segment in config.json).
+        self.on_checkpoint = on_checkpoint
         self.rows = list(rows)
         self.episodes = int(rows[-1]["episodes"]) if rows else 0
         self.returns: deque[float] = deque(maxlen=PROGRESS_WINDOW)
         self.start_time = 0.0
         self.start_steps = 0
         self.last_checkpoint = 0
-        self.trained_steps = 0  # num_timesteps at the end of the last gradient update
+        #: num_timesteps at the end of the last gradient update (None until training starts)
+        self.trained_steps: int | None = None
 
     def _on_training_start(self) -> None:
         self.start_time = time.perf_counter()
@@ -198,11 +353,22 @@ class ProgressCallback(BaseCallback):
     def save_checkpoint(self) -> Path:
         step = int(self.model.num_timesteps)  # the callback's own copy lags behind the model's
         self.last_checkpoint = step
-        return _save_atomic(self.model, self.run_dir / "checkpoints" / f"step_{step}.zip")
+        path = _save_atomic(self.model, self.run_dir / "checkpoints" / f"step_{step}.zip")
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(step)
+        return path
 
-    def save_interrupted(self) -> Path:
-        """On Ctrl-C mid-rollout: checkpoint the last update, dropping the unlearnt partial rollout."""
-        self.model.num_timesteps = self.trained_steps
+    def save_interrupted(self, model: BaseAlgorithm) -> Path:
+        """On Ctrl-C mid-rollout: checkpoint the last update, dropping the unlearnt partial rollout.
+
+        ``model`` is passed in because an interrupt in the first seconds of ``learn`` can come
+        before SB3 has given the callback its model; the checkpoint then holds the initial weights
+        at the step the call started from, which ``--resume`` continues like any other.
+        """
+        if getattr(self, "model", None) is None:
+            self.init_callback(model)
+        if self.trained_steps is not None:
+            model.num_timesteps = self.trained_steps
         return self.save_checkpoint()
 
     def record(self) -> None:
@@ -222,19 +388,21 @@ class ProgressCallback(BaseCallback):
         writer = csv.DictWriter(buffer, fieldnames=PROGRESS_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in self.rows:
-            writer.writerow(
-                {k: (int(row[k]) if k in ("timesteps", "episodes") else f"{row[k]:.6g}") for k in row}
-            )
+            writer.writerow({k: (int(row[k]) if k in ("timesteps", "episodes") else f"{row[k]:.6g}") for k in row})
         atomic_write_text(self.run_dir / "progress.csv", buffer.getvalue())
 
 
 __all__ = [
+    "LOCK_NAME",
     "PROGRESS_COLUMNS",
     "PROGRESS_WINDOW",
     "ProgressCallback",
+    "RunLockedError",
+    "check_out_dir",
     "checkpoints",
     "latest_checkpoint",
     "load_run",
     "read_config",
     "read_progress",
+    "run_lock",
 ]

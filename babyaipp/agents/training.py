@@ -13,8 +13,10 @@ lie in ``[s * 1000, s * 1000 + 999]`` with ``s < 1000``, below the evaluator's s
 
 from __future__ import annotations
 
+import math
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,15 +35,17 @@ from babyaipp.agents.runs import (  # noqa: F401  (the run-directory names, re-e
     _algorithm_class,
     _load_algorithm,
     _save_atomic,
+    check_out_dir,
     checkpoints,
     latest_checkpoint,
     load_run,
     read_config,
     read_progress,
+    run_lock,
 )
 from babyaipp.envs.registration import parse_env_id
 from babyaipp.envs.text import TEXT_MODES
-from babyaipp.errors import CheckpointError, ConfigError, check_choice, check_range
+from babyaipp.errors import BabyAIPPError, CheckpointError, ConfigError, check_choice, check_range
 from babyaipp.utils import atomic_write_json, resolve_device
 
 DEFAULT_ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
@@ -229,29 +233,97 @@ def train(
             run_dir, demos=demos, env_id=env_id, model=model, recurrent=recurrent, seed=seed, device=device,
             text=text, env_kwargs=env_kwargs, hyperparameters=hyperparameters, progress_bar=progress_bar,
         )  # fmt: skip
-    run_dir = Path(run_dir)
+    run_dir = check_out_dir(run_dir)
     spec = model_spec(model)
-    config = spec.config.from_dict(dict(hyperparameters or {}))
+    config = spec.config.from_dict(check_hyperparameters(spec.config, hyperparameters))
     check_range("steps", steps, 1, None)
     check_range("checkpoint_every", checkpoint_every, 0, None)
+    check_range("n_envs", n_envs, 1, SEEDS_PER_RUN)
     _check_batch(config, n_envs)
-    if (run_dir / "config.json").exists():
-        raise ConfigError(
-            f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out"
-        )
+    with run_lock(run_dir):
+        _clear_unstarted_run(run_dir)
+        return _train_locked(
+            run_dir, env_id=env_id, model=model, config=config, recurrent=recurrent, steps=steps, n_envs=n_envs,
+            seed=seed, device=device, text=text, env_kwargs=dict(env_kwargs or {}), engine=engine,
+            checkpoint_every=checkpoint_every, progress_bar=progress_bar, init_from=init_from,
+        )  # fmt: skip
+
+
+def check_hyperparameters(config_class: type[ModelConfig], values: dict[str, Any] | None) -> dict[str, Any]:
+    """``values`` checked against ``config_class``'s fields: each a finite number, the integer ones
+    whole (``--set n_epochs=2.5``, ``learning_rate=abc`` or ``nan`` would otherwise fail deep inside
+    the config or SB3, or train on NaN). Unknown names are left to ``from_dict``, which lists the
+    valid ones."""
+    kinds = {f.name: str(getattr(f.type, "__name__", f.type)) for f in fields(config_class)}
+    for name, value in dict(values or {}).items():
+        kind = kinds.get(name)
+        if kind not in ("int", "float"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"hyperparameter {name}={value!r} is not a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"hyperparameter {name}={value!r} must be a finite number")
+        if kind == "int" and not float(value).is_integer():
+            raise ConfigError(f"hyperparameter {name}={value!r} must be a whole number")
+    return {name: (int(v) if kinds.get(name) == "int" else v) for name, v in dict(values or {}).items()}
+
+
+def _clear_unstarted_run(run_dir: Path) -> None:
+    """Refuse a directory that holds a run to resume; clear one whose run left nothing to resume.
+
+    A run killed (SIGKILL, a crash, a lost machine) before its first checkpoint leaves
+    ``config.json`` but no checkpoint: nothing can continue it, so training there starts over.
+    The caller holds the lock, so no live process is writing that run.
+    """
+    if not (run_dir / "config.json").exists():
+        return
+    try:
+        read_config(run_dir)
+    except CheckpointError:
+        resumable = True  # not a config this package can read: leave the directory alone
+    else:
+        resumable = latest_checkpoint(run_dir) is not None
+    if resumable:
+        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
+    for name in ("config.json", "progress.csv"):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in ("tb", "checkpoints"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+def _train_locked(
+    run_dir: Path,
+    *,
+    env_id: str,
+    model: str,
+    config: ModelConfig,
+    recurrent: bool,
+    steps: int,
+    n_envs: int,
+    seed: int,
+    device: str,
+    text: str,
+    env_kwargs: dict[str, Any],
+    engine: str,
+    checkpoint_every: int,
+    progress_bar: bool,
+    init_from: str | Path | None,
+) -> TrainResult:
     resolved = resolve_device(device)
-    env_kwargs = dict(env_kwargs or {})
     vec = make_vec_env(env_id, n_envs, seed, text, env_kwargs, engine=engine)
-    seeds = [train_seed(seed, i) for i in range(n_envs)]
+    try:
+        seeds = [train_seed(seed, i) for i in range(n_envs)]
+        agent = build_agent(vec, model, config, recurrent, seed, resolved, run_dir / "tb")
+        _seed_vec_env(agent.get_env(), seed, 0)  # the constructor re-seeded the envs with `seed + i`
+        algorithm = type(agent)
+        warm_start = None
+        if init_from is not None:
+            from babyaipp.agents.imitation import warm_start_from
 
-    agent = build_agent(vec, model, config, recurrent, seed, resolved, run_dir / "tb")
-    _seed_vec_env(agent.get_env(), seed, 0)  # the constructor re-seeded the envs with `seed + i`
-    algorithm = type(agent)
-    warm_start = None
-    if init_from is not None:
-        from babyaipp.agents.imitation import warm_start_from
-
-        warm_start = warm_start_from(agent, init_from, model, recurrent, config, resolved)
+            warm_start = warm_start_from(agent, init_from, model, recurrent, config, resolved)
+    except BaseException:
+        vec.close()
+        raise
     run_config = {
         "package": "babyaipp",
         "version": _package_version(),
@@ -292,6 +364,10 @@ def train(
         raise
 
 
+#: config.json keys a run needs to be started again from step 0 by ``resume`` (no checkpoint).
+_RESTART_KEYS = ("env_id", "model", "recurrent", "steps", "n_envs", "seed", "text", "hyperparameters")
+
+
 def resume(
     run_dir: str | Path,
     *,
@@ -303,33 +379,63 @@ def resume(
     """Continue a run from its latest checkpoint up to ``steps`` total (default: the run's own).
 
     The run's config (env, model, text, seed, n_envs, hyperparameters) is reused as it is;
-    ``num_timesteps`` continues from the checkpoint's. Raises :class:`CheckpointError` if the
-    directory holds no config or no checkpoint.
+    ``num_timesteps`` continues from the checkpoint's. A run stopped before its first checkpoint
+    starts again from step 0 with its recorded config. ``steps`` below what the run has already
+    trained is refused; a finished run asked for no more steps is left untouched. Raises
+    :class:`CheckpointError` if the directory holds no config, or neither a checkpoint nor a
+    config complete enough to start over. What a resumed run does differently from an
+    uninterrupted one is listed in docs/agents.md ("Interrupting and resuming").
     """
     run_dir = Path(run_dir)
+    read_config(run_dir)  # a missing run fails before the lock creates its directory
+    with run_lock(run_dir):
+        return _resume_locked(run_dir, steps, device, checkpoint_every, progress_bar)
+
+
+def _resume_locked(
+    run_dir: Path, steps: int | None, device: str, checkpoint_every: int | None, progress_bar: bool
+) -> TrainResult:
     run_config = read_config(run_dir)
     if run_config.get("algo") == "bc":
         raise ConfigError(f"{run_dir} is a behaviour-cloning run, which cannot be resumed; train a new one")
     latest = latest_checkpoint(run_dir)
     if latest is None:
-        raise CheckpointError(f"no checkpoint to resume from in {run_dir / 'checkpoints'} (and no model.zip)")
-    _, path = latest
+        return _restart(run_dir, run_config, steps, device, checkpoint_every, progress_bar)
+    step, path = latest
     steps = int(run_config["steps"] if steps is None else steps)
     check_range("steps", steps, 1, None)
+    if steps < step:
+        raise ConfigError(
+            f"--steps {steps} is below the {step} steps {run_dir} has already trained; "
+            f"give --steps of at least {step}, or leave it out"
+        )
     every = int(run_config.get("checkpoint_every", 0) if checkpoint_every is None else checkpoint_every)
     check_range("checkpoint_every", every, 0, None)
     resolved = resolve_device(device)
+    recurrent = bool(run_config["recurrent"])
+    if steps == step and path.name == "model.zip":  # finished, and no more steps asked: touch nothing
+        agent = _load_algorithm(path, recurrent, resolved, config=run_config)
+        return TrainResult(run_dir, step, 0, 0.0, 0.0, step, agent)
 
     n_envs, seed = int(run_config["n_envs"]), int(run_config["seed"])
     used = list(run_config.get("train_seeds_used", []))
     offset = max(len(used), n_envs)  # seeds already handed out, counted across resumes
     segment = offset // n_envs
     vec = make_vec_env(
-        run_config["env_id"], n_envs, seed, run_config["text"], run_config.get("env_kwargs"), offset,
+        run_config["env_id"],
+        n_envs,
+        seed,
+        run_config["text"],
+        run_config.get("env_kwargs"),
+        offset,
         engine=run_config.get("engine", "gym"),
     )
-    set_random_seed(seed + segment)
-    agent = _load_algorithm(path, bool(run_config["recurrent"]), resolved, env=vec)
+    try:
+        set_random_seed(seed + segment)
+        agent = _load_algorithm(path, recurrent, resolved, env=vec, config=run_config)
+    except BaseException:
+        vec.close()
+        raise
     agent.tensorboard_log = str(run_dir / "tb")
     _seed_vec_env(agent.get_env(), seed, offset)
     agent._last_obs = None  # the pickled last observation belongs to the old envs: reset instead
@@ -338,6 +444,9 @@ def resume(
         for pair in states:
             for tensor in pair:
                 tensor.zero_()
+    for old in run_config.get("segments", []):
+        if old.get("ended") == "running":  # its process died without a word (SIGKILL, a crash)
+            old["ended"] = "killed"
     run_config.update(
         steps=steps,
         device=resolved,
@@ -345,9 +454,57 @@ def resume(
         train_seeds_used=[*used, *(train_seed(seed, offset + i) for i in range(n_envs))],
     )
     atomic_write_json(run_dir / "config.json", run_config)
-    return _learn(
-        agent, run_dir, run_config, steps, every, progress_bar, resumed_from=int(agent.num_timesteps)
-    )
+    return _learn(agent, run_dir, run_config, steps, every, progress_bar, resumed_from=int(agent.num_timesteps))
+
+
+def _restart(
+    run_dir: Path,
+    run_config: dict[str, Any],
+    steps: int | None,
+    device: str,
+    checkpoint_every: int | None,
+    progress_bar: bool,
+) -> TrainResult:
+    """``resume`` of a run stopped before its first checkpoint: train it again from step 0."""
+    missing = [key for key in _RESTART_KEYS if key not in run_config]
+    if missing or run_config.get("init_from"):
+        why = f"config.json lacks {', '.join(missing)}" if missing else "it was warm-started (--init-from)"
+        raise CheckpointError(
+            f"no checkpoint to resume from in {run_dir / 'checkpoints'} (and no model.zip), and the run cannot "
+            f"be started over from its config ({why}); train it again without --resume"
+        )
+    _clear_unstarted_run(run_dir)
+    config = model_spec(run_config["model"]).config.from_dict(dict(run_config["hyperparameters"]))
+    every = int(run_config.get("checkpoint_every", 0) if checkpoint_every is None else checkpoint_every)
+    return _train_locked(
+        run_dir, env_id=run_config["env_id"], model=run_config["model"], config=config,
+        recurrent=bool(run_config["recurrent"]), steps=int(run_config["steps"] if steps is None else steps),
+        n_envs=int(run_config["n_envs"]), seed=int(run_config["seed"]), device=device, text=run_config["text"],
+        env_kwargs=dict(run_config.get("env_kwargs") or {}), engine=run_config.get("engine", "gym"),
+        checkpoint_every=every, progress_bar=progress_bar, init_from=None,
+    )  # fmt: skip
+
+
+def _record_segment(
+    run_config: dict[str, Any], run_dir: Path, start: int, reached: int, began: float, ended: str
+) -> None:
+    """Write this call's segment (steps from..to, time, fps, how it ended) into config.json.
+
+    Written at every checkpoint too (``ended: "running"``), so a run killed without warning still
+    records the steps it trained; ``resume`` marks such a segment ``killed``.
+    """
+    elapsed = time.perf_counter() - began
+    done = reached - start
+    fps = done / elapsed if elapsed > 0 and done else 0.0
+    segment = {"from": start, "to": reached, "seconds": round(elapsed, 3), "fps": round(fps, 1), "ended": ended}
+    segments = list(run_config.get("segments", []))
+    if segments and segments[-1].get("ended") == "running" and segments[-1].get("from") == start:
+        segments[-1] = segment
+    else:
+        segments.append(segment)
+    run_config["segments"] = segments
+    run_config.update(num_timesteps=reached, completed=reached >= int(run_config["steps"]))
+    atomic_write_json(run_dir / "config.json", run_config)
 
 
 def _learn(
@@ -361,36 +518,44 @@ def _learn(
 ) -> TrainResult:
     start = int(agent.num_timesteps)
     rows = [r for r in read_progress(run_dir) if r["timesteps"] <= start] if resumed_from is not None else []
-    callback = ProgressCallback(run_dir, checkpoint_every, rows)
-    remaining = max(steps - start, 0)
     began = time.perf_counter()
-    if remaining > 0:
-        try:
-            agent.learn(
-                total_timesteps=remaining,
-                callback=callback,
-                reset_num_timesteps=resumed_from is None,
-                tb_log_name="run",
-                progress_bar=progress_bar,
-            )
-        except KeyboardInterrupt as interrupt:
-            saved = callback.save_interrupted()
-            agent.get_env().close()  # stops the engine's level workers, if any
-            raise KeyboardInterrupt(f"saved {saved}; continue with `babyaipp train --resume --out {run_dir}`") from (
-                interrupt
-            )
-        callback.after_update()
-    elapsed = time.perf_counter() - began
-    done = int(agent.num_timesteps) - start
-    fps = done / elapsed if elapsed > 0 and done else 0.0
-    _save_atomic(agent, run_dir / "model.zip")
-    run_config["segments"] = [
-        *run_config.get("segments", []),
-        {"from": start, "to": int(agent.num_timesteps), "seconds": round(elapsed, 3), "fps": round(fps, 1)},
-    ]
-    run_config.update(num_timesteps=int(agent.num_timesteps), completed=int(agent.num_timesteps) >= steps)
-    atomic_write_json(run_dir / "config.json", run_config)
-    agent.get_env().close()
+
+    def checkpointed(step: int) -> None:
+        _record_segment(run_config, run_dir, start, step, began, "running")
+
+    callback = ProgressCallback(run_dir, checkpoint_every, rows, on_checkpoint=checkpointed)
+    remaining = max(steps - start, 0)
+    try:
+        if remaining > 0:
+            try:
+                agent.learn(
+                    total_timesteps=remaining,
+                    callback=callback,
+                    reset_num_timesteps=resumed_from is None,
+                    tb_log_name="run",
+                    progress_bar=progress_bar,
+                )
+            except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM turned into one by the CLI
+                saved = callback.save_interrupted(agent)
+                _record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "interrupted")
+                raise type(interrupt)(
+                    f"saved {saved}; continue with `babyaipp train --resume --out {run_dir}`"
+                ) from interrupt
+            callback.after_update()
+        elapsed = time.perf_counter() - began
+        done = int(agent.num_timesteps) - start
+        fps = done / elapsed if elapsed > 0 and done else 0.0
+        _save_atomic(agent, run_dir / "model.zip")
+        _record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "completed")
+    except OSError as err:  # disk full, directory removed or made read-only under the run
+        kept = latest_checkpoint(run_dir)
+        where = (
+            f"it can continue from step {kept[0]} with `babyaipp train --resume --out {run_dir}` once that is fixed"
+            if kept else "no checkpoint was written"
+        )  # fmt: skip
+        raise BabyAIPPError(f"cannot write {err.filename or run_dir}: {err.strerror or err}; {where}") from err
+    finally:
+        agent.get_env().close()  # stops the engine's level workers, if any
     return TrainResult(run_dir, int(agent.num_timesteps), done, elapsed, fps, resumed_from, agent)
 
 

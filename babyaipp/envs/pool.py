@@ -12,7 +12,10 @@ requested ahead (:meth:`LevelGenerator.submit`) so the batch keeps stepping whil
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
+import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -52,10 +55,42 @@ def encode_seeds(env: Any, geometry: Geometry, seeds: Sequence[int]) -> list[Enc
     return out
 
 
-def _ignore_interrupts() -> None:
-    """Worker initializer: Ctrl-C reaches the whole process group, but only the parent should act on it
-    (it checkpoints and shuts the pool down); a worker would print a KeyboardInterrupt traceback."""
+#: How often a worker checks that the process that started it is still alive.
+PARENT_POLL_SECONDS = 0.5
+
+
+def _process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return True  # no /proc (macOS): the kill probe is all there is
+
+
+def _exit_with(parent_pid: int) -> None:
+    while _process_alive(parent_pid):
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(0)
+
+
+def init_worker(parent_pid: int) -> None:
+    """Worker initializer: ignore Ctrl-C and die with the process that started the pool.
+
+    Ctrl-C reaches the whole process group, but only the parent should act on it (it checkpoints
+    and shuts the pool down); a worker would print a KeyboardInterrupt traceback. A parent killed
+    outright (SIGKILL, a crash) cannot shut its pool down, and a worker blocked on the task queue
+    would then live forever (keeping the forkserver and resource tracker alive too); a daemon
+    thread ends the worker within :data:`PARENT_POLL_SECONDS` of the parent's death instead.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent_pid,), name="exit-with-parent", daemon=True).start()
 
 
 def _generate_in_worker(env_id: str, env_kwargs: dict[str, Any], width: int, height: int, seeds: list[int]):
@@ -90,7 +125,9 @@ class LevelGenerator:
     def executor(self) -> ProcessPoolExecutor:
         if self._executor is None:
             context = multiprocessing.get_context(self.start_method)
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_ignore_interrupts)
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=init_worker, initargs=(os.getpid(),)
+            )
         return self._executor
 
     def submit(self, seeds: Sequence[int]) -> list[Future]:

@@ -74,6 +74,9 @@ DEFAULT_EPISODES = 1000
 REFERENCE_POLICIES: tuple[str, ...] = ("random", "oracle", "memoriser", "cautious")
 #: The planners among the references (the oracle and the two that never read the description).
 PLANNER_POLICIES: tuple[str, ...] = ("oracle", "memoriser", "cautious")
+#: References that :func:`evaluate_reference_on_splits` also runs on request but eval tables leave
+#: out: ``walker`` ignores colours and walks the shortest path (a floor-layout diagnostic).
+EXTRA_REFERENCE_POLICIES: tuple[str, ...] = ("walker",)
 #: Key of the model's TargetPairOnly success minus the memoriser's, with its SE and verdict.
 READING_KEY = "target_pair_only_minus_memoriser"
 #: How many standard errors above the memoriser count as reading (two-sided 95%).
@@ -199,9 +202,9 @@ def evaluate_reference_on_splits(
     """A reference policy (``random``, ``oracle``, ``memoriser``, ``cautious``) on the model's splits and seeds."""
     from babyaipp.envs import make
 
-    check_choice("reference policy", policy, REFERENCE_POLICIES)
+    check_choice("reference policy", policy, REFERENCE_POLICIES + EXTRA_REFERENCE_POLICIES)
     splits = _check_common(splits, episodes, seed_base)
-    if policy in PLANNER_POLICIES and not oracle_available():
+    if policy != "random" and not oracle_available():
         raise BabyAIPPError("the oracle (babyaipp.envs.oracle) is not available in this install")
     ids = split_ids(env_id)
     results: dict[str, Any] = {}

@@ -556,9 +556,39 @@ class ReferencePlanner(Oracle):
         return best[0]
 
 
+class ColourBlindPlanner(ReferencePlanner):
+    """Walks the shortest path as if every tile were plain floor, taking a tile-free path when it
+    is as short: the policy that ignores colours altogether (a floor layout on which it succeeds
+    does not ask anyone to read)."""
+
+    def _plan_actions(self, targets: set[tuple[int, int]]) -> list[tuple[int, State | None]]:
+        env = self.base
+        plain: frozenset[str] = frozenset()
+        blind: PropsAt = lambda x, y: plain  # noqa: E731
+        floor = env.floor
+        tiles_blocked: PropsAt = lambda x, y: frozenset({"trap"}) if floor[x, y] >= 0 else plain  # noqa: E731
+        shortest = plan_to_face(env, targets, props_at=blind, magic_count=0)
+        here = (int(env.agent_pos[0]), int(env.agent_pos[1]))
+        if floor[here] < 0:
+            try:
+                tile_free = plan_to_face(env, targets, props_at=tiles_blocked, magic_count=0)
+                if len(tile_free) <= len(shortest):
+                    shortest = tile_free
+            except NoPlanError:
+                pass
+        self._current_belief = blind
+        return shortest
+
+
+#: Every planner by name: the oracle reads the mapping; the others never do.
+PLANNERS: tuple[str, ...] = ("oracle", *REFERENCE_PRIORS, "walker")
+
+
 def make_reference_planner(name: str, env: Any) -> Oracle:
-    """``oracle`` (reads the mapping), ``memoriser`` or ``cautious`` (never read it) for ``env``."""
+    """``oracle`` (reads the mapping), ``memoriser``, ``cautious`` or ``walker`` (never read it) for ``env``."""
+    check_choice("planner", name, PLANNERS)
     if name == "oracle":
         return Oracle(env)
-    check_choice("planner", name, ("oracle", *REFERENCE_PRIORS))
+    if name == "walker":
+        return ColourBlindPlanner(env, prior="uniform")
     return ReferencePlanner(env, prior=REFERENCE_PRIORS[name])

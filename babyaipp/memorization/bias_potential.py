@@ -38,12 +38,32 @@ Decisions where the paper is not specific at this scale (recorded here):
   validation samples); the checks use the validation-chosen one.
 - Checkpoints are log-spaced in the iteration count, as the dynamics span several time scales.
 
+Target. By default (``target="features"``) ``p* = exp(-V*) p0 / Z*`` where ``V*`` is a
+non-negative combination (weights summing to ``target_scale``) of ``target_features`` of the
+model's own random features: the target lies in the model's class with a norm that does not
+depend on ``d``, the setting of the paper's dimension-independent bound (each feature ``w . x``
+is ``N(0, 1)`` under ``p0`` in every ``d``). ``target="mixture"`` is the earlier two-bump ridge
+target, whose norm in the random-feature class grows with ``d``.
+
+Checks. Per d (claims): the end of training is more than 10% worse than the early-stopped model
+(memorisation; fails by construction when ``early_stopping=False``, the ablation), and the
+early-stopped model removes at least half of the untrained model's KL. Across d (claim): the
+early-stopped KL at the worst d is at most ``dimension_growth_max`` (2) times the d = 1 value.
+Sanity: the training loss is lower at the end than at the test-KL minimum.
+
+Measured outcome (docs/memorization.md has the five-seed figures): memorisation and early
+stopping reproduce in every d, but the dimension-independence check does *not* hold at this
+scale: with n = 100 samples and m = 400 features the early-stopped KL grows from about 0.01-0.05
+nats at d = 1 to 0.07-0.2 at d = 10 even for a target inside the model class. The paper's
+statement is a bound whose constant depends on the target's norm, not on d; the measured values
+sit far below any such bound in low d (the d = 1 features are nearly collinear, so the model has
+few effective parameters to over-fit with) and the variance term grows with the effective
+number of features, which is larger in higher d. We report this rather than tune the setting
+until it passes.
+
 Scale differences. The paper's statements are asymptotic (rates in ``n``, infinite-width
-features, gradient flow); here n = 100, m = 400, d in {1, 2, 5}, a few thousand steps per
-dimension. The paper's dimension-independence is a statement about rates for targets of bounded
-norm in the random-feature space; at fixed ``n`` and ``m`` the early-stopped KL measured here
-does grow with ``d`` (random directions cover a ridge function worse in higher ``d``), and we
-report it relative to the base ``KL(p* || p0)`` rather than claiming it is flat.
+features, gradient flow); here n = 100, m = 400, d in {1, 2, 5, 10}, a few thousand steps per
+dimension.
 """
 
 from __future__ import annotations
@@ -54,9 +74,10 @@ from typing import Any
 
 import numpy as np
 
-from babyaipp.errors import ConfigError, check_range
-from babyaipp.memorization.base import MemoConfig, MemoSpec, Outcome
+from babyaipp.errors import ConfigError, check_choice, check_range
+from babyaipp.memorization.base import Check, MemoConfig, MemoSpec, Outcome, claim, sanity
 
+TARGETS = ("features", "mixture")
 #: Half-width of the d = 1 quadrature grid; p0 mass beyond it is below 1e-11.
 GRID_HALF_WIDTH = 7.0
 
@@ -65,7 +86,13 @@ GRID_HALF_WIDTH = 7.0
 class BiasPotentialConfig(MemoConfig):
     """Hyperparameters; ``quick`` shrinks the feature count, quadrature and step count."""
 
-    dims: tuple[int, ...] = (1, 2, 5)
+    dims: tuple[int, ...] = (1, 2, 5, 10)
+    # "features": p* = exp(-V*) p0 / Z* with V* a bias potential of d-independent norm (the paper's
+    # setting); "mixture": a two-bump ridge target whose norm in the random-feature class grows with d.
+    target: str = "features"
+    target_features: int = 20
+    target_scale: float = 4.0  # sum of the target's (non-negative) feature weights
+    early_stopping: bool = True  # False = ablation: report the end of training as the "stopped" model
     n_samples: int = 100  # training samples from p*
     n_features: int = 400  # random ReLU features m (memorisation needs m well above n)
     steps: int = 6000  # gradient steps per dimension
@@ -79,6 +106,13 @@ class BiasPotentialConfig(MemoConfig):
     mode_std: float = 0.6
     n_test: int = 20000  # fresh target samples for the KL estimate
     n_checkpoints: int = 40  # log-spaced evaluation points
+    # Thresholds (fixed before the runs): the paper's early-stopped error is bounded independently of
+    # d, so the worst d may be at most twice the d = 1 value (finite n and m leave constant factors);
+    # the early-stopped model must remove at least half of the untrained model's error; and the
+    # memorisation phase must make the end of training at least 10% worse than the stopped model.
+    dimension_growth_max: float = 2.0
+    improvement_ratio: float = 0.5
+    memorisation_ratio: float = 1.1
 
     def __post_init__(self) -> None:
         self.dims = tuple(int(d) for d in self.dims)
@@ -86,6 +120,9 @@ class BiasPotentialConfig(MemoConfig):
             raise ConfigError("dims=() is empty; give at least one dimension in [1, 10]")
         for d in self.dims:
             check_range("dims entry", d, 1, 10)
+        check_choice("target", self.target, TARGETS)
+        check_range("target_features", self.target_features, 1, 10_000)
+        check_range("target_scale", self.target_scale, 0.0, 100.0, low_inclusive=False)
         check_range("n_samples", self.n_samples, 5, 100_000)
         check_range("n_features", self.n_features, 1, 100_000)
         check_range("steps", self.steps, 10, 10_000_000)
@@ -223,6 +260,53 @@ class MixtureTarget:
         return first - 0.5 * (rest**2).sum(axis=1) - 0.5 * (self.dim - 1) * math.log(2 * math.pi)
 
 
+@dataclass
+class FeatureTarget:
+    """``p* = exp(-V*) p0 / Z*`` with ``V*`` itself a bias potential of bounded norm.
+
+    ``V*(x) = sum_k c_k relu(v_k . x + e_k)`` with ``c_k >= 0`` summing to ``scale`` and features
+    drawn from the *same* distribution as the model's (directions uniform on the sphere, offsets
+    uniform): the setting of the paper's dimension-independent bound, where the target lies in the
+    model's function class with a norm that does not depend on ``d``. Each feature ``v . x`` is
+    ``N(0, 1)`` under ``p0`` in every ``d``. ``V* >= 0``, so samples come from exact rejection
+    sampling of ``p0`` (accept with probability ``exp(-V*)``); ``log Z*`` is a Monte Carlo mean of
+    the bounded ``exp(-V*)`` over ``p0`` samples (relative error ~1e-3).
+    """
+
+    dim: int
+    features: RandomFeatures
+    coefficients: np.ndarray
+    log_z: float
+
+    @classmethod
+    def draw(cls, model_features: RandomFeatures, count: int, scale: float,
+             rng: np.random.Generator, mc_samples: int = 400_000) -> FeatureTarget:
+        dim = model_features.directions.shape[1]
+        chosen = rng.choice(len(model_features.offsets), size=count, replace=False)
+        features = RandomFeatures(model_features.directions[chosen], model_features.offsets[chosen])
+        weights = rng.uniform(0.0, 1.0, count)
+        coefficients = scale * weights / weights.sum()
+        z = rng.standard_normal((mc_samples, dim))
+        log_z = float(np.log(np.mean(np.exp(-(features(z) @ coefficients)))))
+        return cls(dim, features, coefficients, log_z)
+
+    def potential(self, x: np.ndarray) -> np.ndarray:
+        return self.features(x) @ self.coefficients
+
+    def sample(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        kept: list[np.ndarray] = []
+        total = 0
+        while total < count:
+            z = rng.standard_normal((max(2 * count, 1000), self.dim))
+            z = z[rng.uniform(size=len(z)) < np.exp(-self.potential(z))]
+            kept.append(z)
+            total += len(z)
+        return np.vstack(kept)[:count]
+
+    def log_density(self, x: np.ndarray) -> np.ndarray:
+        return -self.potential(x) + log_standard_normal(x) - self.log_z
+
+
 # --------------------------------------------------------------------------- one dimension
 
 
@@ -235,11 +319,16 @@ def run_dimension(config: BiasPotentialConfig, dim: int) -> dict[str, Any]:
     seed_seq = np.random.SeedSequence([config.seed, dim])
     rngs = [np.random.default_rng(s) for s in seed_seq.spawn(5)]
     rng_data, rng_feat, rng_train_q, rng_eval_q, rng_test = rngs
-    target = MixtureTarget(dim, config.mode_distance, config.mode_std)
+    features = RandomFeatures.draw(dim, config.n_features, config.bias_range, rng_feat)
+    target: MixtureTarget | FeatureTarget
+    if config.target == "features":
+        target = FeatureTarget.draw(features, config.target_features, config.target_scale,
+                                    np.random.default_rng(seed_seq.spawn(1)[0]))
+    else:
+        target = MixtureTarget(dim, config.mode_distance, config.mode_std)
     x_train = target.sample(config.n_samples, rng_data)
     x_val = target.sample(config.n_samples, rng_data)
     x_test = target.sample(config.n_test, rng_test)
-    features = RandomFeatures.draw(dim, config.n_features, config.bias_range, rng_feat)
 
     if dim == 1:
         train_q = grid_quadrature(config.grid_points)
@@ -283,7 +372,7 @@ def run_dimension(config: BiasPotentialConfig, dim: int) -> dict[str, Any]:
 
     kls = np.array(rec["test_kl"])
     best = int(np.argmin(kls))
-    stop = int(np.argmin(rec["val_nll"]))
+    stop = int(np.argmin(rec["val_nll"])) if config.early_stopping else len(kls) - 1
     out: dict[str, Any] = {
         "dim": dim,
         **{k: [round(float(v), 6) for v in vals] for k, vals in rec.items() if k != "iters"},
@@ -324,35 +413,45 @@ def run_dimension(config: BiasPotentialConfig, dim: int) -> dict[str, Any]:
 
 def run(config: BiasPotentialConfig) -> Outcome:
     per_dim = [run_dimension(config, d) for d in config.dims]
-    checks: dict[str, bool] = {}
+    checks: dict[str, Check] = {}
     for r in per_dim:
         d = r["dim"]
-        kls, losses = r["test_kl"], r["loss"]
-        checks[f"d{d}_best_before_end"] = r["best_index"] < len(kls) - 1
-        checks[f"d{d}_final_kl_10pct_worse_than_best"] = r["final_kl"] > 1.1 * r["best_kl"]
-        # Memorisation phase: from the test-KL minimum on, the training loss only goes down.
-        late = losses[r["best_index"]:]
-        checks[f"d{d}_train_nll_keeps_decreasing"] = bool(
-            late[-1] < late[0] and all(b <= a + 1e-12 for a, b in zip(late, late[1:]))
-        )
-        checks[f"d{d}_early_stopped_kl_below_base"] = r["early_stop_kl"] < r["base_kl"]
-    metrics = {"per_dim": per_dim, "dims": list(config.dims)}
+        losses = r["loss"]
+        checks[f"d{d}_memorises_without_early_stopping"] = claim(
+            r["final_kl"] / r["early_stop_kl"], ">", config.memorisation_ratio,
+            "end-of-training KL / early-stopped KL: long training memorises")
+        checks[f"d{d}_early_stopped_kl_below_base"] = claim(
+            r["early_stop_kl"] / r["base_kl"], "<", config.improvement_ratio,
+            "early-stopped KL / untrained KL(p*||p0): early stopping generalises")
+        # Memorisation phase: past the test-KL minimum the training loss still goes down.
+        checks[f"d{d}_train_nll_lower_at_end"] = sanity(
+            losses[-1] - losses[r["best_index"]], "<", 0.0,
+            "train loss at the end minus at the test-KL minimum: gradient descent on a convex loss")
+    stopped = {r["dim"]: r["early_stop_kl"] for r in per_dim}
+    growth = max(stopped.values()) / stopped[min(stopped)]
+    if len(per_dim) > 1:
+        checks["early_stopped_kl_independent_of_d"] = claim(
+            growth, "<=", config.dimension_growth_max,
+            f"largest early-stopped KL over d / at d={min(stopped)}: does not grow with d")
+    metrics = {"per_dim": per_dim, "dims": list(config.dims), "early_stopped_kl_growth_over_d": growth}
     key_figures = {
-        f"d{r['dim']} KL stop/final/base": f"{r['early_stop_kl']:.3f}/{r['final_kl']:.3f}/{r['base_kl']:.2f}"
-        for r in per_dim[:3]
+        **{f"d{r['dim']} KL stop/final/base": f"{r['early_stop_kl']:.3f}/{r['final_kl']:.3f}/{r['base_kl']:.2f}"
+           for r in per_dim},
+        "stopped KL max/d1": round(growth, 2),
     }
 
     def plot(fig: Any) -> None:
         has_1d = any(r["dim"] == 1 for r in per_dim)
-        fig.set_size_inches(3.8 * (len(per_dim) + int(has_1d)), 4.2)
-        axes = fig.subplots(1, len(per_dim) + int(has_1d))
-        axes = np.atleast_1d(axes)
-        for ax, r in zip(axes, per_dim):
+        ncols = max(len(per_dim), 2)
+        fig.set_size_inches(3.6 * ncols, 7.6)
+        axes = np.atleast_2d(fig.subplots(2, ncols))
+        for ax, r in zip(axes[0], per_dim):
             iters = np.maximum(np.array(r["iters"]), 0.8)  # iteration 0 shown at the left edge
             ax.plot(iters, r["test_kl"], color="C3", label="test KL(p*||p_V)")
             ax.axhline(r["base_kl"], color="grey", ls=":", label="KL(p*||p0) (untrained)")
             ax.axvline(max(r["early_stop_iter"], 0.8), color="C2", ls="--", label="early stop (val NLL)")
             ax.set_xscale("log")
+            ax.set_yscale("log")
             ax.set_xlabel("gradient step")
             ax.set_ylabel("KL (nats)", color="C3")
             ax.set_title(f"d = {r['dim']} (n = {config.n_samples}, m = {config.n_features})")
@@ -363,9 +462,25 @@ def run(config: BiasPotentialConfig) -> Outcome:
             tl = twin.get_legend_handles_labels()
             if r is per_dim[0]:
                 ax.legend(lines[0] + tl[0], lines[1] + tl[1], fontsize=7, loc="upper right")
+        for ax in axes[0][len(per_dim):]:
+            ax.set_axis_off()
+        ax = axes[1][0]
+        dims = [r["dim"] for r in per_dim]
+        ax.plot(dims, [r["early_stop_kl"] for r in per_dim], "o-", color="C2", label="early-stopped (val NLL)")
+        ax.plot(dims, [r["best_kl"] for r in per_dim], "s--", color="C1", label="best along the path (oracle)")
+        ax.plot(dims, [r["base_kl"] for r in per_dim], "^:", color="grey", label="untrained p0")
+        ax.plot(dims, [r["final_kl"] for r in per_dim], "x-", color="C3", label="end of training")
+        ax.axhline(2 * per_dim[0]["early_stop_kl"], color="C2", lw=0.8, ls=":",
+                   label=f"check: {config.dimension_growth_max:g} × early-stopped at d={dims[0]}")
+        ax.set_yscale("log")
+        ax.set_xticks(dims)
+        ax.set_xlabel("dimension d")
+        ax.set_ylabel("test KL(p*||p_V) (nats)")
+        ax.set_title(f"Across d (target: {config.target})")
+        ax.legend(fontsize=7)
         if has_1d:
             r = next(r for r in per_dim if r["dim"] == 1)
-            ax = axes[-1]
+            ax = axes[1][1]
             ax.plot(r["density_x"], r["density_true"], color="k", label="true p*")
             xs = r["density_x"]
             ax.plot(xs, r["density_early"], color="C2", label=f"early stop (step {r['early_stop_iter']})")
@@ -375,6 +490,8 @@ def run(config: BiasPotentialConfig) -> Outcome:
             ax.set_ylabel("density")
             ax.set_title("d = 1: learned densities")
             ax.legend(fontsize=7)
+        for ax in axes[1][1 + int(has_1d):]:
+            ax.set_axis_off()
 
     return Outcome(metrics=metrics, checks=checks, key_figures=key_figures, plot=plot)
 

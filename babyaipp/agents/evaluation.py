@@ -306,13 +306,12 @@ def _spaces_match(env_space: Any, model_space: Any) -> bool:
     """Equal, allowing image boxes that SB3 stored channels-first (``VecTransposeImage``); its
     ``predict`` transposes channels-last observations itself."""
     from gymnasium import spaces
-    from stable_baselines3.common.vec_env import VecTransposeImage
 
     def same(a: Any, b: Any) -> bool:
         if a == b:
             return True
         if isinstance(a, spaces.Box) and isinstance(b, spaces.Box) and len(a.shape) == 3:
-            return VecTransposeImage.transpose_space(a) == b
+            return b.shape == (a.shape[2], *a.shape[:2]) and a.dtype == b.dtype  # bounds: older runs stored 0..255
         return False
 
     if isinstance(env_space, spaces.Dict) and isinstance(model_space, spaces.Dict):

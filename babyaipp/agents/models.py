@@ -10,9 +10,9 @@ not intensities, so the policy is built with ``normalize_images=False`` and ever
 indices are embedded and summed (BabyAI's "bag of words" image embedding) instead of being divided
 by 255 and fed to a CNN as if they were ordinal. Colour identity is what the text talks about
 ("green floors are traps"), and a learned vector per colour gives the text something to match;
-a CNN over scaled integers would see "green" as a brightness between "red" and "purple". SB3
-still transposes the (7, 7, 3) uint8 box to channels-first (``VecTransposeImage``); the
-extractors accept either layout.
+a CNN over scaled integers would see "green" as a brightness between "red" and "purple". The
+wrapper bounds the box by the index ranges, so SB3 neither divides it by 255 nor transposes it;
+the extractors accept either layout (runs saved before stored it channels-first).
 
 The four models differ only in how text meets the image:
 

@@ -263,6 +263,7 @@ def _search(
     props_at: PropsAt | None = None,
     start: State | None = None,
     keep_way_back: bool = False,
+    stand_on: tuple[int, int] | None = None,
 ) -> tuple[dict[State, tuple[State, tuple[int, ...]] | None], State | None]:
     """Breadth-first search over (cell, direction, counters) with the tile physics.
 
@@ -272,8 +273,10 @@ def _search(
     ``props_at`` gives the tile properties to plan with (default: the episode's own, as the oracle
     knows them); a reference planner passes its belief. ``start`` defaults to the agent's state.
 
-    With ``keep_way_back`` a goal state is accepted only if the search can come back from it to the
-    start cell: magic pushes move the agent one way (down), so the first goal found may lie in a
+    ``stand_on``: stop instead at the first state standing on that cell.
+
+    With ``keep_way_back`` a goal state is accepted only if the search can come back from it to
+    stand on the start cell again: magic pushes move the agent one way (down), so the first goal found may lie in a
     pocket from which the next subgoal (a door after its key, say) cannot be reached. If no goal
     keeps the way back, the first goal found is returned.
     """
@@ -304,12 +307,14 @@ def _search(
         s = queue.popleft()
         x, y, d, sic, mc = s
         dx, dy = DIR_TO_VEC[d]
+        if stand_on is not None and (x, y) == stand_on:
+            return parents, s
         if targets is not None and (x + dx, y + dy) in targets:
             if not keep_way_back:
                 return parents, s
             first_goal = first_goal or s
-            _, found = _search(env, {start[:2]}, any_door, props_at, start=s, keep_way_back=False)
-            if found is not None or s[:2] == start[:2]:
+            _, found = _search(env, None, any_door, props_at, start=s, stand_on=(start[0], start[1]))
+            if found is not None:
                 return parents, s
         for a in (FORWARD, LEFT, RIGHT):
             m = resolve_motion((x, y), d, a, sic, mc, props_at, passable)
@@ -323,6 +328,48 @@ def _search(
                 parents[ns] = (s, macro)
                 queue.append(ns)
     return parents, first_goal
+
+
+def round_trip_cells(env: Any) -> set[tuple[int, int]]:
+    """Cells the agent can come to face from its current state *and* come back from, to stand
+    where it starts again, with the full tile physics (doors passable, traps never entered).
+
+    A magic push is a one-way move, so a target can be faceable only from a pocket the agent
+    cannot leave; a task with several subgoals (a sequence, a key then its door) needs every
+    target to be a round trip from the start, which this checks with one forward search over
+    (cell, direction, counters) and one backward search over its recorded moves.
+    """
+    grid = env.grid
+    props_at = env.properties_at
+
+    def passable(x: int, y: int) -> bool:
+        cell = grid.get(x, y)
+        return cell is None or cell.can_overlap() or cell.type == "door"
+
+    x0, y0 = (int(v) for v in env.agent_pos)
+    start = _normalise(props_at, x0, y0, int(env.agent_dir), env.steps_in_cell, env.magic_count)
+    predecessors: dict[State, list[State]] = {start: []}
+    queue = deque([start])
+    while queue:
+        s = queue.popleft()
+        x, y, d, sic, mc = s
+        for a in (FORWARD, LEFT, RIGHT):
+            m = resolve_motion((x, y), d, a, sic, mc, props_at, passable)
+            if m.entered_trap:
+                continue
+            ns = _normalise(props_at, m.pos[0], m.pos[1], m.dir, m.steps_in_cell, m.magic_count)
+            if ns not in predecessors:
+                predecessors[ns] = []
+                queue.append(ns)
+            predecessors[ns].append(s)
+    back = deque(s for s in predecessors if s[:2] == (x0, y0))
+    returns = set(back)
+    while back:
+        for p in predecessors[back.popleft()]:
+            if p not in returns:
+                returns.add(p)
+                back.append(p)
+    return {(x + DIR_TO_VEC[d][0], y + DIR_TO_VEC[d][1]) for x, y, d, _, _ in returns}
 
 
 def faceable_cells(env: Any) -> set[tuple[int, int]]:

@@ -299,6 +299,8 @@ def record_demos(
     """
     import minari
 
+    from babyaipp.envs import provenance
+
     out = Path(out).absolute()  # Minari mis-joins relative data paths when it sizes the file
     parse_env_id(env_id)
     check_choice("text mode", text, TEXT_MODES)
@@ -329,7 +331,8 @@ def record_demos(
                         dataset = minari.create_dataset_from_buffers(
                             dataset_id, buffers, env=probe, algorithm_name="babyaipp.envs.oracle.Oracle",
                             author="babyaipp", description=f"Oracle demonstrations on {env_id} (text={text})",
-                            data_format="hdf5", jpeg_encoding=False,
+                            data_format="hdf5", jpeg_encoding=False, code_permalink=provenance.code_permalink(),
+                            requirements=provenance.environment_requirements(),
                         )  # fmt: skip
                 else:
                     dataset.storage.update_episodes(buffers)

@@ -84,6 +84,18 @@ def test_quick_run_holds(tmp_path) -> None:
     assert result.held, result.checks
     assert (tmp_path / "result.json").exists() and (tmp_path / "figure.png").exists()
     m = result.metrics
-    assert m["in_domain"]["best_ppl"] < m["in_domain"]["lm_ppl"]
-    assert m["domain_adaptation"]["best_lambda"] >= m["in_domain"]["best_lambda"]
-    assert m["domain_adaptation"]["ppl_by_lambda"][0] == pytest.approx(m["domain_adaptation"]["lm_ppl"], rel=1e-4)
+    assert m["in_domain"]["tuned_ppl"] < m["in_domain"]["lm_ppl"]
+    assert m["domain_adaptation"]["tuned_lambda"] >= m["in_domain"]["tuned_lambda"]
+    assert m["domain_adaptation"]["test_ppl_by_lambda"][0] == pytest.approx(
+        m["domain_adaptation"]["lm_ppl"], rel=1e-4)
+    assert m["train_unk_rate"] > 0  # the LM sees <unk> in training
+    assert m["tokens"]["valid"] > 0 and m["tokens"]["test"] > 0 and m["tokens"]["domain_valid"] > 0
+
+
+def test_claim_fails_with_a_shuffled_datastore() -> None:
+    """Ablation: values permuted, so the neighbours carry no information about the next token."""
+    result = run_module("knn_lm", quick=True, seed=0, overrides={"shuffle_values": True})
+    details = result.check_details
+    assert not details["in_domain_gain_on_test"]["held"]
+    assert details["in_domain_gain_on_test"]["measured"] < 0.01
+    assert not result.held

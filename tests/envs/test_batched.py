@@ -1,6 +1,7 @@
 """Exactness of the batched engine: same levels and actions give the single env's every output.
 
-For every task family (Easy and Hard) a batch of episodes is driven side by side with single
+For every task family (Easy and Hard, sparse floor; dense floor for several families in the
+default run, all with the slow tests) a batch of episodes is driven side by side with single
 ``TokenObsWrapper`` envs by a mix of oracle and random actions; observations (image, direction,
 mission and description tokens), rewards, terminations and truncations must be identical at every
 step, including the first observation of each new level loaded into a finished slot.
@@ -24,7 +25,25 @@ from babyaipp.envs.wrappers import TokenObsWrapper
 
 from .conftest import quiet_make
 
-FAMILY_IDS = [envs.env_id(task, difficulty, "Test") for task in envs.TASKS for difficulty in envs.DIFFICULTIES]
+FAMILY_IDS = [
+    envs.env_id(task, difficulty, "Test")
+    for task, spec in envs.TASKS.items()
+    if spec.floor == "sparse"
+    for difficulty in envs.DIFFICULTIES
+]
+#: Dense-floor families in the default run (go-to, open with a key, put-next, sequences; one room
+#: and mazes); the others run with the slow tests.
+DENSE_FAST = ("GoToRedBallDense", "GoToLocalDense", "UnlockDense", "PutNextDense", "GoToSeqDense")
+DENSE_IDS = [
+    pytest.param(
+        envs.env_id(task, difficulty, "Test"),
+        marks=() if task in DENSE_FAST else pytest.mark.slow,
+        id=f"{task}-{difficulty}",
+    )
+    for task, spec in envs.TASKS.items()
+    if spec.floor == "dense"
+    for difficulty in envs.DIFFICULTIES
+]
 OBS_KEYS = ("image", "direction", "mission", "description")
 
 
@@ -84,7 +103,7 @@ def _drive(env_id: str, num_envs: int, steps: int, seed: int, compile: bool = Fa
     return episodes, successes
 
 
-@pytest.mark.parametrize("env_id", FAMILY_IDS)
+@pytest.mark.parametrize("env_id", FAMILY_IDS + DENSE_IDS)
 def test_batched_matches_single_env(env_id: str) -> None:
     episodes, successes = _drive(env_id, num_envs=8, steps=160, seed=1)
     assert episodes >= 2 and successes >= 1  # the comparison covered finished episodes and a reward
@@ -150,6 +169,20 @@ def test_pool_auto_reset_replays_the_seeded_levels() -> None:
             _assert_same_obs({k: v[i : i + 1] for k, v in obs.items()}, [want], f"auto-reset slot {i}")
             restarted += 1
     assert restarted > 0
+
+
+def test_pool_carries_the_floor_keyword() -> None:
+    """``floor="dense"`` given to the engine reaches the levels its pool generates (same as the Dense id)."""
+    n, seed = 3, 11
+    by_keyword = BatchedBabyAIPP("BabyAIPP/GoToLocal-Easy-Train-v0", n, pool_size=4, seed=seed, floor="dense")
+    by_id = BatchedBabyAIPP("BabyAIPP/GoToLocalDense-Easy-Train-v0", n, pool_size=4, seed=seed)
+    single = TokenObsWrapper(quiet_make("BabyAIPP/GoToLocal-Easy-Train-v0", floor="dense"))
+    obs_keyword, obs_id = by_keyword.reset(), by_id.reset()
+    assert by_keyword.single.unwrapped.floor_layout == "dense"
+    for i in range(n):
+        want, _ = single.reset(seed=seed + i)
+        for obs in (obs_keyword, obs_id):
+            _assert_same_obs({k: v[i : i + 1] for k, v in obs.items()}, [want], f"slot {i}")
 
 
 def test_device_reset_path_matches_the_row_copy_path() -> None:

@@ -92,6 +92,9 @@ def make_level(task: str, difficulty: str, split: str, **kwargs: Any) -> gym.Env
 
 
 def register_all() -> None:
+    from babyaipp.envs.wrappers import refuse_floorless_minigrid_wrappers
+
+    refuse_floorless_minigrid_wrappers()
     for task in TASKS:
         for difficulty in DIFFICULTIES:
             for split in SPLITS:

@@ -1,7 +1,9 @@
-"""Wrappers for learning libraries that cannot take strings (stable-baselines3)."""
+"""Wrappers: integer tokens for learning libraries that cannot take strings (stable-baselines3), and
+a fully observed view that keeps the floor tiles (minigrid's own full-view wrappers drop them)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -11,6 +13,8 @@ from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 
 from babyaipp.envs.dynamics import DIFFICULTY_COLOURS
 from babyaipp.envs.text import VOCABULARY, tokenize, tokenize_description
+from babyaipp.envs.tiles import EMPTY_IDX, FLOOR_IDX, NO_TILE
+from babyaipp.errors import ConfigError
 
 MISSION_LENGTH = 32
 SENTENCE_LENGTH = 8
@@ -77,6 +81,79 @@ class TokenObsWrapper(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
             "mission": tokenize(observation["mission"], self.mission_length),
             "description": tokenize_description(observation["description"], self.max_sentences, self.sentence_length),
         }
+
+
+class FullyObsFloorWrapper(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """The whole grid as ``image``, as minigrid's ``FullyObsWrapper`` encodes it, plus the floor tiles.
+
+    minigrid's fully observed wrappers read only ``env.grid``, which holds no floor: the tiles (and
+    with them the episode's dynamics) vanish from their view. Here a tile on an empty cell is shown
+    as the egocentric view shows it, a minigrid ``floor`` cell of the tile's colour (objects and
+    doors hide the tile under them); the agent's cell is ``(agent, red, direction)`` as in
+    minigrid's wrapper. ``image`` has shape ``(width, height, 3)`` in :func:`index_image_space`.
+    """
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+        base = env.unwrapped
+        if not hasattr(base, "floor"):
+            raise ConfigError(
+                f"FullyObsFloorWrapper needs a BabyAI++ env (with a floor layer), got {type(base).__name__}; "
+                "for other minigrid envs use minigrid.wrappers.FullyObsWrapper"
+            )
+        self.observation_space = spaces.Dict(
+            {**env.observation_space.spaces, "image": index_image_space((base.width, base.height, 3))}
+        )
+
+    def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
+        base = self.unwrapped
+        image = base.grid.encode()
+        floor = base.floor
+        shown = (floor != NO_TILE) & (image[..., 0] == EMPTY_IDX)
+        image[shown] = np.stack([np.full(shown.sum(), FLOOR_IDX), floor[shown], np.zeros(shown.sum())], -1)
+        x, y = (int(v) for v in base.agent_pos)
+        image[x, y] = (OBJECT_TO_IDX["agent"], COLOR_TO_IDX["red"], base.agent_dir)
+        return {**observation, "image": image}
+
+
+#: minigrid wrappers that rebuild the image from ``env.grid`` alone, dropping the floor layer, and
+#: what to use instead on a BabyAI++ env.
+FLOORLESS_MINIGRID_WRAPPERS = {
+    "FullyObsWrapper": "babyaipp.envs.wrappers.FullyObsFloorWrapper",
+    "SymbolicObsWrapper": "babyaipp.envs.wrappers.FullyObsFloorWrapper (cell encodings of the whole grid)",
+    "ViewSizeWrapper": "the env's own keyword, gym.make(id, agent_view_size=N)",
+}
+
+
+def refuse_floorless_minigrid_wrappers() -> None:
+    """Make minigrid's floorless wrappers (:data:`FLOORLESS_MINIGRID_WRAPPERS`) refuse BabyAI++ envs.
+
+    They would silently show a floor without its tiles, so a policy trained on them never sees
+    the dynamics. Their ``__init__`` gains one check; other minigrid envs are unaffected. Done
+    once, when ``babyaipp`` registers its ids.
+    """
+    import minigrid.wrappers
+
+    for name, instead in FLOORLESS_MINIGRID_WRAPPERS.items():
+        cls = getattr(minigrid.wrappers, name, None)
+        if cls is None or getattr(cls.__init__, "_refuses_babyaipp", False):
+            continue
+        cls.__init__ = _refusing_init(cls.__init__, name, instead)
+
+
+def _refusing_init(original: Any, name: str, instead: str) -> Any:
+    @functools.wraps(original)
+    def __init__(self: Any, env: gym.Env, *args: Any, **kwargs: Any) -> None:
+        if hasattr(env.unwrapped, "floor") and hasattr(env.unwrapped, "dynamics"):
+            raise ConfigError(
+                f"minigrid's {name} drops BabyAI++'s floor tiles (the episode's dynamics) from the "
+                f"observation; use {instead}"
+            )
+        original(self, env, *args, **kwargs)
+
+    __init__._refuses_babyaipp = True  # type: ignore[attr-defined]
+    return __init__
 
 
 def make_tokenized(env_id: str, **kwargs: Any) -> gym.Env:

@@ -384,8 +384,15 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
 
 
 def write_summary(summary: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """``summary.json`` and ``summary.md`` in ``out_dir``, written atomically."""
+    """``summary.json`` and ``summary.md`` in ``out_dir``, written atomically.
+
+    ``sweep_dir`` is written relative to ``out_dir`` (``.`` for a summary inside its sweep), so the
+    files name no absolute path and the pair can be moved together.
+    """
     out_dir = Path(out_dir)
+    if summary.get("sweep_dir"):
+        relative = os.path.relpath(Path(summary["sweep_dir"]).resolve(), out_dir.resolve())
+        summary = {**summary, "sweep_dir": relative}
     return (
         atomic_write_json(out_dir / SUMMARY_JSON, summary),
         atomic_write_text(out_dir / SUMMARY_MD, summary_markdown(summary)),

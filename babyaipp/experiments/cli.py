@@ -7,6 +7,7 @@ matplotlib are imported when the command runs.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -177,17 +178,25 @@ def aggregate_to(sweep_dir: str | Path, out_dir: str | Path, reps: int = 10_000,
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from babyaipp.agents.runs import check_out_dir
     from babyaipp.errors import ConfigError, check_range
     from babyaipp.experiments.sweep import expand_grid, run_sweep
 
-    check_range("reps", args.reps, 1, None)
+    check_out_dir(args.out)
+    for flag, value in (("--reps", args.reps), ("--n-envs", args.n_envs), ("--steps", args.steps),
+                        ("--episodes", args.episodes)):  # fmt: skip
+        check_range(flag, value, 1, 1000 if flag == "--n-envs" else None)
+    if "bc" in args.algos and not args.demos:
+        raise ConfigError("--algos bc needs --demos DIR (record one with `babyaipp demos`)")
     if args.demos and not Path(args.demos).exists():
         raise ConfigError(f"--demos {args.demos!r} does not exist")
+    # Relative to the sweep directory, so its files name no absolute path (trials resolve it back).
+    demos = os.path.relpath(Path(args.demos).resolve(), Path(args.out).resolve()) if args.demos else None
     trials = expand_grid(
         envs=args.envs, models=args.models, seeds=args.seeds, steps=args.steps, episodes=args.episodes,
         algos=args.algos, texts=args.text, recurrent=args.recurrent, n_envs=args.n_envs,
         env_kwargs=dict(args.env_kwarg or []), hyperparameters=dict(args.hparams or []),
-        demos=str(Path(args.demos).resolve()) if args.demos else None, greedy=args.greedy, engine=args.engine,
+        demos=demos, greedy=args.greedy, engine=args.engine,
     )  # fmt: skip
     grid = {
         "envs": args.envs, "models": args.models, "algos": args.algos, "recurrent": args.recurrent,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 import traceback
 import warnings
@@ -91,8 +92,49 @@ class SweepReport:
     trial_seconds: dict[str, float]
 
 
+#: Ray reads this at import: off, a local Ray takes the loopback address as its node IP and every
+#: one of its servers (GCS, raylet, workers) listens on 127.0.0.1 only, instead of on all interfaces.
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+#: Seconds to wait for a TCP connection to ``--address`` before giving up.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _local_ray_on_loopback() -> None:
+    """Make the local Ray this process starts listen on 127.0.0.1 only (nothing else can reach it)."""
+    os.environ[_RAY_CLUSTER_ENV] = "0"  # for Ray imported from now on, and Ray's own child processes
+    import ray._private.ray_constants as ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # for Ray already imported in this process
+
+
+def check_address(address: str) -> None:
+    """Fail in seconds, before anything is written, when ``--address HOST:PORT`` does not answer.
+
+    ``ray.init`` would retry for about 20 s with a wall of warnings first. ``auto`` (a cluster
+    started on this machine) is left to Ray.
+    """
+    target = address.split("://", 1)[-1]
+    if address == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    if not port.isdigit():
+        raise ConfigError(f"--address {address!r} is not HOST:PORT (or 'auto')")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise BabyAIPPError(
+            f"cannot reach the Ray cluster at --address {address!r}: {err.strerror or err}; start it with "
+            "`ray start --head` there, or leave --address out to run a local Ray"
+        ) from None
+
+
 def _ray_init(address: str | None, num_cpus: int | None) -> bool:
-    """Start (or connect to) Ray quietly; False when this process already had Ray running."""
+    """Start (or connect to) Ray quietly; False when this process already had Ray running.
+
+    A local Ray listens on 127.0.0.1 only; ``address`` connects to an existing cluster instead.
+    """
+    if address is None:
+        _local_ray_on_loopback()
     import ray
 
     if ray.is_initialized():
@@ -112,6 +154,18 @@ def _ray_init(address: str | None, num_cpus: int | None) -> bool:
         else:
             ray.init(num_cpus=num_cpus, **quiet)
     return True
+
+
+def _check_gpus(gpus_per_trial: float, address: str | None) -> None:
+    """A local sweep asking for GPUs on a machine without CUDA would queue trials forever."""
+    if gpus_per_trial > 0 and address is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--gpus-per-trial={gpus_per_trial:g} asks for GPUs, but torch sees no CUDA device on this machine; "
+                "use --gpus-per-trial 0, or --address of a cluster with GPUs"
+            )
 
 
 def _check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
@@ -164,39 +218,44 @@ def run_sweep(
     if num_cpus is not None:
         check_range("num_cpus", num_cpus, 1, None)
     trials = list(trials)
+    _check_gpus(gpus_per_trial, address)
+    if address:
+        check_address(address)
     sweep_dir = Path(sweep_dir).resolve()  # Ray workers may not share the driver's working directory
-    (sweep_dir / TRIALS_SUBDIR).mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     pending = [t for t in trials if not is_trial_done(trial_dir(sweep_dir, t), t)]
     skipped = [t.key for t in trials if t not in pending]
     status = SweepStatus(total=len(trials), skipped=len(skipped))
-    run_log: dict[str, Any] = {"started": started, "address": address or "local", "skipped": len(skipped)}
-    write_manifest(sweep_dir, trials, grid or {}, {**run_log, "pending": len(pending)})
-    if on_update:
-        on_update(status)
+    run_log: dict[str, Any] = {"started": started, "address": "remote" if address else "local", "skipped": len(skipped)}
     ran: list[str] = []
     trial_seconds: dict[str, float] = {}
-    if pending:
-        device = "cuda" if gpus_per_trial > 0 else "cpu"
-        for t in pending:
-            directory = trial_dir(sweep_dir, t)
-            directory.mkdir(parents=True, exist_ok=True)
-            _write_meta(directory, t, "queued")  # clears a stale "running" left by an interrupted sweep
-        ray_started = _ray_init(address, num_cpus)
-        try:
+    ray_started = False
+    try:
+        if pending:  # Ray up and the resources checked before anything is written
+            ray_started = _ray_init(address, num_cpus)
             _check_resources(cpus_per_trial, gpus_per_trial)
+        (sweep_dir / TRIALS_SUBDIR).mkdir(parents=True, exist_ok=True)
+        write_manifest(sweep_dir, trials, grid or {}, {**run_log, "pending": len(pending)})
+        if on_update:
+            on_update(status)
+        if pending:
+            device = "cuda" if gpus_per_trial > 0 else "cpu"
+            for t in pending:
+                directory = trial_dir(sweep_dir, t)
+                directory.mkdir(parents=True, exist_ok=True)
+                _write_meta(directory, t, "queued")  # clears a stale "running" left by an interrupted sweep
             outcomes = _run_on_ray(
                 pending, sweep_dir, device, cpus_per_trial, gpus_per_trial, checkpoint_every, status, on_update
             )
-        finally:
-            if ray_started:
-                import ray
+            for outcome in outcomes:
+                ran.append(outcome["key"])
+                trial_seconds[outcome["key"]] = round(float(outcome["seconds"]), 2)
+    finally:
+        if ray_started:
+            import ray
 
-                ray.shutdown()
-        for outcome in outcomes:
-            ran.append(outcome["key"])
-            trial_seconds[outcome["key"]] = round(float(outcome["seconds"]), 2)
+            ray.shutdown()
     seconds = time.perf_counter() - began
     run_log.update(ran=len(ran), failed=len(status.failed), seconds=round(seconds, 2))
     write_manifest(sweep_dir, trials, grid or {}, run_log)

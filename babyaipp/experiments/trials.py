@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -90,7 +89,14 @@ class TrialConfig:
         check_range("episodes", self.episodes, 1, None)
         check_range("n_envs", self.n_envs, 1, 1000)
         check_choice("engine", self.engine, _engines())
-        config = model_spec(self.model).config.from_dict(dict(self.hyperparameters))  # a typo fails up front
+        from babyaipp.agents.training import check_hyperparameters
+
+        config_class = model_spec(self.model).config
+        config = config_class.from_dict(
+            check_hyperparameters(config_class, dict(self.hyperparameters))
+        )  # fails up front
+        if self.algo == "bc" and not self.demos:
+            raise ConfigError("--algos bc needs --demos DIR (record one with `babyaipp demos`)")
         if self.algo == DEFAULT_ALGO and config.batch_size > config.n_steps * self.n_envs:
             raise ConfigError(
                 f"batch_size={config.batch_size} is larger than a rollout (n_steps * n_envs = "
@@ -220,7 +226,7 @@ def _train_or_resume(directory: Path, trial: TrialConfig, device: str, checkpoin
     if trial.algo != DEFAULT_ALGO:
         kwargs["algo"] = trial.algo
     if trial.demos is not None:
-        kwargs["demos"] = trial.demos
+        kwargs["demos"] = _demos_path(directory, trial.demos)
     if trial.algo != "bc":
         kwargs["engine"] = trial.engine  # always passed: train's default engine changed after older sweeps
     training.train(
@@ -229,6 +235,13 @@ def _train_or_resume(directory: Path, trial: TrialConfig, device: str, checkpoin
         hyperparameters=dict(trial.hyperparameters), checkpoint_every=checkpoint_every, **kwargs,
     )  # fmt: skip
     return "trained"
+
+
+def _demos_path(directory: Path, demos: str) -> Path:
+    """A trial's demonstrations: an absolute path, or one relative to the sweep directory (the
+    trial directory's grandparent), so a sweep's files name no absolute path and can be moved."""
+    path = Path(demos)
+    return path if path.is_absolute() else directory.parent.parent / path
 
 
 def run_trial(
@@ -245,12 +258,11 @@ def run_trial(
     path.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    host = socket.gethostname()
     try:
         import torch
 
         torch.set_num_threads(max(1, threads))
-        _write_meta(path, trial, "running", started=started, host=host)
+        _write_meta(path, trial, "running", started=started)
         how = _train_or_resume(path, trial, device, checkpoint_every)
         trained = time.perf_counter()
         from babyaipp.agents.evaluation import EVAL_SUBDIR, evaluate_run
@@ -261,11 +273,12 @@ def run_trial(
             path, splits=SPLITS, episodes=trial.episodes, device=device, references=False,
             n_envs=min(EVAL_N_ENVS, trial.episodes), progress=False, greedy=trial.greedy,
         )  # fmt: skip
+        result["run_dir"] = ".."  # the run, relative to eval/: no absolute path in the results
         write_results(result, path / EVAL_SUBDIR)
         (path / ERROR_TXT).unlink(missing_ok=True)
         seconds = time.perf_counter() - began
         timings = {"train_s": round(trained - began, 2), "eval_s": round(time.perf_counter() - trained, 2)}
-        _write_meta(path, trial, "done", started=started, host=host, training=how, seconds=round(seconds, 2), **timings)
+        _write_meta(path, trial, "done", started=started, training=how, seconds=round(seconds, 2), **timings)
         return {"key": trial.key, "status": "done", "seconds": seconds}
     except BaseException as err:  # noqa: BLE001 - a trial's failure must not sink the sweep
         if isinstance(err, KeyboardInterrupt | SystemExit):

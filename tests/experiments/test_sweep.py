@@ -5,6 +5,8 @@ trial reported while the others finish."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -169,6 +171,12 @@ def test_tiny_sweep_through_the_cli_aggregates_and_a_rerun_runs_nothing(local_ra
     config = training.read_config(out / "trials" / trials[0])  # a normal run directory
     assert config["num_timesteps"] == 256 and config["hyperparameters"]["n_steps"] == 64
 
+    # Result files name no absolute path and no host: a sweep directory can be moved and shared.
+    for path in out.rglob("*.json"):
+        text = path.read_text()
+        assert str(tmp_path) not in text and f'"{socket.gethostname()}"' not in text, path
+    assert "host" not in json.loads((out / "trials" / trials[0] / "trial.json").read_text())
+
     before = _mtimes(out)
     assert main(args) == 0
     assert "4 trials: 4 already done, 0 ran, 0 failed" in capfd.readouterr().out
@@ -201,3 +209,94 @@ def test_a_failing_trial_is_reported_while_the_others_finish(local_ray, tmp_path
     text = capfd.readouterr().out
     assert "1 failed" in text and "FAILED GoToRedBall-Easy-Train_image_ppo_full_s0_" in text and "error.txt" in text
     assert "## Failed trials" in (out / "summary.md").read_text()
+
+
+def _listening_addresses_of(pids: set[int]) -> list[str]:
+    """Local addresses of the TCP sockets in LISTEN state that ``pids`` hold."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.append(fields[1].split(":")[0])
+    return found
+
+
+def _descendants(root: int) -> set[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in found]
+        found.update(children)
+        frontier += children
+    return found
+
+
+LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_a_local_ray_listens_on_the_loopback_interface_only(local_ray):
+    addresses = _listening_addresses_of(_descendants(os.getpid()))
+    assert addresses, "Ray's servers were found"
+    assert set(addresses) <= LOOPBACK, f"listening beyond 127.0.0.1: {sorted(set(addresses) - LOOPBACK)}"
+
+
+# --------------------------------------------------------------------------- checked before any side effect
+def _sweep(out: Path, *extra: str) -> int:
+    return main(["sweep", "--models", "image", "--seeds", "0", *FAST, "--out", str(out), "--quiet", *extra])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--algos", "bc"], "--algos bc needs --demos"),
+        (["--n-envs", "0"], "--n-envs=0 is out of range"),
+        (["--set", "n_epochs=2.5"], "n_epochs=2.5 must be a whole number"),
+        (["--set", "learning_rate=abc"], "learning_rate='abc' is not a number"),
+        (["--address", "127.0.0.1:9"], "cannot reach the Ray cluster at --address '127.0.0.1:9'"),
+    ],
+)
+def test_bad_sweep_input_fails_fast_and_leaves_nothing(extra, message, tmp_path, capsys):
+    import time
+
+    out = tmp_path / "sweep"
+    began = time.perf_counter()
+    assert _sweep(out, *extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists(), "nothing was written"
+    assert time.perf_counter() - began < 10
+
+
+def test_gpus_asked_for_on_a_machine_without_cuda_fail_before_ray_starts(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "sweep"
+    assert _sweep(out, "--gpus-per-trial", "1") == 2
+    assert "--gpus-per-trial=1 asks for GPUs" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    out = tmp_path / "file"
+    out.write_text("x")
+    assert _sweep(out) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err

@@ -7,6 +7,7 @@ says ``unexpected keyword argument 'frameskip'``).
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -174,3 +175,19 @@ def test_a_client_that_probes_keywords_gets_an_env():
     assert wrapper_skip == 4  # the client does the frame skip itself
     obs, _ = env.reset(seed=0)
     assert obs["description"] == ""
+
+
+@pytest.mark.parametrize("kwarg, named", [("room_size=3", "room_size=3")])
+def test_train_with_an_infeasible_env_kwarg_exits_with_one_line(tmp_path, kwarg: str, named: str):
+    """``babyaipp train --env-kwarg room_size=3`` used to spin forever at 100% CPU."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "babyaipp.cli", "train", "--env", "BabyAIPP/GoToRedBall-Easy-Train-v0",
+               "--env-kwarg", kwarg, "--steps", "64", "--out", str(tmp_path / "run")]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], done.stderr

@@ -99,9 +99,7 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="run seed in [0, 999] (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto = cuda if present)")
     p.add_argument("--out", metavar="DIR", required=True, help="run directory")
-    p.add_argument(
-        "--text", default=None, help=f"description mode: {', '.join(TEXT_CHOICES)} (default: full)"
-    )
+    p.add_argument("--text", default=None, help=f"description mode: {', '.join(TEXT_CHOICES)} (default: full)")
     p.add_argument(
         "--engine", choices=("gym", "batched"), default=None,
         help="batched (default): all envs stepped by the batched tensor engine (docs/batched.md), its pool "
@@ -122,12 +120,20 @@ def add_parsers(subparsers: Any) -> None:
     )
     add_env_kwarg_option(p, "keyword for the env constructor, e.g. room_size=6 (repeatable)")
     add_set_option(p, "override a hyperparameter, e.g. learning_rate=3e-4 (repeatable)")
-    p.add_argument("--algo", choices=("ppo", "bc"), default="ppo",
-                   help="ppo (default) or bc: behaviour cloning of the demonstrations in --demos")
+    p.add_argument(
+        "--algo",
+        choices=("ppo", "bc"),
+        default="ppo",
+        help="ppo (default) or bc: behaviour cloning of the demonstrations in --demos",
+    )
     p.add_argument("--demos", metavar="DIR", default=None, help="--algo bc: dataset made by `babyaipp demos`")
     p.add_argument("--epochs", type=int, default=None, help="--algo bc: passes over the demonstrations (default: 20)")
-    p.add_argument("--init-from", metavar="DIR", default=None,
-                   help="start PPO from the policy weights of a finished run (e.g. a --algo bc run)")
+    p.add_argument(
+        "--init-from",
+        metavar="DIR",
+        default=None,
+        help="start PPO from the policy weights of a finished run (e.g. a --algo bc run)",
+    )
     p.set_defaults(func=cmd_train)
     _add_demos_parser(subparsers)
 
@@ -164,6 +170,10 @@ def _add_demos_parser(subparsers: Any) -> None:
 
 def cmd_demos(args: argparse.Namespace) -> int:
     from babyaipp.agents.demos import record_demos
+    from babyaipp.errors import check_range
+
+    check_range("--episodes", args.episodes, 1, None)
+    check_range("--workers", args.workers, 1, 64)
 
     result = record_demos(
         args.out, args.env, args.episodes, seed=args.seed, workers=args.workers, text=args.text,
@@ -238,8 +248,14 @@ def _cmd_bc(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from babyaipp.agents import training
+    from babyaipp.errors import check_range
 
     _check_algo_args(args)
+    limits = {"--n-envs": (args.n_envs, 1, 1000), "--steps": (args.steps, 1, None),
+              "--checkpoint-every": (args.checkpoint_every, 0, None), "--epochs": (args.epochs, 1, None)}  # fmt: skip
+    for flag, (value, low, high) in limits.items():  # the flag's own name in the error, before any work
+        if value is not None:
+            check_range(flag, value, low, high)
     if args.algo == "bc":
         return _cmd_bc(args)
     progress_bar = sys.stderr.isatty()
@@ -264,9 +280,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             engine=run["engine"],
             env_kwargs=dict(args.env_kwarg or []),
             hyperparameters=dict(args.hparams or []),
-            checkpoint_every=DEFAULT_CHECKPOINT_EVERY
-            if args.checkpoint_every is None
-            else args.checkpoint_every,
+            checkpoint_every=DEFAULT_CHECKPOINT_EVERY if args.checkpoint_every is None else args.checkpoint_every,
             progress_bar=progress_bar,
             init_from=args.init_from,
         )

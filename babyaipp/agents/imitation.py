@@ -36,6 +36,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -133,15 +134,38 @@ def train_bc(
     them (else :class:`BabyAIPPError` naming the difference). ``checkpoint_every`` counts frames
     (0: no checkpoints); a checkpoint is written after the epoch that passes each multiple.
     """
-    run_dir = Path(run_dir)
+    run_dir = training.check_out_dir(run_dir)
     spec = model_spec(model)
-    config = spec.config.from_dict({**BC_DEFAULTS, **dict(hyperparameters or {})})
+    config = spec.config.from_dict(
+        training.check_hyperparameters(spec.config, {**BC_DEFAULTS, **dict(hyperparameters or {})})
+    )
     check_range("epochs", epochs, 1, None)
     check_range("seed", seed, 0, training.MAX_SEED)
     check_range("checkpoint_every", checkpoint_every, 0, None)
     check_range("progress_episodes", progress_episodes, 0, None)
-    if (run_dir / "config.json").exists():
-        raise ConfigError(f"{run_dir} already holds a run; choose another --out")
+    with training.run_lock(run_dir):
+        if (run_dir / "config.json").exists():
+            if (run_dir / "model.zip").exists():
+                raise ConfigError(f"{run_dir} already holds a run; choose another --out")
+            _clear_unfinished(run_dir)  # a cloning killed before its end cannot be resumed: start over
+        return _train_bc_locked(
+            run_dir, demos, env_id, model, spec, config, recurrent, epochs, seed, device, text, env_kwargs,
+            checkpoint_every, progress_episodes, progress_bar,
+        )  # fmt: skip
+
+
+def _clear_unfinished(run_dir: Path) -> None:
+    for name in ("config.json", "progress.csv"):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in ("tb", "checkpoints"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+def _train_bc_locked(
+    run_dir: Path, demos: str | Path, env_id: str | None, model: str, spec: Any, config: Any, recurrent: bool,
+    epochs: int, seed: int, device: str, text: str | None, env_kwargs: dict[str, Any] | None,
+    checkpoint_every: int, progress_episodes: int, progress_bar: bool,
+) -> training.TrainResult:  # fmt: skip
     resolved = resolve_device(device)
     dataset = load_demos(demos)
     env_id = dataset.env_id if env_id is None else env_id

@@ -82,11 +82,12 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
     Two processes training into one directory would overwrite each other's checkpoints; the
     second one gets :class:`RunLockedError` naming the holder's pid. The lock dies with its
     process (even on SIGKILL), so a crashed run never leaves the directory locked; the file is
-    removed on a clean exit.
+    removed on a clean exit, and so is the directory if this call created it and it stayed empty.
     """
     import fcntl
 
     run_dir = check_out_dir(run_dir)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
     while True:
@@ -115,6 +116,9 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             path.unlink()
         os.close(fd)
+        if created:  # a run that failed before writing anything leaves no empty directory either
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ def _play(args: argparse.Namespace) -> int:
     check_range("--seed", args.seed, 0)
     check_range("--tile-size", args.tile_size, 1, 512)
     out = args.out or f"{task}-{difficulty}-{split}-seed{args.seed}.gif"
+    _check_out_file(out)
     episode = record_oracle_episode(args.id, args.seed, tile_size=args.tile_size, text=args.text)
     save_episode(episode, out)
     outcome = "success" if episode.success else "failure"
@@ -70,3 +71,22 @@ def _play(args: argparse.Namespace) -> int:
     print(f"oracle:      {outcome} in {len(episode.actions)} steps, return {episode.total_reward:.3f}")
     print(f"wrote {out}")
     return 0
+
+
+def _check_out_file(out: str) -> None:
+    """``--out`` must be a .png/.gif file path in a writable directory: checked before playing."""
+    import os
+    from pathlib import Path
+
+    from babyaipp.errors import ConfigError
+
+    path = Path(out)
+    if path.is_dir():
+        raise ConfigError(f"--out {out!r} is a directory; give a file name ending in .png or .gif")
+    if path.suffix.lower() not in (".png", ".gif"):
+        raise ConfigError(f"--out {out!r} must end in .png or .gif")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out!r} cannot be written: {str(parent)!r} is not a writable directory")

@@ -81,9 +81,10 @@ class TrainResult:
 
 
 def _make_tokenized_env(env_id: str, text: str, env_kwargs: dict[str, Any]) -> gym.Env:
+    from babyaipp.envs.sb3 import SuccessInfo
     from babyaipp.envs.wrappers import make_tokenized
 
-    return make_tokenized(env_id, text=text, **env_kwargs)
+    return SuccessInfo(make_tokenized(env_id, text=text, **env_kwargs))
 
 
 def train_seed(seed: int, index: int) -> int:

@@ -3,7 +3,9 @@
 SB3 expects same-step autoreset: a finished sub-env's observation in ``step_wait`` is already the
 first one of its next episode, and the last one is in ``infos[i]["terminal_observation"]``
 (with ``"TimeLimit.truncated"`` for time-outs, which SB3's PPO bootstraps from). Episode returns
-and lengths come from wrapping it in ``VecMonitor``, as for a ``DummyVecEnv``.
+and lengths come from wrapping it in ``VecMonitor``, as for a ``DummyVecEnv``. A finished sub-env's
+info also holds ``"is_success"`` (the episode ended with reward > 0, BabyAI's success), from which
+SB3 logs ``rollout/success_rate`` to TensorBoard; :class:`SuccessInfo` does the same for single envs.
 
 Seeding follows SB3: ``seed(s)`` (or setting ``_seeds``) makes the next ``reset()`` start sub-env
 ``i`` on the level of ``gym.make(id).reset(seed=s + i)``; the rest of the pool continues from the
@@ -50,6 +52,17 @@ def pool_seeds(first: Sequence[int], pool_size: int, seed_range: tuple[int, int]
             seeds.append(candidate)
             taken.add(candidate)
     return seeds
+
+
+class SuccessInfo(gym.Wrapper):
+    """Adds ``info["is_success"]`` at the end of every episode (terminated with reward > 0), the key
+    SB3 reads to log ``rollout/success_rate``; the engine's adapter sets it itself."""
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            info = {**info, "is_success": bool(terminated and reward > 0)}
+        return obs, reward, terminated, truncated, info
 
 
 class BatchedSB3VecEnv(VecEnv):
@@ -117,9 +130,11 @@ class BatchedSB3VecEnv(VecEnv):
             final = self._numpy_obs(self.engine.observation(rows))
             self.engine.restart(done)
             time_limit = (truncated & ~terminated)[rows].tolist()
+            success = (terminated & (reward > 0))[rows].tolist()
             for j, i in enumerate(rows.tolist()):
                 infos[i]["terminal_observation"] = {k: v[j] for k, v in final.items()}
                 infos[i]["TimeLimit.truncated"] = time_limit[j]
+                infos[i]["is_success"] = success[j]
         obs = self._numpy_obs(self.engine.observation())
         return obs, reward.cpu().numpy().astype(np.float32), done.cpu().numpy(), infos
 

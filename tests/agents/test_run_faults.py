@@ -432,3 +432,50 @@ def test_demos_removes_the_temporary_directory_of_a_killed_run(tmp_path):
     record_demos(out, DEMO_ENV, episodes=2)
     assert not stale.exists() and live.exists()
     assert _temporaries(out) == [live]
+
+
+# ------------------------------------------------------------------ success rate in TensorBoard
+@pytest.mark.parametrize("engine", ["batched", "gym"])
+def test_success_rate_reaches_tensorboard(engine, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / engine
+    # Episodes of at most 16 steps: every env finishes several in 256 steps.
+    assert _train(run, "--engine", engine, "--env-kwarg", "max_steps=16", steps=256) == 0
+    agent, _ = training.load_run(run)
+    events = EventAccumulator(str(next((run / "tb").iterdir())))
+    events.Reload()
+    assert "rollout/success_rate" in events.Tags()["scalars"]
+    rates = [e.value for e in events.Scalars("rollout/success_rate")]
+    assert rates and all(0.0 <= r <= 1.0 for r in rates)
+
+
+def test_the_adapter_marks_success_only_on_a_rewarded_termination():
+    import numpy as np
+
+    from babyaipp.envs.sb3 import BatchedSB3VecEnv, SuccessInfo
+    from babyaipp.envs.wrappers import make_tokenized
+
+    vec = BatchedSB3VecEnv(DEMO_ENV, 2, max_steps=4)
+    vec.reset()
+    infos = []
+    for _ in range(4):
+        vec.step_async(np.zeros(2, dtype=np.int64))  # turn left: no success, a time-out at step 4
+        infos = vec.step_wait()[3]
+    vec.close()
+    assert [info.get("is_success") for info in infos] == [False, False]
+    single = SuccessInfo(make_tokenized(DEMO_ENV, max_steps=4))
+    single.reset(seed=0)
+    for _ in range(4):
+        _, reward, terminated, truncated, info = single.step(0)
+    assert truncated and info["is_success"] is False
+    from babyaipp.envs.oracle import Oracle
+
+    single = SuccessInfo(make_tokenized(DEMO_ENV))
+    single.reset(seed=0)
+    oracle = Oracle(single)
+    oracle.reset()
+    terminated = truncated = False
+    while not (terminated or truncated):
+        _, reward, terminated, truncated, info = single.step(oracle.act())
+    assert terminated and reward > 0 and info["is_success"] is True

@@ -191,3 +191,31 @@ def test_train_with_an_infeasible_env_kwarg_exits_with_one_line(tmp_path, kwarg:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], done.stderr
+
+
+def _max_failed_attempts(monkeypatch: pytest.MonkeyPatch, tasks: list[str], seeds: int) -> int:
+    """The most failed generation attempts one reset needed (the budget allows 200)."""
+    counts: list[int] = []
+    original = GenerationBudget.failed
+
+    def counting(self: GenerationBudget, err: BaseException) -> None:
+        original(self, err)
+        counts.append(self.failures)
+
+    monkeypatch.setattr(GenerationBudget, "failed", counting)
+    for task in tasks:
+        for difficulty in ("Easy", "Hard"):
+            env = quiet_make(envs.env_id(task, difficulty, "Train"))
+            for seed in range(seeds):
+                env.reset(seed=seed)
+    return max(counts, default=0)
+
+
+@pytest.mark.slow
+def test_normal_levels_stay_far_below_the_attempt_budget(monkeypatch: pytest.MonkeyPatch):
+    """Every task, Easy and Hard, 150 seeds: at most 15 failed attempts were seen (budget 200)."""
+    assert _max_failed_attempts(monkeypatch, list(envs.TASKS), 150) <= 50
+
+
+def test_normal_levels_stay_far_below_the_attempt_budget_fast(monkeypatch: pytest.MonkeyPatch):
+    assert _max_failed_attempts(monkeypatch, ["GoToRedBall", "Unlock", "GoToSeq"], 10) <= 50

@@ -11,7 +11,11 @@ of ``TokenObsWrapper(gym.make(id))`` stacked over N (numpy by default, as Gymnas
 * Autoreset: Gymnasium's default ``AutoresetMode.NEXT_STEP`` (the step after a sub-env ends
   ignores its action and returns the first observation of a new level with reward 0 and no
   termination); ``autoreset_mode=AutoresetMode.SAME_STEP`` returns the new level's observation in
-  the ending step, with ``infos["final_obs"]`` holding the last one.
+  the ending step, with ``infos["final_obs"]`` / ``infos["final_info"]`` for the ended sub-envs
+  (only in steps where one ends, as Gymnasium's vector envs do); ``AutoresetMode.DISABLED``
+  leaves ended sub-envs to ``reset(options={"reset_mask": m})``.
+* ``get_attr`` / ``call`` / ``render`` work for what the sub-envs share and for per-episode values
+  the engine holds; bad actions, seeds and ``num_envs`` raise one-line errors (docs/batched.md).
 * ``device="cuda"`` (or ``tensors=True``) returns observations, rewards, dones and infos as torch
   tensors on the engine's device, with no host copy, for trainers that stay on the device.
 * ``infos``: ``held_out`` (the episode's floor has held-out colour/property pairs) and

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from babyaipp.errors import CheckpointError
+from babyaipp.errors import CheckpointError, ConfigError
 from babyaipp.experiments.bootstrap import (
     DEFAULT_BOOTSTRAP_SEED,
     DEFAULT_CONFIDENCE,
@@ -310,6 +310,49 @@ def aggregate_sweep(
     }
 
 
+# --------------------------------------------------------------------------- rliable
+def rliable_scores(summary: str | os.PathLike | Mapping[str, Any], split: str = "TargetPairOnly") -> dict[str, Any]:
+    """rliable's score dict from a sweep's ``summary.json`` (a path, or the loaded dict).
+
+    ``{group label: array of shape (n_seeds, n_envs)}``: one row per training seed, one column
+    per env (rliable's "task"), holding the success rate on ``split`` (``"Train"``, ``"Test"``,
+    ``"TargetPairOnly"``, or ``"gap"`` for Train - TargetPairOnly). Feed it to
+    ``rliable.library.get_interval_estimates(scores, aggregate_fn, reps=...)``. A group's rows
+    are the seeds it has in every env; a group missing from one of the envs is refused, naming
+    both, since rliable needs a full matrix per algorithm.
+    """
+    if not isinstance(summary, Mapping):
+        path = Path(summary)
+        if path.is_dir():
+            path = path / SUMMARY_JSON
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{path} cannot be read as a sweep summary: {err}") from None
+    valid = (*SPLIT_ORDER, "gap")
+    if split not in valid:
+        raise ConfigError(f"split {split!r} is not one of {', '.join(valid)}")
+    envs = list(summary.get("envs") or {})
+    if not envs:
+        raise CheckpointError("the summary holds no evaluated env (is the sweep finished?)")
+    cells: dict[str, dict[str, dict[int, float]]] = {}
+    for env in envs:
+        for group in summary["envs"][env]["groups"]:
+            cell = group.get("gap") if split == "gap" else group["splits"].get(split)
+            if cell:
+                cells.setdefault(group["label"], {})[env] = dict(zip(cell["seeds"], cell["per_seed"]))
+    scores = {}
+    for label, by_env in sorted(cells.items()):
+        missing = [env for env in envs if env not in by_env]
+        if missing:
+            raise ConfigError(f"group {label!r} has no {split} results on {', '.join(missing)}")
+        seeds = sorted(set.intersection(*(set(v) for v in by_env.values())))
+        scores[label] = np.array([[by_env[env][s] for env in envs] for s in seeds], dtype=float).reshape(
+            len(seeds), len(envs)
+        )
+    return scores
+
+
 # --------------------------------------------------------------------------- markdown
 def fmt_cell(cell: Mapping[str, Any] | None, signed: bool = False) -> str:
     """``IQM [low, high]`` (signed for gaps), or an en dash when absent."""
@@ -401,6 +444,7 @@ def write_summary(summary: Mapping[str, Any], out_dir: str | os.PathLike) -> tup
 
 __all__ = [
     "DEFAULT_REPS",
+    "rliable_scores",
     "BootstrapOptions",
     "Estimate",
     "TrialRecord",

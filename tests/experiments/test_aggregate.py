@@ -218,3 +218,54 @@ def test_not_a_sweep_directory_says_how_to_make_one(tmp_path):
     assert not agg.is_sweep_dir(tmp_path)
     with pytest.raises(CheckpointError, match="babyaipp sweep"):
         agg.aggregate_sweep(tmp_path)
+
+
+def _summary(groups_by_env: dict[str, dict[str, dict[int, float]]]) -> dict:
+    envs = {}
+    for env, groups in groups_by_env.items():
+        entries = []
+        for label, per_seed in groups.items():
+            seeds = sorted(per_seed)
+            cell = {"seeds": seeds, "per_seed": [per_seed[s] for s in seeds]}
+            entries.append({"label": label, "splits": {"TargetPairOnly": cell, "Train": cell}, "gap": cell})
+        envs[env] = {"groups": entries}
+    return {"envs": envs}
+
+
+def test_rliable_scores_are_seeds_by_envs_per_group(tmp_path):
+    summary = _summary(
+        {
+            "A": {"film": {0: 0.1, 1: 0.2, 2: 0.3}, "image": {0: 0.5, 1: 0.6}},
+            "B": {"film": {0: 0.7, 1: 0.8, 2: 0.9}, "image": {0: 0.4, 1: 0.3}},
+        }
+    )
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    scores = agg.rliable_scores(tmp_path)  # the sweep directory, or the file, or the dict
+    assert sorted(scores) == ["film", "image"]
+    np.testing.assert_array_equal(scores["film"], [[0.1, 0.7], [0.2, 0.8], [0.3, 0.9]])
+    np.testing.assert_array_equal(scores["image"], [[0.5, 0.4], [0.6, 0.3]])
+    assert agg.rliable_scores(tmp_path / "summary.json", split="gap")["image"].shape == (2, 2)
+    with pytest.raises(ConfigError, match="'film' has no TargetPairOnly results on B"):
+        agg.rliable_scores(_summary({"A": {"film": {0: 0.1}}, "B": {"image": {0: 0.2}}}))
+    with pytest.raises(ConfigError, match="split 'Val'"):
+        agg.rliable_scores(summary, split="Val")
+
+
+def test_rliable_scores_feed_rliables_interval_estimates(monkeypatch):
+    import pandas.util._decorators as decorators
+
+    original = decorators.deprecate_kwarg
+    monkeypatch.setattr(
+        decorators, "deprecate_kwarg",
+        lambda *a, **k: original(FutureWarning, *a, **k) if a and isinstance(a[0], str) else original(*a, **k),
+    )  # fmt: skip
+    try:
+        from rliable import library, metrics
+    except Exception as err:  # noqa: BLE001 - another arch/pandas combination
+        pytest.skip(f"rliable.library does not import here: {err}")
+    rng = np.random.default_rng(0)
+    summary = _summary({env: {"film": dict(enumerate(rng.random(5)))} for env in ("A", "B", "C")})
+    scores = agg.rliable_scores(summary)
+    points, intervals = library.get_interval_estimates(scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=200)
+    assert points["film"][0] == pytest.approx(metrics.aggregate_iqm(scores["film"]))
+    assert intervals["film"][0, 0] <= points["film"][0] <= intervals["film"][1, 0]

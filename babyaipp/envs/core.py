@@ -44,6 +44,10 @@ DESCRIPTION_MAX_CHARS = 256
 _NO_PROPS: frozenset[str] = frozenset()
 _PLACEMENT_TRIES = 50
 _LEVEL_TRIES = 100
+#: Levels a dense reset may redraw because the instruction could be done on plain floor alone;
+#: after that it keeps the level (in rooms too cramped for tiles between start and target).
+DENSE_REDRAWS = 50
+TILE_FREE_REDRAW = "the instruction can be done on plain floor"
 
 
 class BabyAIPPMixin:
@@ -127,6 +131,7 @@ class BabyAIPPMixin:
             self._load_level(check_level(self._pending_level))
             return
         placement_failures = 0
+        self._dense_redraws = 0
         budget = GenerationBudget(self)  # minigrid retries forever; infeasible settings must fail
         while True:
             try:
@@ -139,6 +144,8 @@ class BabyAIPPMixin:
                 budget.failed(err)
                 continue
             except PlacementError as err:
+                if str(err) == TILE_FREE_REDRAW:
+                    continue  # bounded by DENSE_REDRAWS
                 placement_failures += 1
                 if placement_failures >= _LEVEL_TRIES:
                     raise BabyAIPPError(
@@ -189,13 +196,23 @@ class BabyAIPPMixin:
         colours = dyn.DIFFICULTY_COLOURS[self.difficulty]
         for _ in range(_PLACEMENT_TRIES):
             self._set_floor(place_dense_tiles(rng, self.grid, start, colours, needed))
-            if self._solvable_with_physics(needed, always=True):
+            if self._dense_redraws < DENSE_REDRAWS and self._tile_free_instruction(start):
+                # The instruction can be done without stepping on a tile, so without reading:
+                # draw another level (a choice made on the layout alone, never on the mapping).
+                self._dense_redraws += 1
+                raise PlacementError(TILE_FREE_REDRAW)
+            if self._solvable_with_physics(needed, always=True, round_trip=True):
                 return
         raise PlacementError("no dense layout left the needed objects reachable")
 
     def _instruction_cells(self) -> set[tuple[int, int]]:
         """Cells of every object an instruction description matches, and of the keys of locked doors."""
-        cells: set[tuple[int, int]] = set()
+        return set().union(*self._instruction_groups())
+
+    def _instruction_groups(self) -> list[set[tuple[int, int]]]:
+        """One set of cells per object description of the instruction (any one of them will do),
+        plus one per locked door colour (its keys)."""
+        groups: list[set[tuple[int, int]]] = []
         pending = [self.instrs]
         while pending:
             instr = pending.pop()
@@ -203,16 +220,23 @@ class BabyAIPPMixin:
             for name in ("desc", "desc_move", "desc_fixed"):
                 if hasattr(instr, name):  # a copy: matching fills the description's object list
                     _, positions = copy.copy(getattr(instr, name)).find_matching_objs(self)
-                    cells.update((int(x), int(y)) for x, y in positions)
+                    groups.append({(int(x), int(y)) for x, y in positions})
         locked = {c.color for c in self.grid.grid if c is not None and c.type == "door" and c.is_locked}
-        if locked:
-            cells.update(
-                (x, y)
-                for x in range(self.width)
-                for y in range(self.height)
-                if (c := self.grid.get(x, y)) is not None and c.type == "key" and c.color in locked
+        for colour in sorted(locked):
+            groups.append(
+                {
+                    (x, y)
+                    for x in range(self.width)
+                    for y in range(self.height)
+                    if (c := self.grid.get(x, y)) is not None and c.type == "key" and c.color == colour
+                }
             )
-        return cells
+        return groups
+
+    def _tile_free_instruction(self, start: tuple[int, int]) -> bool:
+        """Whether every object description of the instruction can be reached without a tile."""
+        plain = reachable_targets(self.grid, start, self.floor >= 0)
+        return all(group & plain for group in self._instruction_groups())
 
     def _set_dynamics(self, mapping: dict[str, tuple[str, ...]]) -> None:
         """Install an episode's colour -> properties mapping and restart the tile counters."""
@@ -228,7 +252,9 @@ class BabyAIPPMixin:
         self.floor = floor
         self._padded_floor = np.pad(floor, self.agent_view_size, constant_values=NO_TILE)
 
-    def _solvable_with_physics(self, targets: set[tuple[int, int]], always: bool = False) -> bool:
+    def _solvable_with_physics(
+        self, targets: set[tuple[int, int]], always: bool = False, round_trip: bool = False
+    ) -> bool:
         """The full search over (cell, direction, counters), only where the cell search is not enough.
 
         Without magic the trap-avoiding cell search decides solvability (see
@@ -236,12 +262,16 @@ class BabyAIPPMixin:
         straight across it takes two turns on it, and the second is pushed down, so such a tile can
         act as a wall (over a trap, say). Then the oracle's physics search must face every object
         and door in ``targets`` (those reachable on the plain floor). ``always``: run the full
-        search whatever the mapping (the dense floor, where most steps are on tiles).
+        search whatever the mapping (the dense floor, where most steps are on tiles). ``round_trip``:
+        where a colour is flipud+magic (pushes past it are one-way moves), every target must also
+        let the agent come back to its start, so that tasks with several subgoals stay solvable.
         """
         if not always and not any("flipud" in p and "magic" in p for p in self._dynamics.values()):
             return True
-        from babyaipp.envs.oracle import faceable_cells
+        from babyaipp.envs.oracle import faceable_cells, round_trip_cells
 
+        if round_trip and any("flipud" in p and "magic" in p for p in self._dynamics.values()):
+            return targets <= round_trip_cells(self)
         return targets <= faceable_cells(self)
 
     def _load_level(self, level: Any) -> None:

@@ -81,16 +81,29 @@ def place_tiles(
     return floor
 
 
+_NEIGHBOURHOODS: dict[int, tuple[tuple[int, int], ...]] = {
+    8: tuple((dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)),
+    4: ((0, 0), *_NEIGHBOURS4),
+}
+
+
 def _free_and_candidate_cells(
-    grid: Grid, agent_pos: tuple[int, int]
+    grid: Grid, agent_pos: tuple[int, int], neighbourhood: int = 8
 ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """The free cells, and those a tile may cover: not on or next to (8-neighbourhood) the start or a door."""
+    """The free cells, and those a tile may cover: not on or next to the start or a door.
+
+    "Next to" is the 8-neighbourhood on the sparse floor (a 3x3 plain patch around the start) and
+    the 4-neighbourhood on the dense floor, where a 3x3 patch touches most cells of a small room
+    and so leaves a tile-free way to most targets.
+    """
     free = free_cells(grid)
     blocked = {agent_pos, *_door_cells(grid)}
-    near = {(x + dx, y + dy) for x, y in blocked for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
+    near = {(x + dx, y + dy) for x, y in blocked for dx, dy in _NEIGHBOURHOODS[neighbourhood]}
     return free, [c for c in free if c not in near]
 
 
+#: Cells kept plain around the start and the doors on the dense floor: their 4-neighbourhood.
+DENSE_NEIGHBOURHOOD = 4
 _UNCLAIMED = -1
 #: Extra cost, for a route, of a cell where it would make the cell plain (every colour avoided there):
 #: large enough that routes detour rather than leave plain corridors.
@@ -120,7 +133,7 @@ def place_dense_tiles(
     """
     width, height = grid.width, grid.height
     n = width * height
-    free, candidates = _free_and_candidate_cells(grid, agent_pos)
+    free, candidates = _free_and_candidate_cells(grid, agent_pos, neighbourhood=DENSE_NEIGHBOURHOOD)
     if not candidates:
         raise PlacementError("no free cell away from the start and the doors for a tile")
     # Cells are flat indices x + y * width; the outer wall keeps neighbour offsets in bounds.

@@ -250,3 +250,38 @@ def test_oracle_never_lingers_on_magic_above_a_trap():
     )
     reward, terminated, _ = run_oracle(env)
     assert terminated and reward > 0
+
+
+#: Episodes the oracle once failed on although the level was solvable. Unlock-Hard seed 15: a
+#: one-way move (a magic push past a flipud+magic tile) on the way to the key left no way back to
+#: the door; the oracle now keeps a way back to where it stood whenever magic is in play.
+STRANDED_EPISODES = [("BabyAIPP/Unlock-Hard-Train-v0", 15)]
+
+
+@pytest.mark.parametrize("env_id, seed", STRANDED_EPISODES)
+def test_oracle_keeps_a_way_back(env_id: str, seed: int):
+    env = quiet_make(env_id)
+    success, _, _ = play(env, Oracle(env), seed, strict=True)
+    assert success
+
+
+def _family_rate(task: str, difficulty: str, seeds: range) -> tuple[float, list[int]]:
+    env = quiet_make(envs.env_id(task, difficulty, "Train"))
+    oracle = Oracle(env)
+    failed = [seed for seed in seeds if not play(env, oracle, seed)[0]]
+    return 1 - len(failed) / len(seeds), failed
+
+
+@pytest.mark.parametrize("task", list(envs.TASKS))
+def test_oracle_on_every_family_few_seeds(task: str):
+    """Fast sibling of the thousands-of-seeds check below: 30 Hard Train seeds per family."""
+    rate, failed = _family_rate(task, "Hard", range(30))
+    assert rate >= (1.0 if envs.TASKS[task].navigation else 0.95), f"{task}: failed seeds {failed}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("difficulty", ["Easy", "Hard"])
+@pytest.mark.parametrize("task", list(envs.TASKS))
+def test_oracle_on_every_family_thousands_of_seeds(task: str, difficulty: str):
+    rate, failed = _family_rate(task, difficulty, range(2000))
+    assert rate >= 0.995, f"{task}-{difficulty}: oracle success {rate:.2%}, failed seeds {failed[:20]}"

@@ -74,26 +74,6 @@ def _flatten(instr: Any) -> list[Any]:
     return [instr]
 
 
-def instruction_targets(env: Any) -> set[tuple[int, int]]:
-    """Cells of every object the instruction needs the agent to face: what it goes to, picks up,
-    moves or puts things next to, the doors it opens and the keys of those that are locked.
-
-    The dense floor lays its routes to these, not to every object, so that distractors do not
-    open plain corridors through the tiles.
-    """
-    base = env.unwrapped if hasattr(env, "unwrapped") else env
-    objs: list[Any] = []
-    for instr in _flatten(base.instrs):
-        descs = (instr.desc_move, instr.desc_fixed) if isinstance(instr, PutNextInstr) else (instr.desc,)
-        for desc in descs:
-            found, _ = desc.find_matching_objs(base)
-            objs += found
-        if isinstance(instr, OpenInstr):
-            locked = {o.color for o in objs if o.type == "door" and o.is_locked}
-            objs += [o for o in base.grid.grid if o is not None and o.type == "key" and o.color in locked]
-    return _positions(objs)
-
-
 class Oracle:
     """Acts in a BabyAI++ env (wrapped or not): call :meth:`reset` after ``env.reset``, then :meth:`act`."""
 

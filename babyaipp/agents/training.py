@@ -432,8 +432,8 @@ def _resume_locked(
         engine=run_config.get("engine", "gym"),
     )
     try:
-        set_random_seed(seed + segment)
         agent = _load_algorithm(path, recurrent, resolved, env=vec, config=run_config)
+        set_random_seed(seed + segment)  # after the load, which reseeds everything with the run's seed
     except BaseException:
         vec.close()
         raise

@@ -479,3 +479,22 @@ def test_the_adapter_marks_success_only_on_a_rewarded_termination():
     while not (terminated or truncated):
         _, reward, terminated, truncated, info = single.step(oracle.act())
     assert terminated and reward > 0 and info["is_success"] is True
+
+
+def test_a_resumed_segment_draws_from_its_own_random_stream(tmp_path, monkeypatch):
+    import torch
+
+    run = tmp_path / "run"
+    assert _train(run, "--checkpoint-every", "128", steps=256) == 0
+    (run / "model.zip").unlink()
+    (run / "checkpoints" / "step_256.zip").unlink()
+    seen = []
+    original = training._learn
+
+    def record(agent, *args, **kwargs):
+        seen.append(torch.initial_seed())
+        return original(agent, *args, **kwargs)
+
+    monkeypatch.setattr(training, "_learn", record)
+    assert main(["train", "--resume", "--out", str(run), "--device", "cpu"]) == 0
+    assert seen == [0 + 1]  # seed + segment, not the run's seed the checkpoint's load applies

@@ -64,8 +64,10 @@ def test_oracle_solves_navigation_tasks(task: str, difficulty: str):
 @pytest.mark.parametrize("task", OTHER)
 def test_oracle_solves_other_tasks_at_a_high_rate(task: str, difficulty: str):
     rate, trap_deaths = success_rate(envs.env_id(task, difficulty, "Test"), 40)
-    # Not 0.99: the oracle's greedy subgoal order can strand it on PutNext-Hard (about 1 in 300
-    # episodes: it picks up an object in a pocket entered through a one-way flipud+magic tile).
+    # Not 1.0 on 40 episodes: the oracle's subgoal order is greedy. The two known causes of
+    # failures are fixed (a fixed PutNext object boxed in by others: such levels are redrawn; a
+    # one-way magic push away from the next subgoal: the oracle keeps a way back); the slow test
+    # below checks 2000 seeds per family at >= 99.5%.
     assert rate >= 0.95, f"{task}-{difficulty}: oracle success {rate:.1%}"
     assert trap_deaths == 0
 
@@ -255,7 +257,9 @@ def test_oracle_never_lingers_on_magic_above_a_trap():
 #: Episodes the oracle once failed on although the level was solvable. Unlock-Hard seed 15: a
 #: one-way move (a magic push past a flipud+magic tile) on the way to the key left no way back to
 #: the door; the oracle now keeps a way back to where it stood whenever magic is in play.
-STRANDED_EPISODES = [("BabyAIPP/Unlock-Hard-Train-v0", 15)]
+#: PutNext-Hard seed 87: the yellow key to put the ball next to had no empty neighbour (the
+#: level is now redrawn, see ``levels._RoomToPutNext``).
+STRANDED_EPISODES = [("BabyAIPP/Unlock-Hard-Train-v0", 15), ("BabyAIPP/PutNext-Hard-Train-v0", 87)]
 
 
 @pytest.mark.parametrize("env_id, seed", STRANDED_EPISODES)

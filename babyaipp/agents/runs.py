@@ -321,6 +321,8 @@ class ProgressCallback(BaseCallback):
         self.start_time = 0.0
         self.start_steps = 0
         self.last_checkpoint = 0
+        #: The training state at the last rollout start (see :mod:`babyaipp.agents.resume_state`).
+        self.boundary: dict[str, Any] | None = None
         #: num_timesteps at the end of the last gradient update (None until training starts)
         self.trained_steps: int | None = None
 
@@ -343,8 +345,16 @@ class ProgressCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         # Called after the previous rollout's update: fps counts collection + update.
+        self.capture_boundary()
         if self.num_timesteps > self.start_steps:
             self.after_update()
+
+    def capture_boundary(self) -> None:
+        """Keep the training state between two updates, for the next checkpoint's exact-resume sidecar
+        (also the one Ctrl-C writes, whose weights are those of the last update)."""
+        from babyaipp.agents import resume_state
+
+        self.boundary = resume_state.capture(self.model, self.returns, self.episodes)
 
     def after_update(self) -> None:
         """Record progress and, when a multiple of ``checkpoint_every`` was passed, checkpoint."""
@@ -358,9 +368,20 @@ class ProgressCallback(BaseCallback):
         step = int(self.model.num_timesteps)  # the callback's own copy lags behind the model's
         self.last_checkpoint = step
         path = _save_atomic(self.model, self.run_dir / "checkpoints" / f"step_{step}.zip")
+        self.save_boundary(path, step)
         if self.on_checkpoint is not None:
             self.on_checkpoint(step)
         return path
+
+    def save_boundary(self, checkpoint: Path, step: int) -> None:
+        """Write the exact-resume sidecar of ``checkpoint`` when the kept state belongs to ``step``."""
+        from babyaipp.agents import resume_state
+
+        sidecar = resume_state.state_path(checkpoint)
+        if self.boundary is not None and self.boundary["num_timesteps"] == step:
+            resume_state.save(sidecar, self.boundary)
+        else:
+            sidecar.unlink(missing_ok=True)  # a stale one must not pair with these weights
 
     def save_interrupted(self, model: BaseAlgorithm) -> Path:
         """On Ctrl-C mid-rollout: checkpoint the last update, dropping the unlearnt partial rollout.

@@ -4,6 +4,10 @@ What a run leaves on disk (``config.json``, ``model.zip``, ``checkpoints/step_N.
 ``progress.csv``, ``tb/``) and the code that reads and writes it live in :mod:`babyaipp.agents.runs`;
 its names are re-exported here. Ctrl-C saves a checkpoint first, so ``--resume`` loses nothing.
 
+Resuming: a checkpoint of a run on the batched engine carries the whole training state
+(:mod:`babyaipp.agents.resume_state`), so ``--resume`` continues exactly as if the run had not
+stopped; without it (``engine="gym"``) the envs start fresh episodes, as the seeding rule below says.
+
 Seeding: training env ``i`` of a run with seed ``s`` is first reset with ``s * 1000 + i`` (on the
 ``r``-th resume, ``s * 1000 + (r * n_envs + i) % 1000``, so a resumed run does not replay its
 first episodes); later episodes continue that env's own random stream. Training seeds therefore
@@ -26,6 +30,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
+from babyaipp.agents import resume_state
 from babyaipp.agents.models import MODELS, ModelConfig, model_spec, policy_kwargs
 from babyaipp.agents.runs import (  # noqa: F401  (the run-directory names, re-exported for callers)
     _CHECKPOINT_RE,
@@ -286,7 +291,7 @@ def _clear_unstarted_run(run_dir: Path) -> None:
         resumable = latest_checkpoint(run_dir) is not None
     if resumable:
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
-    for name in ("config.json", "progress.csv"):
+    for name in ("config.json", "progress.csv", "model.state.pt"):
         (run_dir / name).unlink(missing_ok=True)
     for name in ("tb", "checkpoints"):
         shutil.rmtree(run_dir / name, ignore_errors=True)
@@ -420,6 +425,10 @@ def _resume_locked(
 
     n_envs, seed = int(run_config["n_envs"]), int(run_config["seed"])
     used = list(run_config.get("train_seeds_used", []))
+    engine = run_config.get("engine", "gym")
+    state = resume_state.load(resume_state.state_path(path)) if engine == "batched" else None
+    if state is not None and int(state["num_timesteps"]) == step:
+        return _resume_exactly(run_dir, run_config, path, state, steps, every, resolved, progress_bar)
     offset = max(len(used), n_envs)  # seeds already handed out, counted across resumes
     segment = offset // n_envs
     vec = make_vec_env(
@@ -445,9 +454,7 @@ def _resume_locked(
         for pair in states:
             for tensor in pair:
                 tensor.zero_()
-    for old in run_config.get("segments", []):
-        if old.get("ended") == "running":  # its process died without a word (SIGKILL, a crash)
-            old["ended"] = "killed"
+    _mark_killed_segments(run_config)
     run_config.update(
         steps=steps,
         device=resolved,
@@ -456,6 +463,42 @@ def _resume_locked(
     )
     atomic_write_json(run_dir / "config.json", run_config)
     return _learn(agent, run_dir, run_config, steps, every, progress_bar, resumed_from=int(agent.num_timesteps))
+
+
+def _resume_exactly(
+    run_dir: Path,
+    run_config: dict[str, Any],
+    path: Path,
+    state: dict[str, Any],
+    steps: int,
+    every: int,
+    device: str,
+    progress_bar: bool,
+) -> TrainResult:
+    """Continue from ``path`` with its sidecar's state (:mod:`babyaipp.agents.resume_state`): the
+    same levels, random draws and updates as if the run had never stopped."""
+    n_envs, seed = int(run_config["n_envs"]), int(run_config["seed"])
+    vec = make_vec_env(
+        run_config["env_id"], n_envs, seed, run_config["text"], run_config.get("env_kwargs"), engine="batched"
+    )
+    try:
+        agent = _load_algorithm(path, bool(run_config["recurrent"]), device, env=vec, config=run_config)
+        agent.tensorboard_log = str(run_dir / "tb")
+        resume_state.restore(agent, state)
+    except BaseException:
+        vec.close()
+        raise
+    _mark_killed_segments(run_config)
+    run_config.update(steps=steps, device=device, checkpoint_every=every)
+    atomic_write_json(run_dir / "config.json", run_config)
+    start = int(agent.num_timesteps)
+    return _learn(agent, run_dir, run_config, steps, every, progress_bar, resumed_from=start, restored=state)
+
+
+def _mark_killed_segments(run_config: dict[str, Any]) -> None:
+    for old in run_config.get("segments", []):
+        if old.get("ended") == "running":  # its process died without a word (SIGKILL, a crash)
+            old["ended"] = "killed"
 
 
 def _restart(
@@ -516,6 +559,7 @@ def _learn(
     checkpoint_every: int,
     progress_bar: bool,
     resumed_from: int | None,
+    restored: dict[str, Any] | None = None,
 ) -> TrainResult:
     start = int(agent.num_timesteps)
     rows = [r for r in read_progress(run_dir) if r["timesteps"] <= start] if resumed_from is not None else []
@@ -525,6 +569,9 @@ def _learn(
         _record_segment(run_config, run_dir, start, step, began, "running")
 
     callback = ProgressCallback(run_dir, checkpoint_every, rows, on_checkpoint=checkpointed)
+    if restored is not None:  # the progress window as it was at the checkpoint
+        callback.returns.extend(restored["progress"]["returns"].tolist())
+        callback.episodes = int(restored["progress"]["episodes"])
     remaining = max(steps - start, 0)
     try:
         if remaining > 0:
@@ -542,11 +589,15 @@ def _learn(
                 raise type(interrupt)(
                     f"saved {saved}; continue with `babyaipp train --resume --out {run_dir}`"
                 ) from interrupt
+            callback.capture_boundary()  # the state the next rollout would start from (--resume --steps more)
             callback.after_update()
+        elif restored is not None:
+            callback.boundary = restored  # nothing to train: model.zip keeps the checkpoint's state
         elapsed = time.perf_counter() - began
         done = int(agent.num_timesteps) - start
         fps = done / elapsed if elapsed > 0 and done else 0.0
         _save_atomic(agent, run_dir / "model.zip")
+        callback.save_boundary(run_dir / "model.zip", int(agent.num_timesteps))
         _record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "completed")
     except OSError as err:  # disk full, directory removed or made read-only under the run
         kept = latest_checkpoint(run_dir)

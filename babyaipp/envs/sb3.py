@@ -138,6 +138,54 @@ class BatchedSB3VecEnv(VecEnv):
         obs = self._numpy_obs(self.engine.observation())
         return obs, reward.cpu().numpy().astype(np.float32), done.cpu().numpy(), infos
 
+    # ----------------------------------------------------------------- snapshots (exact resume)
+    #: Engine attributes a snapshot holds besides the pool, the slots' state and the generator.
+    _SCALARS = ("num_objects", "pool_size", "_seed", "_next_seed", "_ring", "_ended", "_calls_since_sync",
+                "levels_refreshed")  # fmt: skip
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the next steps depend on, as tensors and ints (``torch.load(weights_only=True)``
+        reads it back): the pool, every slot's state, the draw generator, the refresh counters and
+        which refresh chunks are in flight (their seeds follow from the counters). Taking it changes
+        nothing, so a run that takes snapshots steps exactly as one that does not."""
+        from babyaipp.envs.pool import CHUNK
+
+        engine = self.engine
+        assert engine.pool is not None, "reset first"
+        return {
+            "pool": {k: v.clone() for k, v in engine.pool.tensors.items()},
+            "state": {k: v.clone() for k, v in engine.state.items()},
+            "generator": engine.generator.get_state(),
+            "last_pick": engine.last_pick.clone(),
+            "ended_device": engine._ended_device.clone(),
+            "pending_seeds": len(engine._pending) * CHUNK,
+            **{name: int(getattr(engine, name)) for name in self._SCALARS},
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Put the engine back where :meth:`snapshot` found it; returns the current observation.
+
+        The refresh chunks that were in flight are requested again (same seeds, so the same levels)."""
+        from babyaipp.envs.batched import LevelPool
+
+        engine = self.engine
+        device = engine.device
+        for future in engine._pending:
+            future.cancel()
+        engine.pool = LevelPool({k: v.to(device) for k, v in snapshot["pool"].items()})
+        engine.state = {k: v.to(device) for k, v in snapshot["state"].items()}
+        engine.generator.set_state(snapshot["generator"])
+        engine.last_pick = snapshot["last_pick"].to(device)
+        engine._ended_device = snapshot["ended_device"].to(device)
+        for name in self._SCALARS:
+            setattr(engine, name, int(snapshot[name]))
+        pending = int(snapshot["pending_seeds"])
+        first = engine._next_seed - pending
+        engine._pending = engine.generator_procs.submit(list(range(first, engine._next_seed))) if pending else []
+        self._has_reset = True
+        self._reset_seeds()
+        return self._numpy_obs(engine.observation())
+
     # ----------------------------------------------------------------- the rest of SB3's API
     def close(self) -> None:
         self.engine.close()

@@ -32,7 +32,7 @@ DEFAULT_CHECKPOINT_EVERY = 50_000
 #: Evaluation envs stepped together (the evaluator's default); results do not depend on it.
 EVAL_N_ENVS = 32
 #: Files and folders ``train`` writes; removed before retraining a run that left no checkpoint.
-_RUN_OUTPUTS = ("config.json", "progress.csv", "model.zip", "checkpoints", "tb", "eval", ERROR_TXT)
+_RUN_OUTPUTS = ("config.json", "progress.csv", "model.zip", "model.state.pt", "checkpoints", "tb", "eval", ERROR_TXT)
 
 
 _MISSING = object()

@@ -305,6 +305,7 @@ def test_two_resumes_of_one_checkpoint_are_identical(tmp_path):
     assert _train(run, "--checkpoint-every", "128", steps=256) == 0
     (run / "model.zip").unlink()
     (run / "checkpoints" / "step_256.zip").unlink()
+    (run / "checkpoints" / "step_128.state.pt").unlink()  # the resume without the exact state
     copies = [tmp_path / "a", tmp_path / "b"]
     for copy in copies:
         shutil.copytree(run, copy)
@@ -485,7 +486,7 @@ def test_a_resumed_segment_draws_from_its_own_random_stream(tmp_path, monkeypatc
     import torch
 
     run = tmp_path / "run"
-    assert _train(run, "--checkpoint-every", "128", steps=256) == 0
+    assert _train(run, "--engine", "gym", "--checkpoint-every", "128", steps=256) == 0  # no exact state
     (run / "model.zip").unlink()
     (run / "checkpoints" / "step_256.zip").unlink()
     seen = []
@@ -498,3 +499,55 @@ def test_a_resumed_segment_draws_from_its_own_random_stream(tmp_path, monkeypatc
     monkeypatch.setattr(training, "_learn", record)
     assert main(["train", "--resume", "--out", str(run), "--device", "cpu"]) == 0
     assert seen == [0 + 1]  # seed + segment, not the run's seed the checkpoint's load applies
+
+
+# ------------------------------------------------------------------ exact resume (batched engine)
+def _weights(run: Path) -> list:
+    return [p.detach().clone() for p in training.load_run(run)[0].policy.parameters()]
+
+
+def _curve(run: Path) -> list[tuple]:
+    return [(r["timesteps"], r["episodes"], r["mean_return"], r["success_rate"]) for r in training.read_progress(run)]
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_a_resumed_run_is_identical_to_the_uninterrupted_one(recurrent, tmp_path, monkeypatch, capsys):
+    import torch
+
+    extra = ["--checkpoint-every", "128", "--env-kwarg", "max_steps=24", *(["--recurrent"] * recurrent)]
+    whole, stopped, interrupted = tmp_path / "whole", tmp_path / "stopped", tmp_path / "interrupted"
+    assert _train(whole, *extra, steps=384) == 0
+    # Stopped at 128 steps by --steps, then continued.
+    assert _train(stopped, *extra, steps=128) == 0
+    assert (stopped / "model.state.pt").is_file()
+    assert main(["train", "--resume", "--steps", "384", "--out", str(stopped), "--device", "cpu"]) == 0
+    # Interrupted mid-rollout after the 128-step update (Ctrl-C/SIGTERM), then continued.
+    original = training.ProgressCallback._on_step
+
+    def interrupt(self):
+        if self.num_timesteps >= 192:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(training.ProgressCallback, "_on_step", interrupt)
+    assert _train(interrupted, *extra, steps=384) == 130
+    monkeypatch.setattr(training.ProgressCallback, "_on_step", original)
+    assert (interrupted / "checkpoints" / "step_128.state.pt").is_file()
+    assert main(["train", "--resume", "--out", str(interrupted), "--device", "cpu"]) == 0
+    reference = _weights(whole)
+    for run in (stopped, interrupted):
+        assert _curve(run) == _curve(whole), run.name
+        for a, b in zip(_weights(run), reference):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert _config(stopped)["train_seeds_used"] == _config(whole)["train_seeds_used"]
+
+
+def test_without_its_state_file_a_checkpoint_resumes_as_documented(tmp_path):
+    run = tmp_path / "run"
+    assert _train(run, "--checkpoint-every", "128", steps=128) == 0
+    (run / "model.state.pt").unlink()
+    assert main(["train", "--resume", "--steps", "256", "--out", str(run), "--device", "cpu"]) == 0
+    assert _config(run)["train_seeds_used"] == [0, 1, 2, 3]  # fresh envs from the next seeds
+    (run / "model.state.pt").write_bytes(b"not a state")
+    with pytest.raises(runs.CheckpointError, match="model.state.pt is corrupt"):
+        training.resume(run, steps=384, device="cpu")

@@ -144,7 +144,8 @@ root: MINARI_DATASETS_PATH=DIR python -c "import minari; minari.load_dataset('<i
 printed). Episode k is reset with seed S + k; the result is identical for any --workers.
 Observations are the token arrays the agents train on; each episode's seed, mission, description,
 dynamics and held-out pairs are in its metadata. Written to a temporary directory and renamed at the
-end, so an interrupted run leaves nothing.
+end, so an interrupted run (Ctrl-C, SIGTERM, an error) leaves nothing; one killed with SIGKILL leaves
+its temporary directory, which the next run into DIR removes.
 
 examples:
   babyaipp demos --env BabyAIPP/GoToRedBall-Easy-Train-v0 --episodes 1000 --out demos/gtrb

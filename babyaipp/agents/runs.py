@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -94,7 +95,12 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as err:
+            if not isinstance(err, BlockingIOError) and err.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
+                break  # a filesystem without locks (some network mounts): write unlocked, as before
+            if not isinstance(err, BlockingIOError):
+                os.close(fd)
+                raise
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise RunLockedError(

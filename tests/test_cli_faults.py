@@ -171,3 +171,16 @@ def test_levels_piped_into_a_reader_that_went_away_prints_no_traceback():
     proc.stdout.close()  # like `| head` exiting before the command writes
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_BROKEN_PIPE and b"Traceback" not in err and err == b"", err
+
+
+def test_demos_on_a_full_disk_is_one_line_and_leaves_no_temporary_directory(tmp_path, monkeypatch, capsys):
+    from babyaipp.agents import demos
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "main_data.hdf5"))
+
+    monkeypatch.setattr(demos, "_dataset_metadata", full)  # fails after every episode was recorded
+    out = tmp_path / "demos"
+    assert main(["demos", "--env", ENV, "--episodes", "2", "--quiet", "--out", str(out)]) == 2
+    assert "No space left on device" in _one_line_error(capsys)
+    assert not out.exists() and not list(tmp_path.glob(".demos.tmp-*"))

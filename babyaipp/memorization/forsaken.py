@@ -58,6 +58,17 @@ rounds), *dropped* (the same number of further rounds with the user simply absen
 *retrained* (the gold standard: trained from scratch for the same number of rounds without the
 user). Accuracy of the other users is measured on their training data and on a held-out test set.
 
+A second attack the generator was *not* trained against: the offline likelihood-ratio attack
+(LiRA, Carlini et al. 2022) with ``shadow_models`` OUT models trained like the retrained model
+(without the user, own seeds); each example's score is the target's true-class logit minus the
+shadows' mean, so it is judged against its own difficulty. The generator matches the loss
+*distribution*; it never sees these per-example calibrated scores. Checks (all claims): the
+attack works before (AUC ≥ 0.7), both attacks are near chance after Forsaken (AUC ≤ 0.58, 3 sd of
+a useless attack's AUC above 0.5), Forsaken beats simply dropping the user by at least 0.074 in
+LiRA AUC (2 sd of a difference), and the others' accuracy is within 3 points of retraining. The
+ablation ``use_generator=False`` (the user stays but submits a zero update, i.e. Forsaken does
+nothing) fails the near-chance checks (a test shows it).
+
 Differences of scale: the paper uses CIFAR/MNIST-scale CNNs and its own memorization metric built
 from shadow-model attacks; here a 64-256-10 MLP on noisy 8x8 digits, a loss-threshold attack, and a
 handful of users, so the whole run takes about a minute on one CPU core.
@@ -76,9 +87,11 @@ from torch.func import functional_call
 
 from babyaipp.errors import check_range
 from babyaipp.memorization._federated import FlowerAggregator, get_arrays, set_arrays
-from babyaipp.memorization.base import MemoConfig, MemoSpec, Outcome
+from babyaipp.memorization.base import MemoConfig, MemoSpec, Outcome, claim
 
 MODELS = ("before", "forsaken", "dropped", "retrained")
+ATTACKS = ("loss", "lira")
+ATTACK_LABELS = {"loss": "loss threshold (the generator's target)", "lira": "LiRA offline (shadow models)"}
 MODEL_LABELS = {"before": "before", "forsaken": "Forsaken", "dropped": "dropped", "retrained": "retrained"}
 
 
@@ -103,9 +116,18 @@ class ForsakenConfig(MemoConfig):
     generator_steps: int = 30
     kl_weight: float = 100.0  # strong: forgetting atypical data must not move the model elsewhere
     n_quantiles: int = 50
+    shadow_models: int = 4  # OUT models (never saw the user) that calibrate the LiRA attack per example
+    use_generator: bool = True  # False = ablation: the user submits a zero update (does nothing)
     mia_before_min: float = 0.7  # the attack must clearly work before forgetting
-    mia_after_max: float = 0.55  # ... and be near chance after
-    accuracy_tolerance: float = 0.03  # others' accuracy within this of the retrained model's
+    # Near chance after: a useless attack's AUC on 250 + 250 examples has sd sqrt(501 / (12·250²)) =
+    # 0.026, so 0.58 is 3 sd above 0.5 (and the retrained gold standard sits below it).
+    mia_after_max: float = 0.58
+    # Forsaken must beat simply dropping the user: the difference of two such AUCs has sd 0.037;
+    # 0.074 is 2 sd.
+    dropped_gap_min: float = 0.074
+    # Others' accuracy within 3 points of the retrained model's (a 250-image test set at 85% accuracy
+    # has sd 2.3 points).
+    accuracy_tolerance: float = 0.03
 
     def __post_init__(self) -> None:
         check_range("n_users", self.n_users, 2, 100)
@@ -125,6 +147,8 @@ class ForsakenConfig(MemoConfig):
         check_range("generator_steps", self.generator_steps, 1, 10_000)
         check_range("kl_weight", self.kl_weight, 0.0, 1e6)
         check_range("n_quantiles", self.n_quantiles, 2, 1000)
+        check_range("shadow_models", self.shadow_models, 1, 64)
+        check_range("dropped_gap_min", self.dropped_gap_min, 0.0, 0.5)
         check_range("mia_before_min", self.mia_before_min, 0.5, 1.0)
         check_range("mia_after_max", self.mia_after_max, 0.5, 1.0)
         check_range("accuracy_tolerance", self.accuracy_tolerance, 0.0, 1.0)
@@ -138,6 +162,7 @@ class ForsakenConfig(MemoConfig):
             self.rounds = min(self.rounds, 30)
             self.forget_rounds = min(self.forget_rounds, 10)
             self.generator_steps = min(self.generator_steps, 30)
+            self.shadow_models = min(self.shadow_models, 2)
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -231,10 +256,13 @@ def fedavg_rounds(model: nn.Module, users: list[tuple[torch.Tensor, torch.Tensor
             sizes.append(len(ux))
         if forgetter is not None and forget_data is not None and reference is not None:
             set_arrays(client, current)
-            forgetter.aggregation_weight = len(forget_data[0]) / (sum(sizes) + len(forget_data[0]))
-            forgetter.fit(client, forget_data, reference)
-            delta = forgetter.dummy_update(client, forget_data)
-            returned.append([a + d.numpy() for a, d in zip(current, delta, strict=True)])
+            if cfg.use_generator:
+                forgetter.aggregation_weight = len(forget_data[0]) / (sum(sizes) + len(forget_data[0]))
+                forgetter.fit(client, forget_data, reference)
+                delta = [d.numpy() for d in forgetter.dummy_update(client, forget_data)]
+            else:  # ablation: the withdrawing user stays in the rounds but changes nothing
+                delta = [np.zeros_like(a) for a in current]
+            returned.append([a + d for a, d in zip(current, delta, strict=True)])
             sizes.append(len(forget_data[0]))
         set_arrays(model, aggregator.aggregate(server_round, current, returned, sizes, rng))
 
@@ -250,6 +278,25 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 # ------------------------------------------------------------------------- membership inference
+@torch.no_grad()
+def true_class_logit(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """``log p_y − log(1 − p_y)``: LiRA's per-example statistic (close to Gaussian across models)."""
+    logp = torch.log_softmax(model(x).double(), dim=-1)
+    own = logp[torch.arange(len(y)), y]
+    rest = torch.logsumexp(logp.scatter(1, y[:, None], float("-inf")), dim=-1)
+    return (own - rest).numpy()
+
+
+def lira_scores(model: nn.Module, shadows: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Offline likelihood-ratio attack (Carlini et al. 2022): the target model's true-class logit
+    minus its mean over OUT shadow models, so each example is judged against how easy it is for a
+    model that never saw it. Higher = more likely a member. The generator never sees this statistic:
+    it matches the *distribution* of raw losses, not each example's calibrated excess."""
+    out = np.mean([true_class_logit(s, x, y) for s in shadows], axis=0)
+    return true_class_logit(model, x, y) - out
+
+
+
 def mia_auc(member_losses: np.ndarray, nonmember_losses: np.ndarray) -> float:
     """ROC AUC of the loss-threshold attack (score = -loss): P(member loss < non-member loss),
     ties counted one half. 1 = perfectly separable, 0.5 = chance."""
@@ -369,6 +416,15 @@ def run(cfg: ForsakenConfig) -> Outcome:
     models["retrained"] = fresh()
     fedavg_rounds(models["retrained"], others, cfg.rounds, cfg, np.random.default_rng([cfg.seed, 2]),
                   torch.Generator().manual_seed(cfg.seed + 3))
+    # The attacker's shadow models: trained like the retrained model (without the user), from their
+    # own initialisations and data orders.
+    shadows: list[nn.Module] = []
+    for k in range(cfg.shadow_models):
+        torch.manual_seed(cfg.seed * 1000 + 100 + k)
+        shadow = make_mlp(cfg.hidden_dim)
+        fedavg_rounds(shadow, others, cfg.rounds, cfg, np.random.default_rng([cfg.seed, 3, k]),
+                      torch.Generator().manual_seed(cfg.seed + 10 + k))
+        shadows.append(shadow)
 
     others_x = torch.cat([x for x, _ in others])
     others_y = torch.cat([y for _, y in others])
@@ -376,8 +432,11 @@ def run(cfg: ForsakenConfig) -> Outcome:
     for name, model in models.items():
         member = per_example_loss(model, *forget)
         nonmember = per_example_loss(model, *data.nonmember_eval)
+        lira_member = lira_scores(model, shadows, *forget)
+        lira_nonmember = lira_scores(model, shadows, *data.nonmember_eval)
         per_model[name] = {
             "mia_auc": mia_auc(member, nonmember),
+            "lira_auc": mia_auc(-lira_member, -lira_nonmember),
             "mia_balanced_accuracy": mia_balanced_accuracy(member, nonmember),
             "others_train_accuracy": accuracy(model, others_x, others_y),
             "test_accuracy": accuracy(model, *data.test),
@@ -389,15 +448,27 @@ def run(cfg: ForsakenConfig) -> Outcome:
         }
 
     auc = {m: per_model[m]["mia_auc"] for m in MODELS}
+    lira = {m: per_model[m]["lira_auc"] for m in MODELS}
     test_acc = {m: per_model[m]["test_accuracy"] for m in MODELS}
     others_acc = {m: per_model[m]["others_train_accuracy"] for m in MODELS}
     checks = {
-        "mia_works_before": auc["before"] >= cfg.mia_before_min,
-        "mia_near_chance_after_forsaken": auc["forsaken"] <= cfg.mia_after_max,
-        "forsaken_test_accuracy_close_to_retrained":
-            abs(test_acc["forsaken"] - test_acc["retrained"]) <= cfg.accuracy_tolerance,
-        "forsaken_others_accuracy_close_to_retrained":
-            abs(others_acc["forsaken"] - others_acc["retrained"]) <= cfg.accuracy_tolerance,
+        "mia_works_before": claim(
+            min(auc["before"], lira["before"]), ">=", cfg.mia_before_min,
+            "weaker attack's AUC before forgetting: there is memorisation to remove"),
+        "mia_near_chance_after_forsaken": claim(
+            auc["forsaken"], "<=", cfg.mia_after_max, "loss-threshold AUC after Forsaken (the generator's target)"),
+        "lira_near_chance_after_forsaken": claim(
+            lira["forsaken"], "<=", cfg.mia_after_max,
+            "LiRA AUC after Forsaken: an attack the generator was not trained against"),
+        "forsaken_beats_dropping_the_user": claim(
+            lira["dropped"] - lira["forsaken"], ">=", cfg.dropped_gap_min,
+            "LiRA AUC of simply dropping the user minus Forsaken's"),
+        "forsaken_test_accuracy_close_to_retrained": claim(
+            abs(test_acc["forsaken"] - test_acc["retrained"]), "<=", cfg.accuracy_tolerance,
+            "|test accuracy Forsaken − retrained|"),
+        "forsaken_others_accuracy_close_to_retrained": claim(
+            abs(others_acc["forsaken"] - others_acc["retrained"]), "<=", cfg.accuracy_tolerance,
+            "|other users' accuracy Forsaken − retrained|"),
     }
     metrics: dict[str, Any] = {
         "n_forgotten": len(forget[0]),
@@ -409,6 +480,7 @@ def run(cfg: ForsakenConfig) -> Outcome:
         "MIA AUC before": round(auc["before"], 3),
         "MIA AUC Forsaken": round(auc["forsaken"], 3),
         "MIA AUC retrained": round(auc["retrained"], 3),
+        "LiRA AUC before/Forsaken/dropped/retrained": "/".join(f"{lira[m]:.3f}" for m in MODELS),
         "test acc Forsaken/retrained": f"{test_acc['forsaken']:.3f}/{test_acc['retrained']:.3f}",
     }
 
@@ -416,10 +488,10 @@ def run(cfg: ForsakenConfig) -> Outcome:
         ax_mia, ax_acc, ax_hb, ax_ha = fig.subplots(1, 4)
         xs = np.arange(len(MODELS))
         labels = [MODEL_LABELS[m] for m in MODELS]
-        ax_mia.bar(xs - 0.2, [auc[m] for m in MODELS], 0.4, label="AUC")
-        ax_mia.bar(xs + 0.2, [per_model[m]["mia_balanced_accuracy"] for m in MODELS], 0.4,
-                   label="best bal. acc.")
+        ax_mia.bar(xs - 0.2, [auc[m] for m in MODELS], 0.4, label="loss-threshold AUC")
+        ax_mia.bar(xs + 0.2, [lira[m] for m in MODELS], 0.4, label=f"LiRA AUC ({cfg.shadow_models} shadows)")
         ax_mia.axhline(0.5, color="gray", ls=":", lw=1, label="chance")
+        ax_mia.axhline(cfg.mia_after_max, color="tab:red", ls="--", lw=0.8, label="check: near chance")
         ax_mia.set_xticks(xs, labels, rotation=30)
         ax_mia.set_ylim(0.3, 1.0)
         ax_mia.set_title("Membership inference\n(forgotten user vs non-members)", fontsize=9)

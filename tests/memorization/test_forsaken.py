@@ -25,6 +25,7 @@ def test_mia_on_identical_distributions_is_chance() -> None:
 
 
 def test_generator_update_has_the_model_shapes_and_starts_at_zero() -> None:
+    torch.manual_seed(0)
     cfg = fs.ForsakenConfig(hidden_dim=16, generator_hidden=8, generator_steps=2, kl_weight=1.0)
     model = fs.make_mlp(cfg.hidden_dim)
     generator = fs.DummyGradientGenerator(model, cfg.generator_hidden, cfg, torch.Generator().manual_seed(0))
@@ -59,7 +60,30 @@ def test_quick_run_holds(tmp_path) -> None:
     assert abs(models["retrained"]["mia_auc"] - 0.5) < 0.05  # a model that never saw it: chance
     assert abs(models["forsaken"]["mia_auc"] - models["retrained"]["mia_auc"]) < 0.06
     assert abs(models["forsaken"]["test_accuracy"] - models["retrained"]["test_accuracy"]) <= 0.03
-    assert result.held, result.checks
+    # The attack the generator was not trained against sees a clear drop too, and simply dropping the
+    # user does not give it.
+    assert models["before"]["lira_auc"] >= 0.7
+    assert models["forsaken"]["lira_auc"] < models["dropped"]["lira_auc"] - 0.15
+    assert result.check_details["forsaken_beats_dropping_the_user"]["held"]
+
+
+def test_claim_fails_when_the_user_does_nothing() -> None:
+    """Ablation: the withdrawing user submits a zero update; the model keeps remembering its data."""
+    result = run_module("forsaken", quick=True, seed=0, overrides={"use_generator": False})
+    details = result.check_details
+    assert not details["mia_near_chance_after_forsaken"]["held"]
+    assert not details["lira_near_chance_after_forsaken"]["held"]
+    assert not result.held
+
+
+def test_lira_scores_are_zero_for_a_model_like_its_shadows() -> None:
+    torch.manual_seed(0)
+    model = fs.make_mlp(16)
+    x, y = torch.randn(20, 64), torch.randint(0, 10, (20,))
+    np.testing.assert_allclose(fs.lira_scores(model, [model, model], x, y), 0.0, atol=1e-12)
+    logit = fs.true_class_logit(model, x, y)
+    p = torch.softmax(model(x).double(), -1)[torch.arange(20), y].detach().numpy()
+    np.testing.assert_allclose(logit, np.log(p) - np.log1p(-p), rtol=1e-9)
 
 
 def test_split_is_disjoint_stratified_and_noisier_for_the_forgotten_user() -> None:

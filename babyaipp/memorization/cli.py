@@ -65,6 +65,9 @@ def add_parsers(subparsers: Any) -> None:
     run.add_argument("--seeds", metavar="LIST", default=None,
                      help="run on several seeds, e.g. 0-4 or 0,2,5, and judge each claim over them "
                           "(held on >= 4 of 5); overrides --seed")
+    run.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="run up to N (module, seed) runs at once in worker processes (default: 1); "
+                          "results do not depend on N")
     run.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
                      help=f"results go to DIR/NAME/ (default: {DEFAULT_OUT})")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
@@ -110,7 +113,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one module or all of them; return 0 if every claim held, else 1."""
-    from babyaipp.errors import ConfigError, check_choice
+    import os
+
+    from babyaipp.errors import ConfigError, check_choice, check_range
     from babyaipp.memorization.base import MODULES, check_seed, load_spec, make_config
     from babyaipp.memorization.runner import check_writable_dir, parse_seeds
     from babyaipp.utils import resolve_device
@@ -118,13 +123,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_choice("memorization module", args.name, [*MODULES, "all"])
     params = parse_params(args.param)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else [check_seed(args.seed)]
+    check_range("--jobs", args.jobs, 1, os.cpu_count() or 1)
     device = resolve_device(args.device)
     if args.name == "all" and params:
         raise ConfigError("--param applies to a single module's config; it cannot be used with 'all'")
     if args.name != "all":  # bad --param values fail here, before anything runs
         make_config(load_spec(args.name), quick=args.quick, seed=seeds[0], device=device, overrides=params)
     check_writable_dir(args.out)
-    if args.name == "all" or len(seeds) > 1:
+    if args.name == "all" or len(seeds) > 1 or args.jobs > 1:
         return _run_all(args, device, seeds, params)
     return _run_one(args, device, params)
 
@@ -174,7 +180,7 @@ def _run_all(args: argparse.Namespace, device: str, seeds: list[int], params: di
             bar.set_postfix_str(name)
 
         results = run_all(args.out, names=names, quick=args.quick, seeds=seeds, device=device,
-                          on_done=on_done, overrides=params)
+                          on_done=on_done, overrides=params, jobs=args.jobs)
     out = Path(args.out)
     if len(seeds) > 1:
         modules = json.loads((out / "summary.json").read_text())["modules"]

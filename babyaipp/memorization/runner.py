@@ -89,6 +89,18 @@ def required_seeds(n_seeds: int) -> int:
     return max(1, math.ceil(HELD_FRACTION * n_seeds - 1e-9))
 
 
+def run_task(name: str, seed: int, quick: bool, device: str, target: str,
+             overrides: dict[str, Any] | None) -> MemoResult:
+    """One module on one seed; a raised error becomes a failed result (also in a worker process)."""
+    start = time.perf_counter()
+    try:
+        return run_module(name, quick=quick, seed=seed, device=device, out=target, overrides=overrides)
+    except Exception as err:  # noqa: BLE001 - keep going; the failure is part of the report
+        result = failed_result(name, err, time.perf_counter() - start)
+        result.config = {"seed": seed}
+        return result
+
+
 def run_all(
     out: str | Path,
     *,
@@ -99,33 +111,44 @@ def run_all(
     device: str = "cpu",
     on_done: ProgressHook | None = None,
     overrides: dict[str, Any] | None = None,
+    jobs: int = 1,
 ) -> list[MemoResult]:
     """Run ``names`` (default: every registered module, in order) and write the summary files.
 
     With one seed each module writes ``out/<name>/result.json`` and ``figure.png``; with several
     (``seeds``) it writes ``out/<name>/seed<S>/`` per seed. Afterwards ``out/summary.md`` and
-    ``out/summary.json`` are written atomically. Returns every per-seed result, module by module.
+    ``out/summary.json`` are written atomically. ``jobs > 1`` runs that many (module, seed) runs
+    at once in worker processes (each seeds itself, so the numbers do not depend on ``jobs``).
+    Returns every per-seed result, module by module, in run order.
     """
     out = Path(out)
     seeds = list(seeds) if seeds is not None else [seed]
     multi = len(seeds) > 1
-    results: list[MemoResult] = []
+    tasks = [(name, s, str(out / name / f"seed{s}" if multi else out / name))
+             for name in (names if names is not None else list(MODULES)) for s in seeds]
     start_all = time.perf_counter()
-    for name in names if names is not None else list(MODULES):
-        for s in seeds:
-            start = time.perf_counter()
-            target = out / name / f"seed{s}" if multi else out / name
-            try:
-                result = run_module(name, quick=quick, seed=s, device=device, out=target, overrides=overrides)
-            except Exception as err:  # noqa: BLE001 - keep going; the failure is part of the report
-                result = failed_result(name, err, time.perf_counter() - start)
-                result.config = {"seed": s}
-            results.append(result)
+    results: list[MemoResult | None] = [None] * len(tasks)
+    if jobs <= 1:
+        for i, (name, s, target) in enumerate(tasks):
+            results[i] = run_task(name, s, quick, device, target, overrides)
             if on_done is not None:
-                on_done(name, result)
-    write_summary(results, out, quick=quick, seed=seeds[0], seeds=seeds,
+                on_done(name, results[i])
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(run_task, name, s, quick, device, target, overrides): i
+                       for i, (name, s, target) in enumerate(tasks)}
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                if on_done is not None:
+                    on_done(tasks[i][0], results[i])
+    done = [r for r in results if r is not None]
+    write_summary(done, out, quick=quick, seed=seeds[0], seeds=seeds,
                   wall_seconds=time.perf_counter() - start_all)
-    return results
+    return done
 
 
 def _spread(values: Sequence[float]) -> dict[str, float] | None:

@@ -268,3 +268,18 @@ def test_seeds_judge_each_claim_on_4_of_5(fails_on, verdict, code, tmp_path, mon
     for s in range(5):
         assert (tmp_path / "seeded" / f"seed{s}" / "result.json").exists()
     assert f"claim held on {5 - len(fails_on)}/5 seeds" in capsys.readouterr().out
+
+
+def test_jobs_out_of_range_exits_2(capsys) -> None:
+    assert main(["memo", "run", "elr", "--jobs", "0"]) == 2
+    assert "--jobs=0 is out of range" in capsys.readouterr().err
+
+
+def test_parallel_jobs_give_the_same_results_in_run_order(tmp_path) -> None:
+    """Two worker processes, two seeds of a real (fast) module: same numbers as a serial run."""
+    serial = runner.run_all(tmp_path / "serial", names=["interpolation_transition"], quick=True, seeds=[0, 1])
+    parallel = runner.run_all(tmp_path / "parallel", names=["interpolation_transition"], quick=True,
+                              seeds=[0, 1], jobs=2)
+    assert [r.config["seed"] for r in parallel] == [0, 1]
+    assert [r.checks for r in parallel] == [r.checks for r in serial]
+    assert [r.key_figures for r in parallel] == [r.key_figures for r in serial]

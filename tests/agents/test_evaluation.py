@@ -262,7 +262,9 @@ def test_eval_cli_on_a_trained_run(trained_run, capsys):
     args = ["eval", str(trained_run), "--episodes", "2", "--splits", "Train", "--no-references", "--quiet",
             "--env", "BabyAIPP/GoToLocal-Easy-Train-v0"]
     assert main(args) == 0
-    assert reports.read_results(trained_run)["env_id"] == "BabyAIPP/GoToLocal-Easy-Train-v0"
+    assert reports.read_results(trained_run)["env_id"] != "BabyAIPP/GoToLocal-Easy-Train-v0"  # own results kept
+    other = json.loads((trained_run / "eval" / "GoToLocal-Easy" / "results.json").read_text())
+    assert other["env_id"] == "BabyAIPP/GoToLocal-Easy-Train-v0"
 
 
 def test_eval_cli_corrupt_checkpoint_is_one_line(trained_run, tmp_path, capsys):

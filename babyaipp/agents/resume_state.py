@@ -95,7 +95,7 @@ def capture(agent: Any, progress_returns: Any, progress_episodes: int) -> dict[s
         "engine": adapter.snapshot(),
         "last_obs": {k: torch.from_numpy(np.array(v)) for k, v in agent._last_obs.items()},
         "last_episode_starts": torch.from_numpy(np.array(agent._last_episode_starts)),
-        "lstm": None if lstm is None else [t.detach().clone() for pair in lstm for t in pair],
+        "lstm": None if lstm is None else [t.detach().cpu().clone() for pair in lstm for t in pair],
         "monitor": {
             "returns": torch.from_numpy(monitor.episode_returns.copy()),
             "lengths": torch.from_numpy(monitor.episode_lengths.copy()),
@@ -119,7 +119,7 @@ def load(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
         raise CheckpointError(f"{path} is corrupt ({type(err).__name__}); delete it to resume inexactly") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

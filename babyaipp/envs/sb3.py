@@ -153,11 +153,11 @@ class BatchedSB3VecEnv(VecEnv):
         engine = self.engine
         assert engine.pool is not None, "reset first"
         return {
-            "pool": {k: v.clone() for k, v in engine.pool.tensors.items()},
-            "state": {k: v.clone() for k, v in engine.state.items()},
+            "pool": {k: v.cpu().clone() for k, v in engine.pool.tensors.items()},
+            "state": {k: v.cpu().clone() for k, v in engine.state.items()},
             "generator": engine.generator.get_state(),
-            "last_pick": engine.last_pick.clone(),
-            "ended_device": engine._ended_device.clone(),
+            "last_pick": engine.last_pick.cpu().clone(),
+            "ended_device": engine._ended_device.cpu().clone(),
             "pending_seeds": len(engine._pending) * CHUNK,
             **{name: int(getattr(engine, name)) for name in self._SCALARS},
         }

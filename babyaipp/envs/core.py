@@ -184,30 +184,33 @@ class BabyAIPPMixin:
         Routes go to the objects the instruction names (and the keys of locked doors), not to every
         object: routes of several colours sharing the way to a distractor would leave plain
         corridors, and distractors only stand in the way. The layout reads the colours in play,
-        never the mapping; the full physics search (which never enters a trap) then checks that
-        the agent can face every needed object with this episode's dynamics.
+        never the mapping. Solvability: the route avoiding the trap colour reaches every needed
+        object by construction, which the trap-avoiding cell search confirms (enough, as
+        ``_solvable_with_physics`` explains, unless a colour is flipud+magic); with a flipud+magic
+        colour the full physics search must bring the agent to every needed object and back.
         """
         locked = np.zeros((self.width, self.height), dtype=bool)
         for x, y in targets:
             cell = self.grid.get(x, y)
             locked[x, y] = cell.type == "door" and cell.is_locked
         # what the instruction needs and the agent reaches before it holds any key
-        needed = self._instruction_cells() & (reachable_targets(self.grid, start, locked) if locked.any() else targets)
+        groups = self._instruction_groups()
+        needed = set().union(*groups) & (reachable_targets(self.grid, start, locked) if locked.any() else targets)
         colours = dyn.DIFFICULTY_COLOURS[self.difficulty]
+        trap_colours = [COLOR_TO_IDX[c] for c, props in self._dynamics.items() if "trap" in props]
         for _ in range(_PLACEMENT_TRIES):
             self._set_floor(place_dense_tiles(rng, self.grid, start, colours, needed))
-            if self._dense_redraws < DENSE_REDRAWS and self._tile_free_instruction(start):
+            if self._dense_redraws < DENSE_REDRAWS and self._tile_free_instruction(start, groups):
                 # The instruction can be done without stepping on a tile, so without reading:
                 # draw another level (a choice made on the layout alone, never on the mapping).
                 self._dense_redraws += 1
                 raise PlacementError(TILE_FREE_REDRAW)
-            if self._solvable_with_physics(needed, always=True, round_trip=True):
+            traps = np.isin(self.floor, trap_colours)
+            if needed <= reachable_targets(self.grid, start, traps) and self._solvable_with_physics(
+                needed, round_trip=True
+            ):
                 return
         raise PlacementError("no dense layout left the needed objects reachable")
-
-    def _instruction_cells(self) -> set[tuple[int, int]]:
-        """Cells of every object an instruction description matches, and of the keys of locked doors."""
-        return set().union(*self._instruction_groups())
 
     def _instruction_groups(self) -> list[set[tuple[int, int]]]:
         """One set of cells per object description of the instruction (any one of them will do),
@@ -233,10 +236,10 @@ class BabyAIPPMixin:
             )
         return groups
 
-    def _tile_free_instruction(self, start: tuple[int, int]) -> bool:
-        """Whether every object description of the instruction can be reached without a tile."""
+    def _tile_free_instruction(self, start: tuple[int, int], groups: list[set[tuple[int, int]]]) -> bool:
+        """Whether every object description of the instruction (``groups``) can be reached without a tile."""
         plain = reachable_targets(self.grid, start, self.floor >= 0)
-        return all(group & plain for group in self._instruction_groups())
+        return all(group & plain for group in groups)
 
     def _set_dynamics(self, mapping: dict[str, tuple[str, ...]]) -> None:
         """Install an episode's colour -> properties mapping and restart the tile counters."""
@@ -252,21 +255,18 @@ class BabyAIPPMixin:
         self.floor = floor
         self._padded_floor = np.pad(floor, self.agent_view_size, constant_values=NO_TILE)
 
-    def _solvable_with_physics(
-        self, targets: set[tuple[int, int]], always: bool = False, round_trip: bool = False
-    ) -> bool:
+    def _solvable_with_physics(self, targets: set[tuple[int, int]], round_trip: bool = False) -> bool:
         """The full search over (cell, direction, counters), only where the cell search is not enough.
 
         Without magic the trap-avoiding cell search decides solvability (see
         :func:`~babyaipp.envs.tiles.traps_cut_off_targets`). A flipud+magic tile is different: going
         straight across it takes two turns on it, and the second is pushed down, so such a tile can
         act as a wall (over a trap, say). Then the oracle's physics search must face every object
-        and door in ``targets`` (those reachable on the plain floor). ``always``: run the full
-        search whatever the mapping (the dense floor, where most steps are on tiles). ``round_trip``:
+        and door in ``targets`` (those reachable on the plain floor). ``round_trip``:
         where a colour is flipud+magic (pushes past it are one-way moves), every target must also
         let the agent come back to its start, so that tasks with several subgoals stay solvable.
         """
-        if not always and not any("flipud" in p and "magic" in p for p in self._dynamics.values()):
+        if not any("flipud" in p and "magic" in p for p in self._dynamics.values()):
             return True
         from babyaipp.envs.oracle import faceable_cells, round_trip_cells
 

@@ -53,10 +53,27 @@ def test_fedavg_of_identical_clients_equals_central_sgd() -> None:
     federated = flm.NextWordGRU(30, 8, 8)
     set_arrays(federated, get_arrays(init))
     flm.train_federated(federated, [rows, rows, rows], rounds=1, clients_per_round=3, local_epochs=1,
-                        batch_size=len(rows), lr=0.5, grad_clip=1e9, dp=None, rng=np.random.default_rng(0),
-                        generator=torch.Generator().manual_seed(0))
+                        lr=0.5, grad_clip=1e9, dp=None, rng=np.random.default_rng(0))
     for a, b in zip(get_arrays(central), get_arrays(federated), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_batched_local_training_matches_one_client_at_a_time() -> None:
+    """The vmapped functional GRU reproduces nn.GRU and per-client SGD with clipping and padding."""
+    torch.manual_seed(2)
+    model = flm.NextWordGRU(30, 8, 8)
+    params = dict(model.named_parameters())
+    rows = torch.randint(0, 30, (5, 6))
+    torch.testing.assert_close(flm.functional_logits(params, rows), model(rows)[0], atol=1e-5, rtol=0)
+    clients = [torch.randint(0, 30, (n, 6)) for n in (3, 7)]
+    batched = flm.local_training(model, clients, steps=2, lr=0.5, grad_clip=0.3)
+    for rows_c, arrays in zip(clients, batched, strict=True):
+        one = flm.NextWordGRU(30, 8, 8)
+        set_arrays(one, get_arrays(model))
+        flm.sgd_train(one, rows_c, epochs=2, batch_size=len(rows_c), lr=0.5, grad_clip=0.3,
+                      generator=torch.Generator().manual_seed(0))
+        for a, b in zip(get_arrays(one), arrays, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_dp_noise_has_the_configured_std() -> None:
@@ -93,7 +110,7 @@ def test_epsilon_is_finite_and_falls_with_noise() -> None:
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("noise_multiplier", -0.1, r"noise_multiplier=-0.1 is out of range; valid range: \[0.0, 1000.0\]"),
     ("clip", 0.0, r"clip=0.0 is out of range; valid range: \(0.0, inf\)"),
-    ("delta", 0.0, r"delta=0.0 is out of range; valid range: \(0.0, 1.0\)"),
+    ("delta", -0.1, r"delta=-0.1 is out of range; valid range: \[0.0, 1.0\)"),
     ("clients_per_round", 0, r"clients_per_round=0 is out of range; valid range: \[1, 10000\]"),
 ])
 def test_bad_config_names_the_range(field: str, value: float, message: str) -> None:
@@ -101,13 +118,23 @@ def test_bad_config_names_the_range(field: str, value: float, message: str) -> N
         flm.FLMemorizationConfig(**{field: value})
 
 
-def test_quick_run_holds(tmp_path) -> None:
+def test_quick_run_measures_every_setting(tmp_path) -> None:
     result = run_module("fl_memorization", quick=True, seed=0, out=tmp_path)
     assert (tmp_path / "result.json").exists() and (tmp_path / "figure.png").exists()
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["held"] == result.held
     settings = result.metrics["settings"]
-    assert settings["central"]["mean_exposure"] > settings["fedavg"]["mean_exposure"]
-    assert settings["fedavg"]["mean_exposure"] > settings["dp_fedavg"]["mean_exposure"]
-    assert np.isfinite(result.metrics["epsilon"])
-    assert result.held, result.checks
+    assert set(settings) == {"central", "fedavg", "clip_only", "dp_fedavg"}
+    assert settings["central"]["mean_exposure"] > settings["fedavg"]["mean_exposure"] + 1.0
+    assert result.check_details["exposure_central_gt_fedavg"]["held"]
+    assert result.metrics["epsilon"] <= 10 and result.metrics["delta"] == pytest.approx(1 / result.metrics["n_users"])
+    assert result.check_details["epsilon_at_most_bound"]["kind"] == "sanity"
+
+
+def test_noise_check_fails_without_noise() -> None:
+    """Ablation: noise 0 turns DP-FedAvg into the clip-only run, so the noise cannot lower exposure."""
+    result = run_module("fl_memorization", quick=True, seed=0, overrides={"noise_multiplier": 0.0})
+    details = result.check_details
+    assert not details["noise_lowers_exposure_beyond_clipping"]["held"]
+    assert details["noise_lowers_exposure_beyond_clipping"]["measured"] == pytest.approx(0.0, abs=1e-9)
+    assert not details["epsilon_at_most_bound"]["held"]  # no noise: no privacy

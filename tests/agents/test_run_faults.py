@@ -510,36 +510,50 @@ def _curve(run: Path) -> list[tuple]:
     return [(r["timesteps"], r["episodes"], r["mean_return"], r["success_rate"]) for r in training.read_progress(run)]
 
 
-@pytest.mark.parametrize("recurrent", [False, True])
-def test_a_resumed_run_is_identical_to_the_uninterrupted_one(recurrent, tmp_path, monkeypatch, capsys):
+def _stop(run: Path, how: str, extra: list[str], monkeypatch) -> None:
+    """Leave ``run`` as a run stopped at its 128-step update would be, in one of three ways."""
+    if how == "stopped":  # by --steps
+        assert _train(run, *extra, steps=128) == 0
+        assert (run / "model.state.pt").is_file()
+    elif how == "interrupted":  # Ctrl-C or SIGTERM mid-rollout, after the 128-step update
+        original = training.ProgressCallback._on_step
+
+        def interrupt(self):
+            if self.num_timesteps >= 192:
+                raise KeyboardInterrupt
+            return original(self)
+
+        monkeypatch.setattr(training.ProgressCallback, "_on_step", interrupt)
+        assert _train(run, *extra, steps=256) == 130
+        monkeypatch.setattr(training.ProgressCallback, "_on_step", original)
+        assert (run / "checkpoints" / "step_128.state.pt").is_file()
+    else:  # SIGKILL after the 128-step checkpoint: what came later was never written
+        assert _train(run, *extra, steps=256) == 0
+        for name in ("model.zip", "model.state.pt", "checkpoints/step_256.zip", "checkpoints/step_256.state.pt"):
+            (run / name).unlink()
+        config = _config(run)
+        config["segments"][-1].update(to=128, ended="running")
+        (run / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    ("recurrent", "how"),
+    [(False, "stopped")]
+    + [pytest.param(r, h, marks=pytest.mark.slow) for r in (False, True) for h in ("stopped", "interrupted", "killed")
+       if (r, h) != (False, "stopped")],
+)  # fmt: skip
+def test_a_resumed_run_is_identical_to_the_uninterrupted_one(recurrent, how, tmp_path, monkeypatch):
     import torch
 
     extra = ["--checkpoint-every", "128", "--env-kwarg", "max_steps=24", *(["--recurrent"] * recurrent)]
-    whole, stopped, interrupted = tmp_path / "whole", tmp_path / "stopped", tmp_path / "interrupted"
-    assert _train(whole, *extra, steps=384) == 0
-    # Stopped at 128 steps by --steps, then continued.
-    assert _train(stopped, *extra, steps=128) == 0
-    assert (stopped / "model.state.pt").is_file()
-    assert main(["train", "--resume", "--steps", "384", "--out", str(stopped), "--device", "cpu"]) == 0
-    # Interrupted mid-rollout after the 128-step update (Ctrl-C/SIGTERM), then continued.
-    original = training.ProgressCallback._on_step
-
-    def interrupt(self):
-        if self.num_timesteps >= 192:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(training.ProgressCallback, "_on_step", interrupt)
-    assert _train(interrupted, *extra, steps=384) == 130
-    monkeypatch.setattr(training.ProgressCallback, "_on_step", original)
-    assert (interrupted / "checkpoints" / "step_128.state.pt").is_file()
-    assert main(["train", "--resume", "--out", str(interrupted), "--device", "cpu"]) == 0
-    reference = _weights(whole)
-    for run in (stopped, interrupted):
-        assert _curve(run) == _curve(whole), run.name
-        for a, b in zip(_weights(run), reference):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert _config(stopped)["train_seeds_used"] == _config(whole)["train_seeds_used"]
+    whole, resumed = tmp_path / "whole", tmp_path / how
+    assert _train(whole, *extra, steps=256) == 0
+    _stop(resumed, how, extra, monkeypatch)
+    assert main(["train", "--resume", "--steps", "256", "--out", str(resumed), "--device", "cpu"]) == 0
+    assert _curve(resumed) == _curve(whole)
+    for a, b in zip(_weights(resumed), _weights(whole)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert _config(resumed)["train_seeds_used"] == _config(whole)["train_seeds_used"]
 
 
 def test_without_its_state_file_a_checkpoint_resumes_as_documented(tmp_path):

@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from babyaipp.errors import BabyAIPPError, ConfigError
+import numpy as np
 
-#: Integer keywords and their smallest valid value (``None``: no upper bound, see ``_UPPER``).
+from babyaipp.errors import BabyAIPPError, ConfigError, check_choice, check_range
+
+#: Integer keywords and their smallest valid value (upper bounds, where there are any: ``_UPPER``).
 _INT_MIN: dict[str, int] = {
     "room_size": 3,  # minigrid's own minimum (a wall, a cell, a wall)
     "num_dists": 0,
@@ -47,8 +49,6 @@ def _is_int(value: Any) -> bool:
 
 def validate_env_keywords(keywords: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` naming the first keyword whose value has the wrong type or range."""
-    from babyaipp.errors import check_choice, check_range
-
     for name, value in keywords.items():
         if name in _INT_MIN:
             if value is None and name in _NONE_OK:
@@ -58,7 +58,7 @@ def validate_env_keywords(keywords: Mapping[str, Any]) -> None:
             check_range(name, int(value), _INT_MIN[name], _UPPER.get(name))
             if name == "agent_view_size" and value % 2 == 0:
                 raise ConfigError(f"agent_view_size={value!r} must be odd (the agent sits mid-view): 3, 5, 7, ...")
-        elif name in _BOOL_KEYWORDS and not isinstance(value, bool):
+        elif name in _BOOL_KEYWORDS and not isinstance(value, (bool, np.bool_)):
             raise ConfigError(f"{name}={value!r} must be True or False (got {type(value).__name__})")
         elif name == "render_mode":
             check_choice("render_mode", value, RENDER_MODES)
@@ -72,8 +72,6 @@ def validate_task_keywords(task: str, keywords: Mapping[str, Any]) -> None:
     """The checks of :func:`validate_env_keywords` plus those that depend on the task."""
     validate_env_keywords(keywords)
     if task in _TARGET_AMONG_DISTRACTORS and "num_dists" in keywords:
-        from babyaipp.errors import check_range
-
         check_range(f"num_dists (for {task}, whose target is one of them)", keywords["num_dists"], 1)
 
 

@@ -210,7 +210,9 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
     assert "no CUDA device" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("engine", "env_kwargs"), [("batched", {"room_size": 7}), ("gym", {"room_size": 6})])
+@pytest.mark.parametrize(
+    ("engine", "env_kwargs"), [("batched", {"room_size": 7}), ("gym", {"room_size": 6, "num_dists": 3})]
+)
 def test_make_vec_env_seeds_env_i_with_seed_times_1000_plus_i(engine: str, env_kwargs: dict):
     vec = training.make_vec_env(ENV_ID, 3, seed=2, text="full", env_kwargs=env_kwargs, engine=engine)
     first = vec.reset()

@@ -565,3 +565,28 @@ def test_without_its_state_file_a_checkpoint_resumes_as_documented(tmp_path):
     (run / "model.state.pt").write_bytes(b"not a state")
     with pytest.raises(runs.CheckpointError, match="model.state.pt is corrupt"):
         training.resume(run, steps=384, device="cpu")
+
+
+@pytest.mark.slow
+def test_two_trainings_started_together_into_one_directory_one_is_refused(tmp_path):
+    run = tmp_path / "dup"
+    first = _start_cli(run)
+    time.sleep(0.3)
+    second = _start_cli(run)
+    try:
+        done = None
+        deadline = time.monotonic() + 120
+        while done is None and time.monotonic() < deadline:
+            done = next((p for p in (first, second) if p.poll() is not None), None)
+            time.sleep(0.2)
+        assert done is not None, "one of them was refused"
+        other = second if done is first else first
+        assert done.returncode == 2 and "another babyaipp process" in done.stderr.read()
+        assert other.poll() is None, "the other one keeps training"
+        other.send_signal(signal.SIGTERM)
+        other.communicate(timeout=60)
+        assert other.returncode == EXIT_TERMINATED
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -27,7 +27,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 import traceback
 import warnings
@@ -144,6 +146,7 @@ def _ray_init(address: str | None, num_cpus: int | None) -> bool:
         "log_to_driver": False, "include_dashboard": False, "configure_logging": True,
         "logging_level": logging.ERROR,
     }  # fmt: skip
+    sigterm = signal.getsignal(signal.SIGTERM)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if address:
@@ -153,6 +156,8 @@ def _ray_init(address: str | None, num_cpus: int | None) -> bool:
                 raise BabyAIPPError(f"cannot connect to the Ray cluster at --address {address!r}: {err}") from err
         else:
             ray.init(num_cpus=num_cpus, **quiet)
+    if callable(sigterm) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, sigterm)  # Ray installs its own (sys.exit); keep the caller's cleanup
     return True
 
 

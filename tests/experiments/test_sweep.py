@@ -300,3 +300,19 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path, capsys):
     out.write_text("x")
     assert _sweep(out) == 2
     assert "is a file, not a directory" in capsys.readouterr().err
+
+
+def test_starting_ray_keeps_the_commands_sigterm_handler(monkeypatch):
+    """Ray's init replaces SIGTERM's handler with its own exit; the CLI's (checkpoint, clean up) must stay."""
+    import signal
+
+    import ray
+
+    from babyaipp import cli
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: signal.signal(signal.SIGTERM, lambda *a: None))
+    with cli._sigterm_as_interrupt():
+        ours = signal.getsignal(signal.SIGTERM)
+        assert sweep._ray_init(None, 1) is True
+        assert signal.getsignal(signal.SIGTERM) is ours

@@ -68,6 +68,9 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 EXIT_BROKEN_PIPE = 128 + 13
 
 
+_sigterm_received = False
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """While a command runs, SIGTERM raises :class:`Terminated` in the main thread (then is ignored,
@@ -77,6 +80,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def terminate(signum: int, frame: object) -> None:
+        global _sigterm_received
+        _sigterm_received = True  # native code (Ray's wait) may turn the exception into a plain KeyboardInterrupt
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Terminated()
 
@@ -100,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    global _sigterm_received
+    _sigterm_received = False
     try:
         with _sigterm_as_interrupt():
             code = args.func(args)
@@ -112,9 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt as interrupt:
         detail = f" ({interrupt})" if str(interrupt) else ""
-        what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
-        print(f"babyaipp {args.command}: {what}{detail}", file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else 130
+        terminated = isinstance(interrupt, Terminated) or _sigterm_received
+        print(f"babyaipp {args.command}: {'terminated' if terminated else 'interrupted'}{detail}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else 130
     except OSError as err:  # the filesystem refused: disk full, permission denied, not a directory
         print(f"babyaipp {args.command}: error: {_os_error_line(err)}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ Trial configs, their keys and directories, and :func:`run_trial` (what each Ray 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -61,6 +62,8 @@ from babyaipp.experiments.trials import (
 from babyaipp.utils import atomic_write_json
 
 SWEEP_JSON = "sweep.json"
+#: Seconds an interrupted sweep gives its running trials to checkpoint before killing them.
+CANCEL_GRACE_S = 30.0
 #: How often the driver refreshes its counts while waiting on Ray.
 POLL_SECONDS = 0.5
 
@@ -309,8 +312,14 @@ def _run_on_ray(
             if on_update:
                 on_update(status)
     except BaseException:
+        for ref in waiting:  # a KeyboardInterrupt in each trial: training checkpoints its last update
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=False)
+        with contextlib.suppress(Exception):
+            ray.wait(waiting, num_returns=len(waiting), timeout=CANCEL_GRACE_S)
         for ref in waiting:
-            ray.cancel(ref, force=True)
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
         raise
     return outcomes
 

@@ -316,3 +316,48 @@ def test_starting_ray_keeps_the_commands_sigterm_handler(monkeypatch):
         ours = signal.getsignal(signal.SIGTERM)
         assert sweep._ray_init(None, 1) is True
         assert signal.getsignal(signal.SIGTERM) is ours
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_by_sigterm_checkpoints_its_trials_and_leaves_no_process(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "babyaipp.cli", "sweep", "--models", "image", "--seeds", "0", "--steps", "1000000",
+               "--episodes", "2", "--n-envs", "2", "--num-cpus", "1", "--checkpoint-every", "0", "--quiet",
+               "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not list(out.glob("trials/*/progress.csv")):  # the trial has finished an update
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143 and "terminated" in err
+    (trial,) = list((out / "trials").iterdir())
+    assert training.latest_checkpoint(trial) is not None, "the trial saved its last update"
+    deadline = time.monotonic() + 15
+    while _descendants_of_session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _descendants_of_session(proc.pid) == []
+
+
+def _descendants_of_session(sid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+                found.append(int(entry.name))
+    return found

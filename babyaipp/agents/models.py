@@ -43,7 +43,8 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from babyaipp.errors import ConfigError, check_range
+from babyaipp.envs.text import VOCABULARY
+from babyaipp.errors import ConfigError, check_choice, check_range
 
 #: Cell values are minigrid's object (<= 10), colour (<= 5) and state (<= 2) indices; 16 leaves room.
 CELL_VALUES = 16
@@ -145,15 +146,29 @@ class FiLMConfig(ModelConfig):
         check_range("film_blocks", self.film_blocks, 1, None)
 
 
+#: Where the attention model's keys come from (see :class:`AttentionExtractor`).
+ATTENTION_KEYS: tuple[str, ...] = ("sentence", "colour")
+#: Where its values come from.
+ATTENTION_VALUES: tuple[str, ...] = ("sentence", "properties")
+
+
 @dataclass
 class AttentionConfig(ModelConfig):
     attention_dim: int = 32  # query/key/value width; 32 keeps 49 cells x 4 slots cheap
+    # "sentence": a cell's query (its conv features) meets a GRU encoding of the whole sentence.
+    # "colour": the cell's colour meets the colour the sentence names, in one shared embedding.
+    keys: str = "sentence"
+    # "sentence": the value encodes the whole sentence; "properties": only the words after
+    # "floors are", so what a property does is learnt apart from the colour it came with.
+    values: str = "sentence"
 
-    ARCHITECTURE_FIELDS = (*ModelConfig.ARCHITECTURE_FIELDS, "attention_dim")
+    ARCHITECTURE_FIELDS = (*ModelConfig.ARCHITECTURE_FIELDS, "attention_dim", "keys", "values")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("attention_dim", self.attention_dim, 1, None)
+        check_choice("attention keys", self.keys, ATTENTION_KEYS)
+        check_choice("attention values", self.values, ATTENTION_VALUES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,10 +415,30 @@ class AttentionExtractor(BabyAIExtractor):
        the features (the mission says *where to go*; the description says *what the floor does*).
     """
 
-    def __init__(self, observation_space: spaces.Dict, attention_dim: int = 32, **kwargs: Any):
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        attention_dim: int = 32,
+        keys: str = "sentence",
+        values: str = "sentence",
+        **kwargs: Any,
+    ):
         super().__init__(observation_space, **kwargs)
         channels, hidden = self.conv_channels, self.text_hidden_dim
         self.attention_dim = attention_dim
+        self.keys, self.values = check_choice("attention keys", keys, ATTENTION_KEYS), check_choice(
+            "attention values", values, ATTENTION_VALUES
+        )
+        if keys == "colour":
+            # One embedding for a colour seen in a cell and a colour named in a sentence; the
+            # subject word of every sentence ("green floors are ...") maps to its colour index,
+            # any other word (lorem) to NO_COLOUR. A cell's scores: cosine with each sentence's
+            # colour times a learned sharpness, and a learned score per cell type for the null slot.
+            self.colour_embedding = nn.Embedding(CELL_VALUES, attention_dim)
+            self.null_score = nn.Embedding(CELL_VALUES, 1)
+            nn.init.zeros_(self.null_score.weight)
+            self.sharpness = nn.Parameter(torch.tensor(5.0))
+            self.register_buffer("word_colour", _word_colour_table(), persistent=False)
         self.query = nn.Conv2d(channels, attention_dim, kernel_size=1)
         self.key = nn.Linear(hidden, attention_dim)
         self.value = nn.Linear(hidden, attention_dim)
@@ -417,27 +452,64 @@ class AttentionExtractor(BabyAIExtractor):
         return self.conv_channels * self.grid_cells
 
     def attend(
-        self, feature_map: torch.Tensor, description: torch.Tensor
+        self, feature_map: torch.Tensor, description: torch.Tensor, image: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attended text per cell ``(B, A, H, W)`` and the weights ``(B, H*W, K+1)``."""
+        """Attended text per cell ``(B, A, H, W)`` and the weights ``(B, H*W, K+1)``.
+
+        ``image`` (channels last) is needed with ``keys="colour"``, whose queries are the cells' colours.
+        """
         b, _, h, w = feature_map.shape
-        queries = self.query(feature_map).flatten(2).transpose(1, 2)  # (B, HW, A)
         sentences, present = self.encode_sentences(description)  # (B, K, hidden), (B, K)
-        keys = torch.cat([self.key(sentences), self.null_key.expand(b, 1, -1)], dim=1)  # (B, K+1, A)
-        values = torch.cat([self.value(sentences), self.null_value.expand(b, 1, -1)], dim=1)
+        values = torch.cat([self.sentence_values(description, sentences), self.null_value.expand(b, 1, -1)], dim=1)
         available = torch.cat([present, present.new_ones((b, 1))], dim=1)  # the null slot always is
-        scores = queries @ keys.transpose(1, 2) / math.sqrt(self.attention_dim)  # (B, HW, K+1)
+        if self.keys == "colour":
+            cells = image.long().clamp(0, CELL_VALUES - 1).reshape(b, h * w, 3)  # (B, HW, 3): x-major
+            cell_colour = nn.functional.normalize(self.colour_embedding(cells[..., 1]), dim=-1)  # (B, HW, A)
+            named = self.word_colour[description[..., 0].long().clamp(0, len(self.word_colour) - 1)]
+            sentence_colour = nn.functional.normalize(self.colour_embedding(named), dim=-1)  # (B, K, A)
+            scores = self.sharpness * cell_colour @ sentence_colour.transpose(1, 2)  # (B, HW, K)
+            scores = torch.cat([scores, self.null_score(cells[..., 0])], dim=2)  # (B, HW, K+1)
+        else:
+            queries = self.query(feature_map).flatten(2).transpose(1, 2)  # (B, HW, A)
+            keys = torch.cat([self.key(sentences), self.null_key.expand(b, 1, -1)], dim=1)  # (B, K+1, A)
+            scores = queries @ keys.transpose(1, 2) / math.sqrt(self.attention_dim)  # (B, HW, K+1)
         scores = scores.masked_fill(~available.unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         attended = (weights @ values).transpose(1, 2).reshape(b, self.attention_dim, h, w)
         return attended, weights
 
+    def sentence_values(self, description: torch.Tensor, sentences: torch.Tensor | None = None) -> torch.Tensor:
+        """What each sentence contributes to the cells attending to it, ``(B, K, A)``.
+
+        ``sentences``: the rows' encodings when the caller already has them (``values="sentence"``).
+        """
+        if self.values == "properties":  # the words after "<colour> floors are"
+            sentences, _ = self.encode_sentences(description[..., PROPERTY_WORDS_START:])
+        elif sentences is None:
+            sentences, _ = self.encode_sentences(description)
+        return self.value(sentences)
+
     def fuse(self, feature_map: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        attended, weights = self.attend(feature_map, observations["description"])
+        image = observations["image"]
+        image = image if self.channels_last else image.permute(0, 2, 3, 1)
+        attended, weights = self.attend(feature_map, observations["description"], image)
         self.last_attention = weights.detach()
         x = self.mix(torch.cat([feature_map, attended], dim=1))
         x = self.head(x, self.mission_encoder(observations["mission"]))
         return x.flatten(1)
+
+
+#: Token position where a description sentence's property words start: "<colour> floors are ...".
+PROPERTY_WORDS_START = 3
+#: Colour index of a subject word that names no colour (a lorem word): its own learned embedding.
+NO_COLOUR = CELL_VALUES - 1
+
+
+def _word_colour_table() -> torch.Tensor:
+    """Token id -> minigrid colour index of the colour word, :data:`NO_COLOUR` for other words."""
+    from minigrid.core.constants import COLOR_TO_IDX
+
+    return torch.tensor([COLOR_TO_IDX.get(word, NO_COLOUR) for word in VOCABULARY], dtype=torch.long)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -98,21 +98,31 @@ class GenerationError(BabyAIPPError, ValueError):
 
 
 class GenerationBudget:
-    """Bounds one env's level generation: ``attempts`` tries, each of at most ``draws`` random draws.
+    """Bounds one env's level generation, so settings that leave no room for a level fail in seconds.
 
     minigrid retries a failed level (``RecursionError`` / ``RejectSampling``) forever, and some of
     its loops (``add_distractors(all_unique=True)``, ``RoomGrid.place_agent``) draw forever without
-    raising. Normal levels need at most 15 attempts (measured over 150 seeds of every task) and far
-    fewer draws, so hitting either bound means the settings leave no room for the level.
+    raising. Three bounds, each far above what feasible settings need (measured, docs/environments.md):
+
+    * ``no_room``: this many attempts in a row in which minigrid found no free cell for an object
+      (``place_obj``'s ``RecursionError``): nothing fits (``room_size=3``, ``num_dists=1000``).
+      Feasible settings show at most a few in a row.
+    * ``attempts``: failed attempts of any kind. The registered levels need at most 15; a 6x6 room
+      with GoToRedBall's 7 distractors, mostly rejected as "unreachable object", up to about 850.
+    * ``draws``: random draws within one attempt (minigrid's loops that never raise).
     """
 
-    def __init__(self, env: Any, attempts: int = 200, draws: int = 200_000):
-        self.env, self.attempts, self.draws = env, attempts, draws
+    def __init__(self, env: Any, attempts: int = 5000, no_room: int = 200, draws: int = 200_000):
+        self.env, self.attempts, self.no_room, self.draws = env, attempts, no_room, draws
         self.failures = 0
+        self.no_room_streak = 0
 
     def failed(self, err: BaseException) -> None:
-        """Count one failed attempt; raise :class:`GenerationError` once the attempts are spent."""
+        """Count one failed attempt; raise :class:`GenerationError` once a bound is reached."""
         self.failures += 1
+        self.no_room_streak = self.no_room_streak + 1 if isinstance(err, RecursionError) else 0
+        if self.no_room_streak >= self.no_room:
+            self._give_up(f"{self.no_room} attempts in a row found no free cell for an object (last: {err})")
         if self.failures >= self.attempts:
             self._give_up(f"{self.attempts} attempts failed (last: {err})")
 

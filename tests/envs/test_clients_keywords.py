@@ -61,6 +61,34 @@ def test_infeasible_settings_fail_fast_naming_the_keyword(task: str, kwargs: dic
     assert "larger room_size" in message
 
 
+def test_crowded_but_feasible_settings_still_generate():
+    """GoToRedBall's 7 distractors in a 6x6 room: hundreds of rejected attempts per level, then a level.
+
+    A bound of 200 attempts refused 107 of 303 seeds here; feasible settings must keep working.
+    """
+    env = quiet_make("BabyAIPP/GoToRedBall-Easy-Train-v0", room_size=6)
+    for seed in (0, 5, 7, 2002):  # each needed more than 200 attempts
+        env.reset(seed=seed)
+
+
+def test_the_budget_counts_no_room_streaks_and_all_failures():
+    from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
+
+    env = quiet_make(LOCAL).unwrapped
+    budget = GenerationBudget(env, attempts=6, no_room=3)
+    for err in (RecursionError("full"), RecursionError("full"), RejectSampling("unreachable")):
+        budget.failed(err)  # the rejection breaks the streak of two
+    budget.failed(RecursionError("full"))
+    budget.failed(RecursionError("full"))
+    with pytest.raises(GenerationError, match="6 attempts failed"):
+        budget.failed(RejectSampling("unreachable"))
+    streak = GenerationBudget(env, no_room=3)
+    streak.failed(RecursionError("full"))
+    streak.failed(RecursionError("full"))
+    with pytest.raises(GenerationError, match="3 attempts in a row found no free cell"):
+        streak.failed(RecursionError("full"))
+
+
 def test_a_minigrid_loop_that_never_raises_is_cut_off_by_the_draw_budget():
     """``add_distractors(all_unique=True)`` loops forever once the 18 (type, colour) pairs are used."""
     env = quiet_make("BabyAIPP/GoToRedBall-Easy-Train-v0", room_size=16, num_dists=0).unwrapped

@@ -25,6 +25,7 @@ of ``TokenObsWrapper(gym.make(id))`` stacked over N (numpy by default, as Gymnas
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -101,6 +102,8 @@ class BatchedVectorEnv(VectorEnv):
         )  # fmt: skip
         self.env_id, self.num_envs, self.device = env_id, int(num_envs), self.engine.device
         self.tensors = self.device.type != "cpu" if tensors is None else bool(tensors)
+        if self.tensors:
+            _refuse_numpy_only_wrappers()
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.autoreset_mode = mode
         self.single_observation_space = TokenObsWrapper(self.engine.single).observation_space
@@ -326,6 +329,33 @@ class BatchedVectorEnv(VectorEnv):
 
     def __repr__(self) -> str:
         return f"BatchedVectorEnv({self.env_id}, num_envs={self.num_envs}, device={self.device})"
+
+
+def _refuse_numpy_only_wrappers() -> None:
+    """Make Gymnasium's ``RecordEpisodeStatistics`` refuse this env's tensor outputs with one line.
+
+    It adds the step's rewards into numpy arrays, which fails deep inside it with a ``TypeError``
+    about concatenation when they are torch tensors. Other envs are unaffected.
+    """
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+    original = RecordEpisodeStatistics.__init__
+    if getattr(original, "_refuses_tensors", False):
+        return
+
+    @functools.wraps(original)
+    def __init__(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+        inner = env.unwrapped
+        if isinstance(inner, BatchedVectorEnv) and inner.tensors:
+            raise ConfigError(
+                "gymnasium's RecordEpisodeStatistics works on numpy arrays, and this vector env returns torch "
+                "tensors (tensors=True or a GPU device): make it with tensors=False, or sum the rewards over "
+                "the tensors yourself"
+            )
+        original(self, env, *args, **kwargs)
+
+    __init__._refuses_tensors = True  # type: ignore[attr-defined]
+    RecordEpisodeStatistics.__init__ = __init__
 
 
 def make_batched_vector(

@@ -84,6 +84,13 @@ def test_record_episode_statistics_counts_episodes_of_the_default_numpy_outputs(
     assert len(stats.return_queue) >= 4
 
 
+def test_record_episode_statistics_refuses_tensor_outputs_naming_the_fix():
+    with pytest.raises(ConfigError, match="tensors=False"):
+        RecordEpisodeStatistics(gym.make_vec(ENV_ID, num_envs=2, tensors=True))
+    RecordEpisodeStatistics(gym.make_vec(ENV_ID, num_envs=2))  # numpy outputs: accepted
+    RecordEpisodeStatistics(gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync"))  # other envs unaffected
+
+
 # ---------------------------------------------------------------------------- sub-env access
 def test_get_attr_and_call_give_one_value_per_sub_env():
     envs = gym.make_vec(ENV_ID, num_envs=3, room_size=7)

@@ -6,6 +6,7 @@ reading the source. The CLI prints these as one line (no traceback) and exits wi
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -80,3 +81,13 @@ def check_range(
         hb = "]" if (high_inclusive and high is not None) else ")"
         raise ConfigError(f"{name}={value!r} is out of range; valid range: {lb}{lo}, {hi}{hb}")
     return value
+
+
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """An integer (numpy integers too; not a bool, float or string) in ``[low, high]``, else :class:`ConfigError`.
+
+    ``num_envs=2.5`` must not quietly become 2, nor ``room_size=True`` become 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name}={value!r} must be an integer (got {type(value).__name__})")
+    return int(check_range(name, int(value), low, high))

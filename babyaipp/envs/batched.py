@@ -45,7 +45,7 @@ from babyaipp.envs.batched_state import (
 from babyaipp.envs.level import Level
 from babyaipp.envs.physics import DROP, FORWARD, LEFT, PICKUP, RIGHT, STICKY_STEPS, TOGGLE
 from babyaipp.envs.pool import LevelGenerator, quiet_make
-from babyaipp.errors import check_range
+from babyaipp.errors import check_int, check_range
 
 #: Per-episode fields copied from a pool row at reset (the rest are counters reset to zero).
 LEVEL_FIELDS = ("cells", "agent_pos", "agent_dir", "carried", "props", "max_steps", "obj_pos", "kind",
@@ -91,7 +91,7 @@ class BatchedBabyAIPP:
         compile: bool = False,
         **env_kwargs: Any,
     ):
-        check_range("num_envs", num_envs, 1)
+        check_int("num_envs", num_envs, 1)
         if refresh and workers < 1:
             check_range("workers (needed by refresh=True)", workers, 1)
         self.env_id, self.num_envs, self.auto_reset = env_id, int(num_envs), auto_reset

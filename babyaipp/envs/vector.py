@@ -38,7 +38,7 @@ from babyaipp.envs.batched import BatchedBabyAIPP
 from babyaipp.envs.physics import ACTION_NAMES
 from babyaipp.envs.registration import env_id as make_env_id
 from babyaipp.envs.wrappers import TokenObsWrapper
-from babyaipp.errors import BabyAIPPError, ConfigError, check_choice, check_range
+from babyaipp.errors import BabyAIPPError, ConfigError, check_choice, check_int
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP, AutoresetMode.DISABLED)
 INFO_KEYS = ("held_out", "level_seed")
@@ -57,13 +57,6 @@ STATE_ATTRIBUTES = ("level_seed", "held_out", "step_count")
 
 class ResetNeededError(BabyAIPPError, gym.error.ResetNeeded):
     """``step`` was called before ``reset``, or on a finished sub-env with autoreset disabled."""
-
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """An integer (numpy integers too, not bools or floats) in ``[low, high]``, else :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"{name}={value!r} must be an integer (got {type(value).__name__})")
-    return int(check_range(name, int(value), low, high))
 
 
 class BatchedVectorEnv(VectorEnv):
@@ -85,8 +78,8 @@ class BatchedVectorEnv(VectorEnv):
         refresh: bool = False,
         **env_kwargs: Any,
     ):
-        num_envs = _check_int("num_envs", num_envs, 1)
-        seed = _check_int("seed", seed, 0, MAX_SEED)
+        num_envs = check_int("num_envs", num_envs, 1)
+        seed = check_int("seed", seed, 0, MAX_SEED)
         try:
             mode = AutoresetMode(autoreset_mode)
         except ValueError:
@@ -145,10 +138,10 @@ class BatchedVectorEnv(VectorEnv):
         if isinstance(seed, (list, tuple, np.ndarray)):
             if len(seed) != self.num_envs:
                 raise ConfigError(f"reset(seed=[...]) needs num_envs={self.num_envs} seeds, got {len(seed)}")
-            seeds = [_check_int("seed", v, 0, MAX_SEED - self.num_envs) for v in seed]
+            seeds = [check_int("seed", v, 0, MAX_SEED - self.num_envs) for v in seed]
             seed = None
         elif seed is not None:
-            seed = _check_int("seed", seed, 0, MAX_SEED - self.engine.pool_size)
+            seed = check_int("seed", seed, 0, MAX_SEED - self.engine.pool_size)
         if seed is not None or seeds is not None or not self._has_reset:
             self.engine.reset(seed=seed, seeds=seeds)
             self._has_reset = True

@@ -198,3 +198,12 @@ def test_sync_mode_with_the_token_wrapper_matches_the_default_mode():
     plain = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync")
     assert isinstance(plain.single_observation_space["description"], gym.spaces.Text)
     assert isinstance(plain.reset(seed=1)[0]["mission"][0], str)
+
+
+def test_the_engine_and_the_sb3_adapter_refuse_fractional_num_envs_too():
+    from babyaipp.envs.batched import BatchedBabyAIPP
+    from babyaipp.envs.sb3 import BatchedSB3VecEnv
+
+    for make in (BatchedBabyAIPP, BatchedSB3VecEnv):
+        with pytest.raises(ConfigError, match=r"num_envs=2\.5 must be an integer"):
+            make(ENV_ID, 2.5)

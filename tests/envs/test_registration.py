@@ -200,7 +200,6 @@ KEYWORD_VALUES = {
     "agent_view_size": 5,
     "doors_open": True,
     "floor": "dense",
-    "floor": "dense",
     "highlight": False,
     "max_steps": 50,
     "num_cols": 2,

@@ -23,6 +23,18 @@ class InvalidChoiceError(BabyAIPPError, ValueError):
         shown = ", ".join(map(str, self.choices))
         super().__init__(f"unknown {what} {value!r}; valid choices: {shown}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its message and attributes, so it survives a worker process (pickle calls
+        # ``cls(*args)`` by default, and args hold only the message).
+        return (_restore_error, (type(self), str(self), dict(self.__dict__)))
+
+
+def _restore_error(cls: type[Exception], message: str, state: dict[str, Any]) -> Exception:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
 
 class UnknownKeywordError(InvalidChoiceError, TypeError):
     """A keyword argument the callee does not take.

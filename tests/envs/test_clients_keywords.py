@@ -247,3 +247,18 @@ def test_normal_levels_stay_far_below_the_attempt_budget(monkeypatch: pytest.Mon
 
 def test_normal_levels_stay_far_below_the_attempt_budget_fast(monkeypatch: pytest.MonkeyPatch):
     assert _max_failed_attempts(monkeypatch, ["GoToRedBall", "Unlock", "GoToSeq"], 10) <= 50
+
+
+@pytest.mark.parametrize(
+    "err",
+    [InvalidChoiceError("text mode", "verbose", ["full", "none"]),
+     UnknownKeywordError("GoTo", "frameskip", ["room_size"]),
+     UnknownKeywordError("rebuilt from its message alone"), GenerationError("no room")],
+)  # fmt: skip
+def test_errors_survive_a_worker_process(err: Exception):
+    """Errors raised in level-generator workers come back pickled: same type, message and fields."""
+    import pickle
+
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is type(err) and str(back) == str(err)
+    assert getattr(back, "value", None) == getattr(err, "value", None)

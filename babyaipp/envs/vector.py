@@ -49,7 +49,7 @@ MAX_SEED = 2**63 - 1
 SHARED_ATTRIBUTES = frozenset({
     "spec", "metadata", "render_mode", "action_space", "observation_space", "difficulty", "split", "text_mode",
     "properties_per_colour", "floor_layout", "room_size", "num_rows", "num_cols", "width", "height",
-    "agent_view_size", "max_steps", "np_random_seed",
+    "agent_view_size", "max_steps",
 })  # fmt: skip
 #: Per-sub-env values read from the engine's state.
 STATE_ATTRIBUTES = ("level_seed", "held_out", "step_count")
@@ -289,6 +289,7 @@ class BatchedVectorEnv(VectorEnv):
 
     def _render_row(self, i: int) -> np.ndarray:
         """Load sub-env ``i``'s grid, floor and pose into the template env and let minigrid draw it."""
+        from minigrid.core.constants import IDX_TO_COLOR
         from minigrid.core.grid import Grid
         from minigrid.core.world_object import WorldObj
 
@@ -304,8 +305,6 @@ class BatchedVectorEnv(VectorEnv):
         floor = (words >> FLOOR_SHIFT) & 7
         env._set_floor(np.where(floor == 7, NO_TILE, floor).astype(np.int8))
         props = state["props"][i].cpu().tolist()
-        from minigrid.core.constants import IDX_TO_COLOR
-
         env._set_dynamics({
             IDX_TO_COLOR[c]: tuple(p for b, p in enumerate(PROPERTIES) if bits >> b & 1)
             for c, bits in enumerate(props) if bits and c in IDX_TO_COLOR

@@ -64,14 +64,21 @@ def validate_env_keywords(keywords: Mapping[str, Any]) -> None:
             check_choice("render_mode", value, RENDER_MODES)
 
 
-#: Levels that pick their target among the distractors, so they need at least one.
-_TARGET_AMONG_DISTRACTORS = ("GoToLocal", "GoToObjMaze", "GoTo")
+def _target_among_distractors(task: str) -> bool:
+    """Levels that pick their target among the distractors (GoToLocal, GoTo, GoToObjMaze and their
+    dense variants), so they need at least one; the maze of the red ball places its own."""
+    from minigrid.envs.babyai.goto import GoTo, GoToLocal
+
+    from babyaipp.envs.levels import TASKS, GoToRedBallMazeLevel
+
+    cls = TASKS[task].cls
+    return issubclass(cls, (GoTo, GoToLocal)) and not issubclass(cls, GoToRedBallMazeLevel)
 
 
 def validate_task_keywords(task: str, keywords: Mapping[str, Any]) -> None:
     """The checks of :func:`validate_env_keywords` plus those that depend on the task."""
     validate_env_keywords(keywords)
-    if task in _TARGET_AMONG_DISTRACTORS and "num_dists" in keywords:
+    if "num_dists" in keywords and _target_among_distractors(task):
         check_range(f"num_dists (for {task}, whose target is one of them)", keywords["num_dists"], 1)
 
 

@@ -149,10 +149,15 @@ def test_keyword_upper_bounds_where_minigrid_would_loop_forever():
         envs.make("BabyAIPP/PutNext-Easy-Train-v0", objs_per_room=10)
 
 
-@pytest.mark.parametrize("task", ["GoToLocal", "GoTo", "GoToObjMaze"])
+@pytest.mark.parametrize("task", ["GoToLocal", "GoTo", "GoToObjMaze", "GoToLocalDense", "GoToObjMazeDense"])
 def test_levels_whose_target_is_a_distractor_need_one(task: str):
     with pytest.raises(ConfigError, match=r"num_dists.*=0 is out of range; valid range: \[1, inf\)"):
         envs.make(envs.env_id(task, "Easy", "Train"), num_dists=0)
+
+
+@pytest.mark.parametrize("task", ["GoToRedBall", "GoToRedBallMaze", "GoToSeq", "GoToRedBallMazeDense"])
+def test_levels_that_place_their_own_target_accept_no_distractors(task: str):
+    quiet_make(envs.env_id(task, "Easy", "Train"), num_dists=0).reset(seed=0)
 
 
 def test_render_mode_is_checked():

@@ -247,7 +247,8 @@ def _max_failed_attempts(monkeypatch: pytest.MonkeyPatch, tasks: list[str], seed
 @pytest.mark.slow
 def test_normal_levels_stay_far_below_the_attempt_budget(monkeypatch: pytest.MonkeyPatch):
     """Every task, Easy and Hard, 150 seeds: at most 15 attempts were seen (budget 5000)."""
-    assert _max_failed_attempts(monkeypatch, list(envs.TASKS), 150) <= 50
+    sparse = [task for task in envs.TASKS if not task.endswith("Dense")]  # the ten measured in the docs
+    assert _max_failed_attempts(monkeypatch, sparse, 150) <= 50
 
 
 def test_normal_levels_stay_far_below_the_attempt_budget_fast(monkeypatch: pytest.MonkeyPatch):

@@ -283,13 +283,19 @@ def _search(
     parents: dict[State, tuple[State, tuple[int, ...]] | None] = {start: None}
     queue = deque([start])
     first_goal: State | None = None
+    pushed_goal: State | None = None
     while queue:
         s = queue.popleft()
         x, y, d, sic, mc = s
         dx, dy = DIR_TO_VEC[d]
         if stand_on is not None and (x, y) == stand_on:
             return parents, s
-        if targets is not None and (x + dx, y + dy) in targets:
+        if targets is not None and (x + dx, y + dy) in targets and mc and "magic" in props_at(x, y):
+            # On a magic tile after an odd number of steps there, the next action in place (the
+            # pickup, drop or toggle this plan leads to) is pushed down, possibly onto a trap:
+            # kept only as a last resort, the search goes on to a state where acting is safe.
+            pushed_goal = pushed_goal or s
+        elif targets is not None and (x + dx, y + dy) in targets:
             if not keep_way_back:
                 return parents, s
             first_goal = first_goal or s
@@ -307,7 +313,7 @@ def _search(
             if ns not in parents:
                 parents[ns] = (s, macro)
                 queue.append(ns)
-    return parents, first_goal
+    return parents, first_goal or pushed_goal
 
 
 def round_trip_cells(env: Any) -> set[tuple[int, int]]:

@@ -45,6 +45,7 @@ from babyaipp.envs.batched_state import (
 from babyaipp.envs.level import Level
 from babyaipp.envs.physics import DROP, FORWARD, LEFT, PICKUP, RIGHT, STICKY_STEPS, TOGGLE
 from babyaipp.envs.pool import LevelGenerator, quiet_make
+from babyaipp.envs.threads import use_engine_threads
 from babyaipp.errors import check_int, check_range
 
 #: Per-episode fields copied from a pool row at reset (the rest are counters reset to zero).
@@ -131,6 +132,7 @@ class BatchedBabyAIPP:
         self.compiled = bool(compile)
         self._advance_fn = torch.compile(self._advance_tensors) if compile else self._advance_tensors
         self._image_fn = torch.compile(self.observer.image) if compile else self.observer.image
+        use_engine_threads(self)  # one CPU thread per call unless the user set threads (babyaipp/envs/threads.py)
 
     # ----------------------------------------------------------------- levels
     def _stack(self, encoded: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,267 @@
+"""The GPU suite: engine speed and memory at large N, CUDA-vs-CPU exactness, training frames/s, in one run.
+
+Two steps. Where pip reaches the package index (the development machine), download the wheels
+the GPU machine lacks (pinned to the versions installed here, for CPython 3.12 on manylinux x86-64):
+
+    python benchmarks/gpu_suite.py --prepare-wheels .whl     # .whl must be git-ignored (.git/info/exclude)
+
+On the GPU machine (carry ``.whl``), install them beside its own torch and run:
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \\
+        .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD && \\
+        PYTHONUNBUFFERED=1 python3 benchmarks/gpu_suite.py --device cuda --json $OUT/gpu_suite.json
+
+The run prints, for ``--sizes`` (default 256 4096 65536):
+
+* engine steps/s (``BatchedBabyAIPP``, auto-reset included, random actions drawn on the device),
+  eager and ``compile=True``; the compile time of the first call;
+* memory: the engine's state + pool tensor bytes, and on CUDA the peak allocated while stepping;
+* exactness: the device engine against the CPU engine over ``--exact-steps`` steps (same pool,
+  same actions, the CPU engine's pool draws replayed through the device's ``torch.where`` reset):
+  observations, rewards, terminated and truncated compared at every step;
+* training frames/s of ``babyaipp train --model attention --device DEVICE`` (short, SB3 trainer).
+
+``--device cpu --quick`` runs the same code with small N and few steps (the CPU smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+ENV_ID = "BabyAIPP/GoToRedBall-Easy-Train-v0"
+#: What the GPU machine's image lacks (it has torch, numpy, cloudpickle, packaging, zipp, rich,
+#: tensorboard, tqdm, matplotlib, pillow): babyaipp's own needs, the agents' and TorchRL's.
+WHEELS = (
+    "gymnasium", "farama-notifications", "minigrid", "pygame-ce", "stable-baselines3", "sb3-contrib",
+    "torchrl", "tensordict", "pyvers", "hoptorch", "orjson", "importlib-metadata", "lazy-importer",
+)  # fmt: skip
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
+             "manylinux1_x86_64")  # fmt: skip
+#: The device machine brings back at most 64 MiB of working tree per call.
+WHEEL_BUDGET_MB = 64
+
+
+# ----------------------------------------------------------------------------- wheels
+def prepare_wheels(target: Path) -> list[Path]:
+    """Download :data:`WHEELS` (the installed versions, else the newest) for CPython 3.12 into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    specs = []
+    for name in WHEELS:
+        try:
+            specs.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            specs.append(name)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
+               "3.12", "--implementation", "cp", "-d", str(target)]  # fmt: skip
+    for platform in PLATFORMS:
+        command += ["--platform", platform]
+    subprocess.run(command + specs, check=True)
+    wheels = sorted(target.glob("*.whl"))
+    total = sum(w.stat().st_size for w in wheels) / 2**20
+    print(f"{len(wheels)} wheels, {total:.1f} MiB in {target}" + (
+        f" (over the {WHEEL_BUDGET_MB} MiB a device call carries)" if total > WHEEL_BUDGET_MB else ""))  # fmt: skip
+    return wheels
+
+
+# ----------------------------------------------------------------------------- engine
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _compile_engine(engine: Any) -> None:
+    """Give an already built engine the fused step of ``compile=True`` (so the pool is built once per N)."""
+    import torch
+
+    engine.compiled = True
+    engine._advance_fn = torch.compile(engine._advance_tensors)
+    engine._image_fn = torch.compile(engine.observer.image)
+
+
+def _tensor_bytes(engine: Any) -> int:
+    tensors = list(engine.state.values()) + list(engine.pool.tensors.values())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def engine_rows(sizes: list[int], device: str, steps: int, workers: int, seed: int = 0) -> list[dict]:
+    """Steps/s eager and compiled, and memory, at each N."""
+    import torch
+
+    from babyaipp.envs.batched import BatchedBabyAIPP
+
+    rows = []
+    for n in sizes:
+        dev = torch.device(device)
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(dev)
+        began = time.perf_counter()
+        engine = BatchedBabyAIPP(ENV_ID, n, device=device, seed=seed, workers=workers if n >= 4096 else 0)
+        engine.reset(seed=seed)
+        row: dict[str, Any] = {"num_envs": n, "pool_build_s": time.perf_counter() - began,
+                               "tensor_mib": _tensor_bytes(engine) / 2**20}  # fmt: skip
+        generator = torch.Generator(device=dev)
+        generator.manual_seed(seed)
+        actions = torch.randint(7, (16, n), generator=generator, device=dev)
+        for mode in ("eager", "compiled"):
+            if mode == "compiled":
+                _compile_engine(engine)
+            first = time.perf_counter()
+            for k in range(3):  # warm-up (compiles on the first call)
+                engine.step(actions[k])
+            _sync(dev)
+            row[f"{mode}_warmup_s"] = time.perf_counter() - first
+            start = time.perf_counter()
+            for k in range(steps):
+                engine.step(actions[k % 16])
+            _sync(dev)
+            row[f"{mode}_steps_per_s"] = steps * n / (time.perf_counter() - start)
+        if dev.type == "cuda":
+            row["cuda_peak_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
+        engine.close()
+        del engine
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------- exactness
+def _restart_where(engine: Any, mask: Any, pick: Any) -> None:
+    """The device reset path (``torch.where`` over all rows) with given pool rows ``pick``."""
+    import torch
+
+    from babyaipp.envs.batched import LEVEL_FIELDS
+
+    for key in LEVEL_FIELDS:
+        src = engine.pool.tensors[key][pick]
+        m = mask.view(-1, *([1] * (src.dim() - 1)))
+        engine.state[key] = torch.where(m, src, engine.state[key])
+    engine._zero_counters(mask)
+
+
+def exactness(device: str, num_envs: int, steps: int, seed: int = 0) -> dict:
+    """The ``device`` engine against the CPU engine, step by step; the first mismatch if any."""
+    import torch
+
+    from babyaipp.envs.batched import BatchedBabyAIPP
+
+    cpu = BatchedBabyAIPP(ENV_ID, num_envs, device="cpu", seed=seed, auto_reset=False)
+    other = BatchedBabyAIPP(ENV_ID, num_envs, device=device, seed=seed, auto_reset=False)
+    dev = other.device
+    obs_a, obs_b = cpu.reset(seed=seed), other.reset(seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    ended_total = 0
+    for t in range(steps):
+        action = torch.randint(7, (num_envs,), generator=generator)
+        out_a, out_b = cpu.advance(action), other.advance(action.to(dev))
+        for name, a, b in zip(("reward", "terminated", "truncated"), out_a, out_b):
+            if not torch.equal(a, b.cpu()):
+                return {"exact": False, "step": t, "field": name, "steps": steps, "num_envs": num_envs}
+        done = out_a[1] | out_a[2]
+        ended_total += int(done.sum())
+        cpu.restart(done)
+        _restart_where(other, done.to(dev), cpu.last_pick.clamp(min=0).to(dev))
+        obs_a, obs_b = cpu.observation(), other.observation()
+        for key in obs_a:
+            if not torch.equal(obs_a[key], obs_b[key].cpu()):
+                return {"exact": False, "step": t, "field": key, "steps": steps, "num_envs": num_envs}
+    return {"exact": True, "steps": steps, "num_envs": num_envs, "episodes_ended": ended_total, "device": str(dev)}
+
+
+# ----------------------------------------------------------------------------- training
+def training(device: str, n_envs: int, steps: int, timeout_s: int) -> dict:
+    """Frames/s of a short ``babyaipp train --model attention`` (its own report line)."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "babyaipp.cli", "train", "--model", "attention", "--device", device,
+                   "--n-envs", str(n_envs), "--steps", str(steps), "--checkpoint-every", "0", "--out",
+                   str(Path(out) / "run")]  # fmt: skip
+        began = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        wall = time.perf_counter() - began
+    found = re.search(r"([\d.]+) frames/s", result.stdout)
+    row = {"device": device, "n_envs": n_envs, "steps": steps, "wall_s": wall, "returncode": result.returncode,
+           "frames_per_s": float(found.group(1)) if found else None}  # fmt: skip
+    if result.returncode != 0:
+        row["error"] = (result.stderr or result.stdout).strip().splitlines()[-1:]
+    return row
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict | None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prepare-wheels", metavar="DIR", type=Path, help="download the wheels and stop")
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    parser.add_argument("--quick", action="store_true", help="small N and few steps (the CPU smoke test)")
+    parser.add_argument("--sizes", type=int, nargs="+", help="batch sizes N (default 256 4096 65536; quick: 16 64)")
+    parser.add_argument("--steps", type=int, help="timed engine steps per N and mode (default 200; quick: 10)")
+    parser.add_argument("--exact-steps", type=int, help="exactness steps (default 300; quick: 40)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["engine", "exact", "train"])
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    args = parser.parse_args(argv)
+    if args.prepare_wheels is not None:
+        prepare_wheels(args.prepare_wheels)
+        return None
+
+    import torch
+
+    import babyaipp  # noqa: F401  (registers the ids)
+    from babyaipp.errors import check_choice
+
+    check_choice("device", args.device, ["cuda", "cpu"])
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here; run with --device cpu --quick")
+    quick = args.quick
+    sizes = args.sizes or ([16, 64] if quick else [256, 4096, 65536])
+    steps = args.steps or (10 if quick else 200)
+    exact_steps = args.exact_steps or (40 if quick else 300)
+    workers = 0 if quick else max(1, min(14, (os.cpu_count() or 2) - 2))
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "env_id": ENV_ID,
+    }
+    if "engine" not in args.skip:
+        report["engine"] = engine_rows(sizes, args.device, steps, workers)
+    if "exact" not in args.skip:
+        report["exactness"] = exactness(args.device, 64 if quick else 1024, exact_steps)
+        print(json.dumps(report["exactness"]), flush=True)
+    if "train" not in args.skip:
+        n_envs, train_steps = (8, 2048) if quick else (64, 3 * 64 * 128)
+        report["training"] = training(args.device, n_envs, train_steps, timeout_s=600)
+        print(json.dumps(report["training"]), flush=True)
+    _print_summary(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _print_summary(report: dict) -> None:
+    print(f"\n{report['device']} (torch {report['torch']}), {report['env_id']}")
+    rows = report.get("engine", [])
+    if rows:
+        print(f"{'N':>7} {'eager steps/s':>15} {'compiled steps/s':>17} {'compile s':>10} {'tensors MiB':>12} "
+              f"{'CUDA peak MiB':>14}")  # fmt: skip
+        for r in rows:
+            peak = f"{r['cuda_peak_mib']:.0f}" if "cuda_peak_mib" in r else "-"
+            print(f"{r['num_envs']:>7} {r['eager_steps_per_s']:>15,.0f} {r['compiled_steps_per_s']:>17,.0f} "
+                  f"{r['compiled_warmup_s']:>10.1f} {r['tensor_mib']:>12.1f} {peak:>14}")  # fmt: skip
+    if "exactness" in report:
+        print(f"exactness vs CPU engine: {report['exactness']}")
+    if "training" in report:
+        print(f"training (attention, SB3 trainer): {report['training']}")
+
+
+if __name__ == "__main__":
+    main()

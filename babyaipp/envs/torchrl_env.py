@@ -73,6 +73,7 @@ class BabyAIPPTorchRLEnv(EnvBase):
         self._has_reset = False
         # Slots restarted by the step that ended their episode, whose first observation the next reset reports.
         self._fresh = torch.zeros(num_envs, dtype=torch.bool, device=self.engine.device)
+        self._current_obs: dict[str, torch.Tensor] | None = None
         self._make_specs()
 
     def _make_specs(self) -> None:
@@ -119,13 +120,25 @@ class BabyAIPPTorchRLEnv(EnvBase):
             self.engine.reset(seed=self._seed if self._seed is not None else self.engine._seed)
             self._seed, self._has_reset = None, True
             self._fresh.zero_()
+            self._current_obs = None
         else:
             wanted = torch.ones_like(self._fresh) if mask is None else mask
             stale = wanted & ~self._fresh  # slots not already restarted by the step that ended them
             if bool(stale.any()):  # a restart draws from the pool generator: only when a slot needs one
                 self.engine.restart(stale)
+            changed = self._fresh | stale
             self._fresh &= ~wanted
-        return self._observation_td(self.engine.observation())
+            if self._current_obs is not None and self.engine.copy_rows:
+                # Only the restarted rows changed since the last observation: redraw those (CPU; on
+                # other devices the row count would cost a host sync, so every row is redrawn).
+                rows = changed.nonzero().squeeze(1)
+                obs = {k: v.clone() for k, v in self._current_obs.items()}
+                for key, value in self.engine.observation(rows).items():
+                    obs[key][rows] = value
+                self._current_obs = obs
+                return self._observation_td(obs)
+        self._current_obs = self.engine.observation()
+        return self._observation_td(self._current_obs)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = tensordict.get("action")
@@ -138,6 +151,7 @@ class BabyAIPPTorchRLEnv(EnvBase):
         # their first observation is reported by the reset TorchRL calls next.
         self.engine.restart(done)
         self._fresh |= done
+        self._current_obs = obs  # the state's observation, except the rows just restarted
         out = self._observation_td(obs)
         out.set("reward", reward.to(torch.float32).unsqueeze(-1))
         out.set("done", done.unsqueeze(-1))

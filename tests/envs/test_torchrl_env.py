@@ -28,8 +28,9 @@ ENV_ID = "BabyAIPP/GoToRedBall-Easy-Train-v0"
 N, STEPS, MAX_STEPS = 6, 60, 9
 
 
-def _rollout(seed: int, torch_seed: int = 0, n: int = N, **kwargs):
+def _rollout(seed: int, torch_seed: int = 0, n: int = N, copy_rows: bool = True, **kwargs):
     env = BabyAIPPTorchRLEnv(ENV_ID, n, max_steps=MAX_STEPS, **kwargs)
+    env.engine.copy_rows = copy_rows  # False: the reset path of other devices (torch.where, every row redrawn)
     env.set_seed(seed)
     torch.manual_seed(torch_seed)  # the random policy of rollout draws from torch's global generator
     return env.rollout(STEPS, break_when_any_done=False)
@@ -47,8 +48,9 @@ def test_check_env_specs_passes_and_specs_live_on_the_engine_device():
     assert env.observation_spec.device == env.engine.device == torch.device("cpu")
 
 
-def test_rollout_replays_the_same_step_vector_env_exactly():
-    td = _rollout(seed=3)
+@pytest.mark.parametrize("copy_rows", [True, False], ids=["cpu-reset", "device-reset"])
+def test_rollout_replays_the_same_step_vector_env_exactly(copy_rows):
+    td = _rollout(seed=3, copy_rows=copy_rows)
     actions = td["action"]
     ended = td["next", "done"].squeeze(-1)
     assert 3 <= int(ended.sum()) and not bool(ended.all())  # several episodes end and restart
@@ -107,6 +109,20 @@ def test_partial_reset_restarts_only_the_masked_slots():
     for key in OBS_KEYS:  # the slots kept their observations
         assert torch.equal(out[key][[1, 2]], td[key][[1, 2]])
     assert not bool(out["done"].any())
+
+
+def test_a_collector_gathers_frames_from_the_env():
+    import torchrl.collectors as collectors
+
+    make_collector = getattr(collectors, "Collector", None) or collectors.SyncDataCollector  # renamed in 0.14
+    env = BabyAIPPTorchRLEnv(ENV_ID, 4, max_steps=MAX_STEPS)
+    env.set_seed(0)
+    collector = make_collector(env, policy=None, frames_per_batch=4 * 20, total_frames=4 * 40)
+    batches = list(collector)
+    collector.shutdown()
+    assert len(batches) == 2 and batches[0].batch_size == torch.Size([4, 20])
+    assert bool(batches[1]["next", "done"].any())  # episodes of 9 steps end inside each batch
+    assert batches[0]["next", "reward"].dtype == torch.float32
 
 
 def test_bad_arguments_are_one_line_errors():

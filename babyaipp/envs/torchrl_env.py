@@ -42,7 +42,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 from babyaipp.envs.batched import BatchedBabyAIPP
 from babyaipp.envs.physics import ACTION_NAMES
 from babyaipp.envs.wrappers import TokenObsWrapper
-from babyaipp.errors import check_int
+from babyaipp.errors import ConfigError, check_int
 
 #: Observation keys, in the engine's order.
 OBS_KEYS = ("image", "direction", "mission", "description")
@@ -53,24 +53,32 @@ class BabyAIPPTorchRLEnv(EnvBase):
 
     Keywords other than ``device`` and ``seed`` go to :class:`BatchedBabyAIPP` (``pool_size``,
     ``workers``, ``refresh``, ``compile``, env keywords such as ``properties_per_colour``).
+    ``engine=`` wraps an engine already built (and possibly reset: its pool is kept) instead.
     """
 
     batch_locked = True
 
-    def __init__(self, env_id: str, num_envs: int, *, device: str | torch.device = "cpu", seed: int = 0,
+    def __init__(self, env_id: str | None = None, num_envs: int | None = None, *,
+                 device: str | torch.device = "cpu", seed: int = 0, engine: BatchedBabyAIPP | None = None,
                  **engine_kwargs: Any):  # fmt: skip
-        num_envs = check_int("num_envs", num_envs, 1)
-        seed = check_int("seed", seed, 0)
-        if str(device) in ("auto", "cuda"):
-            from babyaipp.utils import resolve_device
+        if engine is None:
+            if env_id is None or num_envs is None:
+                raise ConfigError("BabyAIPPTorchRLEnv needs an env id and num_envs, or engine=BatchedBabyAIPP(...)")
+            num_envs = check_int("num_envs", num_envs, 1)
+            seed = check_int("seed", seed, 0)
+            if str(device) in ("auto", "cuda"):
+                from babyaipp.utils import resolve_device
 
-            device = resolve_device(str(device))
-        engine_kwargs["auto_reset"] = False  # restarts are driven here (see _step)
-        self.engine = BatchedBabyAIPP(env_id, num_envs, device=device, seed=seed, **engine_kwargs)
-        super().__init__(device=self.engine.device, batch_size=torch.Size([num_envs]))
-        self.env_id, self.num_envs = env_id, num_envs
-        self._seed: int | None = seed  # a seed the next full reset builds the pool with (None: keep the pool)
-        self._has_reset = False
+                device = resolve_device(str(device))
+            engine = BatchedBabyAIPP(env_id, num_envs, device=device, seed=seed, **engine_kwargs)
+        engine.auto_reset = False  # restarts are driven here (see _step)
+        self.engine = engine
+        super().__init__(device=engine.device, batch_size=torch.Size([engine.num_envs]))
+        self.env_id, self.num_envs = engine.env_id, engine.num_envs
+        num_envs = self.num_envs
+        built = engine.pool is not None  # a reset engine: the first reset restarts every slot on its pool
+        self._seed: int | None = None if built else engine._seed  # the next full reset builds the pool from it
+        self._has_reset = built
         # Slots restarted by the step that ended their episode, whose first observation the next reset reports.
         self._fresh = torch.zeros(num_envs, dtype=torch.bool, device=self.engine.device)
         self._current_obs: dict[str, torch.Tensor] | None = None

@@ -125,9 +125,24 @@ def test_a_collector_gathers_frames_from_the_env():
     assert batches[0]["next", "reward"].dtype == torch.float32
 
 
+def test_wrapping_a_reset_engine_keeps_its_pool():
+    from babyaipp.envs.batched import BatchedBabyAIPP
+
+    engine = BatchedBabyAIPP(ENV_ID, 3, pool_size=5, seed=4)
+    engine.reset()
+    pool = engine.pool
+    env = BabyAIPPTorchRLEnv(engine=engine)
+    assert env.num_envs == 3 and not engine.auto_reset
+    check_env_specs(env)
+    td = env.rollout(5, break_when_any_done=False)
+    assert env.engine.pool is pool and td.batch_size == torch.Size([3, 5])
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(ConfigError, match="num_envs"):
         BabyAIPPTorchRLEnv(ENV_ID, 0)
+    with pytest.raises(ConfigError, match="engine="):
+        BabyAIPPTorchRLEnv(ENV_ID)
     env = BabyAIPPTorchRLEnv(ENV_ID, 2)
     with pytest.raises(ConfigError, match="seed"):
         env.set_seed(-1)

@@ -14,7 +14,8 @@ On the GPU machine (carry ``.whl``), install them beside its own torch and run:
 The run prints, for ``--sizes`` (default 256 4096 65536):
 
 * engine steps/s (``BatchedBabyAIPP``, auto-reset included, random actions drawn on the device),
-  eager and ``compile=True``; the compile time of the first call;
+  eager and ``compile=True``; the compile time of the first call; the same engine wrapped as a
+  TorchRL env and stepped as a collector steps it (``step_and_maybe_reset``, nothing stored);
 * memory: the engine's state + pool tensor bytes, and on CUDA the peak allocated while stepping;
 * exactness: the device engine against the CPU engine over ``--exact-steps`` steps (same pool,
   same actions, the CPU engine's pool draws replayed through the device's ``torch.where`` reset):
@@ -128,6 +129,7 @@ def engine_rows(sizes: list[int], device: str, steps: int, workers: int, seed: i
                 engine.step(actions[k % 16])
             _sync(dev)
             row[f"{mode}_steps_per_s"] = steps * n / (time.perf_counter() - start)
+            row[f"torchrl_{mode}_steps_per_s"] = torchrl_rate(engine, steps)
         if dev.type == "cuda":
             row["cuda_peak_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
         engine.close()
@@ -135,6 +137,30 @@ def engine_rows(sizes: list[int], device: str, steps: int, workers: int, seed: i
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def torchrl_rate(engine: Any, steps: int) -> float | str:
+    """Steps/s of the engine wrapped as a TorchRL env, stepped as a collector steps it (random actions).
+
+    ``step_and_maybe_reset`` per step, with nothing stored: TorchRL's own overhead on top of the
+    engine. The engine's auto-reset is restored afterwards. Returns the import error if TorchRL fails.
+    """
+    try:
+        from babyaipp.envs.torchrl_env import BabyAIPPTorchRLEnv
+    except Exception as error:  # TorchRL absent or built against another torch
+        return f"unavailable: {error}"
+    env = BabyAIPPTorchRLEnv(engine=engine)
+    td = env.reset()
+    for k in range(steps + 3):
+        if k == 3:
+            _sync(engine.device)
+            start = time.perf_counter()
+        td = env.rand_action(td)
+        _, td = env.step_and_maybe_reset(td)
+    _sync(engine.device)
+    rate = steps * engine.num_envs / (time.perf_counter() - start)
+    engine.auto_reset = True
+    return rate
 
 
 # ----------------------------------------------------------------------------- exactness
@@ -251,12 +277,15 @@ def _print_summary(report: dict) -> None:
     print(f"\n{report['device']} (torch {report['torch']}), {report['env_id']}")
     rows = report.get("engine", [])
     if rows:
-        print(f"{'N':>7} {'eager steps/s':>15} {'compiled steps/s':>17} {'compile s':>10} {'tensors MiB':>12} "
-              f"{'CUDA peak MiB':>14}")  # fmt: skip
+        print(f"{'N':>7} {'eager steps/s':>15} {'compiled steps/s':>17} {'TorchRL eager':>14} "
+              f"{'TorchRL compiled':>17} {'compile s':>10} {'tensors MiB':>12} {'CUDA peak MiB':>14}")  # fmt: skip
         for r in rows:
             peak = f"{r['cuda_peak_mib']:.0f}" if "cuda_peak_mib" in r else "-"
+            trl = [r[f"torchrl_{m}_steps_per_s"] for m in ("eager", "compiled")]
+            trl = [f"{v:,.0f}" if isinstance(v, float) else "n/a" for v in trl]
             print(f"{r['num_envs']:>7} {r['eager_steps_per_s']:>15,.0f} {r['compiled_steps_per_s']:>17,.0f} "
-                  f"{r['compiled_warmup_s']:>10.1f} {r['tensor_mib']:>12.1f} {peak:>14}")  # fmt: skip
+                  f"{trl[0]:>14} {trl[1]:>17} {r['compiled_warmup_s']:>10.1f} {r['tensor_mib']:>12.1f} "
+                  f"{peak:>14}")  # fmt: skip
     if "exactness" in report:
         print(f"exactness vs CPU engine: {report['exactness']}")
     if "training" in report:

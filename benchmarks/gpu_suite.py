@@ -143,24 +143,26 @@ def torchrl_rate(engine: Any, steps: int) -> float | str:
     """Steps/s of the engine wrapped as a TorchRL env, stepped as a collector steps it (random actions).
 
     ``step_and_maybe_reset`` per step, with nothing stored: TorchRL's own overhead on top of the
-    engine. The engine's auto-reset is restored afterwards. Returns the import error if TorchRL fails.
+    engine. The engine's auto-reset is restored afterwards. Returns the error, as text, if TorchRL
+    fails (absent, or built against another torch), so the other figures still come back.
     """
     try:
         from babyaipp.envs.torchrl_env import BabyAIPPTorchRLEnv
-    except Exception as error:  # TorchRL absent or built against another torch
-        return f"unavailable: {error}"
-    env = BabyAIPPTorchRLEnv(engine=engine)
-    td = env.reset()
-    for k in range(steps + 3):
-        if k == 3:
-            _sync(engine.device)
-            start = time.perf_counter()
-        td = env.rand_action(td)
-        _, td = env.step_and_maybe_reset(td)
-    _sync(engine.device)
-    rate = steps * engine.num_envs / (time.perf_counter() - start)
-    engine.auto_reset = True
-    return rate
+
+        env = BabyAIPPTorchRLEnv(engine=engine)
+        td = env.reset()
+        for k in range(steps + 3):
+            if k == 3:
+                _sync(engine.device)
+                start = time.perf_counter()
+            td = env.rand_action(td)
+            _, td = env.step_and_maybe_reset(td)
+        _sync(engine.device)
+        return steps * engine.num_envs / (time.perf_counter() - start)
+    except Exception as error:
+        return f"failed: {type(error).__name__}: {error}"
+    finally:
+        engine.auto_reset = True
 
 
 # ----------------------------------------------------------------------------- exactness
@@ -259,18 +261,29 @@ def main(argv: list[str] | None = None) -> dict | None:
         "env_id": ENV_ID,
     }
     if "engine" not in args.skip:
-        report["engine"] = engine_rows(sizes, args.device, steps, workers)
+        report["engine"] = [row for n in sizes for row in _guarded(engine_rows, [n], args.device, steps, workers)]
     if "exact" not in args.skip:
-        report["exactness"] = exactness(args.device, 64 if quick else 1024, exact_steps)
+        report["exactness"] = _guarded(exactness, args.device, 64 if quick else 1024, exact_steps)
         print(json.dumps(report["exactness"]), flush=True)
     if "train" not in args.skip:
         n_envs, train_steps = (8, 2048) if quick else (64, 3 * 64 * 128)
-        report["training"] = training(args.device, n_envs, train_steps, timeout_s=600)
+        report["training"] = _guarded(training, args.device, n_envs, train_steps, timeout_s=600)
         print(json.dumps(report["training"]), flush=True)
     _print_summary(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return report
+
+
+def _guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(...)``, or its error as a record (a list of one for the engine rows), so one failure
+    (out of memory at the largest N, say) does not lose the suite's other figures."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as error:
+        record = {"error": f"{type(error).__name__}: {error}"[:500], "args": [str(a) for a in args]}
+        print(json.dumps(record), flush=True)
+        return [record] if fn is engine_rows else record
 
 
 def _print_summary(report: dict) -> None:
@@ -280,6 +293,9 @@ def _print_summary(report: dict) -> None:
         print(f"{'N':>7} {'eager steps/s':>15} {'compiled steps/s':>17} {'TorchRL eager':>14} "
               f"{'TorchRL compiled':>17} {'compile s':>10} {'tensors MiB':>12} {'CUDA peak MiB':>14}")  # fmt: skip
         for r in rows:
+            if "error" in r:
+                print(f"{r['args'][0]:>7} {r['error']}")
+                continue
             peak = f"{r['cuda_peak_mib']:.0f}" if "cuda_peak_mib" in r else "-"
             trl = [r[f"torchrl_{m}_steps_per_s"] for m in ("eager", "compiled")]
             trl = [f"{v:,.0f}" if isinstance(v, float) else "n/a" for v in trl]

@@ -27,7 +27,8 @@ Checks, all computed from the measured curves:
   and the latter do reach it (the network does memorise).
 * ``parts_grow``: at the end, both parts (whole network, both groups) are larger than their
   early values.
-* ``parts_cancel``: at the end ``‖Jᵀp − Jᵀy‖ / ‖Jᵀp‖`` is below 0.1 for both groups.
+* ``parts_cancel``: at the end ``‖Jᵀ(p − ȳ) − Jᵀ(y − ȳ)‖ / ‖Jᵀ(p − ȳ)‖`` (the gradient over the
+  label-independent part) is below 0.1 for both groups.
 
 Scale and choices: the paper trains VGG16 on CIFAR-100 (and other nets); here an MLP
 64→256→256→10 (200 epochs, gradient parts measured every other epoch) on the 1797 sklearn

@@ -162,6 +162,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         greedy=args.greedy,
     )
     result["run_dir"] = str(Path(*[".."] * len(out_dir.relative_to(run_dir).parts)))
+    result["run_name"] = Path(run_dir).resolve().name  # for titles: the relative path is only ".."
     try:
         json_path, md_path = write_results(result, out_dir)
     except OSError as err:  # disk full, read-only: the finished evaluation still reaches the user

@@ -88,7 +88,7 @@ def _split_rows(policy: str, result: Mapping[str, Any]) -> str:
 def results_markdown(result: Mapping[str, Any]) -> str:
     """The evaluation as markdown: model rows, the gap, reference rows, per-pair success."""
     run = result.get("run", {})
-    title = result.get("run_dir", result.get("env_id", "policy"))
+    title = result.get("run_name") or result.get("run_dir") or result.get("env_id", "policy")
     lines = [
         f"# Evaluation of {title}\n",
         f"- env: `{result.get('env_id')}`, text: `{result.get('text')}`"

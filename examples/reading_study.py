@@ -1,0 +1,122 @@
+"""Tables and figure of the behaviour-cloning reading study on the dense floor (docs/results.md).
+
+Reads the trials of one or more ``babyaipp sweep`` directories (BC of the oracle on
+``GoToRedBallDense-Easy-Train``), groups them by model, attention options and text mode, and
+writes a markdown table (success per split: mean over seeds, seed range, 95% interval of the
+pooled episodes), TargetPairOnly success per held-out pair, and a bar chart with the non-reading
+references (a JSON from :func:`babyaipp.agents.evaluation.evaluate_references`) as lines.
+
+    python examples/reading_study.py runs/sweeps/bc-dense-easy runs/sweeps/bc-dense-easy-colour-keys \
+        --references runs/refs-dense-easy-1000.json --out docs/images/bc_dense_easy_tpo.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+SPLITS = ("Train", "Test", "TargetPairOnly")
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a binomial proportion."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def label(config: dict) -> str:
+    hp = config.get("hyperparameters") or {}
+    name = config["model"]
+    options = [f"{k}={hp[k]}" for k in ("keys", "values") if k in hp]
+    text = config.get("text", "full")
+    return f"{name}" + (f" ({', '.join(options)})" if options else "") + ("" if text == "full" else f", text {text}")
+
+
+def collect(sweeps: list[Path]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for sweep in sweeps:
+        for trial in sorted((sweep / "trials").iterdir()):
+            results = trial / "eval" / "results.json"
+            if not results.is_file():
+                continue
+            config = json.loads((trial / "config.json").read_text())
+            groups[label(config)].append({"seed": config["seed"], **json.loads(results.read_text())})
+    return groups
+
+
+def split_cell(runs: list[dict], split: str) -> tuple[str, float, tuple[float, float]]:
+    rates = [r["splits"][split]["success_rate"] for r in runs]
+    k = sum(r["splits"][split]["successes"] for r in runs)
+    n = sum(r["splits"][split]["episodes"] for r in runs)
+    low, high = wilson(k, n)
+    mean = sum(rates) / len(rates)
+    return f"{mean:.3f} [{min(rates):.3f}–{max(rates):.3f}] ({low:.3f}–{high:.3f})", mean, (low, high)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweeps", nargs="+", type=Path)
+    parser.add_argument("--references", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="PNG of TargetPairOnly success")
+    args = parser.parse_args()
+    groups = collect(args.sweeps)
+    refs = json.loads(args.references.read_text())
+    print("| policy | seeds | " + " | ".join(SPLITS) + " |")
+    print("|---|---|" + "---|" * len(SPLITS))
+    bars = []
+    for name, runs in groups.items():
+        cells = [split_cell(runs, s) for s in SPLITS]
+        print(f"| {name} | {len(runs)} | " + " | ".join(c[0] for c in cells) + " |")
+        bars.append((name, cells[2][1], cells[2][2]))
+    for ref in ("memoriser", "cautious", "random", "oracle"):
+        cells = []
+        for s in SPLITS:
+            g = refs[ref]["splits"][s]
+            low, high = wilson(g["successes"], g["episodes"])
+            cells.append(f"{g['success_rate']:.3f} ({low:.3f}–{high:.3f})")
+        print(f"| *{ref}* | – | " + " | ".join(cells) + " |")
+    print("\nTargetPairOnly success per held-out pair present (pooled over seeds):\n")
+    print("| policy | green-trap (n) | blue-slippery (n) |\n|---|---|---|")
+    for name, runs in [*groups.items()]:
+        row = []
+        for pair in ("green-trap", "blue-slippery"):
+            k = sum(r["splits"]["TargetPairOnly"]["per_held_out_pair"][pair]["successes"] for r in runs)
+            n = sum(r["splits"]["TargetPairOnly"]["per_held_out_pair"][pair]["episodes"] for r in runs)
+            row.append(f"{k / n:.3f} ({n})")
+        print(f"| {name} | " + " | ".join(row) + " |")
+    for ref in ("memoriser", "cautious"):
+        pairs = refs[ref]["splits"]["TargetPairOnly"]["per_held_out_pair"]
+        print(f"| *{ref}* | " + " | ".join(
+            f"{pairs[p]['success_rate']:.3f} ({pairs[p]['episodes']})" for p in ("green-trap", "blue-slippery")) + " |")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    names = [b[0] for b in bars]
+    means = [b[1] for b in bars]
+    errs = [[m - b[2][0] for m, b in zip(means, bars)], [b[2][1] - m for m, b in zip(means, bars)]]
+    ax.bar(range(len(bars)), means, yerr=errs, capsize=4, color="tab:blue")
+    for ref, style in (("memoriser", "--"), ("cautious", ":"), ("random", "-.")):
+        rate = refs[ref]["splits"]["TargetPairOnly"]["success_rate"]
+        ax.axhline(rate, linestyle=style, color="k", linewidth=1)
+        ax.text(len(bars) - 0.5, rate + 0.01, ref, ha="right", fontsize=8)
+    ax.set_xticks(range(len(bars)))
+    ax.set_xticklabels(names, rotation=20, ha="right", fontsize=7)
+    ax.set_ylabel("TargetPairOnly success")
+    ax.set_ylim(0, 1)
+    title = "BC of the oracle, GoToRedBallDense-Easy: mean over seeds, 95% interval of the pooled episodes"
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

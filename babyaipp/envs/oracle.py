@@ -102,7 +102,7 @@ class Oracle:
         while self._plan:
             action, expected = self._plan[0]
             if expected is not None and self._state() != expected:
-                self._plan.clear()  # the world did not do what we predicted: replan
+                self._abandon_plan()  # the world did not do what we predicted: replan
                 break
             self._plan.popleft()
             if action == TOGGLE and _front_is_open_door(env):
@@ -171,6 +171,16 @@ class Oracle:
             raise NoPlanError(f"oracle cannot handle instruction {type(instr).__name__}")
         return DONE
 
+    _stage_before_plan = 0
+
+    def _abandon_plan(self) -> None:
+        """Drop the rest of the plan, and the subgoal stage its arrival would have reached (a
+        plan's ``on_arrival`` marks the stage when the plan is made, e.g. 'dropped next to the
+        target': the subgoal is not done if the plan is not)."""
+        if self._plan:
+            self._stage = self._stage_before_plan
+        self._plan.clear()
+
     def _advance(self) -> None:
         self._queue.pop(0)
         self._stage = 0
@@ -207,6 +217,7 @@ class Oracle:
         actions = self._plan_actions(targets)
         if then is not None:
             actions.append((then, None))
+        self._stage_before_plan = self._stage
         if on_arrival:
             on_arrival()
         if not actions:
@@ -532,7 +543,7 @@ class ReferencePlanner(Oracle):
         if self._last is not None:
             before, action = self._last
             if self.belief.observe(before, action, (here, int(env.agent_dir)), self._colour_at, env.can_enter):
-                self._plan.clear()  # what it believed has changed: plan again
+                self._abandon_plan()  # what it believed has changed: plan again
         action = super().act()
         self._last = ((here, int(env.agent_dir), int(env.steps_in_cell)), action)
         return action

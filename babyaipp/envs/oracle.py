@@ -527,6 +527,7 @@ class ReferencePlanner(Oracle):
         base = env.unwrapped
         self.belief = MappingBelief(base.difficulty, base.properties_per_colour, prior)
         self._last: tuple[tuple[tuple[int, int], int, int], int] | None = None
+        self._current_belief: PropsAt | None = None  # the tile properties the current plan assumed
 
     def reset(self) -> None:
         super().reset()
@@ -569,21 +570,23 @@ class ReferencePlanner(Oracle):
         magic = env.steps_in_cell if "magic" in props_at(x, y) else 0
         return _normalise(props_at, x, y, int(env.agent_dir), env.steps_in_cell, magic)
 
-    _current_belief: PropsAt | None = None
-
     def _plan_actions(self, targets: set[tuple[int, int]]) -> list[tuple[int, State | None]]:
         env = self.base
         here = (int(env.agent_pos[0]), int(env.agent_pos[1]))
         standing = self._colour_at(*here)
         colours = self.belief.colours
-        subsets = [tuple(s) for k in range(len(colours) + 1) for s in itertools.combinations(colours, k)]
         # The tile it stands on is walked on whatever it chooses (it survived entering it).
-        subsets = [s if standing is None or standing in s else (*s, standing) for s in subsets]
-        ranked = sorted(set(subsets), key=lambda s: (round(self.belief.trap_risk(s), 6), len(s), s))
+        subsets = {
+            tuple(c for c in colours if c in chosen or c == standing)
+            for k in range(len(colours) + 1)
+            for chosen in itertools.combinations(colours, k)
+        }
+        risks = {s: round(self.belief.trap_risk(s), 6) for s in subsets}  # equal up to the outside prior
+        ranked = sorted(subsets, key=lambda s: (risks[s], len(s), s))
         best: tuple[list[tuple[int, State | None]], PropsAt] | None = None
         best_risk = None
         for allowed in ranked:
-            risk = round(self.belief.trap_risk(allowed), 6)
+            risk = risks[allowed]
             if best_risk is not None and risk > best_risk:
                 break
             props_at = self._believed(allowed)

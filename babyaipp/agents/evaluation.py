@@ -16,7 +16,7 @@ Four reference policies sit on the same table, each run one env at a time on the
 * ``random``: actions drawn from ``np.random.default_rng([7919, seed_base + k])`` in episode ``k``;
 * ``oracle``: the planner that reads the episode's mapping (:class:`babyaipp.envs.oracle.Oracle`);
 * ``memoriser``: the same planner with the Train split's statistics instead of the mapping (the
-  best a perfect memoriser of Train can do; :class:`babyaipp.envs.oracle.ReferencePlanner`);
+  best a perfect memoriser of Train can do; :class:`babyaipp.envs.reference_planners.ReferencePlanner`);
 * ``cautious``: the same planner knowing nothing of the mapping (avoids tiles, else crosses as few
   colours as it can).
 
@@ -228,8 +228,9 @@ def _reference_chooser(policy: str, env: Any, seed_base: int) -> Callable[[int],
             return lambda: int(rng.integers(n_actions))
 
         return choose_random
-    from babyaipp.envs.oracle import NoPlanError, make_reference_planner
+    from babyaipp.envs.oracle import NoPlanError
     from babyaipp.envs.physics import DONE
+    from babyaipp.envs.reference_planners import make_reference_planner
 
     oracle = make_reference_planner(policy, env)
 

@@ -9,14 +9,8 @@ import pytest
 
 import babyaipp.envs as envs
 from babyaipp.envs import dynamics as dyn
-from babyaipp.envs.oracle import (
-    MappingBelief,
-    NoPlanError,
-    Oracle,
-    ReferencePlanner,
-    make_reference_planner,
-    plan_to_face,
-)
+from babyaipp.envs.oracle import NoPlanError, Oracle, plan_to_face
+from babyaipp.envs.reference_planners import MappingBelief, ReferencePlanner, make_reference_planner
 from babyaipp.errors import InvalidChoiceError
 
 from .conftest import quiet_make

@@ -31,7 +31,6 @@ from babyaipp.envs.batched_state import (
     FLOOR_SHIFT,
     ID_MASK,
     ID_SHIFT,
-    PROP_BIT,
     STATE_SHIFT,
     T_BOX,
     T_DOOR,
@@ -43,7 +42,7 @@ from babyaipp.envs.batched_state import (
     stack_encoded,
 )
 from babyaipp.envs.level import Level
-from babyaipp.envs.physics import DROP, FORWARD, LEFT, PICKUP, RIGHT, STICKY_STEPS, TOGGLE
+from babyaipp.envs.physics import DROP, PICKUP, TOGGLE, resolve_motion_tensors
 from babyaipp.envs.pool import LevelGenerator, quiet_make
 from babyaipp.envs.threads import use_engine_threads
 from babyaipp.errors import check_int, check_range
@@ -90,6 +89,7 @@ class BatchedBabyAIPP:
         start_method: str = "forkserver",
         refresh_seed: int | None = None,
         compile: bool = False,
+        device_levels: bool = False,
         **env_kwargs: Any,
     ):
         check_int("num_envs", num_envs, 1)
@@ -132,6 +132,13 @@ class BatchedBabyAIPP:
         self.compiled = bool(compile)
         self._advance_fn = torch.compile(self._advance_tensors) if compile else self._advance_tensors
         self._image_fn = torch.compile(self.observer.image) if compile else self.observer.image
+        # device_levels: the pool's levels serve as layouts and every episode gets a floor, mapping and
+        # description drawn on the device (babyaipp/envs/device_levels.py), each level played once.
+        self.device_levels = None
+        if device_levels:
+            from babyaipp.envs.device_levels import DeviceLevels
+
+            self.device_levels = DeviceLevels(self)
         use_engine_threads(self)  # one CPU thread per call unless the user set threads (babyaipp/envs/threads.py)
 
     # ----------------------------------------------------------------- levels
@@ -184,7 +191,9 @@ class BatchedBabyAIPP:
         encoded = self.generator_procs.generate(seeds)
         self.num_objects, self.pool, self.state = 0, None, {}
         self.pool = LevelPool(self._stack(encoded))
-        first = torch.arange(self.num_envs, device=self.device)
+        if self.device_levels is not None:
+            self.pool = LevelPool(self.device_levels.start(self.pool.tensors))
+        first =  torch.arange(self.num_envs, device=self.device)
         self.last_pick = first.clone()
         self.state = {k: v[first].clone() for k, v in self.pool.tensors.items()}
         self._zero_counters(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
@@ -281,7 +290,11 @@ class BatchedBabyAIPP:
         row is selected with ``torch.where`` so the step never waits for the host.
         """
         assert self.pool is not None
-        pick = torch.randint(self.pool.size, (self.num_envs,), generator=self.generator, device=self.device)
+        source = self.pool.tensors
+        if self.device_levels is not None:
+            source, pick = self.device_levels.take(mask)
+        else:
+            pick = torch.randint(self.pool.size, (self.num_envs,), generator=self.generator, device=self.device)
         self.last_pick = torch.where(mask, pick, -1)  # which pool level each restarted slot drew
         if self.copy_rows:
             rows = mask.nonzero().squeeze(1)
@@ -290,7 +303,7 @@ class BatchedBabyAIPP:
                 return
             chosen = pick[rows]
             for key in LEVEL_FIELDS:
-                self.state[key][rows] = self.pool.tensors[key][chosen]
+                self.state[key][rows] = source[key][chosen]
         else:
             if self.refresh:  # counted on the device, read every REFRESH_SYNC_STEPS calls (no per-step sync)
                 self._ended_device = self._ended_device + mask.sum()
@@ -300,7 +313,7 @@ class BatchedBabyAIPP:
                     self._ended_device.zero_()
                     self._calls_since_sync = 0
             for key in LEVEL_FIELDS:
-                src = self.pool.tensors[key][pick]
+                src = source[key][pick]
                 m = mask.view(-1, *([1] * (src.dim() - 1)))
                 self.state[key] = torch.where(m, src, self.state[key])
         self._zero_counters(mask)
@@ -380,31 +393,21 @@ class BatchedBabyAIPP:
         carried = torch.where(pick, fwd_word & ~FLOOR_FIELD, torch.where(drop, EMPTY_CODE, carried))
         s["carried"] = carried
 
-        # Movement and the tile physics (babyaipp.envs.physics.resolve_motion).
+        # Movement and the tile physics (babyaipp.envs.physics, where every property's rule lives).
         props = s["props"]
-        here = props.gather(1, ((cells.gather(1, pos.unsqueeze(1)) >> FLOOR_SHIFT) & 7)).squeeze(1)
-        fliplr = (here & PROP_BIT["fliplr"]) > 0
-        turn = action.clone()
-        turn = torch.where(fliplr & (action == LEFT), RIGHT, torch.where(fliplr & (action == RIGHT), LEFT, turn))
-        stuck = ((here & PROP_BIT["sticky"]) > 0) & (s["steps_in_cell"] < STICKY_STEPS)
-        forward = (turn == FORWARD) & ~stuck
-        flipud = forward & ((here & PROP_BIT["flipud"]) > 0)
-        new_dir = (direction + (turn == RIGHT).long() - (turn == LEFT).long() + 2 * flipud.long()) % 4
-        target = pos + self.dir_delta[new_dir]
-        enter = self.can_enter[cells.gather(1, target.unsqueeze(1)).squeeze(1) & CODE_MASK]
-        new_pos = torch.where(forward & enter, target, pos)
-        on_magic = (here & PROP_BIT["magic"]) > 0
-        magic_count = torch.where(on_magic, s["magic_count"] + 1, 0)
-        below = pos + 1
-        push = on_magic & ~stuck & (new_pos == pos) & (magic_count % 2 == 0)
-        push &= self.can_enter[cells.gather(1, below.unsqueeze(1)).squeeze(1) & CODE_MASK]
-        new_pos = torch.where(push, below, new_pos)
-        moved = new_pos != pos
-        s["steps_in_cell"] = torch.where(moved, 0, s["steps_in_cell"] + 1)
-        s["magic_count"] = torch.where(moved, 0, magic_count)
-        there = props.gather(1, ((cells.gather(1, new_pos.unsqueeze(1)) >> FLOOR_SHIFT) & 7)).squeeze(1)
-        trapped = moved & ((there & PROP_BIT["trap"]) > 0)
-        s["half_steps"] = s["half_steps"] + 2 - ((here & PROP_BIT["slippery"]) > 0).long()
+
+        def props_at(flat: torch.Tensor) -> torch.Tensor:
+            return props.gather(1, (cells.gather(1, flat.unsqueeze(1)) >> FLOOR_SHIFT) & 7).squeeze(1)
+
+        def can_enter(flat: torch.Tensor) -> torch.Tensor:
+            return self.can_enter[cells.gather(1, flat.unsqueeze(1)).squeeze(1) & CODE_MASK]
+
+        motion = resolve_motion_tensors(
+            pos, direction, action, s["steps_in_cell"], s["magic_count"], props_at, can_enter, self.dir_delta, 1
+        )
+        new_pos, new_dir, turn, trapped = motion.pos, motion.dir, motion.action, motion.entered_trap
+        s["steps_in_cell"], s["magic_count"] = motion.steps_in_cell, motion.magic_count
+        s["half_steps"] = s["half_steps"] + 2 - motion.half_step.long()
         s["agent_pos"], s["agent_dir"] = new_pos, new_dir
 
         # Instruction verification (minigrid refreshes object positions on every drop first).

@@ -21,18 +21,10 @@ from typing import Any
 import numpy as np
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 from minigrid.core.world_object import Wall
-from minigrid.envs.babyai.core.verifier import (
-    AfterInstr,
-    AndInstr,
-    BeforeInstr,
-    GoToInstr,
-    Instr,
-    OpenInstr,
-    PickupInstr,
-    PutNextInstr,
-)
+from minigrid.envs.babyai.core.verifier import Instr
 
-from babyaipp.envs.dynamics import PROPERTIES
+from babyaipp.envs.instructions import descriptions, node_kind, verification_groups
+from babyaipp.envs.properties import property_mask
 from babyaipp.envs.text import tokenize, tokenize_description
 from babyaipp.envs.wrappers import MAX_SENTENCES, MISSION_LENGTH, SENTENCE_LENGTH
 from babyaipp.errors import ConfigError
@@ -52,11 +44,9 @@ EMPTY_CODE = T_EMPTY
 WALL_WORD = T_WALL | (COLOR_TO_IDX["grey"] << COLOUR_SHIFT) | FLOOR_FIELD
 DOOR_OPEN, DOOR_CLOSED, DOOR_LOCKED = 0, 1, 2
 
-#: Bit of each floor property in a colour's property mask (PROPERTIES order).
-PROP_BIT: dict[str, int] = {p: 1 << i for i, p in enumerate(PROPERTIES)}
-
 #: Instruction leaf kinds in the slot tensor (0 = no leaf in this slot).
 K_NONE, K_GOTO, K_PICKUP, K_OPEN, K_PUTNEXT = range(5)
+SLOT_KINDS: dict[str, int] = {"goto": K_GOTO, "pickup": K_PICKUP, "open": K_OPEN, "putnext": K_PUTNEXT}
 SLOTS = 4  # two groups of up to two leaves: (first group) then (second group), see batched_instr
 
 
@@ -117,21 +107,13 @@ def flatten_instr(instr: Instr) -> tuple[list[Instr | None], bool]:
     """The instruction's leaves in slot order and whether a second group exists.
 
     Slots 0-1 hold the group verified first (a leaf, or an ``And``'s two leaves), slots 2-3 the
-    group verified once the first is done (``Before``'s second part, ``After``'s first part).
+    group verified once the first is done (see :func:`~babyaipp.envs.instructions.verification_groups`).
     """
-
-    def group(node: Instr) -> list[Instr | None]:
-        if type(node) is AndInstr:
-            return [node.instr_a, node.instr_b]
-        if isinstance(node, (BeforeInstr, AfterInstr, AndInstr)):
-            raise ConfigError("sequenced instructions nest at most one level deep in BabyAI")
-        return [node, None]
-
-    if type(node := instr) is BeforeInstr:
-        return group(node.instr_a) + group(node.instr_b), True
-    if type(node) is AfterInstr:
-        return group(node.instr_b) + group(node.instr_a), True
-    return group(node) + [None, None], False
+    groups = verification_groups(instr)
+    slots: list[Instr | None] = []
+    for group in groups:
+        slots += [*group, None][:2]
+    return slots + [None] * (SLOTS - len(slots)), len(groups) == 2
 
 
 def encode_env(env: Any, geometry: Geometry) -> dict[str, np.ndarray]:
@@ -169,9 +151,9 @@ def encode_env(env: Any, geometry: Geometry) -> dict[str, np.ndarray]:
     if len(obj_pos) > MAX_OBJECTS:
         raise ConfigError(f"{len(obj_pos) - 1} objects in a level; the batched engine holds at most {MAX_OBJECTS - 1}")
 
-    props = np.zeros(8, dtype=np.int32)
+    props = np.zeros(8, dtype=np.int32)  # a colour's properties as a bitmask (bits of properties.PROPERTY_BIT)
     for colour, names in base.dynamics.items():
-        props[COLOR_TO_IDX[colour]] = sum(PROP_BIT[p] for p in names)
+        props[COLOR_TO_IDX[colour]] = property_mask(names)
 
     leaves, has_second = flatten_instr(base.instrs)
     kind = np.zeros(SLOTS, dtype=np.int32)
@@ -182,15 +164,10 @@ def encode_env(env: Any, geometry: Geometry) -> dict[str, np.ndarray]:
             continue
         if getattr(leaf, "strict", False):
             raise ConfigError("strict instructions are not supported by the batched engine")
-        if isinstance(leaf, PutNextInstr):
-            kind[slot], descs = K_PUTNEXT, (leaf.desc_move, leaf.desc_fixed)
-        else:
-            kinds = {GoToInstr: K_GOTO, PickupInstr: K_PICKUP, OpenInstr: K_OPEN}
-            kind[slot], descs = kinds[type(leaf)], (leaf.desc, None)
-        for table, desc in zip((track_a, track_b), descs):
-            if desc is not None:
-                for obj in desc.obj_set:
-                    table[slot, ids[id(obj)]] = True
+        kind[slot] = SLOT_KINDS[node_kind(leaf)]
+        for table, desc in zip((track_a, track_b), descriptions(leaf)):  # put-next: (moved, fixed)
+            for obj in desc.obj_set:
+                table[slot, ids[id(obj)]] = True
     ax, ay = (int(v) for v in base.agent_pos)
     return {
         "cells": cells.reshape(-1),

@@ -14,18 +14,22 @@ from functools import cache
 
 import numpy as np
 
+from babyaipp.envs.properties import TILE_PROPERTIES
 from babyaipp.errors import check_choice
 
-#: The six properties, in the order their effects are applied when a colour has several.
-PROPERTIES: tuple[str, ...] = ("trap", "slippery", "sticky", "fliplr", "flipud", "magic")
+#: The property names, in the order their effects are applied when a colour has several
+#: (a view of :data:`babyaipp.envs.properties.TILE_PROPERTIES`, where properties are declared).
+PROPERTIES: tuple[str, ...] = tuple(p.name for p in TILE_PROPERTIES)
 
 DIFFICULTIES: tuple[str, ...] = ("Easy", "Hard")
 SPLITS: tuple[str, ...] = ("Train", "Test", "TargetPairOnly")
 
-#: Properties and colours in play per difficulty.
+#: Properties and colours in play per difficulty. Written out, not derived from the declarations:
+#: the order draws the mappings, so a new property joins a difficulty only where it is added here
+#: (which changes that difficulty's levels) and never reshuffles the existing ones.
 DIFFICULTY_PROPERTIES: dict[str, tuple[str, ...]] = {
     "Easy": ("trap", "fliplr", "slippery"),
-    "Hard": PROPERTIES,
+    "Hard": ("trap", "slippery", "sticky", "fliplr", "flipud", "magic"),
 }
 DIFFICULTY_COLOURS: dict[str, tuple[str, ...]] = {
     "Easy": ("blue", "green"),
@@ -47,17 +51,10 @@ HELD_OUT_PAIRS: dict[str, frozenset[tuple[str, str]]] = {
 }
 DEFAULT_PROPERTIES_PER_COLOUR: dict[str, int] = {"Easy": 1, "Hard": 2}
 
-#: Fraction of the free floor a colour covers, set by its most restrictive property.
-COVERAGE: dict[str, float] = {
-    "trap": 0.05,
-    "slippery": 0.15,
-    "magic": 0.15,
-    "sticky": 0.30,
-    "fliplr": 0.30,
-    "flipud": 0.30,
-}
+#: Fraction of the free floor a colour covers, set by its most restrictive property (declared per property).
+COVERAGE: dict[str, float] = {p.name: p.coverage for p in TILE_PROPERTIES}
 #: Properties whose tiles may have at most one same-coloured neighbour (no large blobs).
-SPARSE_PROPERTIES = frozenset({"trap", "slippery", "magic"})
+SPARSE_PROPERTIES = frozenset(p.name for p in TILE_PROPERTIES if p.sparse)
 
 Mapping_ = dict[str, tuple[str, ...]]
 

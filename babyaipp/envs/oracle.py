@@ -22,16 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from minigrid.envs.babyai.core.verifier import (
-    AfterInstr,
-    AndInstr,
-    BeforeInstr,
-    GoToInstr,
-    OpenInstr,
-    PickupInstr,
-    PutNextInstr,
-)
+from minigrid.envs.babyai.core.verifier import GoToInstr, OpenInstr, PickupInstr, PutNextInstr
 
+from babyaipp.envs.instructions import leaves_in_order
 from babyaipp.envs.physics import (
     DIR_TO_VEC,
     DONE,
@@ -40,9 +33,9 @@ from babyaipp.envs.physics import (
     LEFT,
     PICKUP,
     RIGHT,
-    STICKY_STEPS,
     TOGGLE,
     resolve_motion,
+    search_counters,
 )
 
 State = tuple[int, int, int, int, int]  # x, y, dir, steps_in_cell (capped), magic parity
@@ -59,16 +52,6 @@ class _Subgoal:
     instr: Any
 
 
-def _flatten(instr: Any) -> list[Any]:
-    if isinstance(instr, BeforeInstr):
-        return _flatten(instr.instr_a) + _flatten(instr.instr_b)
-    if isinstance(instr, AfterInstr):
-        return _flatten(instr.instr_b) + _flatten(instr.instr_a)
-    if isinstance(instr, AndInstr):
-        return _flatten(instr.instr_a) + _flatten(instr.instr_b)
-    return [instr]
-
-
 class Oracle:
     """Acts in a BabyAI++ env (wrapped or not): call :meth:`reset` after ``env.reset``, then :meth:`act`."""
 
@@ -83,7 +66,7 @@ class Oracle:
         return self.env.unwrapped
 
     def reset(self) -> None:
-        self._queue = _flatten(self.base.instrs)
+        self._queue = leaves_in_order(self.base.instrs)
         self._plan.clear()
         self._stage = 0
 
@@ -237,9 +220,7 @@ def _carries_key_for(env: Any, doors: list[Any]) -> bool:
 
 def normalise_state(props_at: PropsAt, x: int, y: int, d: int, steps_in_cell: int, magic_count: int) -> State:
     """The search state of the agent: counters capped to what the tile under it can tell apart."""
-    props = props_at(x, y)
-    sic = min(steps_in_cell, STICKY_STEPS) if "sticky" in props else STICKY_STEPS
-    mc = magic_count % 2 if "magic" in props else 0
+    sic, mc = search_counters(props_at(x, y), steps_in_cell, magic_count)
     return (x, y, d, sic, mc)
 
 

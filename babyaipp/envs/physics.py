@@ -1,7 +1,10 @@
 """The tile physics: how one action moves the agent given the property of the tile it stands on.
 
-One pure function, :func:`resolve_motion`, is shared by the environment and the oracle so the
-planner predicts exactly what the environment does. Rules (see docs/environments.md):
+Every property's rule of motion lives here, written once per engine: :func:`resolve_motion` for
+one episode (the single env, and the oracle, so the planner predicts exactly what the environment
+does) and :func:`resolve_motion_tensors` for N episodes as tensors (the batched engine). The two
+apply the rules in the same order, the order of :data:`babyaipp.envs.properties.TILE_PROPERTIES`,
+where the properties are declared. Rules (see docs/environments.md):
 
 * Properties act through the tile the agent stands on when it acts, applied in the order
   trap, slippery, sticky, fliplr, flipud, magic; ``trap`` acts on entry instead.
@@ -17,7 +20,12 @@ planner predicts exactly what the environment does. Rules (see docs/environments
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from babyaipp.envs.properties import PROPERTY_BIT
+
+if TYPE_CHECKING:
+    import torch
 
 LEFT, RIGHT, FORWARD, PICKUP, DROP, TOGGLE, DONE = range(7)
 ACTION_NAMES: tuple[str, ...] = ("left", "right", "forward", "pickup", "drop", "toggle", "done")
@@ -74,3 +82,71 @@ def resolve_motion(
         steps_in_cell += 1
     entered_trap = moved and "trap" in props_at(*new_pos)
     return Motion(new_pos, new_dir, steps_in_cell, magic_count, action, "slippery" in here, entered_trap)
+
+
+class TensorMotion(NamedTuple):
+    """:class:`Motion` for N episodes: one tensor of shape ``(N,)`` per field (positions are flat cells)."""
+
+    pos: Any
+    dir: Any
+    steps_in_cell: Any
+    magic_count: Any
+    action: Any
+    half_step: Any
+    entered_trap: Any
+
+
+def resolve_motion_tensors(
+    pos: torch.Tensor,
+    direction: torch.Tensor,
+    action: torch.Tensor,
+    steps_in_cell: torch.Tensor,
+    magic_count: torch.Tensor,
+    props_at: Callable[[torch.Tensor], torch.Tensor],
+    can_enter: Callable[[torch.Tensor], torch.Tensor],
+    dir_delta: torch.Tensor,
+    down: int,
+) -> TensorMotion:
+    """:func:`resolve_motion` for N episodes with tensor operations only (no per-episode Python).
+
+    ``pos`` are flat cell indices, ``props_at`` gives the property bitmask (bits of
+    :data:`~babyaipp.envs.properties.PROPERTY_BIT`) of flat cells, ``can_enter`` whether they can
+    be entered, ``dir_delta[d]`` the flat offset of one step in direction ``d`` and ``down`` the
+    flat offset of one cell +y.
+    """
+    import torch  # imported here so that the single env and the oracle never load torch
+
+    here = props_at(pos)
+
+    def has(mask: torch.Tensor, name: str) -> torch.Tensor:
+        return (mask & PROPERTY_BIT[name]) > 0
+
+    fliplr = has(here, "fliplr")
+    turn = torch.where(fliplr & (action == LEFT), RIGHT, torch.where(fliplr & (action == RIGHT), LEFT, action))
+    stuck = has(here, "sticky") & (steps_in_cell < STICKY_STEPS)
+    forward = (turn == FORWARD) & ~stuck
+    flipud = forward & has(here, "flipud")
+    new_dir = (direction + (turn == RIGHT).long() - (turn == LEFT).long() + 2 * flipud.long()) % 4
+    target = pos + dir_delta[new_dir]
+    new_pos = torch.where(forward & can_enter(target), target, pos)
+    on_magic = has(here, "magic")
+    magic_count = torch.where(on_magic, magic_count + 1, 0)
+    below = pos + down
+    push = on_magic & ~stuck & (new_pos == pos) & (magic_count % 2 == 0) & can_enter(below)
+    new_pos = torch.where(push, below, new_pos)
+    moved = new_pos != pos
+    steps_in_cell = torch.where(moved, 0, steps_in_cell + 1)
+    magic_count = torch.where(moved, 0, magic_count)
+    entered_trap = moved & has(props_at(new_pos), "trap")
+    return TensorMotion(new_pos, new_dir, steps_in_cell, magic_count, turn, has(here, "slippery"), entered_trap)
+
+
+def search_counters(props: frozenset[str] | tuple[str, ...], steps_in_cell: int, magic_count: int) -> tuple[int, int]:
+    """The counters as far as the rules of a tile with ``props`` can tell them apart.
+
+    ``sticky`` reads the steps spent in the cell up to :data:`STICKY_STEPS`, ``magic`` the parity
+    of the steps spent on it; elsewhere neither matters. Planners search over these values.
+    """
+    sic = min(steps_in_cell, STICKY_STEPS) if "sticky" in props else STICKY_STEPS
+    mc = magic_count % 2 if "magic" in props else 0
+    return sic, mc

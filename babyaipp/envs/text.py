@@ -2,8 +2,10 @@
 
 ``description`` has one sentence per colour on the floor, from a fixed template per property
 ("green floors are traps. blue floors are slippery."), in an order shuffled by ``np_random``.
-The vocabulary is built from the templates and BabyAI's instruction grammar, never from observed
-data, so token ids are the same on every machine and every run.
+The vocabulary is a written-out, append-only list of words (BabyAI's instruction grammar, the
+templates, the colours and the property words), never built from observed data, so token ids are
+the same on every machine and every run, and a word added later takes the next id without moving
+any other (a saved model keeps reading the words it was trained on).
 """
 
 from __future__ import annotations
@@ -15,18 +17,12 @@ import numpy as np
 from minigrid.core.constants import COLOR_NAMES
 
 from babyaipp.envs.dynamics import PROPERTIES
+from babyaipp.envs.properties import TILE_PROPERTIES
 
 TEXT_MODES: tuple[str, ...] = ("full", "partial", "lorem", "none")
 
 #: The word (or words) a sentence uses for each property: "<colour> floors are <w1> and <w2>."
-PROPERTY_WORDS: dict[str, str] = {
-    "trap": "traps",
-    "slippery": "slippery",
-    "sticky": "sticky",
-    "fliplr": "mirrored",
-    "flipud": "reversed",
-    "magic": "magic",
-}
+PROPERTY_WORDS: dict[str, str] = {p.name: p.words for p in TILE_PROPERTIES}
 #: Words of the ``lorem`` control: same sentence shape, no information about the dynamics.
 LOREM_WORDS: tuple[str, ...] = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
 
@@ -39,18 +35,38 @@ MISSION_WORDS: tuple[str, ...] = (
 DESCRIPTION_WORDS: tuple[str, ...] = ("floors", "are")
 
 PAD, UNK = "<pad>", "<unk>"
+_WORD_RE = re.compile(r"[a-z]+")
+
+#: Every word with a fixed token id, id = position. Append only: never reorder, rename or remove a
+#: word (a trained model's embedding rows are indexed by these ids). minigrid's colour names are
+#: written out rather than imported so that a minigrid release cannot move them.
+WORDS: tuple[str, ...] = (
+    PAD, UNK, "a", "adipiscing", "after", "amet", "and", "are", "ball", "behind", "blue", "box",
+    "consectetur", "dolor", "door", "elit", "floors", "front", "go", "green", "grey", "in", "ipsum",
+    "key", "left", "lorem", "magic", "mirrored", "next", "object", "of", "on", "open", "pick", "purple",
+    "put", "red", "reversed", "right", "sit", "slippery", "sticky", "the", "then", "to", "traps", "up",
+    "yellow", "you", "your",
+)  # fmt: skip
 
 
-def _build_vocabulary() -> tuple[str, ...]:
-    words = set(MISSION_WORDS) | set(DESCRIPTION_WORDS) | set(PROPERTY_WORDS.values())
-    words |= set(LOREM_WORDS) | set(COLOR_NAMES)
-    return (PAD, UNK, *sorted(words))
+def build_vocabulary(words: tuple[str, ...], new_words: tuple[str, ...]) -> tuple[str, ...]:
+    """``words`` followed by the words of ``new_words`` it lacks, in their order (each once).
+
+    A property declared with a word of its own (or a grammar word added later) thus gets the next
+    free id, and no existing id moves.
+    """
+    out = list(words)
+    for phrase in new_words:
+        out.extend(w for w in _WORD_RE.findall(phrase) if w not in out)
+    return tuple(out)
 
 
 #: Token id of every word; 0 is padding, 1 an unknown word (never produced by this package's text).
-VOCABULARY: tuple[str, ...] = _build_vocabulary()
+#: Words the text can produce that :data:`WORDS` lacks (a new property's word) follow it.
+VOCABULARY: tuple[str, ...] = build_vocabulary(
+    WORDS, (*MISSION_WORDS, *DESCRIPTION_WORDS, *COLOR_NAMES, *LOREM_WORDS, *PROPERTY_WORDS.values())
+)
 WORD_TO_ID: dict[str, int] = {w: i for i, w in enumerate(VOCABULARY)}
-_WORD_RE = re.compile(r"[a-z]+")
 
 
 def sentence(colour: str, properties: tuple[str, ...]) -> str:

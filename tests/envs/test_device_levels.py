@@ -1,0 +1,300 @@
+"""Levels drawn on the device: same distribution as the single env's, and exact replays through ``Level``.
+
+Distribution checks use fixed thresholds: a chi-square test at p = 0.001 (Wilson-Hilferty critical
+value) for mapping frequencies, and four standard errors for mean tile counts; each is shown to
+fail on a draw that lacks the ingredient it checks (the split's rules, the solvability check).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from minigrid.core.constants import COLOR_TO_IDX
+
+from babyaipp.envs import dynamics as dyn
+from babyaipp.envs.batched import BatchedBabyAIPP
+from babyaipp.envs.batched_state import encode_env
+from babyaipp.envs.device_floor import PLAIN, faceable, layout_masks, place_sparse, reachable_targets
+from babyaipp.envs.device_levels import DeviceLevels
+from babyaipp.envs.oracle import faceable_cells
+from babyaipp.envs.properties import PROPERTY_BIT
+from babyaipp.envs.tiles import NO_TILE, _free_and_candidate_cells
+from babyaipp.envs.tiles import reachable_targets as cpu_reachable_targets
+from babyaipp.envs.wrappers import TokenObsWrapper
+from babyaipp.errors import ConfigError
+
+from .conftest import quiet_make
+
+EASY = "BabyAIPP/GoToRedBall-Easy-{}-v0"
+HARD = "BabyAIPP/GoToLocal-Hard-{}-v0"
+OBS_KEYS = ("image", "direction", "mission", "description")
+
+
+def _engine(env_id: str, num_envs: int = 16, seed: int = 0, **kwargs) -> BatchedBabyAIPP:
+    engine = BatchedBabyAIPP(env_id, num_envs, seed=seed, device_levels=True, **kwargs)
+    engine.reset()
+    return engine
+
+
+def chi_square_critical(df: int, z: float = 3.09) -> float:
+    """Upper critical value of chi-square with ``df`` degrees of freedom (z = 3.09: p = 0.001)."""
+    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+
+
+def uniform_chi_square(counts: np.ndarray) -> float:
+    expected = counts.sum() / len(counts)
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def _mapping_counts(levels: DeviceLevels, count: int) -> tuple[np.ndarray, torch.Tensor]:
+    _, _, mapping = levels.draw(count)
+    return np.bincount(mapping.numpy(), minlength=len(levels.table.mappings)), mapping
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [(EASY.format(s), {}) for s in dyn.SPLITS]
+    + [(HARD.format("Test"), {}), (HARD.format("Train"), {"properties_per_colour": 1})],
+)
+def test_mapping_frequencies_are_uniform_over_the_split(env_id: str, kwargs: dict) -> None:
+    """Drawn mappings are those of ``split_mappings`` with equal frequency (as ``sample_mapping``)."""
+    levels = _engine(env_id, **kwargs).device_levels
+    base = levels.engine.single.unwrapped
+    assert levels.table.mappings == dyn.split_mappings(base.difficulty, base.split, base.properties_per_colour)
+    counts, mapping = _mapping_counts(levels, 3000 if len(levels.table.mappings) > 20 else 1200)
+    assert uniform_chi_square(counts) < chi_square_critical(len(counts) - 1), counts
+    held = levels.table.held_out[mapping]
+    if base.split == "Train":
+        assert int(held.max()) == 0
+    if base.split == "TargetPairOnly":
+        assert int(held.min()) >= 1
+
+
+def test_mapping_check_fails_on_another_splits_draws() -> None:
+    """The frequency test has power: Train's draws, counted against Test's mappings, fail it."""
+    train = _engine(EASY.format("Train")).device_levels
+    test_mappings = dyn.split_mappings("Easy", "Test", 1)
+    _, mapping = _mapping_counts(train, 1200)
+    counts = Counter(test_mappings.index(train.table.mappings[int(k)]) for k in mapping)
+    observed = np.array([counts.get(k, 0) for k in range(len(test_mappings))])
+    assert uniform_chi_square(observed) > chi_square_critical(len(observed) - 1)
+
+
+def _rule_violations(level, env) -> list[str]:
+    """The placement rules checked on the CPU grid of a replayed level."""
+    base = env.unwrapped
+    free, candidates = _free_and_candidate_cells(base.grid, base.agent_pos)
+    problems = []
+    tiled = set(zip(*np.nonzero(level.floor != NO_TILE)))
+    if not tiled <= set(candidates):
+        problems.append("tile off the candidate cells")
+    for colour, props in level.dynamics.items():
+        idx = COLOR_TO_IDX[colour]
+        mine = level.floor == idx
+        want = max(1, round(dyn.coverage(props) * len(free)))
+        if not 1 <= mine.sum() <= want:
+            problems.append(f"{colour}: {mine.sum()} tiles, want {want}")
+        if dyn.SPARSE_PROPERTIES.intersection(props):
+            padded = np.pad(mine, 1)
+            same = padded[2:, 1:-1].astype(int) + padded[:-2, 1:-1] + padded[1:-1, 2:] + padded[1:-1, :-2]
+            if (same[mine] > 1).any():
+                problems.append(f"{colour}: a sparse tile with two same-coloured neighbours")
+    return problems
+
+
+def _solvable_on_cpu(env) -> bool:
+    """The single env's own check: traps never wall off a plain-floor target; physics search where flipud+magic."""
+    base = env.unwrapped
+    start = tuple(int(v) for v in base.agent_pos)
+    targets = cpu_reachable_targets(base.grid, start)
+    traps = np.isin(base.floor, [COLOR_TO_IDX[c] for c, p in base.dynamics.items() if "trap" in p])
+    if targets != cpu_reachable_targets(base.grid, start, traps):
+        return False
+    if any("flipud" in p and "magic" in p for p in base.dynamics.values()):
+        return targets <= faceable_cells(base)
+    return True
+
+
+@pytest.mark.parametrize("env_id", [EASY.format("Test"), HARD.format("Test")])
+def test_drawn_levels_keep_the_placement_rules_and_are_solvable(env_id: str) -> None:
+    """Exported levels replay in the single env, keep every placement rule, and pass its solvability check."""
+    engine = _engine(env_id, num_envs=8, pool_size=64)
+    levels, env = engine.device_levels, quiet_make(env_id)
+    for row in range(120):
+        level = levels.level(row)
+        env.reset(options={"level": level})
+        assert _rule_violations(level, env) == [], row
+        assert _solvable_on_cpu(env), row
+
+
+def test_unchecked_floors_are_sometimes_unsolvable() -> None:
+    """The solvability test has power: without the check, some drawn floors wall off the ball."""
+    engine = _engine(EASY.format("Test"), num_envs=8, pool_size=64)
+    levels, env = engine.device_levels, quiet_make(EASY.format("Test"))
+    levels._solvable = lambda floor, layout, mapping: torch.ones(len(floor), dtype=torch.bool)
+    levels._refill()
+    unsolvable = 0
+    for row in range(300):
+        env.reset(options={"level": levels.level(row)})
+        unsolvable += not _solvable_on_cpu(env)
+    assert unsolvable > 0
+
+
+def _tile_counts(floors: list[np.ndarray], mappings: list[dict]) -> dict[str, list[int]]:
+    """Tiles per colour, keyed by the colour's property set."""
+    out: dict[str, list[int]] = {}
+    for floor, mapping in zip(floors, mappings):
+        for colour, props in mapping.items():
+            out.setdefault("+".join(props), []).append(int((floor == COLOR_TO_IDX[colour]).sum()))
+    return out
+
+
+def _close_means(a: list[int], b: list[int]) -> bool:
+    se = math.sqrt(np.var(a) / len(a) + np.var(b) / len(b)) + 1e-9
+    return abs(np.mean(a) - np.mean(b)) < 4 * se + 0.05
+
+
+def test_tile_counts_match_the_single_env() -> None:
+    """Mean tiles per colour, per property, as in the single env's levels (same env id, 600 levels each)."""
+    env_id, n = EASY.format("Test"), 600
+    env = quiet_make(env_id)
+    single_floors, single_maps = [], []
+    for seed in range(n):
+        env.reset(seed=10_000 + seed)
+        single_floors.append(env.unwrapped.floor.copy())
+        single_maps.append(dict(env.unwrapped.dynamics))
+    engine = _engine(env_id, num_envs=8, pool_size=400)
+    levels = engine.device_levels
+    rows, _, mapping = levels.draw(n)
+    hp, width = levels.hp, engine.geometry.width
+    floors = ((rows["cells"].view(n, -1, hp) >> 9) & 7)[:, 6 : 6 + width, 6 : 6 + engine.geometry.height].numpy()
+    device_floors = [np.where(f == PLAIN, NO_TILE, f) for f in floors]
+    device_maps = [dict(levels.table.mappings[int(k)]) for k in mapping]
+    single, device = _tile_counts(single_floors, single_maps), _tile_counts(device_floors, device_maps)
+    assert single.keys() == device.keys()
+    for props in single:
+        assert _close_means(single[props], device[props]), (props, np.mean(single[props]), np.mean(device[props]))
+    # The comparison has power: floors with every trap removed differ in the trap counts.
+    no_traps = [np.where(np.isin(f, [COLOR_TO_IDX[c] for c, p in m.items() if "trap" in p]), NO_TILE, f)
+                for f, m in zip(device_floors, device_maps)]  # fmt: skip
+    assert not _close_means(single["trap"], _tile_counts(no_traps, device_maps)["trap"])
+
+
+def _drive_against_single(env_id: str, steps: int, seed: int, **kwargs) -> int:
+    """Step an engine with device levels and single envs replaying its exported levels; returns restarts."""
+    n = 6
+    engine = _engine(env_id, num_envs=n, seed=seed, **kwargs)
+    levels = engine.device_levels
+    singles = [TokenObsWrapper(quiet_make(env_id, **kwargs)) for _ in range(n)]
+    obs = engine.observation()
+    for i in range(n):
+        want, _ = singles[i].reset(options={"level": levels.level(i)})
+        for key in OBS_KEYS:
+            assert np.array_equal(obs[key][i].numpy(), np.asarray(want[key])), (i, key)
+    rng = np.random.default_rng(seed)
+    restarts = 0
+    for t in range(steps):
+        actions = rng.integers(7, size=n)
+        obs, reward, terminated, truncated = engine.step(torch.as_tensor(actions))
+        for i in range(n):
+            want, r, term, trunc, _ = singles[i].step(int(actions[i]))
+            assert (reward[i].item(), bool(terminated[i]), bool(truncated[i])) == (r, term, trunc), (t, i)
+            if term or trunc:
+                restarts += 1
+                want, _ = singles[i].reset(options={"level": levels.level(int(engine.last_pick[i]))})
+            for key in OBS_KEYS:
+                assert np.array_equal(obs[key][i].numpy(), np.asarray(want[key])), (t, i, key)
+    return restarts
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [
+        (EASY.format("Test"), {"max_steps": 12}),
+        (HARD.format("Test"), {"text": "partial", "max_steps": 10}),
+        (HARD.format("TargetPairOnly"), {"text": "lorem", "max_steps": 10}),
+    ],  # fmt: skip
+)
+def test_device_levels_replay_exactly_in_the_single_env(env_id: str, kwargs: dict) -> None:
+    """Every episode (first and auto-reset ones, across stock refills) replays in the single env step for step."""
+    assert _drive_against_single(env_id, steps=60, seed=3, **kwargs) >= 12
+
+
+def test_exported_level_encodes_to_the_drawn_row() -> None:
+    """The single env replaying an exported level encodes to the drawn row, field by field."""
+    engine = _engine(HARD.format("Test"), num_envs=4, pool_size=32)
+    levels = engine.device_levels
+    for row in range(40):
+        engine.single.reset(options={"level": levels.level(row)})
+        encoded = encode_env(engine.single, engine.geometry)
+        for key, value in encoded.items():
+            if key == "obj_pos":
+                value = np.pad(value, (0, engine.num_objects - len(value)), constant_values=-1)
+            if key in ("track_a", "track_b"):
+                value = value[:, : engine.num_objects]
+            drawn = levels.stock[key][row].numpy()
+            assert np.array_equal(drawn, np.asarray(value).reshape(drawn.shape)), (row, key)
+
+
+def test_physics_search_and_flood_fill_match_the_cpu_searches() -> None:
+    """On random floors of flipud+magic mappings: faceable cells and trap-free reach equal the CPU's."""
+    engine = _engine(HARD.format("Test"), num_envs=4, pool_size=48)
+    levels = engine.device_levels
+    table, hp = levels.table, levels.hp
+    mapping = table.flip_magic.nonzero().squeeze(1)
+    layout = torch.arange(48) % len(levels.layout_seeds)
+    mapping = mapping[torch.arange(48) % len(mapping)]
+    floor, ok = place_sparse(
+        engine.generator, levels.masks["candidate"][layout], levels.n_free[layout], table.colours,
+        table.coverage[mapping], table.sparse[mapping], hp,
+    )  # fmt: skip
+    assert bool(ok.all())
+    levels.stock_layout, levels.stock_mapping = layout, mapping
+    levels.stock = levels._rows(layout, mapping, floor)
+    props_here = table.props[mapping].gather(1, floor)
+    masks = layout_masks(levels.stock["cells"], levels.stock["agent_pos"], hp)
+    faced = faceable(props_here, masks["walkable"], levels.stock["agent_pos"], levels.stock["agent_dir"], hp)
+    traps = (props_here & PROPERTY_BIT["trap"]) > 0
+    found = reachable_targets(masks, levels.stock["agent_pos"], hp, blocked=traps)
+    env = engine.single
+    for row in range(48):
+        env.reset(options={"level": levels.level(row)})
+        base = env.unwrapped
+        start = tuple(int(v) for v in base.agent_pos)
+        want_faced = {c for c in faceable_cells(base) if 0 <= c[0] < base.width and 0 <= c[1] < base.height}
+        got_faced = {(x, y) for x in range(base.width) for y in range(base.height) if faced[row, (x + 6) * hp + y + 6]}
+        assert got_faced == want_faced, row
+        trap_cells = np.isin(base.floor, [COLOR_TO_IDX[c] for c, p in base.dynamics.items() if "trap" in p])
+        want_found = cpu_reachable_targets(base.grid, start, trap_cells)
+        got_found = {(x, y) for x in range(base.width) for y in range(base.height) if found[row, (x + 6) * hp + y + 6]}
+        assert got_found == want_found, row
+
+
+def test_same_seed_same_levels_and_each_level_played_once() -> None:
+    a, b = (BatchedBabyAIPP(EASY.format("Train"), 8, seed=5, device_levels=True) for _ in range(2))
+    for engine in (a, b):
+        engine.device_levels.stock_size = 16
+        engine.reset()
+    for key in a.device_levels.stock:
+        assert torch.equal(a.device_levels.stock[key], b.device_levels.stock[key]), key
+    drawn_before = a.device_levels.levels_drawn
+    rng = np.random.default_rng(0)
+    seen: list[int] = []  # stock rows handed out since the last redraw
+    for _ in range(80):
+        drawn = a.device_levels.levels_drawn
+        a.step(torch.as_tensor(rng.integers(7, size=8)))
+        picks = a.last_pick[a.last_pick >= 0].tolist()
+        seen = picks if a.device_levels.levels_drawn != drawn else seen + picks
+        assert len(seen) == len(set(seen))  # no stock row is played twice
+    assert a.device_levels.levels_drawn > drawn_before  # the stock ran out and was redrawn
+
+
+def test_bad_settings_are_one_line_errors() -> None:
+    with pytest.raises(ConfigError, match="sparse floor only"):
+        BatchedBabyAIPP("BabyAIPP/GoToRedBallDense-Easy-Train-v0", 2, device_levels=True)
+    with pytest.raises(ConfigError, match="refresh"):
+        BatchedBabyAIPP(EASY.format("Train"), 2, device_levels=True, refresh=True, workers=1)

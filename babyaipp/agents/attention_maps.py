@@ -59,8 +59,8 @@ def attention_map(
     import torch
     from minigrid.core.constants import IDX_TO_COLOR, OBJECT_TO_IDX
 
+    from babyaipp.envs.registration import make_tokenized
     from babyaipp.envs.text import split_sentences
-    from babyaipp.envs.wrappers import make_tokenized
 
     check_range("steps", steps, 0)
     extractor = _extractor(model)

@@ -151,7 +151,7 @@ def minari_root(path: str | os.PathLike) -> Iterator[None]:
 
 
 def _make_env(env_id: str, text: str, env_kwargs: dict[str, Any]) -> Any:
-    from babyaipp.envs.wrappers import make_tokenized
+    from babyaipp.envs.registration import make_tokenized
 
     return make_tokenized(env_id, text=text, **env_kwargs)
 

@@ -152,7 +152,7 @@ def evaluate_policy_on_splits(
     """
     import torch
 
-    from babyaipp.envs.wrappers import make_tokenized
+    from babyaipp.envs.registration import make_tokenized
 
     if hasattr(act_fn, "predict"):  # an SB3 model passed as it is
         act_fn = sb3_act_fn(act_fn, greedy=greedy)
@@ -289,7 +289,7 @@ def reading_margin(result: dict[str, Any]) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- runs on disk
 def check_observation_space(model: Any, env_id: str, text: str, **env_kwargs: Any) -> None:
     """Raise a clear error when ``env_id``'s token observations differ from the checkpoint's."""
-    from babyaipp.envs.wrappers import make_tokenized
+    from babyaipp.envs.registration import make_tokenized
 
     env = make_tokenized(env_id, text=text, **env_kwargs)
     try:

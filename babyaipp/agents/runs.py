@@ -216,7 +216,7 @@ def _rebuilt_objects(path: Path, config: dict[str, Any], env: Any) -> dict[str, 
     model_config = model_spec(config["model"]).config.from_dict(dict(config.get("hyperparameters") or {}))
     single = None
     if env is None:
-        from babyaipp.envs.wrappers import make_tokenized
+        from babyaipp.envs.registration import make_tokenized
 
         single = env = make_tokenized(config["env_id"], text=config["text"], **dict(config.get("env_kwargs") or {}))
     wrapped = BaseAlgorithm._wrap_env(env, verbose=0, monitor_wrapper=False)  # channels-first, as SB3 saves it

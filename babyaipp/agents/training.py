@@ -86,8 +86,8 @@ class TrainResult:
 
 
 def _make_tokenized_env(env_id: str, text: str, env_kwargs: dict[str, Any]) -> gym.Env:
+    from babyaipp.envs.registration import make_tokenized
     from babyaipp.envs.sb3 import SuccessInfo
-    from babyaipp.envs.wrappers import make_tokenized
 
     return SuccessInfo(make_tokenized(env_id, text=text, **env_kwargs))
 

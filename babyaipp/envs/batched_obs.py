@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from babyaipp.envs.batched_state import CODE_MASK, FLOOR_FIELD, ID_SHIFT, PAD, VIEW
-from babyaipp.envs.core import _view_offsets
+from babyaipp.envs.view import egocentric_offsets
 
 AGENT_CELL = (VIEW // 2) * VIEW + (VIEW - 1)  # flat index of view cell (i=3, j=6)
 
@@ -39,7 +39,7 @@ def row_visibility_table() -> np.ndarray:
 
 def view_offsets(padded_height: int) -> np.ndarray:
     """``(4, 49)`` flat offsets from the agent's cell of every view cell ``i * 7 + j``, per direction."""
-    dx, dy = _view_offsets(VIEW)
+    dx, dy = egocentric_offsets(VIEW)
     return (dx * padded_height + dy).reshape(4, VIEW * VIEW)
 
 

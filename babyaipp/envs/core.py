@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import string
-from functools import cache
 from types import MappingProxyType
 from typing import Any
 
@@ -23,7 +22,9 @@ from minigrid.core.world_object import WorldObj
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 
 from babyaipp.envs import dynamics as dyn
-from babyaipp.envs.physics import ACTION_NAMES, DIR_TO_VEC, DROP, PICKUP, TOGGLE, resolve_motion
+from babyaipp.envs.level import instr_from_dict
+from babyaipp.envs.oracle import faceable_cells, round_trip_cells
+from babyaipp.envs.physics import ACTION_NAMES, DROP, PICKUP, TOGGLE, resolve_motion
 from babyaipp.envs.text import TEXT_MODES, describe
 from babyaipp.envs.tiles import (
     EMPTY_IDX,
@@ -38,6 +39,7 @@ from babyaipp.envs.tiles import (
     traps_cut_off_targets,
 )
 from babyaipp.envs.validation import GenerationBudget, check_level, validate_env_keywords
+from babyaipp.envs.view import egocentric_offsets
 from babyaipp.errors import BabyAIPPError, ConfigError, InvalidChoiceError, check_choice
 
 DESCRIPTION_MAX_CHARS = 256
@@ -268,16 +270,12 @@ class BabyAIPPMixin:
         """
         if not any("flipud" in p and "magic" in p for p in self._dynamics.values()):
             return True
-        from babyaipp.envs.oracle import faceable_cells, round_trip_cells
-
         if round_trip and any("flipud" in p and "magic" in p for p in self._dynamics.values()):
             return targets <= round_trip_cells(self)
         return targets <= faceable_cells(self)
 
     def _load_level(self, level: Any) -> None:
         """Set the grid, rooms, agent, instruction and floor layer from a ``Level`` (no RNG drawn)."""
-        from babyaipp.envs.level import instr_from_dict
-
         shape = (level.width, level.height, level.room_size, level.num_rows, level.num_cols)
         if shape != (self.width, self.height, self.room_size, self.num_rows, self.num_cols):
             raise ConfigError(
@@ -402,7 +400,7 @@ class BabyAIPPMixin:
         if not self._dynamics:
             return
         view = self.agent_view_size
-        dx, dy = _view_offsets(view)
+        dx, dy = egocentric_offsets(view)
         x, y = int(self.agent_pos[0]) + view, int(self.agent_pos[1]) + view
         floor_view = self._padded_floor[x + dx[self.agent_dir], y + dy[self.agent_dir]]
         mask = (floor_view != NO_TILE) & (image[..., 0] == EMPTY_IDX)
@@ -429,20 +427,3 @@ class BabyAIPPMixin:
 
 _ACTION_CHOICES = [f"{i} ({name})" for i, name in enumerate(ACTION_NAMES)]
 
-
-@cache
-def _view_offsets(view: int) -> tuple[np.ndarray, np.ndarray]:
-    """World offsets (per agent direction) of every cell of the egocentric view.
-
-    View cell (i, j) lies at ``agent + f * (view - 1 - j) + r * (i - view // 2)`` with ``f`` the
-    facing and ``r`` the right vector, as in minigrid's ``get_full_render``; one gather then gives
-    the floor under the whole view.
-    """
-    i, j = np.meshgrid(np.arange(view), np.arange(view), indexing="ij")
-    dx = np.empty((4, view, view), dtype=np.intp)
-    dy = np.empty((4, view, view), dtype=np.intp)
-    for d, (fx, fy) in enumerate(DIR_TO_VEC):
-        rx, ry = -fy, fx
-        dx[d] = fx * (view - 1 - j) + rx * (i - view // 2)
-        dy[d] = fy * (view - 1 - j) + ry * (i - view // 2)
-    return dx, dy

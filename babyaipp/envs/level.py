@@ -85,11 +85,14 @@ def instr_from_dict(data: InstrTree) -> Instr:
     raise ConfigError(f"unknown instruction kind {kind!r}; valid kinds: {', '.join(LEAF_KINDS + SEQ_KINDS)}")
 
 
+#: Class attribute naming a registered task, set on each task class where the tasks are declared
+#: (:mod:`babyaipp.envs.levels`); read from the class itself, as a subclass is another task.
+TASK_NAME_ATTRIBUTE = "task_name"
+
+
 def task_name_of(env: Any) -> str:
     """The registered task whose class ``env`` is exactly (``""`` for an unregistered class)."""
-    from babyaipp.envs.levels import TASKS
-
-    return next((name for name, task in TASKS.items() if type(env) is task.cls), "")
+    return vars(type(env)).get(TASK_NAME_ATTRIBUTE, "")
 
 
 @dataclass

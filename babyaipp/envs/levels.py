@@ -21,6 +21,7 @@ from minigrid.envs.babyai.putnext import PutNext, PutNextLocal
 from minigrid.envs.babyai.unlock import Unlock
 
 from babyaipp.envs.core import BabyAIPPMixin
+from babyaipp.envs.level import TASK_NAME_ATTRIBUTE
 from babyaipp.envs.tiles import reachable_targets
 
 
@@ -168,3 +169,6 @@ _SPARSE_TASKS = (
     Task("GoToSeq", GoToSeqPP),
 )
 TASKS: dict[str, Task] = {t.name: t for t in (*_SPARSE_TASKS, *map(_on_dense_floor, _SPARSE_TASKS))}
+for _task in TASKS.values():  # so a captured Level names its task (babyaipp.envs.level.task_name_of)
+    setattr(_task.cls, TASK_NAME_ATTRIBUTE, _task.name)
+del _task

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
 import gymnasium as gym
+from minigrid.envs.babyai.goto import GoTo, GoToLocal
 
 from babyaipp.envs.dynamics import DIFFICULTIES, SPLITS
-from babyaipp.envs.levels import TASKS
-from babyaipp.envs.validation import validate_task_keywords
-from babyaipp.errors import InvalidChoiceError, UnknownKeywordError, check_choice
+from babyaipp.envs.levels import TASKS, GoToRedBallMazeLevel
+from babyaipp.envs.validation import validate_env_keywords
+from babyaipp.envs.wrappers import TokenObsWrapper, refuse_floorless_minigrid_wrappers
+from babyaipp.errors import InvalidChoiceError, UnknownKeywordError, check_choice, check_range
 
 NAMESPACE = "BabyAIPP"
 _ID_RE = re.compile(rf"^(?:babyaipp:)?{NAMESPACE}/(?P<task>\w+?)-(?P<difficulty>[A-Za-z]+)-(?P<split>[A-Za-z]+)-v0$")
@@ -79,6 +82,20 @@ def valid_keywords(task: str) -> tuple[str, ...]:
     return tuple(sorted(valid - {"difficulty", "split", "grid_size"}))  # room grids size themselves
 
 
+def _target_among_distractors(task: str) -> bool:
+    """Levels that pick their target among the distractors (GoToLocal, GoTo, GoToObjMaze and their
+    dense variants), so they need at least one; the maze of the red ball places its own."""
+    cls = TASKS[task].cls
+    return issubclass(cls, (GoTo, GoToLocal)) and not issubclass(cls, GoToRedBallMazeLevel)
+
+
+def validate_task_keywords(task: str, keywords: Mapping[str, Any]) -> None:
+    """The checks of :func:`~babyaipp.envs.validation.validate_env_keywords` plus those that depend on the task."""
+    validate_env_keywords(keywords)
+    if "num_dists" in keywords and _target_among_distractors(task):
+        check_range(f"num_dists (for {task}, whose target is one of them)", keywords["num_dists"], 1)
+
+
 def make_level(task: str, difficulty: str, split: str, **kwargs: Any) -> gym.Env:
     """Entry point of every id: build the task's env after checking its keywords."""
     check_choice("task", task, TASKS)
@@ -92,8 +109,6 @@ def make_level(task: str, difficulty: str, split: str, **kwargs: Any) -> gym.Env
 
 
 def register_all() -> None:
-    from babyaipp.envs.wrappers import refuse_floorless_minigrid_wrappers
-
     refuse_floorless_minigrid_wrappers()
     for task in TASKS:
         for difficulty in DIFFICULTIES:
@@ -114,3 +129,8 @@ def make(id: str, **kwargs: Any) -> gym.Env:
     """``gym.make`` with a clear error for an unknown task, difficulty or split."""
     parse_env_id(id)
     return gym.make(id.removeprefix("babyaipp:"), **kwargs)
+
+
+def make_tokenized(env_id: str, **kwargs: Any) -> gym.Env:
+    """:func:`make` wrapped in :class:`~babyaipp.envs.wrappers.TokenObsWrapper` (the agents' observations)."""
+    return TokenObsWrapper(make(env_id, **kwargs))

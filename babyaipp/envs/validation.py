@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from babyaipp.envs.level import Level
 from babyaipp.errors import BabyAIPPError, ConfigError, check_choice, check_range
 
 #: Integer keywords and their smallest valid value (upper bounds, where there are any: ``_UPPER``).
@@ -64,28 +65,8 @@ def validate_env_keywords(keywords: Mapping[str, Any]) -> None:
             check_choice("render_mode", value, RENDER_MODES)
 
 
-def _target_among_distractors(task: str) -> bool:
-    """Levels that pick their target among the distractors (GoToLocal, GoTo, GoToObjMaze and their
-    dense variants), so they need at least one; the maze of the red ball places its own."""
-    from minigrid.envs.babyai.goto import GoTo, GoToLocal
-
-    from babyaipp.envs.levels import TASKS, GoToRedBallMazeLevel
-
-    cls = TASKS[task].cls
-    return issubclass(cls, (GoTo, GoToLocal)) and not issubclass(cls, GoToRedBallMazeLevel)
-
-
-def validate_task_keywords(task: str, keywords: Mapping[str, Any]) -> None:
-    """The checks of :func:`validate_env_keywords` plus those that depend on the task."""
-    validate_env_keywords(keywords)
-    if "num_dists" in keywords and _target_among_distractors(task):
-        check_range(f"num_dists (for {task}, whose target is one of them)", keywords["num_dists"], 1)
-
-
 def check_level(level: Any) -> Any:
     """Return ``level`` if it is a :class:`~babyaipp.envs.level.Level`, else raise :class:`ConfigError`."""
-    from babyaipp.envs.level import Level
-
     if not isinstance(level, Level):
         raise ConfigError(
             f"reset(options={{'level': ...}}) needs a babyaipp.envs.level.Level (Level.from_env, Level.from_json), "

@@ -154,10 +154,3 @@ def _refusing_init(original: Any, name: str, instead: str) -> Any:
 
     __init__._refuses_babyaipp = True  # type: ignore[attr-defined]
     return __init__
-
-
-def make_tokenized(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make(env_id, **kwargs)`` wrapped in :class:`TokenObsWrapper`."""
-    from babyaipp.envs.registration import make
-
-    return TokenObsWrapper(make(env_id, **kwargs))

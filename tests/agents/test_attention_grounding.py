@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from babyaipp.agents.models import AttentionConfig, AttentionExtractor
+from babyaipp.envs.registration import make_tokenized
 from babyaipp.envs.text import tokenize_description
-from babyaipp.envs.wrappers import MAX_SENTENCES, SENTENCE_LENGTH, make_tokenized
+from babyaipp.envs.wrappers import MAX_SENTENCES, SENTENCE_LENGTH
 from babyaipp.errors import InvalidChoiceError
 
 ENV = "BabyAIPP/GoToRedBallDense-Easy-TargetPairOnly-v0"

@@ -27,7 +27,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa:
 from babyaipp.agents import evaluation as ev
 from babyaipp.agents import reports  # noqa: E402
 from babyaipp.cli import main  # noqa: E402
-from babyaipp.envs.wrappers import make_tokenized  # noqa: E402
+from babyaipp.envs.registration import make_tokenized  # noqa: E402
 from babyaipp.errors import BabyAIPPError, ConfigError  # noqa: E402
 
 ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"

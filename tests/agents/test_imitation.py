@@ -15,7 +15,7 @@ from babyaipp.agents import imitation, training
 from babyaipp.agents.demos import dataset_id_for, load_demos, record_demos
 from babyaipp.agents.models import MODELS
 from babyaipp.cli import main
-from babyaipp.envs.wrappers import make_tokenized
+from babyaipp.envs.registration import make_tokenized
 from babyaipp.errors import BabyAIPPError, ConfigError
 
 minari = pytest.importorskip("minari")

@@ -454,8 +454,8 @@ def test_success_rate_reaches_tensorboard(engine, tmp_path):
 def test_the_adapter_marks_success_only_on_a_rewarded_termination():
     import numpy as np
 
+    from babyaipp.envs.registration import make_tokenized
     from babyaipp.envs.sb3 import BatchedSB3VecEnv, SuccessInfo
-    from babyaipp.envs.wrappers import make_tokenized
 
     vec = BatchedSB3VecEnv(DEMO_ENV, 2, max_steps=4)
     vec.reset()

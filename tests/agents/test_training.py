@@ -14,7 +14,7 @@ import babyaipp  # noqa: F401  (registers the ids)
 from babyaipp.agents import training
 from babyaipp.agents.models import MODELS, AttentionExtractor
 from babyaipp.cli import main
-from babyaipp.envs.wrappers import make_tokenized
+from babyaipp.envs.registration import make_tokenized
 from babyaipp.errors import CheckpointError
 
 ENV_ID = "BabyAIPP/GoToRedBall-Easy-Train-v0"

@@ -18,8 +18,9 @@ from PIL import Image
 
 import babyaipp.envs as envs
 from babyaipp.cli import main
+from babyaipp.envs.registration import make_tokenized
 from babyaipp.envs.text import VOCABULARY, decode
-from babyaipp.envs.wrappers import TokenObsWrapper, make_tokenized
+from babyaipp.envs.wrappers import TokenObsWrapper
 
 from .conftest import EAST, hand_built_env, quiet_make
 

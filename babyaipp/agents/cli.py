@@ -18,7 +18,7 @@ TEXT_CHOICES = ("full", "partial", "lorem", "none")
 #: Defaults of the options that define a run; None in argparse so --resume can tell what was given.
 RUN_DEFAULTS: dict[str, Any] = {
     "env": DEFAULT_ENV, "model": "image", "recurrent": False, "n_envs": 8, "seed": 0, "text": "full",
-    "engine": "batched",
+    "engine": "batched", "trainer": "sb3",
 }  # fmt: skip
 DEFAULT_STEPS = 100_000
 DEFAULT_CHECKPOINT_EVERY = 50_000
@@ -105,6 +105,11 @@ def add_parsers(subparsers: Any) -> None:
         help="batched (default): all envs stepped by the batched tensor engine (docs/batched.md), its pool "
         "starting from the run's 1000 training-seed levels and refreshed by one worker process with a new "
         "level per finished episode; gym: single envs in a DummyVecEnv",
+    )  # fmt: skip
+    p.add_argument(
+        "--trainer", default=None,
+        help="sb3 (default): stable-baselines3's PPO loop; device: the PPO loop with engine, rollout buffer and "
+        "policy on one torch device (--device), same run directory and eval (docs/agents.md)",
     )  # fmt: skip
     p.add_argument(
         "--resume",
@@ -195,7 +200,7 @@ def _check_resume_args(args: argparse.Namespace, config: dict[str, Any]) -> None
     saved = {
         "env": config["env_id"], "model": config["model"], "recurrent": config["recurrent"],
         "n_envs": config.get("n_envs"), "seed": config.get("seed"), "text": config["text"],
-        "engine": config.get("engine", "gym"),
+        "engine": config.get("engine", "gym"), "trainer": config.get("trainer", "sb3"),
     }  # fmt: skip
     for name, value in saved.items():
         given = getattr(args, name)
@@ -279,6 +284,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=args.device,
             text=run["text"],
             engine=run["engine"],
+            trainer=run["trainer"],
             env_kwargs=dict(args.env_kwarg or []),
             hyperparameters=dict(args.hparams or []),
             checkpoint_every=DEFAULT_CHECKPOINT_EVERY if args.checkpoint_every is None else args.checkpoint_every,

@@ -221,6 +221,7 @@ def train(
     init_from: str | Path | None = None,
     algo: str = "ppo",
     demos: str | Path | None = None,
+    trainer: str = "sb3",
 ) -> TrainResult:
     """Train a new run in ``run_dir`` (which must not already hold one; see :func:`resume`).
 
@@ -228,8 +229,13 @@ def train(
     ``algo="bc"`` clones the oracle demonstrations in ``demos`` instead
     (:func:`babyaipp.agents.imitation.train_bc`, its default number of epochs; ``steps``,
     ``n_envs`` and ``engine`` do not apply), so sweeps can treat both algorithms alike.
+    ``trainer="device"`` trains with the device-resident PPO loop
+    (:mod:`babyaipp.agents.device_training`) instead of SB3's, into the same run layout.
     """
     check_choice("algo", algo, ALGOS)
+    from babyaipp.agents.device_training import TRAINERS
+
+    check_choice("trainer", trainer, TRAINERS)
     if algo == "bc":
         from babyaipp.agents import imitation
 
@@ -251,7 +257,7 @@ def train(
         return _train_locked(
             run_dir, env_id=env_id, model=model, config=config, recurrent=recurrent, steps=steps, n_envs=n_envs,
             seed=seed, device=device, text=text, env_kwargs=dict(env_kwargs or {}), engine=engine,
-            checkpoint_every=checkpoint_every, progress_bar=progress_bar, init_from=init_from,
+            checkpoint_every=checkpoint_every, progress_bar=progress_bar, init_from=init_from, trainer=trainer,
         )  # fmt: skip
 
 
@@ -314,7 +320,16 @@ def _train_locked(
     checkpoint_every: int,
     progress_bar: bool,
     init_from: str | Path | None,
+    trainer: str = "sb3",
 ) -> TrainResult:
+    if trainer == "device":
+        from babyaipp.agents import device_training
+
+        return device_training.train_locked(
+            run_dir, env_id=env_id, model=model, config=config, recurrent=recurrent, steps=steps, n_envs=n_envs,
+            seed=seed, device=device, text=text, env_kwargs=env_kwargs, checkpoint_every=checkpoint_every,
+            init_from=init_from, engine=engine,
+        )  # fmt: skip
     resolved = resolve_device(device)
     vec = make_vec_env(env_id, n_envs, seed, text, env_kwargs, engine=engine)
     try:
@@ -423,6 +438,10 @@ def _resume_locked(
         agent = _load_algorithm(path, recurrent, resolved, config=run_config)
         return TrainResult(run_dir, step, 0, 0.0, 0.0, step, agent)
 
+    if run_config.get("trainer") == "device":
+        from babyaipp.agents import device_training
+
+        return device_training.resume_locked(run_dir, run_config, path, steps, every, resolved)
     n_envs, seed = int(run_config["n_envs"]), int(run_config["seed"])
     used = list(run_config.get("train_seeds_used", []))
     engine = run_config.get("engine", "gym")
@@ -525,7 +544,7 @@ def _restart(
         recurrent=bool(run_config["recurrent"]), steps=int(run_config["steps"] if steps is None else steps),
         n_envs=int(run_config["n_envs"]), seed=int(run_config["seed"]), device=device, text=run_config["text"],
         env_kwargs=dict(run_config.get("env_kwargs") or {}), engine=run_config.get("engine", "gym"),
-        checkpoint_every=every, progress_bar=progress_bar, init_from=None,
+        checkpoint_every=every, progress_bar=progress_bar, init_from=None, trainer=run_config.get("trainer", "sb3"),
     )  # fmt: skip
 
 

@@ -1,0 +1,323 @@
+"""PPO with the batched engine, the rollout buffer and the policy on one torch device (CPU or CUDA).
+
+``babyaipp train --trainer device`` runs this loop. It reads top to bottom like CleanRL's
+``ppo.py``: the settings, the rollout buffer, collection, GAE, the update. Nothing is copied to
+NumPy, no Python runs per env and no info dicts are built: a step is the engine's tensor step, one
+policy forward and a few writes into preallocated tensors.
+
+The policy is the one ``--trainer sb3`` trains (SB3's ``ActorCriticPolicy``, sb3-contrib's
+``RecurrentActorCriticPolicy`` with ``--recurrent``, the package's four feature extractors), so the
+two trainers share ``model.zip`` and ``babyaipp eval``. The update follows SB3's PPO step by step
+(GAE, the time-limit bootstrap, advantages normalised per minibatch, clipped surrogate, unclipped
+value loss, entropy bonus, gradient clipping), so both learn alike; minibatches are drawn with
+``torch.randperm`` where SB3 uses NumPy. With ``--recurrent`` a minibatch is whole env
+sequences (``batch_size // n_steps`` envs, CleanRL's recurrent PPO) instead of sb3-contrib's padded
+episode pieces, so recurrent runs of the two trainers differ more than feed-forward ones.
+
+TorchRL's ``ClipPPOLoss``, ``GAE`` and collector compute the same thing; measured side by side on
+the same data they cost more than this loop (``benchmarks/device_ppo_speed.py``, docs/performance.md),
+so the plain loop is the trainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from babyaipp.agents.models import ModelConfig
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    """The loop's hyperparameters. Read from the run's model config (:meth:`from_config`), so
+    ``--set name=value`` means the same for both trainers."""
+
+    n_steps: int = 128
+    """Steps collected from every env before each update (the rollout is ``n_steps * num_envs`` frames)."""
+    batch_size: int = 256
+    """Frames per gradient step (recurrent: rounded down to whole env sequences, at least one)."""
+    n_epochs: int = 4
+    """Passes over the rollout per update."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.99
+    """GAE's lambda: 1 is the Monte Carlo return, 0 the one-step TD error."""
+    clip_range: float = 0.2
+    """PPO's clip on the probability ratio."""
+    ent_coef: float = 0.01
+    """Weight of the entropy bonus in the loss."""
+    vf_coef: float = 0.5
+    """Weight of the value loss in the loss."""
+    max_grad_norm: float = 0.5
+    """Gradients are rescaled to at most this global norm."""
+    normalize_advantage: bool = True
+    """Normalise advantages per minibatch (SB3's default)."""
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> PPOSettings:
+        names = [f for f in cls.__dataclass_fields__ if f != "normalize_advantage"]
+        return cls(**{name: getattr(config, name) for name in names})
+
+
+# ---------------------------------------------------------------------------------------------
+# The rollout buffer and the loop's carried state
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    """``n_steps`` x ``num_envs`` of everything the update needs, preallocated on the device."""
+
+    obs: dict[str, torch.Tensor]
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+    episode_starts: torch.Tensor  # 1.0 where obs[t] is the first of an episode
+    ended_returns: torch.Tensor  # the return of an episode ended at step t, NaN elsewhere
+    ended_lengths: torch.Tensor
+    lstm_start: tuple[torch.Tensor, ...] | None = None  # (h_pi, c_pi, h_vf, c_vf) at step 0
+
+    @classmethod
+    def empty(cls, n_steps: int, obs: dict[str, torch.Tensor]) -> Rollout:
+        n, device = next(iter(obs.values())).shape[0], next(iter(obs.values())).device
+
+        def zeros(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros((n_steps, n), dtype=dtype, device=device)
+
+        return cls(
+            obs={k: torch.zeros((n_steps, *v.shape), dtype=v.dtype, device=device) for k, v in obs.items()},
+            actions=zeros(torch.long), log_probs=zeros(), values=zeros(), rewards=zeros(), episode_starts=zeros(),
+            ended_returns=zeros(), ended_lengths=zeros(torch.long),
+        )  # fmt: skip
+
+
+@dataclass
+class LoopState:
+    """What one rollout hands to the next: the current observation, which envs start an episode,
+    the LSTM states, and the running return and length of every env's episode."""
+
+    obs: dict[str, torch.Tensor]
+    episode_starts: torch.Tensor
+    episode_returns: torch.Tensor
+    episode_lengths: torch.Tensor
+    lstm: tuple[torch.Tensor, ...] | None = None  # (h_pi, c_pi, h_vf, c_vf)
+
+    def tensors(self) -> dict[str, Any]:
+        """Plain tensors on the CPU (a checkpoint's sidecar)."""
+        return {
+            "obs": {k: v.cpu().clone() for k, v in self.obs.items()},
+            "episode_starts": self.episode_starts.cpu().clone(),
+            "episode_returns": self.episode_returns.cpu().clone(),
+            "episode_lengths": self.episode_lengths.cpu().clone(),
+            "lstm": None if self.lstm is None else [t.cpu().clone() for t in self.lstm],
+        }
+
+    @classmethod
+    def from_tensors(cls, saved: dict[str, Any], device: torch.device) -> LoopState:
+        return cls(
+            obs={k: v.to(device) for k, v in saved["obs"].items()},
+            episode_starts=saved["episode_starts"].to(device),
+            episode_returns=saved["episode_returns"].to(device),
+            episode_lengths=saved["episode_lengths"].to(device),
+            lstm=None if saved["lstm"] is None else tuple(t.to(device) for t in saved["lstm"]),
+        )
+
+
+@dataclass
+class UpdateStats:
+    """One iteration's episodes (in the order they ended) and the update's mean losses."""
+
+    returns: list[float]
+    lengths: list[int]
+    losses: dict[str, float] = field(default_factory=dict)
+
+
+def _rnn_states(lstm: tuple[torch.Tensor, ...]) -> Any:
+    from sb3_contrib.common.recurrent.type_aliases import RNNStates
+
+    h_pi, c_pi, h_vf, c_vf = lstm
+    return RNNStates((h_pi, c_pi), (h_vf, c_vf))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+class DevicePPO:
+    """Collect with ``engine`` (a :class:`~babyaipp.envs.batched.BatchedBabyAIPP` with
+    ``auto_reset=False``), update ``policy`` (its optimizer is ``policy.optimizer``); see the module
+    docstring. Random draws (actions, minibatches) come from torch's generator of the device."""
+
+    def __init__(self, engine: Any, policy: nn.Module, settings: PPOSettings, recurrent: bool = False):
+        self.engine, self.policy, self.settings, self.recurrent = engine, policy, settings, recurrent
+        self.device = engine.device
+        self.num_envs = engine.num_envs
+        self._buffer: Rollout | None = None
+
+    def initial_state(self) -> LoopState:
+        """The loop's state at the engine's current observation, every env starting an episode."""
+        n, dev = self.num_envs, self.device
+        lstm = None
+        if self.recurrent:
+            layers, _, hidden = self.policy.lstm_hidden_state_shape
+            lstm = tuple(torch.zeros((layers, n, hidden), device=dev) for _ in range(4))
+        return LoopState(
+            obs=self.engine.observation(), episode_starts=torch.ones(n, device=dev),
+            episode_returns=torch.zeros(n, device=dev), episode_lengths=torch.zeros(n, dtype=torch.long, device=dev),
+            lstm=lstm,
+        )  # fmt: skip
+
+    def iterate(self, state: LoopState) -> tuple[LoopState, UpdateStats]:
+        """One PPO iteration: a rollout, its advantages, ``n_epochs`` of minibatch updates."""
+        rollout, state, last_values = self.collect(state)
+        advantages, returns = self.advantages(rollout, last_values, state.episode_starts)
+        losses = self.update(rollout, advantages, returns)
+        ended = ~torch.isnan(rollout.ended_returns)  # row-major: episodes in the order they ended
+        stats = UpdateStats(rollout.ended_returns[ended].tolist(), rollout.ended_lengths[ended].tolist(), losses)
+        return state, stats
+
+    # ----------------------------------------------------------------- 1. collect
+    @torch.no_grad()
+    def collect(self, state: LoopState) -> tuple[Rollout, LoopState, torch.Tensor]:
+        """``n_steps`` steps of every env; returns the rollout, the state after it and V(last obs)."""
+        s, policy, engine = self.settings, self.policy, self.engine
+        policy.set_training_mode(False)
+        if self._buffer is None:
+            self._buffer = Rollout.empty(s.n_steps, state.obs)
+        buf = self._buffer
+        buf.lstm_start = state.lstm
+        obs, starts, ep_return, ep_length, lstm = (
+            state.obs, state.episode_starts, state.episode_returns, state.episode_lengths, state.lstm,
+        )  # fmt: skip
+        for t in range(s.n_steps):
+            if lstm is None:
+                actions, values, log_probs = policy(obs)
+            else:
+                actions, values, log_probs, states = policy(obs, _rnn_states(lstm), starts)
+                lstm = (*states.pi, *states.vf)
+            for key, value in obs.items():
+                buf.obs[key][t] = value
+            buf.actions[t], buf.log_probs[t], buf.values[t] = actions, log_probs, values.flatten()
+            buf.episode_starts[t] = starts
+
+            reward, terminated, truncated = engine.advance(actions)
+            reward = reward.to(torch.float32)
+            ep_return = ep_return + reward  # the episode's own return, before the bootstrap below
+            time_limit = truncated & ~terminated
+            if bool(time_limit.any()):  # bootstrap a cut-off episode from its last observation's value
+                rows = time_limit.nonzero().squeeze(1)
+                last_obs = engine.observation(rows)
+                if lstm is None:
+                    last_value = policy.predict_values(last_obs)
+                else:
+                    vf = (lstm[2][:, rows].contiguous(), lstm[3][:, rows].contiguous())
+                    last_value = policy.predict_values(last_obs, vf, torch.zeros(rows.numel(), device=self.device))
+                reward = reward.index_add(0, rows, s.gamma * last_value.flatten())
+            done = terminated | truncated
+            engine.restart(done)
+            obs = engine.observation()
+
+            ep_length = ep_length + 1
+            buf.rewards[t] = reward
+            buf.ended_returns[t] = torch.where(done, ep_return, torch.nan)
+            buf.ended_lengths[t] = torch.where(done, ep_length, 0)
+            ep_return = torch.where(done, 0.0, ep_return)
+            ep_length = torch.where(done, 0, ep_length)
+            starts = done.to(torch.float32)
+        if lstm is None:
+            last_values = policy.predict_values(obs).flatten()
+        else:
+            last_values = policy.predict_values(obs, (lstm[2], lstm[3]), starts).flatten()
+        return buf, LoopState(obs, starts, ep_return, ep_length, lstm), last_values
+
+    # ----------------------------------------------------------------- 2. advantages
+    @torch.no_grad()
+    def advantages(
+        self, rollout: Rollout, last_values: torch.Tensor, last_starts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE(lambda) advantages and returns, as SB3's ``compute_returns_and_advantage``."""
+        s = self.settings
+        advantages = torch.zeros_like(rollout.rewards)
+        gae = torch.zeros_like(last_values)
+        for t in reversed(range(s.n_steps)):
+            if t == s.n_steps - 1:
+                next_non_terminal, next_values = 1.0 - last_starts, last_values
+            else:
+                next_non_terminal, next_values = 1.0 - rollout.episode_starts[t + 1], rollout.values[t + 1]
+            delta = rollout.rewards[t] + s.gamma * next_values * next_non_terminal - rollout.values[t]
+            gae = delta + s.gamma * s.gae_lambda * next_non_terminal * gae
+            advantages[t] = gae
+        return advantages, advantages + rollout.values
+
+    # ----------------------------------------------------------------- 3. update
+    def update(self, rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+        """``n_epochs`` passes of clipped-PPO minibatch steps; the mean of each loss term."""
+        s, policy = self.settings, self.policy
+        policy.set_training_mode(True)
+        totals: dict[str, torch.Tensor] = {}
+        count = 0
+        for _ in range(s.n_epochs):
+            for batch in self._minibatches(rollout, advantages, returns):
+                values, log_prob, entropy = self._evaluate(batch)
+                advantage = batch["advantages"]
+                if s.normalize_advantage and advantage.numel() > 1:
+                    advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+                log_ratio = log_prob - batch["log_probs"]
+                ratio = torch.exp(log_ratio)
+                policy_loss = -torch.min(
+                    advantage * ratio, advantage * torch.clamp(ratio, 1 - s.clip_range, 1 + s.clip_range)
+                ).mean()
+                value_loss = nn.functional.mse_loss(batch["returns"], values.flatten())
+                entropy_loss = -entropy.mean()
+                loss = policy_loss + s.ent_coef * entropy_loss + s.vf_coef * value_loss
+
+                policy.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(policy.parameters(), s.max_grad_norm)
+                policy.optimizer.step()
+
+                with torch.no_grad():
+                    step = {
+                        "policy_gradient_loss": policy_loss, "value_loss": value_loss, "entropy_loss": entropy_loss,
+                        "loss": loss, "approx_kl": ((ratio - 1) - log_ratio).mean(),
+                        "clip_fraction": ((ratio - 1).abs() > s.clip_range).float().mean(),
+                    }  # fmt: skip
+                    for name, value in step.items():
+                        totals[name] = totals.get(name, 0.0) + value.detach()
+                count += 1
+        return {name: float(value) / max(count, 1) for name, value in totals.items()}  # one host sync per update
+
+    def _minibatches(self, rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor):
+        """Shuffled minibatches: frames (feed-forward) or whole env sequences (recurrent), flattened."""
+        s, n = self.settings, self.num_envs
+        columns = {
+            "actions": rollout.actions, "log_probs": rollout.log_probs, "advantages": advantages,
+            "returns": returns, "episode_starts": rollout.episode_starts,
+        }  # fmt: skip
+        if not self.recurrent:
+            flat = {k: v.reshape(s.n_steps * n, *v.shape[2:]) for k, v in {**rollout.obs, **columns}.items()}
+            order = torch.randperm(s.n_steps * n, device=self.device)
+            for start in range(0, s.n_steps * n, s.batch_size):
+                index = order[start : start + s.batch_size]
+                yield {k: v[index] for k, v in flat.items()}
+            return
+        envs_per_batch = max(1, s.batch_size // s.n_steps)
+        order = torch.randperm(n, device=self.device)
+        for start in range(0, n, envs_per_batch):
+            envs = order[start : start + envs_per_batch]
+            # env-major (env 0's steps, then env 1's): the layout sb3-contrib's LSTM reads sequences in
+            data = {**rollout.obs, **columns}
+            batch = {k: v[:, envs].transpose(0, 1).reshape(-1, *v.shape[2:]) for k, v in data.items()}
+            batch["lstm"] = tuple(h[:, envs] for h in rollout.lstm_start)
+            yield batch
+
+    def _evaluate(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        obs = {key: batch[key] for key in self._buffer.obs}
+        if not self.recurrent:
+            return self.policy.evaluate_actions(obs, batch["actions"])
+        return self.policy.evaluate_actions(obs, batch["actions"], _rnn_states(batch["lstm"]), batch["episode_starts"])

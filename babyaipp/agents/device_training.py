@@ -1,0 +1,319 @@
+"""``babyaipp train --trainer device``: runs of :class:`~babyaipp.agents.device_ppo.DevicePPO` in the
+usual run directory.
+
+A device run is laid out, checkpointed, resumed and evaluated like an SB3 one
+(:mod:`babyaipp.agents.runs`): ``config.json`` (with ``"trainer": "device"``), ``model.zip`` and
+``checkpoints/step_N.zip`` in SB3's format (so ``babyaipp eval`` and ``--init-from`` read them
+unchanged), ``progress.csv`` written by the same :class:`~babyaipp.agents.runs.ProgressCallback`,
+and TensorBoard logs under ``tb/``. It plays the same levels as ``--trainer sb3 --engine batched``
+with the same seed (the engine's pool from the run's seed block, refreshed by one worker process)
+and starts from the same initial weights; only the training loop differs.
+
+Every checkpoint gets a sidecar ``step_N.state.pt`` with the engine, the loop's state (current
+observation, running episodes, LSTM states), torch's random state and the progress window, so
+``--resume`` continues exactly: a resumed run ends with the weights of the uninterrupted one.
+
+Threads: on CPU the whole loop (engine and policy) runs under the engine's thread rule
+(:func:`babyaipp.envs.threads.engine_thread_limit`): one thread unless the user chose a count
+(``BABYAIPP_ENGINE_THREADS``, ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, ``torch.set_num_threads``),
+because many small ops split over threads collapse when another process holds a core; torch's
+own setting is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from babyaipp.agents import resume_state
+from babyaipp.agents.device_ppo import DevicePPO, LoopState, PPOSettings
+from babyaipp.agents.models import ModelConfig, model_spec
+from babyaipp.agents.runs import PROGRESS_WINDOW, ProgressCallback, _load_algorithm, _save_atomic, read_progress
+from babyaipp.envs.threads import engine_thread_limit, limited_threads
+from babyaipp.errors import BabyAIPPError, CheckpointError
+from babyaipp.utils import atomic_write_json, resolve_device
+
+#: Training loops of ``babyaipp train --trainer``: SB3's PPO (the default) or :class:`DevicePPO`.
+TRAINERS = ("sb3", "device")
+DEFAULT_TRAINER = "sb3"
+#: The ``format`` of a device run's checkpoint sidecar.
+SIDECAR_FORMAT = "device-ppo-1"
+
+
+def trainer_thread_limit(device: torch.device) -> int | None:
+    """Threads the loop runs under on ``device`` (None: torch's setting); see the module docstring."""
+    return engine_thread_limit() if device.type == "cpu" else None
+
+
+def make_engine_env(
+    env_id: str, n_envs: int, seed: int, text: str, env_kwargs: dict[str, Any], seed_offset: int, device: str
+) -> Any:
+    """The engine of ``make_vec_env(engine="batched")`` on ``device``, seeded and reset the same way.
+
+    Returned inside SB3's ``VecMonitor`` (the PPO object that holds the policy wants a VecEnv);
+    the loop steps ``vec.venv.engine`` directly.
+    """
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from babyaipp.agents import training
+    from babyaipp.envs.registration import parse_env_id
+    from babyaipp.envs.sb3 import BatchedSB3VecEnv
+    from babyaipp.envs.text import TEXT_MODES
+    from babyaipp.errors import check_choice, check_range
+
+    parse_env_id(env_id)
+    check_choice("text mode", text, TEXT_MODES)
+    check_range("seed", seed, 0, training.MAX_SEED)
+    block = (seed * training.SEEDS_PER_RUN, seed * training.SEEDS_PER_RUN + training.SEEDS_PER_RUN - 1)
+    inner = BatchedSB3VecEnv(
+        env_id, n_envs, device=device, pool_size=max(n_envs, training.BATCHED_POOL_SIZE), seed_range=block,
+        text=text, workers=1, refresh=True,
+        refresh_seed=training.REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset, **dict(env_kwargs or {}),
+    )  # fmt: skip
+    vec = VecMonitor(inner)
+    training._seed_vec_env(vec, seed, seed_offset)
+    return vec
+
+
+def _settings(run_config: dict[str, Any]) -> PPOSettings:
+    config = model_spec(run_config["model"]).config.from_dict(dict(run_config["hyperparameters"]))
+    return PPOSettings.from_config(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Train and resume (called by babyaipp.agents.training with the run's lock held)
+# ---------------------------------------------------------------------------------------------
+
+
+def train_locked(
+    run_dir: Path,
+    *,
+    env_id: str,
+    model: str,
+    config: ModelConfig,
+    recurrent: bool,
+    steps: int,
+    n_envs: int,
+    seed: int,
+    device: str,
+    text: str,
+    env_kwargs: dict[str, Any],
+    checkpoint_every: int,
+    init_from: str | Path | None,
+    engine: str = "batched",
+) -> Any:
+    """A new device run in ``run_dir`` (checked and locked by the caller)."""
+    from babyaipp.agents import training
+    from babyaipp.errors import ConfigError
+
+    if engine != "batched":
+        raise ConfigError(f"--trainer device steps the batched engine; --engine {engine!r} applies to --trainer sb3")
+    resolved = resolve_device(device)
+    vec = make_engine_env(env_id, n_envs, seed, text, env_kwargs, 0, resolved)
+    try:
+        agent = training.build_agent(vec, model, config, recurrent, seed, resolved, run_dir / "tb")
+        training._seed_vec_env(vec, seed, 0)  # the constructor re-seeded the envs with `seed + i`
+        vec.reset()  # the pool: the levels of the run's first seeds, as the SB3 trainer's first reset
+        warm_start = None
+        if init_from is not None:
+            from babyaipp.agents.imitation import warm_start_from
+
+            warm_start = warm_start_from(agent, init_from, model, recurrent, config, resolved)
+    except BaseException:
+        vec.close()
+        raise
+    run_config = {
+        "package": "babyaipp", "version": training._package_version(), "env_id": env_id, "env_kwargs": env_kwargs,
+        "model": model, "recurrent": bool(recurrent), "algorithm": type(agent).__name__, "trainer": "device",
+        "text": text, "seed": seed, "steps": steps, "n_envs": n_envs, "engine": "batched", "device": resolved,
+        "checkpoint_every": checkpoint_every, "hyperparameters": config.to_dict(),
+        "train_seed_range": {
+            "first": seed * training.SEEDS_PER_RUN, "last": seed * training.SEEDS_PER_RUN + training.SEEDS_PER_RUN - 1,
+            "rule": "as --trainer sb3 --engine batched",
+        },
+        "train_seeds_used": [training.train_seed(seed, i) for i in range(n_envs)], "init_from": warm_start,
+        "segments": [], "num_timesteps": 0, "completed": False,
+    }  # fmt: skip
+    atomic_write_json(run_dir / "config.json", run_config)
+    try:
+        return _run(agent, vec, run_dir, run_config, steps, checkpoint_every, resumed_from=None, restored=None)
+    except Exception:
+        if training.latest_checkpoint(run_dir) is None:  # nothing to resume: leave no run behind
+            for name in ("config.json", "progress.csv"):
+                (run_dir / name).unlink(missing_ok=True)
+        raise
+
+
+def resume_locked(
+    run_dir: Path, run_config: dict[str, Any], path: Path, steps: int, every: int, device: str
+) -> Any:
+    """Continue a device run from checkpoint ``path``: exactly with its sidecar, else on fresh levels
+    (the next seeds of the run's block, as an SB3 run without a sidecar)."""
+    from babyaipp.agents import training
+
+    n_envs, seed, recurrent = int(run_config["n_envs"]), int(run_config["seed"]), bool(run_config["recurrent"])
+    step = int(path.stem.removeprefix("step_")) if path.name != "model.zip" else int(run_config["num_timesteps"])
+    state = load_sidecar(resume_state.state_path(path))
+    exact = state is not None and int(state["num_timesteps"]) == step
+    used = list(run_config.get("train_seeds_used", []))
+    offset = 0 if exact else max(len(used), n_envs)
+    env = (run_config["env_id"], n_envs, seed, run_config["text"], dict(run_config.get("env_kwargs") or {}))
+    vec = make_engine_env(*env, offset, device)
+    try:
+        agent = _load_algorithm(path, recurrent, device, env=vec, config=run_config)
+        agent.tensorboard_log = str(run_dir / "tb")
+        if exact:
+            vec.venv.restore(state["engine"])
+        else:
+            torch.manual_seed(seed + offset // n_envs)
+            vec.reset()
+            used = [*used, *(training.train_seed(seed, offset + i) for i in range(n_envs))]
+    except BaseException:
+        vec.close()
+        raise
+    training._mark_killed_segments(run_config)
+    run_config.update(steps=steps, device=device, checkpoint_every=every, train_seeds_used=used)
+    atomic_write_json(run_dir / "config.json", run_config)
+    start = int(agent.num_timesteps)
+    return _run(agent, vec, run_dir, run_config, steps, every, resumed_from=start, restored=state if exact else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop around DevicePPO: progress, checkpoints, TensorBoard
+# ---------------------------------------------------------------------------------------------
+
+
+def _capture(agent: Any, vec: Any, state: LoopState, callback: ProgressCallback) -> dict[str, Any]:
+    """Everything the next iteration depends on besides the weights and Adam's state (in the zip)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return {
+        "format": SIDECAR_FORMAT,
+        "num_timesteps": int(agent.num_timesteps),
+        "rng": {"torch": torch.get_rng_state(), "cuda": list(cuda)},
+        "engine": vec.venv.snapshot(),
+        "loop": state.tensors(),
+        "progress": {"returns": torch.tensor(list(callback.returns), dtype=torch.float64),
+                     "episodes": int(callback.episodes)},  # fmt: skip
+    }
+
+
+def load_sidecar(path: Path) -> dict[str, Any] | None:
+    """A device run's sidecar (None if absent); read with ``weights_only=True``, so no code runs."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        raise CheckpointError(f"{path} is corrupt; delete it to resume inexactly") from None
+    if not isinstance(state, dict) or state.get("format") != SIDECAR_FORMAT:
+        raise CheckpointError(f"{path} is not a device-trainer resume state; delete it to resume inexactly")
+    return state
+
+
+def _run(
+    agent: Any,
+    vec: Any,
+    run_dir: Path,
+    run_config: dict[str, Any],
+    steps: int,
+    every: int,
+    resumed_from: int | None,
+    restored: dict[str, Any] | None,
+) -> Any:
+    from stable_baselines3.common.utils import configure_logger
+
+    from babyaipp.agents import training
+
+    engine = vec.venv.engine
+    engine.auto_reset = False
+    settings = _settings(run_config)
+    loop = DevicePPO(engine, agent.policy, settings, bool(run_config["recurrent"]))
+    start = int(agent.num_timesteps)
+    rows = [r for r in read_progress(run_dir) if r["timesteps"] <= start] if resumed_from is not None else []
+    began = time.perf_counter()
+
+    def checkpointed(step: int) -> None:
+        training._record_segment(run_config, run_dir, start, step, began, "running")
+
+    callback = ProgressCallback(run_dir, every, rows, on_checkpoint=checkpointed)
+    callback.init_callback(agent)
+    if restored is not None:
+        state = LoopState.from_tensors(restored["loop"], engine.device)
+        callback.returns.extend(restored["progress"]["returns"].tolist())
+        callback.episodes = int(restored["progress"]["episodes"])
+        torch.set_rng_state(restored["rng"]["torch"])
+        if restored["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(restored["rng"]["cuda"])
+    else:
+        state = loop.initial_state()
+    logger = configure_logger(0, str(run_dir / "tb"), "run", reset_num_timesteps=resumed_from is None)
+    agent.set_logger(logger)
+    callback.on_training_start({}, {})
+    lengths: deque[int] = deque(maxlen=PROGRESS_WINDOW)
+    frames = settings.n_steps * engine.num_envs
+    try:
+        with limited_threads(trainer_thread_limit(engine.device)):
+            callback.boundary = _capture(agent, vec, state, callback)
+            updating = False
+            try:
+                while agent.num_timesteps < steps:
+                    rollout, after, last_values = loop.collect(state)
+                    advantages, returns = loop.advantages(rollout, last_values, after.episode_starts)
+                    updating = True
+                    losses = loop.update(rollout, advantages, returns)
+                    updating = False
+                    state = after
+                    ended = ~torch.isnan(rollout.ended_returns)
+                    finished = rollout.ended_returns[ended].tolist()
+                    lengths.extend(rollout.ended_lengths[ended].tolist())
+                    agent.num_timesteps += frames
+                    agent._n_updates += settings.n_epochs
+                    callback.num_timesteps = agent.num_timesteps
+                    callback.returns.extend(finished)
+                    callback.episodes += len(finished)
+                    callback.boundary = _capture(agent, vec, state, callback)
+                    callback.after_update()
+                    _log(logger, callback, lengths, losses, agent)
+            except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM turned into one by the CLI
+                if updating:  # the weights are part-way through an update: no exact state matches them
+                    callback.boundary = None
+                saved = callback.save_interrupted(agent)
+                training._record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "interrupted")
+                raise type(interrupt)(
+                    f"saved {saved}; continue with `babyaipp train --resume --out {run_dir}`"
+                ) from interrupt
+        elapsed = time.perf_counter() - began
+        done = int(agent.num_timesteps) - start
+        fps = done / elapsed if elapsed > 0 and done else 0.0
+        _save_atomic(agent, run_dir / "model.zip")
+        callback.save_boundary(run_dir / "model.zip", int(agent.num_timesteps))
+        training._record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "completed")
+    except OSError as err:  # disk full, directory removed or made read-only under the run
+        kept = training.latest_checkpoint(run_dir)
+        where = (
+            f"it can continue from step {kept[0]} with `babyaipp train --resume --out {run_dir}` once that is fixed"
+            if kept else "no checkpoint was written"
+        )  # fmt: skip
+        raise BabyAIPPError(f"cannot write {err.filename or run_dir}: {err.strerror or err}; {where}") from err
+    finally:
+        logger.close()
+        vec.close()  # stops the engine's level worker
+    return training.TrainResult(run_dir, int(agent.num_timesteps), done, elapsed, fps, resumed_from, agent)
+
+
+def _log(logger: Any, callback: ProgressCallback, lengths: deque[int], losses: dict[str, float], agent: Any) -> None:
+    """The scalars SB3's PPO writes to TensorBoard, under the same names."""
+    returns = list(callback.returns)
+    if returns:
+        logger.record("rollout/ep_rew_mean", sum(returns) / len(returns))
+        logger.record("rollout/ep_len_mean", sum(lengths) / max(len(lengths), 1))
+        logger.record("rollout/success_rate", sum(r > 0 for r in returns) / len(returns))
+    logger.record("time/fps", int(callback.fps))
+    for name, value in losses.items():
+        logger.record(f"train/{name}", value)
+    logger.record("train/n_updates", agent._n_updates)
+    logger.dump(step=int(agent.num_timesteps))

@@ -1,0 +1,143 @@
+"""``--trainer device``: the device-resident PPO loop in the usual run directory (CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import babyaipp  # noqa: F401  (registers the ids)
+from babyaipp.agents import training
+from babyaipp.agents.runs import load_run, read_progress
+from babyaipp.cli import main
+
+ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
+#: 4 envs x 16 steps = 64 frames per update, two minibatches of 32.
+TINY = {"n_steps": 16, "batch_size": 32}
+
+
+def _train(run: Path, model: str = "image", steps: int = 128, seed: int = 0, **kwargs) -> training.TrainResult:
+    kwargs.setdefault("hyperparameters", TINY)
+    return training.train(
+        run, model=model, steps=steps, n_envs=4, seed=seed, device="cpu", checkpoint_every=64, trainer="device",
+        **kwargs,
+    )  # fmt: skip
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_run(run)
+    return model.policy.state_dict()
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _curve(run: Path) -> list[str]:
+    """progress.csv without its fps column (NaN-safe: compared as text)."""
+    return [repr((r["timesteps"], r["episodes"], r["mean_return"], r["success_rate"])) for r in read_progress(run)]
+
+
+@pytest.mark.parametrize(
+    ("model", "recurrent"),
+    [("image", False), ("concat", False), ("film", False), ("attention", False), ("attention", True)],
+)
+def test_train_checkpoint_resume_eval_round_trip(model, recurrent, tmp_path):
+    from babyaipp.agents.evaluation import evaluate_run
+
+    run = tmp_path / "run"
+    first = _train(run, model, recurrent=recurrent)
+    assert first.num_timesteps == 128
+    config = json.loads((run / "config.json").read_text())
+    assert config["trainer"] == "device" and config["model"] == model and config["recurrent"] is recurrent
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step_128.state.pt", "step_128.zip", "step_64.state.pt", "step_64.zip",
+    ]  # fmt: skip
+    assert [r["timesteps"] for r in read_progress(run)] == [64, 128]
+    assert any((run / "tb").rglob("events.out.tfevents.*"))
+
+    resumed = training.resume(run, steps=192, device="cpu")
+    assert (resumed.resumed_from, resumed.num_timesteps) == (128, 192)
+    assert [r["timesteps"] for r in read_progress(run)] == [64, 128, 192]
+    assert json.loads((run / "config.json").read_text())["segments"][-1]["ended"] == "completed"
+
+    results = evaluate_run(run, splits=("Train",), episodes=2, n_envs=2, references=False)
+    assert results["run"]["model"] == model and results["splits"]["Train"]["episodes"] == 2
+    agent, _ = load_run(run)
+    assert hasattr(agent.policy, "lstm_actor") == recurrent
+
+
+def test_the_same_seed_gives_the_same_curve_and_weights(tmp_path):
+    a, b, c = (_train(tmp_path / name, "attention", seed=seed) for name, seed in (("a", 0), ("b", 0), ("c", 1)))
+    assert _curve(a.run_dir) == _curve(b.run_dir)
+    assert _same(_weights(a.run_dir), _weights(b.run_dir))
+    assert not _same(_weights(a.run_dir), _weights(c.run_dir)), "another seed must train other weights"
+
+
+def test_resume_ends_where_the_uninterrupted_run_ends(tmp_path):
+    straight = _train(tmp_path / "straight", "film", steps=192)
+    _train(tmp_path / "split", "film", steps=64)
+    resumed = training.resume(tmp_path / "split", steps=192, device="cpu")
+    assert resumed.resumed_from == 64
+    assert _curve(straight.run_dir) == _curve(resumed.run_dir)
+    assert _same(_weights(straight.run_dir), _weights(resumed.run_dir))
+
+
+def test_resume_without_the_sidecar_continues_on_fresh_levels(tmp_path):
+    run = tmp_path / "run"
+    _train(run, steps=64)
+    straight = _train(tmp_path / "straight", steps=128)
+    (run / "model.state.pt").unlink()
+    (run / "checkpoints" / "step_64.state.pt").unlink()
+    training.resume(run, steps=128, device="cpu")
+    config = json.loads((run / "config.json").read_text())
+    assert len(config["train_seeds_used"]) == 8, "the resumed segment takes the next seeds of the run's block"
+    assert not _same(_weights(run), _weights(straight.run_dir))
+
+
+def test_device_trainer_starts_from_the_sb3_trainers_weights(tmp_path):
+    """With one seed both trainers start from the same policy (and the same levels): only the loop differs."""
+    from babyaipp.agents.models import model_spec
+
+    config = model_spec("image").config.from_dict(TINY)
+    vec = training.make_vec_env(ENV, 4, 0)
+    try:
+        sb3 = training.build_agent(vec, "image", config, False, 0, "cpu", tmp_path / "tb").policy.state_dict()
+    finally:
+        vec.close()
+    from babyaipp.agents.device_training import make_engine_env
+
+    vec = make_engine_env(ENV, 4, 0, "full", {}, 0, "cpu")
+    try:
+        device = training.build_agent(vec, "image", config, False, 0, "cpu", tmp_path / "tb").policy.state_dict()
+    finally:
+        vec.close()
+    assert _same(sb3, device)
+
+
+def test_cli_trains_with_the_device_trainer_and_refuses_a_bad_one(tmp_path, capsys):
+    run = tmp_path / "run"
+    fast = ["--n-envs", "4", "--set", "n_steps=16", "--set", "batch_size=32", "--device", "cpu", "--steps", "64"]
+    assert main(["train", *fast, "--trainer", "device", "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["trainer"] == "device"
+    capsys.readouterr()
+    assert main(["train", "--resume", "--trainer", "sb3", "--out", str(run)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--trainer 'sb3' differs" in err, err
+
+    bad = tmp_path / "bad"
+    assert main(["train", *fast, "--trainer", "jax", "--out", str(bad)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "'jax'" in err and "sb3" in err and "device" in err, err
+    assert not bad.exists(), "a refused run writes nothing"
+
+
+def test_device_trainer_refuses_the_gym_engine(tmp_path):
+    from babyaipp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--engine 'gym'"):
+        _train(tmp_path / "run", engine="gym")
+    assert not (tmp_path / "run").exists()

@@ -1,13 +1,22 @@
-"""Exact effect of every action on every floor property, on small hand-built worlds.
+"""Exact effect of every action on every floor property, on small hand-built worlds, in both engines.
 
 Each test builds a walled room by hand (see ``conftest.hand_built_env``), puts the agent on or
 next to a tile, and checks position, direction, step counter, termination and reward after each
-action against the rules of the spec's property table and ``babyaipp/envs/physics.py``.
+action against the rules of the spec's property table and ``babyaipp/envs/physics.py``. Every
+step is also played by the batched engine on the same world (captured as a ``Level``), which must
+give the same observation, reward, termination, truncation, pose and counters
+(``tests/envs/twin.py``); the two engines' rule functions are also compared directly, on every
+combination of properties, actions and counters.
 """
 
 from __future__ import annotations
 
+import itertools
+import weakref
+
+import numpy as np
 import pytest
+import torch
 from minigrid.core.world_object import Door, Key
 
 from babyaipp.envs.physics import (
@@ -20,16 +29,25 @@ from babyaipp.envs.physics import (
     STICKY_STEPS,
     TOGGLE,
     resolve_motion,
+    resolve_motion_tensors,
 )
+from babyaipp.envs.properties import PROPERTY_BIT, TILE_PROPERTIES
 
-from .conftest import EAST, NORTH, SOUTH, WEST, agent_state, hand_built_env
+from .conftest import EAST, HAND_BUILT_ID, HAND_BUILT_SIZE, NORTH, SOUTH, WEST, agent_state, hand_built_env
+from .twin import BatchedTwin
 
 HERE = (4, 4)
+#: The batched engine playing each hand-built world, made at the world's first step.
+_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def step(env, action: int):
-    """One step; returns (reward, terminated, truncated)."""
-    _, reward, terminated, truncated, _ = env.step(action)
+    """One step in the single env and in the batched engine, which must agree: (reward, terminated, truncated)."""
+    if env not in _TWINS:
+        _TWINS[env] = BatchedTwin(env, HAND_BUILT_ID, room_size=HAND_BUILT_SIZE)
+    result = env.step(action)
+    _TWINS[env].step(env, action, result)
+    _, reward, terminated, truncated, _ = result
     return reward, terminated, truncated
 
 
@@ -52,7 +70,11 @@ def test_plain_floor_actions_are_minigrids():
 
 
 def test_tiles_of_colours_without_properties_do_nothing():
-    env = hand_built_env(agent_pos=HERE, agent_dir=EAST, tiles={HERE: "blue", (5, 4): "blue"}, dynamics={})
+    # A trap colour with no tile keeps the mapping non-empty: the single env draws no tiles at all
+    # when the episode has no mapping (generated levels always have one), the batched engine does.
+    env = hand_built_env(
+        agent_pos=HERE, agent_dir=EAST, tiles={HERE: "blue", (5, 4): "blue"}, dynamics={"grey": ("trap",)}
+    )
     for action in (LEFT, LEFT, RIGHT, FORWARD):
         step(env, action)
     assert agent_state(env) == ((4, 3), NORTH) and env.step_count == 4
@@ -407,3 +429,76 @@ def test_resolve_motion_never_enters_a_blocked_cell():
                 here = _props({(1, 1): props})
                 m = resolve_motion((1, 1), EAST, action, 2, magic_count, here, _open_except(walls))
                 assert m.pos == (1, 1)
+
+
+# ---------------------------------------------------------------------------- the two engines' rules
+def _random_worlds(n: int, seed: int):
+    """``n`` 5x5 worlds around an agent at (2, 2): every property set on its cell, random neighbours."""
+    rng = np.random.default_rng(seed)
+    names = [p.name for p in TILE_PROPERTIES]
+    cases = list(itertools.product(range(2 ** len(names)), range(7), range(STICKY_STEPS + 1), range(3)))
+    picks = [cases[int(i)] for i in rng.permutation(len(cases))[:n]] if n < len(cases) else cases
+    worlds = []
+    for here_mask, action, steps_in_cell, magic_count in picks:
+        masks = np.zeros((5, 5), dtype=np.int64)
+        masks[2, 2] = here_mask
+        masks[rng.random((5, 5)) < 0.3] |= PROPERTY_BIT["trap"]
+        masks[2, 2] = here_mask  # the agent stands on the cell: its own properties only
+        enterable = rng.random((5, 5)) < 0.7
+        enterable[2, 2] = True
+        worlds.append((masks, enterable, int(rng.integers(4)), action, steps_in_cell, magic_count))
+    return names, worlds
+
+
+def test_tensor_rule_matches_the_single_rule_on_every_property_combination():
+    """``resolve_motion_tensors`` (batched engine) == ``resolve_motion`` (single env, oracle), case by case."""
+    names, worlds = _random_worlds(n=10**9, seed=0)  # all 64 sets x 7 actions x 3 x 3 counters
+    assert len(worlds) == 2 ** len(names) * 7 * (STICKY_STEPS + 1) * 3
+    masks = torch.as_tensor(np.stack([w[0].reshape(-1) for w in worlds]))  # flat cell = x * 5 + y
+    enter = torch.as_tensor(np.stack([w[1].reshape(-1) for w in worlds]))
+    tensor = resolve_motion_tensors(
+        torch.full((len(worlds),), 12),
+        torch.tensor([w[2] for w in worlds]),
+        torch.tensor([w[3] for w in worlds]),
+        torch.tensor([w[4] for w in worlds]),
+        torch.tensor([w[5] for w in worlds]),
+        lambda flat: masks.gather(1, flat.unsqueeze(1)).squeeze(1),
+        lambda flat: enter.gather(1, flat.unsqueeze(1)).squeeze(1),
+        torch.tensor([5, 1, -5, -1]),
+        1,
+    )
+    for i, (mask, enterable, direction, action, steps_in_cell, magic_count) in enumerate(worlds):
+        single = resolve_motion(
+            (2, 2),
+            direction,
+            action,
+            steps_in_cell,
+            magic_count,
+            lambda x, y, mask=mask: frozenset(n for b, n in enumerate(names) if mask[x, y] >> b & 1),
+            lambda x, y, enterable=enterable: bool(enterable[x, y]),
+        )
+        got = (
+            divmod(int(tensor.pos[i]), 5),
+            int(tensor.dir[i]),
+            int(tensor.steps_in_cell[i]),
+            int(tensor.magic_count[i]),
+            int(tensor.action[i]),
+            bool(tensor.half_step[i]),
+            bool(tensor.entered_trap[i]),
+        )
+        assert got == tuple(single), f"case {i}: properties {mask[2, 2]:#b}, action {action}: {got} != {single}"
+
+
+def test_a_wrong_tensor_rule_is_caught_by_the_twin(monkeypatch):
+    """The batched twin really checks: an engine that forgets fliplr fails the fliplr case."""
+    import babyaipp.envs.batched as batched
+
+    def without_fliplr(*args):
+        motion = resolve_motion_tensors(*args)
+        direction, action = args[1], args[2]
+        unswapped = torch.where(action == LEFT, direction - 1, torch.where(action == RIGHT, direction + 1, motion.dir))
+        return motion._replace(dir=unswapped % 4)
+
+    monkeypatch.setattr(batched, "resolve_motion_tensors", without_fliplr)
+    with pytest.raises(AssertionError, match="differs|direction"):
+        test_fliplr_swaps_left_and_right_only_on_the_tile()

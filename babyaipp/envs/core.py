@@ -22,6 +22,7 @@ from minigrid.core.world_object import WorldObj
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 
 from babyaipp.envs import dynamics as dyn
+from babyaipp.envs.instructions import descriptions, leaves_in_order
 from babyaipp.envs.level import instr_from_dict
 from babyaipp.envs.oracle import faceable_cells, round_trip_cells
 from babyaipp.envs.physics import ACTION_NAMES, DROP, PICKUP, TOGGLE, resolve_motion
@@ -218,14 +219,10 @@ class BabyAIPPMixin:
         """One set of cells per object description of the instruction (any one of them will do),
         plus one per locked door colour (its keys)."""
         groups: list[set[tuple[int, int]]] = []
-        pending = [self.instrs]
-        while pending:
-            instr = pending.pop()
-            pending.extend(getattr(instr, name) for name in ("instr_a", "instr_b") if hasattr(instr, name))
-            for name in ("desc", "desc_move", "desc_fixed"):
-                if hasattr(instr, name):  # a copy: matching fills the description's object list
-                    _, positions = copy.copy(getattr(instr, name)).find_matching_objs(self)
-                    groups.append({(int(x), int(y)) for x, y in positions})
+        for leaf in leaves_in_order(self.instrs):
+            for desc in descriptions(leaf):  # a copy: matching fills the description's object list
+                _, positions = copy.copy(desc).find_matching_objs(self)
+                groups.append({(int(x), int(y)) for x, y in positions})
         locked = {c.color for c in self.grid.grid if c is not None and c.type == "door" and c.is_locked}
         for colour in sorted(locked):
             groups.append(

@@ -17,24 +17,14 @@ from typing import Any
 
 import numpy as np
 from minigrid.core.world_object import Box
-from minigrid.envs.babyai.core.verifier import (
-    AfterInstr,
-    AndInstr,
-    BeforeInstr,
-    GoToInstr,
-    Instr,
-    ObjDesc,
-    OpenInstr,
-    PickupInstr,
-    PutNextInstr,
-)
+from minigrid.envs.babyai.core.verifier import GoToInstr, Instr, ObjDesc, OpenInstr, PickupInstr, PutNextInstr
 
+from babyaipp.envs.instructions import LEAF_KINDS, SEQ_CLASSES, SEQ_KINDS, descriptions, node_kind
 from babyaipp.errors import ConfigError
 
-#: Instruction node kinds of the serialised tree (leaves first, then the sequencing nodes).
-LEAF_KINDS: tuple[str, ...] = ("goto", "pickup", "open", "putnext")
-SEQ_KINDS: tuple[str, ...] = ("and", "before", "after")
-_SEQ_CLASSES = {"and": AndInstr, "before": BeforeInstr, "after": AfterInstr}
+#: The keys of a leaf's object descriptions in the serialised tree, per leaf kind.
+_DESC_KEYS: dict[str, tuple[str, ...]] = {"goto": ("desc",), "pickup": ("desc",), "open": ("desc",),
+                                          "putnext": ("move", "fixed")}  # fmt: skip
 
 InstrTree = dict[str, Any]
 
@@ -49,23 +39,15 @@ def desc_from_dict(data: dict[str, str | None]) -> ObjDesc:
 
 def instr_to_dict(instr: Instr) -> InstrTree:
     """Serialise a BabyAI instruction tree (object descriptions only, no env references)."""
-    if isinstance(instr, GoToInstr):
-        return {"kind": "goto", "desc": desc_to_dict(instr.desc)}
-    if isinstance(instr, PickupInstr):
-        return {"kind": "pickup", "desc": desc_to_dict(instr.desc), "strict": bool(instr.strict)}
-    if isinstance(instr, OpenInstr):
-        return {"kind": "open", "desc": desc_to_dict(instr.desc), "strict": bool(instr.strict)}
-    if isinstance(instr, PutNextInstr):
-        return {
-            "kind": "putnext",
-            "move": desc_to_dict(instr.desc_move),
-            "fixed": desc_to_dict(instr.desc_fixed),
-            "strict": bool(instr.strict),
-        }
-    for kind, cls in _SEQ_CLASSES.items():
-        if type(instr) is cls:
-            return {"kind": kind, "a": instr_to_dict(instr.instr_a), "b": instr_to_dict(instr.instr_b)}
-    raise ConfigError(f"cannot serialise instruction of type {type(instr).__name__}")
+    kind = node_kind(instr)
+    if kind in SEQ_KINDS:
+        first, second = instr.instr_a, instr.instr_b  # type: ignore[attr-defined]
+        return {"kind": kind, "a": instr_to_dict(first), "b": instr_to_dict(second)}
+    data: InstrTree = {"kind": kind}
+    data.update(zip(_DESC_KEYS[kind], (desc_to_dict(d) for d in descriptions(instr))))
+    if kind != "goto":
+        data["strict"] = bool(instr.strict)  # type: ignore[attr-defined]
+    return data
 
 
 def instr_from_dict(data: InstrTree) -> Instr:
@@ -80,8 +62,8 @@ def instr_from_dict(data: InstrTree) -> Instr:
         return OpenInstr(desc_from_dict(data["desc"]), strict=strict)
     if kind == "putnext":
         return PutNextInstr(desc_from_dict(data["move"]), desc_from_dict(data["fixed"]), strict=strict)
-    if kind in _SEQ_CLASSES:
-        return _SEQ_CLASSES[kind](instr_from_dict(data["a"]), instr_from_dict(data["b"]))
+    if kind in SEQ_CLASSES:
+        return SEQ_CLASSES[kind](instr_from_dict(data["a"]), instr_from_dict(data["b"]))
     raise ConfigError(f"unknown instruction kind {kind!r}; valid kinds: {', '.join(LEAF_KINDS + SEQ_KINDS)}")
 
 

@@ -17,6 +17,8 @@ The run prints, for ``--sizes`` (default 256 4096 65536):
   eager and ``compile=True``; the compile time of the first call; the same engine wrapped as a
   TorchRL env and stepped as a collector steps it (``step_and_maybe_reset``, nothing stored);
 * memory: the engine's state + pool tensor bytes, and on CUDA the peak allocated while stepping;
+* on-device levels: steps/s (eager, auto-reset) with ``device_levels=True``, every episode a fresh
+  level drawn on the device, and levels drawn per second (``benchmarks/device_levels.py``);
 * exactness: the device engine against the CPU engine over ``--exact-steps`` steps (same pool,
   same actions, the CPU engine's pool draws replayed through the device's ``torch.where`` reset):
   observations, rewards, terminated and truncated compared at every step;
@@ -134,9 +136,38 @@ def engine_rows(sizes: list[int], device: str, steps: int, workers: int, seed: i
             row["cuda_peak_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
         engine.close()
         del engine
+        row.update(_guarded(device_levels_rates, n, device, steps, seed))
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def device_levels_rates(n: int, device: str, steps: int, seed: int) -> dict[str, float]:
+    """Steps/s with ``device_levels=True`` (auto-reset draws fresh levels on the device) and draws/s."""
+    import torch
+
+    from babyaipp.envs.batched import BatchedBabyAIPP
+
+    dev = torch.device(device)
+    engine = BatchedBabyAIPP(ENV_ID, n, device=device, seed=seed, device_levels=True)
+    engine.reset(seed=seed)
+    levels = engine.device_levels
+    start = time.perf_counter()
+    levels.draw(levels.stock_size)
+    _sync(dev)
+    draws = levels.stock_size / (time.perf_counter() - start)
+    generator = torch.Generator(device=dev)
+    generator.manual_seed(seed)
+    actions = torch.randint(7, (16, n), generator=generator, device=dev)
+    for k in range(3):
+        engine.step(actions[k])
+    _sync(dev)
+    start = time.perf_counter()
+    for k in range(steps):
+        engine.step(actions[k % 16])
+    _sync(dev)
+    rate = steps * n / (time.perf_counter() - start)
+    return {"device_levels_steps_per_s": rate, "device_levels_draws_per_s": draws}
 
 
 def torchrl_rate(engine: Any, steps: int) -> float | str:
@@ -283,6 +314,8 @@ def _guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
     except Exception as error:
         record = {"error": f"{type(error).__name__}: {error}"[:500], "args": [str(a) for a in args]}
         print(json.dumps(record), flush=True)
+        if fn is device_levels_rates:
+            return {"device_levels_error": record["error"]}
         return [record] if fn is engine_rows else record
 
 
@@ -302,6 +335,13 @@ def _print_summary(report: dict) -> None:
             print(f"{r['num_envs']:>7} {r['eager_steps_per_s']:>15,.0f} {r['compiled_steps_per_s']:>17,.0f} "
                   f"{trl[0]:>14} {trl[1]:>17} {r['compiled_warmup_s']:>10.1f} {r['tensor_mib']:>12.1f} "
                   f"{peak:>14}")  # fmt: skip
+        print("on-device levels (eager, auto-reset, every episode a fresh level drawn on the device):")
+        for r in rows:
+            if "device_levels_steps_per_s" in r:
+                print(f"{r['num_envs']:>7} {r['device_levels_steps_per_s']:>15,.0f} steps/s "
+                      f"{r['device_levels_draws_per_s']:>12,.0f} levels drawn/s")  # fmt: skip
+            elif "device_levels_error" in r:
+                print(f"{r['num_envs']:>7} {r['device_levels_error']}")
     if "exactness" in report:
         print(f"exactness vs CPU engine: {report['exactness']}")
     if "training" in report:

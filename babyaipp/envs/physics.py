@@ -150,3 +150,14 @@ def search_counters(props: frozenset[str] | tuple[str, ...], steps_in_cell: int,
     sic = min(steps_in_cell, STICKY_STEPS) if "sticky" in props else STICKY_STEPS
     mc = magic_count % 2 if "magic" in props else 0
     return sic, mc
+
+
+def search_counters_tensors(
+    mask: torch.Tensor, steps_in_cell: torch.Tensor, magic_count: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`search_counters` for tensors: ``mask`` the property bits of the tile under each state."""
+    import torch  # imported here so that the single env and the oracle never load torch
+
+    sticky, magic = (mask & PROPERTY_BIT["sticky"]) > 0, (mask & PROPERTY_BIT["magic"]) > 0
+    sic = torch.where(sticky, steps_in_cell.clamp(max=STICKY_STEPS), STICKY_STEPS)
+    return sic, torch.where(magic, magic_count % 2, 0)

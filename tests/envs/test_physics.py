@@ -30,6 +30,8 @@ from babyaipp.envs.physics import (
     TOGGLE,
     resolve_motion,
     resolve_motion_tensors,
+    search_counters,
+    search_counters_tensors,
 )
 from babyaipp.envs.properties import PROPERTY_BIT, TILE_PROPERTIES
 
@@ -502,3 +504,14 @@ def test_a_wrong_tensor_rule_is_caught_by_the_twin(monkeypatch):
     monkeypatch.setattr(batched, "resolve_motion_tensors", without_fliplr)
     with pytest.raises(AssertionError, match="differs|direction"):
         test_fliplr_swaps_left_and_right_only_on_the_tile()
+
+
+def test_search_counters_agree_between_engines():
+    """The counters planners search over, for every property set and counter value, in both forms."""
+    names = [p.name for p in TILE_PROPERTIES]
+    cases = list(itertools.product(range(2 ** len(names)), range(5), range(5)))
+    masks, sics, mcs = (torch.tensor(column) for column in zip(*cases))
+    sic, mc = search_counters_tensors(masks, sics, mcs)
+    for i, (mask, steps_in_cell, magic_count) in enumerate(cases):
+        props = frozenset(n for b, n in enumerate(names) if mask >> b & 1)
+        assert (int(sic[i]), int(mc[i])) == search_counters(props, steps_in_cell, magic_count)

@@ -38,6 +38,8 @@ LEVEL_TRIES = 100
 #: Levels drawn at once when the stock runs out, at least (twice the batch if larger): the draw's
 #: cost is mostly a loop over cells, the same for 1 or 4096 levels, so it pays to draw many.
 DEFAULT_STOCK = 1024
+#: Levels whose physics search (a colour both flipud and magic) runs at once.
+PHYSICS_CHUNK = 2048
 
 
 @dataclass
@@ -229,12 +231,12 @@ class DeviceLevels:
         found = reachable_targets(masks, start, self.hp, blocked=traps)
         ok = ~(wanted & ~found).any(1)
         physics = (ok & self.table.flip_magic[mapping]).nonzero().squeeze(1)
-        if physics.numel():
+        for chunk in physics.split(PHYSICS_CHUNK):  # bounds the search's memory (~100 bytes per state and row)
             faced = faceable(
-                props_here[physics], masks["walkable"][physics], start[physics],
-                self.layouts["agent_dir"][layout[physics]], self.hp,
+                props_here[chunk], masks["walkable"][chunk], start[chunk],
+                self.layouts["agent_dir"][layout[chunk]], self.hp,
             )  # fmt: skip
-            ok[physics] = ~(wanted[physics] & ~faced).any(1)
+            ok[chunk] = ~(wanted[chunk] & ~faced).any(1)
         return ok
 
     def _rows(self, layout: torch.Tensor, mapping: torch.Tensor, floor: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ import pytest
 import torch
 from minigrid.core.constants import COLOR_TO_IDX
 
+import babyaipp.envs as envs
 from babyaipp.envs import dynamics as dyn
 from babyaipp.envs.batched import BatchedBabyAIPP
 from babyaipp.envs.batched_state import encode_env
@@ -184,10 +185,11 @@ def test_tile_counts_match_the_single_env() -> None:
     assert not _close_means(single["trap"], _tile_counts(no_traps, device_maps)["trap"])
 
 
-def _drive_against_single(env_id: str, steps: int, seed: int, **kwargs) -> int:
+def _drive_against_single(env_id: str, steps: int, seed: int, copy_rows: bool = True, **kwargs) -> int:
     """Step an engine with device levels and single envs replaying its exported levels; returns restarts."""
     n = 6
     engine = _engine(env_id, num_envs=n, seed=seed, **kwargs)
+    engine.copy_rows = copy_rows
     levels = engine.device_levels
     singles = [TokenObsWrapper(quiet_make(env_id, **kwargs)) for _ in range(n)]
     obs = engine.observation()
@@ -222,6 +224,56 @@ def _drive_against_single(env_id: str, steps: int, seed: int, **kwargs) -> int:
 def test_device_levels_replay_exactly_in_the_single_env(env_id: str, kwargs: dict) -> None:
     """Every episode (first and auto-reset ones, across stock refills) replays in the single env step for step."""
     assert _drive_against_single(env_id, steps=60, seed=3, **kwargs) >= 12
+
+
+def test_device_reset_path_replays_exactly() -> None:
+    """The reset used off the CPU (``torch.where`` over all rows) hands out the same fresh levels."""
+    assert _drive_against_single(EASY.format("Train"), steps=40, seed=4, copy_rows=False, max_steps=8) >= 12
+
+
+ALL_SPARSE_IDS = [
+    envs.env_id(task, difficulty, "Test")
+    for task, spec in envs.TASKS.items()
+    if spec.floor == "sparse"
+    for difficulty in envs.DIFFICULTIES
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", ALL_SPARSE_IDS)
+def test_every_family_draws_valid_levels_that_replay(env_id: str) -> None:
+    """Every sparse family: 60 drawn levels keep the rules and are solvable; 40 steps replay exactly."""
+    engine = _engine(env_id, num_envs=4, pool_size=64)
+    env = quiet_make(env_id)
+    for row in range(60):
+        level = engine.device_levels.level(row)
+        env.reset(options={"level": level})
+        assert _rule_violations(level, env) == [], row
+        assert _solvable_on_cpu(env), row
+    _drive_against_single(env_id, steps=40, seed=6, max_steps=10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("split", dyn.SPLITS)
+def test_mapping_frequencies_over_many_levels(split: str) -> None:
+    """20 000 Hard levels per split: uniform over the split's mappings (chi-square, p = 0.001)."""
+    levels = _engine(HARD.format(split), num_envs=8, pool_size=256).device_levels
+    counts, _ = _mapping_counts(levels, 20_000)
+    assert uniform_chi_square(counts) < chi_square_critical(len(counts) - 1), counts
+
+
+def test_description_order_and_subset_are_uniform() -> None:
+    """``partial``: 1..C sentences with equal frequency and any colour first, as ``text.describe`` draws them."""
+    levels = _engine(HARD.format("Test"), num_envs=4, text="partial").device_levels
+    tokens = levels._description(torch.zeros(6000, dtype=torch.long)).numpy()
+    shown = (tokens != 0).any(2).sum(1)
+    assert np.all((tokens != 0).any(2) == (np.arange(tokens.shape[1]) < shown[:, None]))  # no gaps
+    sizes = np.bincount(shown, minlength=4)[1:]
+    first = np.unique(tokens[:, 0, 0], return_counts=True)[1]
+    assert len(first) == 3
+    for counts in (sizes, first):
+        assert uniform_chi_square(counts) < chi_square_critical(len(counts) - 1), counts
+    assert uniform_chi_square(np.array([6000, 0, 0])) > chi_square_critical(2)  # an unshuffled order fails
 
 
 def test_exported_level_encodes_to_the_drawn_row() -> None:

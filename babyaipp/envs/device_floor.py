@@ -110,13 +110,44 @@ def place_sparse(
     candidates, made in one step; a sparse colour is scanned cell by cell (all rows at once).
     ``ok`` is False where some colour got no tile (``PlacementError`` in the single env).
     """
+    # The work runs on the grid's own cells (the padding never holds a tile): sorts of W*H keys.
+    inner = inner_cells(candidate.shape[1], hp, candidate.device)
+    inner_floor, ok = _place_on_grid(
+        generator, candidate[:, inner], n_free, colours, want_fraction, sparse, hp - 2 * PAD
+    )
+    floor = torch.full(candidate.shape, PLAIN, dtype=torch.long, device=candidate.device)
+    floor[:, inner] = inner_floor
+    return floor, ok
+
+
+def inner_cells(width: int, hp: int, device: torch.device) -> torch.Tensor:
+    """Flat padded indices of the grid's own cells, x-major (``k = x * H + y``)."""
+    inner_w, inner_h = width // hp - 2 * PAD, hp - 2 * PAD
+    x, y = torch.meshgrid(torch.arange(inner_w, device=device), torch.arange(inner_h, device=device), indexing="ij")
+    return ((x + PAD) * hp + (y + PAD)).reshape(-1)
+
+
+def _place_on_grid(
+    generator: torch.Generator,
+    candidate: torch.Tensor,
+    n_free: torch.Tensor,
+    colours: tuple[int, ...],
+    want_fraction: torch.Tensor,
+    sparse: torch.Tensor,
+    height: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`place_sparse` on unpadded cells ``x * height + y``.
+
+    Candidates never lie on the grid's outer wall, so their 4-neighbours are in range; the
+    neighbours of the other cells a row visits once it is done are clamped (never used).
+    """
     rows, width = candidate.shape
     device = candidate.device
     floor = torch.full((rows, width), PLAIN, dtype=torch.long, device=device)
     ok = torch.ones(rows, dtype=torch.bool, device=device)
     n_cand = candidate.sum(1)
     arange = torch.arange(rows, device=device)
-    nb_offsets = torch.tensor(offsets4(hp), device=device)
+    nb_offsets = torch.tensor(offsets4(height), device=device)
     for c, colour in enumerate(colours):
         want = torch.clamp((want_fraction[:, c] * n_free.double()).round().long(), min=1)
         keys = torch.rand(rows, width, generator=generator, device=device, dtype=torch.float64)
@@ -138,7 +169,7 @@ def place_sparse(
                 if k % _CHECK_EVERY == 0 and not bool(active.any()):
                     break
                 cell = order[:, k]
-                nbs = cell.unsqueeze(1) + nb_offsets
+                nbs = (cell.unsqueeze(1) + nb_offsets).clamp(0, width - 1)
                 nb_same = floor.gather(1, nbs) == colour
                 crowded = (nb_same.sum(1) > 1) | (nb_same & (same.gather(1, nbs) >= 1)).any(1)
                 put = active & (floor[arange, cell] == PLAIN) & ~crowded
@@ -165,59 +196,107 @@ def faceable(
     A breadth-first closure over states (cell, direction, steps in cell, magic parity), with the
     counters normalised as the oracle's ``normalise_state`` does, under the actions forward, left
     and right and the engine's motion rules (:func:`babyaipp.envs.physics.resolve_motion_tensors`;
-    doors passable, traps never entered). ``props_here`` (rows, cells): the property bits of the tile on each cell.
+    doors passable, traps never entered). ``props_here`` (rows, cells): the property bits of the
+    tile on each cell.
     """
-    rows, width = walkable.shape
-    device = walkable.device
-    # States live on the grid's own cells (the padding is wall): `inner[k]` is the flat cell of state cell k.
-    inner_w, inner_h = width // hp - 2 * PAD, hp - 2 * PAD
-    x, y = torch.meshgrid(torch.arange(inner_w, device=device), torch.arange(inner_h, device=device), indexing="ij")
-    inner = ((x + PAD) * hp + (y + PAD)).reshape(-1)
-    n_cells = len(inner)
-    slot_of = torch.zeros(width, dtype=torch.long, device=device)
-    slot_of[inner] = torch.arange(n_cells, device=device)
-    n_states = n_cells * 4 * _SIC * 2
-    shape = (n_cells, 4, _SIC, 2)
-    cell = inner.view(n_cells, 1, 1, 1)
-    d = torch.arange(4, device=device).view(1, 4, 1, 1)
-    sic = torch.arange(_SIC, device=device).view(1, 1, _SIC, 1)
-    mc = torch.arange(2, device=device).view(1, 1, 1, 2)
-    cell, d, sic, mc = (t.expand(shape).reshape(1, -1).expand(rows, -1) for t in (cell, d, sic, mc))
-    delta = torch.tensor(offsets4(hp), device=device)
+    search = _StateSearch(props_here, walkable, start, start_dir, hp)
+    while not bool(search.grow().all()):
+        pass
+    return search.faced()
 
-    def props_at(at: torch.Tensor) -> torch.Tensor:
-        return props_here.gather(1, at)
 
-    def can_enter(at: torch.Tensor) -> torch.Tensor:
-        return walkable.gather(1, at)
+def faces_all(
+    props_here: torch.Tensor,
+    walkable: torch.Tensor,
+    start: torch.Tensor,
+    start_dir: torch.Tensor,
+    wanted: torch.Tensor,
+    hp: int,
+) -> torch.Tensor:
+    """Whether the agent can come to face every ``wanted`` cell (per row): :func:`faceable`, stopped
+    for each row as soon as it faces them all (the search usually gets there long before it has
+    explored every state), so the rows that remain are compacted and the loop ends early."""
+    result = torch.zeros(len(walkable), dtype=torch.bool, device=walkable.device)
+    search = _StateSearch(props_here, walkable, start, start_dir, hp)
+    active = torch.arange(len(walkable), device=walkable.device)
+    while active.numel():
+        converged = search.grow()
+        ok = ~(wanted & ~search.faced()).any(1)
+        result[active[ok]] = True
+        keep = ~ok & ~converged
+        active, wanted = active[keep], wanted[keep]
+        search.keep(keep)
+    return result
 
-    successors = []
-    for action in (LEFT, RIGHT, FORWARD):
-        m = resolve_motion_tensors(cell, d, torch.full_like(cell, action), sic, mc, props_at, can_enter, delta, 1)
-        there = props_at(m.pos)
-        sticky, magic = (there & PROPERTY_BIT["sticky"]) > 0, (there & PROPERTY_BIT["magic"]) > 0
-        new_sic = torch.where(sticky, m.steps_in_cell.clamp(max=STICKY_STEPS), STICKY_STEPS)
-        new_mc = torch.where(magic, m.magic_count % 2, 0)
-        index = ((slot_of[m.pos] * 4 + m.dir) * _SIC + new_sic) * 2 + new_mc
-        successors.append(torch.where(m.entered_trap, n_states, index))  # n_states: a sink never read
 
-    start_props = props_here.gather(1, start.unsqueeze(1)).squeeze(1)
-    start_sic = torch.where((start_props & PROPERTY_BIT["sticky"]) > 0, 0, STICKY_STEPS)
-    reach = torch.zeros(rows, n_states + 1, dtype=torch.int8, device=device)
-    reach[torch.arange(rows, device=device), ((slot_of[start] * 4 + start_dir) * _SIC + start_sic) * 2] = 1
-    steps = 0
-    while True:
-        grown = reach.clone()
-        for successor in successors:  # at most 12 predecessors per state: no int8 overflow
-            grown.scatter_add_(1, successor, reach[:, :n_states])
-        grown = grown.clamp(max=1)
-        grown[:, n_states] = 0
-        steps += 1
-        if steps % _CHECK_EVERY == 0 and torch.equal(grown, reach):
-            break
-        reach = grown
-    reached = reach[:, :n_states].view(rows, n_cells, 4, _SIC * 2).amax(3) > 0  # (rows, cells, dir)
-    faced = torch.zeros(rows, width, dtype=torch.bool, device=device)
-    for direction, o in enumerate(offsets4(hp)):
-        faced[:, inner + o] |= reached[:, :, direction]
-    return faced
+class _StateSearch:
+    """The state graph of :func:`faceable` for many levels, grown :data:`_CHECK_EVERY` steps at a time."""
+
+    def __init__(
+        self, props_here: torch.Tensor, walkable: torch.Tensor, start: torch.Tensor, start_dir: torch.Tensor, hp: int
+    ):
+        rows, width = walkable.shape
+        device = walkable.device
+        self.hp, self.width = hp, width
+        # States live on the grid's own cells (the padding is wall): `inner[k]` is the flat cell of state cell k.
+        self.inner = inner = inner_cells(width, hp, device)
+        self.n_cells = n_cells = len(inner)
+        slot_of = torch.zeros(width, dtype=torch.long, device=device)
+        slot_of[inner] = torch.arange(n_cells, device=device)
+        self.n_states = n_states = n_cells * 4 * _SIC * 2
+        shape = (n_cells, 4, _SIC, 2)
+        cell = inner.view(n_cells, 1, 1, 1)
+        d = torch.arange(4, device=device).view(1, 4, 1, 1)
+        sic = torch.arange(_SIC, device=device).view(1, 1, _SIC, 1)
+        mc = torch.arange(2, device=device).view(1, 1, 1, 2)
+        cell, d, sic, mc = (t.expand(shape).reshape(1, -1).expand(rows, -1) for t in (cell, d, sic, mc))
+        delta = torch.tensor(offsets4(hp), device=device)
+
+        def props_at(at: torch.Tensor) -> torch.Tensor:
+            return props_here.gather(1, at)
+
+        def can_enter(at: torch.Tensor) -> torch.Tensor:
+            return walkable.gather(1, at)
+
+        self.successors = []
+        for action in (LEFT, RIGHT, FORWARD):
+            m = resolve_motion_tensors(cell, d, torch.full_like(cell, action), sic, mc, props_at, can_enter, delta, 1)
+            there = props_at(m.pos)
+            sticky, magic = (there & PROPERTY_BIT["sticky"]) > 0, (there & PROPERTY_BIT["magic"]) > 0
+            new_sic = torch.where(sticky, m.steps_in_cell.clamp(max=STICKY_STEPS), STICKY_STEPS)
+            new_mc = torch.where(magic, m.magic_count % 2, 0)
+            index = ((slot_of[m.pos] * 4 + m.dir) * _SIC + new_sic) * 2 + new_mc
+            self.successors.append(torch.where(m.entered_trap, n_states, index))  # n_states: a sink never read
+
+        start_props = props_here.gather(1, start.unsqueeze(1)).squeeze(1)
+        start_sic = torch.where((start_props & PROPERTY_BIT["sticky"]) > 0, 0, STICKY_STEPS)
+        self.reach = torch.zeros(rows, n_states + 1, dtype=torch.int8, device=device)
+        self.reach[torch.arange(rows, device=device), ((slot_of[start] * 4 + start_dir) * _SIC + start_sic) * 2] = 1
+
+    def grow(self) -> torch.Tensor:
+        """:data:`_CHECK_EVERY` breadth-first steps; per row, whether nothing new was reached."""
+        before = self.reach
+        reach = before
+        for _ in range(_CHECK_EVERY):
+            grown = reach.clone()
+            for successor in self.successors:  # at most 12 predecessors per state: no int8 overflow
+                grown.scatter_add_(1, successor, reach[:, : self.n_states])
+            grown = grown.clamp(max=1)
+            grown[:, self.n_states] = 0
+            reach = grown
+        self.reach = reach
+        return (reach == before).all(1)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Drop the rows not in the boolean mask ``rows``."""
+        self.reach = self.reach[rows]
+        self.successors = [s[rows] for s in self.successors]
+
+    def faced(self) -> torch.Tensor:
+        """(rows, cells): the cells some reached state faces."""
+        rows = len(self.reach)
+        reached = self.reach[:, : self.n_states].view(rows, self.n_cells, 4, _SIC * 2).amax(3) > 0
+        faced = torch.zeros(rows, self.width, dtype=torch.bool, device=self.reach.device)
+        for direction, o in enumerate(offsets4(self.hp)):
+            faced[:, self.inner + o] |= reached[:, :, direction]
+        return faced

@@ -25,7 +25,7 @@ from minigrid.core.constants import COLOR_TO_IDX
 
 from babyaipp.envs import dynamics as dyn
 from babyaipp.envs.batched_state import FLOOR_FIELD, FLOOR_SHIFT, PAD
-from babyaipp.envs.device_floor import PLAIN, faceable, layout_masks, place_sparse, reachable_targets
+from babyaipp.envs.device_floor import PLAIN, faces_all, layout_masks, place_sparse, reachable_targets
 from babyaipp.envs.level import Level
 from babyaipp.envs.properties import PROPERTY_BIT, property_mask
 from babyaipp.envs.text import LOREM_WORDS, decode, sentence, tokenize
@@ -232,11 +232,10 @@ class DeviceLevels:
         ok = ~(wanted & ~found).any(1)
         physics = (ok & self.table.flip_magic[mapping]).nonzero().squeeze(1)
         for chunk in physics.split(PHYSICS_CHUNK):  # bounds the search's memory (~100 bytes per state and row)
-            faced = faceable(
+            ok[chunk] = faces_all(
                 props_here[chunk], masks["walkable"][chunk], start[chunk],
-                self.layouts["agent_dir"][layout[chunk]], self.hp,
+                self.layouts["agent_dir"][layout[chunk]], wanted[chunk], self.hp,
             )  # fmt: skip
-            ok[chunk] = ~(wanted[chunk] & ~faced).any(1)
         return ok
 
     def _rows(self, layout: torch.Tensor, mapping: torch.Tensor, floor: torch.Tensor) -> dict[str, torch.Tensor]:

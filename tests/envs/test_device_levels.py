@@ -19,7 +19,7 @@ import babyaipp.envs as envs
 from babyaipp.envs import dynamics as dyn
 from babyaipp.envs.batched import BatchedBabyAIPP
 from babyaipp.envs.batched_state import encode_env
-from babyaipp.envs.device_floor import PLAIN, faceable, layout_masks, place_sparse, reachable_targets
+from babyaipp.envs.device_floor import PLAIN, faceable, faces_all, layout_masks, place_sparse, reachable_targets
 from babyaipp.envs.device_levels import DeviceLevels
 from babyaipp.envs.oracle import faceable_cells
 from babyaipp.envs.properties import PROPERTY_BIT
@@ -310,6 +310,15 @@ def test_physics_search_and_flood_fill_match_the_cpu_searches() -> None:
     props_here = table.props[mapping].gather(1, floor)
     masks = layout_masks(levels.stock["cells"], levels.stock["agent_pos"], hp)
     faced = faceable(props_here, masks["walkable"], levels.stock["agent_pos"], levels.stock["agent_dir"], hp)
+    # The early-stopping form the draw uses agrees with the full search, for targets met or not
+    # (a padding corner, never faced, is wanted in every other row).
+    unreachable = levels.plain_targets[layout].clone()
+    unreachable[::2, 0] = True
+    for wanted in (levels.plain_targets[layout], unreachable):
+        start, direction = levels.stock["agent_pos"], levels.stock["agent_dir"]
+        early = faces_all(props_here, masks["walkable"], start, direction, wanted, hp)
+        assert torch.equal(early, ~(wanted & ~faced).any(1))
+    assert not bool(early[::2].any())
     traps = (props_here & PROPERTY_BIT["trap"]) > 0
     found = reachable_targets(masks, levels.stock["agent_pos"], hp, blocked=traps)
     env = engine.single

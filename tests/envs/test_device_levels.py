@@ -23,7 +23,7 @@ from babyaipp.envs.device_floor import PLAIN, faceable, faces_all, layout_masks,
 from babyaipp.envs.device_levels import DeviceLevels
 from babyaipp.envs.oracle import faceable_cells
 from babyaipp.envs.properties import PROPERTY_BIT
-from babyaipp.envs.tiles import NO_TILE, _free_and_candidate_cells
+from babyaipp.envs.tiles import NO_TILE, _free_and_candidate_cells, place_tiles
 from babyaipp.envs.tiles import reachable_targets as cpu_reachable_targets
 from babyaipp.envs.wrappers import TokenObsWrapper
 from babyaipp.errors import ConfigError
@@ -359,3 +359,53 @@ def test_bad_settings_are_one_line_errors() -> None:
         BatchedBabyAIPP("BabyAIPP/GoToRedBallDense-Easy-Train-v0", 2, device_levels=True)
     with pytest.raises(ConfigError, match="refresh"):
         BatchedBabyAIPP(EASY.format("Train"), 2, device_levels=True, refresh=True, workers=1)
+
+
+def _adjacent_pairs(tiles: np.ndarray) -> np.ndarray:
+    """Same-colour 4-neighbour pairs per placement of a (n, W, H) boolean stack."""
+    return (tiles[:, 1:, :] & tiles[:, :-1, :]).sum((1, 2)) + (tiles[:, :, 1:] & tiles[:, :, :-1]).sum((1, 2))
+
+
+@pytest.mark.parametrize("env_id", [EASY.format("Test"), HARD.format("Test")])
+def test_placement_matches_place_tiles_cell_by_cell(env_id: str) -> None:
+    """One layout and mapping, 3,000 placements each way: per-cell tile frequencies of every colour,
+    tiles per colour and same-colour neighbour pairs equal ``tiles.place_tiles``'s (four standard
+    errors); without the sparse neighbour rule, runs of three same tiles appear, never with it."""
+    engine = _engine(env_id, num_envs=4, pool_size=8)
+    levels, n = engine.device_levels, 3000
+    table = levels.table
+    # A mapping whose widest sparse colour is slippery or magic (15 % of the floor: the rule binds).
+    k = next(i for i, m in enumerate(table.mappings) if any(p[0] in ("slippery", "magic") for _, p in m))
+    mapping = dict(table.mappings[k])
+    env = engine.single
+    env.reset(options={"level": levels.level(0)})  # row 0's layout, on the CPU
+    base, layout = env.unwrapped, levels.stock_layout[0]
+    rng = np.random.default_rng(0)
+    cpu = np.stack([place_tiles(rng, base.grid, tuple(base.agent_pos), mapping) for _ in range(n)])
+    lay, mp = layout.repeat(n), torch.full((n,), k)
+    hp, w, h = levels.hp, base.width, base.height
+
+    def on_device(sparse: torch.Tensor) -> np.ndarray:
+        floor, ok = place_sparse(
+            engine.generator, levels.masks["candidate"][lay], levels.n_free[lay], table.colours,
+            table.coverage[mp], sparse, hp,
+        )  # fmt: skip
+        assert bool(ok.all())
+        floor = floor.view(n, -1, hp)[:, 6 : 6 + w, 6 : 6 + h].numpy()
+        return np.where(floor == PLAIN, NO_TILE, floor)
+
+    device = on_device(table.sparse[mp])
+    for colour in mapping:
+        idx = COLOR_TO_IDX[colour]
+        p_cpu, p_dev = (cpu == idx).mean(0), (device == idx).mean(0)
+        se = np.sqrt((p_cpu * (1 - p_cpu) + p_dev * (1 - p_dev)) / n) + 1e-3
+        assert np.all(np.abs(p_cpu - p_dev) < 4 * se + 0.01), colour
+        assert _close_means((cpu == idx).sum((1, 2)).tolist(), (device == idx).sum((1, 2)).tolist()), colour
+        assert _close_means(_adjacent_pairs(cpu == idx).tolist(), _adjacent_pairs(device == idx).tolist()), colour
+    sparse_colour = next(c for c, p in mapping.items() if p[0] in ("slippery", "magic"))
+    idx = COLOR_TO_IDX[sparse_colour]
+    unruled = on_device(torch.zeros_like(table.sparse[mp]))
+    for floors, want_crowded in ((cpu, False), (device, False), (unruled, True)):
+        tiles = np.pad(floors == idx, ((0, 0), (1, 1), (1, 1)))
+        same = tiles[:, 2:, 1:-1].astype(int) + tiles[:, :-2, 1:-1] + tiles[:, 1:-1, 2:] + tiles[:, 1:-1, :-2]
+        assert bool(((same >= 2) & (floors == idx)).any()) == want_crowded  # a run of three same tiles

@@ -58,7 +58,7 @@ def place_tiles(
     colour with a trap, slippery or magic property have at most one 4-neighbour of their colour.
     """
     floor = np.full((grid.width, grid.height), NO_TILE, dtype=np.int8)
-    free, candidates = _free_and_candidate_cells(grid, agent_pos)
+    free, candidates = free_and_candidate_cells(grid, agent_pos)
     for colour, props in mapping.items():
         idx = COLOR_TO_IDX[colour]
         want = max(1, round(coverage(props) * len(free)))
@@ -87,7 +87,7 @@ _NEIGHBOURHOODS: dict[int, tuple[tuple[int, int], ...]] = {
 }
 
 
-def _free_and_candidate_cells(
+def free_and_candidate_cells(
     grid: Grid, agent_pos: tuple[int, int], neighbourhood: int = 8
 ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """The free cells, and those a tile may cover: not on or next to the start or a door.
@@ -133,7 +133,7 @@ def place_dense_tiles(
     """
     width, height = grid.width, grid.height
     n = width * height
-    free, candidates = _free_and_candidate_cells(grid, agent_pos, neighbourhood=DENSE_NEIGHBOURHOOD)
+    free, candidates = free_and_candidate_cells(grid, agent_pos, neighbourhood=DENSE_NEIGHBOURHOOD)
     if not candidates:
         raise PlacementError("no free cell away from the start and the doors for a tile")
     # Cells are flat indices x + y * width; the outer wall keeps neighbour offsets in bounds.

@@ -20,7 +20,8 @@ from minigrid.core.world_object import Box
 from minigrid.envs.babyai.core.verifier import GoToInstr, Instr, ObjDesc, OpenInstr, PickupInstr, PutNextInstr
 
 from babyaipp.envs.instructions import LEAF_KINDS, SEQ_CLASSES, SEQ_KINDS, descriptions, node_kind
-from babyaipp.errors import ConfigError
+from babyaipp.envs.properties import BY_NAME
+from babyaipp.errors import ConfigError, check_choice
 
 #: The keys of a leaf's object descriptions in the serialised tree, per leaf kind.
 _DESC_KEYS: dict[str, tuple[str, ...]] = {"goto": ("desc",), "pickup": ("desc",), "open": ("desc",),
@@ -160,6 +161,9 @@ class Level:
         data["grid"] = np.asarray(data["grid"], dtype=np.uint8)
         data["floor"] = np.asarray(data["floor"], dtype=np.int8)
         data["dynamics"] = {c: tuple(p) for c, p in data["dynamics"].items()}
+        for names in data["dynamics"].values():  # a level may come from a file: name a bad property here
+            for name in names:
+                check_choice("floor property", name, BY_NAME)
         data["agent_pos"] = tuple(int(v) for v in data["agent_pos"])
         data["carrying"] = None if data.get("carrying") is None else tuple(int(v) for v in data["carrying"])
         return cls(**data)

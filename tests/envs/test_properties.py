@@ -12,12 +12,15 @@ import json
 import subprocess
 import sys
 
+import pytest
 from minigrid.core.constants import COLOR_TO_IDX
 
 from babyaipp.envs import dynamics
 from babyaipp.envs.batched_state import Geometry, encode_env
+from babyaipp.envs.level import Level
 from babyaipp.envs.properties import BY_NAME, PROPERTY_BIT, TILE_PROPERTIES, names_of_mask, property_mask
 from babyaipp.envs.text import PROPERTY_WORDS, VOCABULARY, WORD_TO_ID, WORDS, build_vocabulary, sentence, tokenize
+from babyaipp.errors import InvalidChoiceError
 
 from .conftest import quiet_make
 
@@ -86,20 +89,30 @@ def test_new_words_are_appended_without_moving_any_id():
 def test_declaring_a_property_appends_its_word_and_bit(tmp_path):
     """A seventh property, declared in a fresh interpreter: next bit, next token id, no id moved."""
     code = """
-import importlib.util, json, pathlib, sys
-# Declare the property in the table's source (one line), before anything of the package loads.
-path = pathlib.Path(importlib.util.find_spec("babyaipp").origin).parent / "envs" / "properties.py"
-source = path.read_text()
-end = source.index("\\n)\\n", source.index("TILE_PROPERTIES: tuple"))
-source = source[:end] + '\\n    TileProperty("windy", "windy", 0.15, True, "the wind turns the agent"),' + source[end:]
-spec = importlib.util.spec_from_file_location("babyaipp.envs.properties", path)
-module = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = module
-exec(compile(source, str(path), "exec"), module.__dict__)
+import importlib.abc, importlib.machinery, importlib.util, json, pathlib, sys
+
+class DeclareWindy(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    # Declare the property in the table's source (one line) as the module is first imported.
+    def find_spec(self, name, path, target=None):
+        if name != "babyaipp.envs.properties":
+            return None
+        origin = importlib.machinery.PathFinder.find_spec(name, path).origin
+        return importlib.util.spec_from_loader(name, self, origin=origin)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        source = pathlib.Path(module.__spec__.origin).read_text()
+        end = source.index("\\n)\\n", source.index("TILE_PROPERTIES: tuple"))
+        source = source[:end] + '\\n    TileProperty("windy", "windy", 0.15, True),' + source[end:]
+        module.__file__ = module.__spec__.origin
+        exec(compile(source, module.__file__, "exec"), module.__dict__)
+
+sys.meta_path.insert(0, DeclareWindy())
 import babyaipp.envs.dynamics as D
 import babyaipp.envs.properties as P
 import babyaipp.envs.text as T
-assert P is module
 print(json.dumps({
     "vocabulary": list(T.VOCABULARY),
     "properties": list(D.PROPERTIES),
@@ -118,3 +131,15 @@ print(json.dumps({
     assert got["sentence"] == "blue floors are traps and windy."
     assert got["tokens"] == [10, 16, 7, 45, 6, n]
     assert got["mask"] == 1 | 64
+
+
+def test_a_level_or_mask_with_an_unknown_property_is_refused_in_one_line():
+    env = quiet_make("BabyAIPP/GoToRedBall-Easy-Train-v0")
+    env.reset(seed=0)
+    data = Level.from_env(env).to_dict()
+    colour = next(iter(data["dynamics"]))
+    data["dynamics"][colour] = ["windy"]
+    with pytest.raises(InvalidChoiceError, match="floor property.*'windy'.*trap"):
+        Level.from_dict(data)
+    with pytest.raises(InvalidChoiceError, match="floor property.*'windy'"):
+        property_mask(("trap", "windy"))

@@ -32,7 +32,7 @@ def offsets8(hp: int) -> tuple[int, ...]:
     return tuple(dx * hp + dy for dx in (-1, 0, 1) for dy in (-1, 0, 1))
 
 
-def _shifted_or(mask: torch.Tensor, offsets: tuple[int, ...]) -> torch.Tensor:
+def shifted_or(mask: torch.Tensor, offsets: tuple[int, ...]) -> torch.Tensor:
     """``out[i] = any(mask[i - o] for o in offsets)``: the cells at an offset from a marked cell."""
     out = torch.zeros_like(mask)
     for o in offsets:
@@ -59,7 +59,7 @@ def layout_masks(cells: torch.Tensor, agent_pos: torch.Tensor, hp: int) -> dict[
     door = kind == T_DOOR
     start = torch.zeros_like(free)
     start[torch.arange(len(cells), device=cells.device), agent_pos] = True
-    near = _shifted_or(start | door, offsets8(hp))
+    near = shifted_or(start | door, offsets8(hp))
     return {
         "free": free,
         "candidate": free & ~near,
@@ -74,7 +74,7 @@ def flood_fill(walkable: torch.Tensor, start: torch.Tensor, hp: int) -> torch.Te
     reach[torch.arange(len(walkable), device=walkable.device), start] = True
     steps = 0
     while True:
-        grown = (_shifted_or(reach, offsets4(hp)) & walkable) | reach
+        grown = (shifted_or(reach, offsets4(hp)) & walkable) | reach
         steps += 1
         if steps % _CHECK_EVERY == 0 and torch.equal(grown, reach):
             return grown
@@ -87,7 +87,7 @@ def reachable_targets(
     """Objects and doors the agent can walk up to, never entering ``blocked`` cells (as ``tiles.reachable_targets``)."""
     walkable = masks["walkable"] if blocked is None else masks["walkable"] & ~blocked
     reach = flood_fill(walkable, start, hp)
-    return _shifted_or(reach, offsets4(hp)) & masks["target"]
+    return shifted_or(reach, offsets4(hp)) & masks["target"]
 
 
 def place_sparse(
@@ -199,7 +199,7 @@ def faceable(
     doors passable, traps never entered). ``props_here`` (rows, cells): the property bits of the
     tile on each cell.
     """
-    search = _StateSearch(props_here, walkable, start, start_dir, hp)
+    search = StateSearch(props_here, walkable, start, start_dir, hp)
     while not bool(search.grow().all()):
         pass
     return search.faced()
@@ -217,7 +217,7 @@ def faces_all(
     for each row as soon as it faces them all (the search usually gets there long before it has
     explored every state), so the rows that remain are compacted and the loop ends early."""
     result = torch.zeros(len(walkable), dtype=torch.bool, device=walkable.device)
-    search = _StateSearch(props_here, walkable, start, start_dir, hp)
+    search = StateSearch(props_here, walkable, start, start_dir, hp)
     active = torch.arange(len(walkable), device=walkable.device)
     while active.numel():
         converged = search.grow()
@@ -229,8 +229,13 @@ def faces_all(
     return result
 
 
-class _StateSearch:
-    """The state graph of :func:`faceable` for many levels, grown :data:`_CHECK_EVERY` steps at a time."""
+class StateSearch:
+    """The state graph of :func:`faceable` for many levels, grown :data:`_CHECK_EVERY` steps at a time.
+
+    State ``((cell slot * 4 + direction) * 3 + steps in cell) * 2 + magic parity``, the slot of a
+    padded cell being ``slot_of[cell]``; ``successors`` holds each state's successor under left,
+    right and forward (``n_states``: trapped).
+    """
 
     def __init__(
         self, props_here: torch.Tensor, walkable: torch.Tensor, start: torch.Tensor, start_dir: torch.Tensor, hp: int
@@ -241,7 +246,7 @@ class _StateSearch:
         # States live on the grid's own cells (the padding is wall): `inner[k]` is the flat cell of state cell k.
         self.inner = inner = inner_cells(width, hp, device)
         self.n_cells = n_cells = len(inner)
-        slot_of = torch.zeros(width, dtype=torch.long, device=device)
+        self.slot_of = slot_of = torch.zeros(width, dtype=torch.long, device=device)
         slot_of[inner] = torch.arange(n_cells, device=device)
         self.n_states = n_states = n_cells * 4 * _SIC * 2
         shape = (n_cells, 4, _SIC, 2)
@@ -292,10 +297,11 @@ class _StateSearch:
         self.reach = self.reach[rows]
         self.successors = [s[rows] for s in self.successors]
 
-    def faced(self) -> torch.Tensor:
-        """(rows, cells): the cells some reached state faces."""
+    def faced(self, states: torch.Tensor | None = None) -> torch.Tensor:
+        """(rows, cells): the cells some reached state (or some state of ``states``) faces."""
         rows = len(self.reach)
-        reached = self.reach[:, : self.n_states].view(rows, self.n_cells, 4, _SIC * 2).amax(3) > 0
+        states = self.reach[:, : self.n_states] > 0 if states is None else states
+        reached = states.view(rows, self.n_cells, 4, _SIC * 2).any(3)
         faced = torch.zeros(rows, self.width, dtype=torch.bool, device=self.reach.device)
         for direction, o in enumerate(offsets4(self.hp)):
             faced[:, self.inner + o] |= reached[:, :, direction]

@@ -4,14 +4,16 @@ minigrid's generator (walls, doors, objects, agent start, instruction) runs once
 the engine's pool seeds. Everything BabyAI++ adds to a level is then drawn on the device with the
 engine's ``torch.Generator``, for thousands of levels at once: the colour -> property mapping
 (uniform over the split's admissible mappings, as :func:`babyaipp.envs.dynamics.sample_mapping`),
-the sparse floor under the placement rules (:mod:`babyaipp.envs.device_floor`), the solvability
-check (traps never cut the agent off from what it reaches on plain floor; the full physics search
-where a colour is flipud and magic) with the single env's bounded retries, and the description
-tokens in the text mode of the env. Levels are drawn a stock at a time and each is played once.
+the floor under the placement rules of the env's layout (sparse: :mod:`babyaipp.envs.device_floor`,
+dense: :mod:`babyaipp.envs.device_dense`), the solvability check (traps never cut the agent off
+from what it must reach; the full physics search where a colour is flipud and magic) with the
+single env's bounded retries and (dense) its redraw of levels whose instruction needs no tile, and
+the description tokens in the text mode of the env. Levels are drawn a stock at a time and each
+is played once.
 
 ``BatchedBabyAIPP(..., device_levels=True)`` uses it for every reset and auto-reset. Any drawn
 level can be exported as a :class:`~babyaipp.envs.level.Level` (:meth:`DeviceLevels.level`) and
-replays exactly in the single env. Only ``floor="sparse"`` is drawn on the device.
+replays exactly in the single env.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from minigrid.core.constants import COLOR_TO_IDX
 
 from babyaipp.envs import dynamics as dyn
 from babyaipp.envs.batched_state import FLOOR_FIELD, FLOOR_SHIFT, PAD
+from babyaipp.envs.device_dense import dense_layout_masks, faces_all_round_trip, place_dense
 from babyaipp.envs.device_floor import PLAIN, faces_all, layout_masks, place_sparse, reachable_targets
 from babyaipp.envs.level import Level
 from babyaipp.envs.properties import PROPERTY_BIT, property_mask
@@ -35,6 +38,8 @@ from babyaipp.errors import BabyAIPPError, ConfigError
 #: The single env's bounds: placements tried per level, then levels (layout and mapping) per row.
 PLACEMENT_TRIES = 50
 LEVEL_TRIES = 100
+#: Dense floor: levels a row may redraw because the instruction can be done on plain floor.
+DENSE_REDRAWS = 50
 #: Levels drawn at once when the stock runs out, at least (twice the batch if larger): the draw's
 #: cost is mostly a loop over cells, the same for 1 or 4096 levels, so it pays to draw many.
 DEFAULT_STOCK = 1024
@@ -109,11 +114,7 @@ class DeviceLevels:
 
     def __init__(self, engine: Any, stock_size: int | None = None):
         base = engine.single.unwrapped
-        if base.floor_layout != "sparse":
-            raise ConfigError(
-                f"device_levels draws the sparse floor only; this env has floor={base.floor_layout!r} "
-                "(use the CPU level pool for it)"
-            )
+        self.dense = base.floor_layout == "dense"
         if engine.refresh:
             raise ConfigError("device_levels and refresh=True both renew levels; choose one")
         self.engine = engine
@@ -129,6 +130,9 @@ class DeviceLevels:
         self.cursor = 0
         self.levels_drawn = 0
         self.redraws = 0  # levels whose placement was redrawn (solvability or no room)
+        # Dense placement works on colour slots (mapping order); this turns them into colour indices.
+        self._slot_colour = torch.full((PLAIN + 1,), PLAIN, dtype=torch.long, device=self.device)
+        self._slot_colour[: len(self.table.colours)] = torch.tensor(self.table.colours, device=self.device)
         words = _word_ids("floors", "are", "and", *LOREM_WORDS)
         self._floors, self._are, self._and = words[:3]
         self._lorem = torch.tensor(words[3:], device=self.device)
@@ -146,6 +150,8 @@ class DeviceLevels:
         self.masks = masks
         self.n_free = masks["free"].sum(1)
         self.plain_targets = reachable_targets(masks, layouts["agent_pos"], self.hp)
+        if self.dense:  # routes go to what the instruction needs, not to every object
+            self.masks.update(dense_layout_masks(layouts, masks, self.hp))
         self.layouts = layouts
         self.stock = {}
         self._refill()
@@ -190,26 +196,22 @@ class DeviceLevels:
         floor = torch.full((count, self.layouts["cells"].shape[1]), PLAIN, dtype=torch.long, device=dev)
         tries = torch.zeros(count, dtype=torch.long, device=dev)
         levels_tried = torch.zeros(count, dtype=torch.long, device=dev)
+        dense_redraws = torch.zeros(count, dtype=torch.long, device=dev)
         pending = torch.arange(count, device=dev)
         while pending.numel():
             lay, mp = layout[pending], mapping[pending]
-            placed, ok = place_sparse(
-                generator,
-                self.masks["candidate"][lay],
-                self.n_free[lay],
-                table.colours,
-                table.coverage[mp],
-                table.sparse[mp],
-                self.hp,
-            )
-            good = ok & self._solvable(placed, lay, mp)
+            placed, ok, tile_free = self._place(lay, mp)
+            # Dense: a floor on which the instruction needs no tile draws another level (50 times per level).
+            tile_free &= dense_redraws[pending] < DENSE_REDRAWS
+            good = ok & ~tile_free & self._solvable(placed, lay, mp)
             floor[pending[good]] = placed[good]
             tries[pending] += 1
+            dense_redraws[pending[tile_free & ok]] += 1
             # No room for a colour, or every placement tried walls off a target: a new level.
-            again = ~good & (~ok | (tries[pending] >= PLACEMENT_TRIES))
+            again = ~good & (~ok | tile_free | (tries[pending] >= PLACEMENT_TRIES))
             renew = pending[again]
             if renew.numel():
-                levels_tried[renew] += 1
+                levels_tried[pending[again & ~(tile_free & ok)]] += 1
                 if bool((levels_tried[renew] >= LEVEL_TRIES).any()):
                     raise BabyAIPPError(
                         f"could not place the floor tiles in {LEVEL_TRIES} levels drawn from the layouts; "
@@ -222,17 +224,42 @@ class DeviceLevels:
         self.levels_drawn += count
         return self._rows(layout, mapping, floor), layout, mapping
 
+    def _place(self, layout: torch.Tensor, mapping: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A floor (colour index or PLAIN per cell) for each level, whether it was placed, and
+        (dense) whether the instruction can be done without stepping on a tile."""
+        table, masks = self.table, self.masks
+        if not self.dense:
+            floor, ok = place_sparse(
+                self.engine.generator, masks["candidate"][layout], self.n_free[layout], table.colours,
+                table.coverage[mapping], table.sparse[mapping], self.hp,
+            )  # fmt: skip
+            return floor, ok, torch.zeros_like(ok)
+        start = self.layouts["agent_pos"][layout]
+        slots, ok = place_dense(
+            self.engine.generator, masks["candidate4"][layout], masks["route_walkable"][layout],
+            masks["needed"][layout], start, len(table.colours), self.hp,
+        )  # fmt: skip
+        floor = self._slot_colour[slots]
+        layout_masks_ = {k: masks[k][layout] for k in ("walkable", "target")}
+        plain = reachable_targets(layout_masks_, start, self.hp, blocked=floor != PLAIN)
+        groups, valid = masks["groups"][layout], masks["group_valid"][layout]
+        tile_free = ((groups & plain.unsqueeze(1)).any(2) | ~valid).all(1)
+        return floor, ok, tile_free
+
     def _solvable(self, floor: torch.Tensor, layout: torch.Tensor, mapping: torch.Tensor) -> torch.Tensor:
-        """Whether every target reachable on plain floor stays reachable (faceable, with flipud+magic)."""
+        """Whether every target reachable on plain floor (dense: every needed object) stays reachable
+        (with a flipud+magic colour: faceable, and on the dense floor a round trip)."""
         props_here = self.table.props[mapping].gather(1, floor)
         masks = {k: v[layout] for k, v in self.masks.items()}
-        start, wanted = self.layouts["agent_pos"][layout], self.plain_targets[layout]
+        start = self.layouts["agent_pos"][layout]
+        wanted = masks["needed"] if self.dense else self.plain_targets[layout]
+        search = faces_all_round_trip if self.dense else faces_all
         traps = (props_here & PROPERTY_BIT["trap"]) > 0
         found = reachable_targets(masks, start, self.hp, blocked=traps)
         ok = ~(wanted & ~found).any(1)
         physics = (ok & self.table.flip_magic[mapping]).nonzero().squeeze(1)
         for chunk in physics.split(PHYSICS_CHUNK):  # bounds the search's memory (~100 bytes per state and row)
-            ok[chunk] = faces_all(
+            ok[chunk] = search(
                 props_here[chunk], masks["walkable"][chunk], start[chunk],
                 self.layouts["agent_dir"][layout[chunk]], wanted[chunk], self.hp,
             )  # fmt: skip

@@ -19,11 +19,12 @@ import babyaipp.envs as envs
 from babyaipp.envs import dynamics as dyn
 from babyaipp.envs.batched import BatchedBabyAIPP
 from babyaipp.envs.batched_state import encode_env
+from babyaipp.envs.device_dense import faces_all_round_trip, place_dense
 from babyaipp.envs.device_floor import PLAIN, faceable, faces_all, layout_masks, place_sparse, reachable_targets
 from babyaipp.envs.device_levels import DeviceLevels
-from babyaipp.envs.oracle import faceable_cells
+from babyaipp.envs.oracle import faceable_cells, round_trip_cells
 from babyaipp.envs.properties import PROPERTY_BIT
-from babyaipp.envs.tiles import NO_TILE, _free_and_candidate_cells, place_tiles
+from babyaipp.envs.tiles import NO_TILE, free_and_candidate_cells, place_dense_tiles, place_tiles
 from babyaipp.envs.tiles import reachable_targets as cpu_reachable_targets
 from babyaipp.envs.wrappers import TokenObsWrapper
 from babyaipp.errors import ConfigError
@@ -88,7 +89,7 @@ def test_mapping_check_fails_on_another_splits_draws() -> None:
 def _rule_violations(level, env) -> list[str]:
     """The placement rules checked on the CPU grid of a replayed level."""
     base = env.unwrapped
-    free, candidates = _free_and_candidate_cells(base.grid, base.agent_pos)
+    free, candidates = free_and_candidate_cells(base.grid, base.agent_pos)
     problems = []
     tiled = set(zip(*np.nonzero(level.floor != NO_TILE)))
     if not tiled <= set(candidates):
@@ -231,25 +232,28 @@ def test_device_reset_path_replays_exactly() -> None:
     assert _drive_against_single(EASY.format("Train"), steps=40, seed=4, copy_rows=False, max_steps=8) >= 12
 
 
-ALL_SPARSE_IDS = [
-    envs.env_id(task, difficulty, "Test")
-    for task, spec in envs.TASKS.items()
-    if spec.floor == "sparse"
-    for difficulty in envs.DIFFICULTIES
-]
+ALL_IDS = [envs.env_id(task, difficulty, "Test") for task in envs.TASKS for difficulty in envs.DIFFICULTIES]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env_id", ALL_SPARSE_IDS)
+@pytest.mark.parametrize("env_id", ALL_IDS)
 def test_every_family_draws_valid_levels_that_replay(env_id: str) -> None:
-    """Every sparse family: 60 drawn levels keep the rules and are solvable; 40 steps replay exactly."""
+    """Every family, sparse and dense: 60 drawn levels keep the rules and pass the single env's
+    solvability check; 40 steps replay exactly."""
     engine = _engine(env_id, num_envs=4, pool_size=64)
     env = quiet_make(env_id)
+    dense = env.unwrapped.floor_layout == "dense"
     for row in range(60):
         level = engine.device_levels.level(row)
         env.reset(options={"level": level})
-        assert _rule_violations(level, env) == [], row
-        assert _solvable_on_cpu(env), row
+        if dense:
+            base = env.unwrapped
+            _, candidates = free_and_candidate_cells(base.grid, base.agent_pos, neighbourhood=4)
+            assert set(zip(*np.nonzero(level.floor != NO_TILE))) <= set(candidates), row
+            assert _dense_solvable_on_cpu(env), row
+        else:
+            assert _rule_violations(level, env) == [], row
+            assert _solvable_on_cpu(env), row
     _drive_against_single(env_id, steps=40, seed=6, max_steps=10)
 
 
@@ -355,8 +359,6 @@ def test_same_seed_same_levels_and_each_level_played_once() -> None:
 
 
 def test_bad_settings_are_one_line_errors() -> None:
-    with pytest.raises(ConfigError, match="sparse floor only"):
-        BatchedBabyAIPP("BabyAIPP/GoToRedBallDense-Easy-Train-v0", 2, device_levels=True)
     with pytest.raises(ConfigError, match="refresh"):
         BatchedBabyAIPP(EASY.format("Train"), 2, device_levels=True, refresh=True, workers=1)
 
@@ -409,3 +411,119 @@ def test_placement_matches_place_tiles_cell_by_cell(env_id: str) -> None:
         tiles = np.pad(floors == idx, ((0, 0), (1, 1), (1, 1)))
         same = tiles[:, 2:, 1:-1].astype(int) + tiles[:, :-2, 1:-1] + tiles[:, 1:-1, 2:] + tiles[:, 1:-1, :-2]
         assert bool(((same >= 2) & (floors == idx)).any()) == want_crowded  # a run of three same tiles
+
+
+# ----------------------------------------------------------------------------- dense floor
+DENSE_EASY = "BabyAIPP/GoToRedBallDense-Easy-{}-v0"
+DENSE_HARD = "BabyAIPP/GoToLocalDense-Hard-{}-v0"
+
+
+def _cpu_needed(env) -> set[tuple[int, int]]:
+    """What the single env's dense placement routes to (``BabyAIPPMixin._place_dense_floor``)."""
+    base = env.unwrapped
+    start = tuple(int(v) for v in base.agent_pos)
+    locked = np.zeros((base.width, base.height), dtype=bool)
+    targets = cpu_reachable_targets(base.grid, start)
+    for x, y in targets:
+        cell = base.grid.get(x, y)
+        locked[x, y] = cell.type == "door" and cell.is_locked
+    groups = base._instruction_groups()
+    return set().union(*groups) & (cpu_reachable_targets(base.grid, start, locked) if locked.any() else targets)
+
+
+def _dense_solvable_on_cpu(env) -> bool:
+    base = env.unwrapped
+    start = tuple(int(v) for v in base.agent_pos)
+    needed = _cpu_needed(env)
+    traps = np.isin(base.floor, [COLOR_TO_IDX[c] for c, p in base.dynamics.items() if "trap" in p])
+    if not needed <= cpu_reachable_targets(base.grid, start, traps):
+        return False
+    if any("flipud" in p and "magic" in p for p in base.dynamics.values()):
+        return needed <= round_trip_cells(base)
+    return True
+
+
+@pytest.mark.parametrize("env_id", [DENSE_EASY.format("Test"), DENSE_HARD.format("Test")])
+def test_dense_levels_keep_the_rules_and_are_solvable(env_id: str) -> None:
+    """Dense: the routed targets are the single env's, tiles lie on its candidate cells, every colour
+    appears, the single env's solvability check passes, and the instruction needs a tile."""
+    engine = _engine(env_id, num_envs=4, pool_size=48)
+    levels, env = engine.device_levels, quiet_make(env_id)
+    hp = levels.hp
+    tile_free = 0
+    for row in range(80):
+        level = levels.level(row)
+        env.reset(options={"level": level})
+        base = env.unwrapped
+        needed = levels.masks["needed"][levels.stock_layout[row]]
+        got = {(x, y) for x in range(base.width) for y in range(base.height) if needed[(x + 6) * hp + y + 6]}
+        assert got == _cpu_needed(env), row
+        _, candidates = free_and_candidate_cells(base.grid, base.agent_pos, neighbourhood=4)
+        assert set(zip(*np.nonzero(level.floor != NO_TILE))) <= set(candidates), row
+        assert all((level.floor == COLOR_TO_IDX[c]).any() for c in level.dynamics), row
+        assert _dense_solvable_on_cpu(env), row
+        tile_free += base._tile_free_instruction(tuple(base.agent_pos), base._instruction_groups())
+    assert tile_free <= 4  # kept only once a level's 50 redraws are spent
+
+
+def test_dense_placement_matches_place_dense_tiles_cell_by_cell() -> None:
+    """One layout, 1,500 dense placements each way: per-cell frequency of every colour and of plain
+    floor equal ``tiles.place_dense_tiles``'s within four standard errors (with its colour order)."""
+    env_id, n = DENSE_HARD.format("Test"), 1500
+    engine = _engine(env_id, num_envs=4, pool_size=8)
+    levels, env = engine.device_levels, engine.single
+    env.reset(options={"level": levels.level(0)})
+    base, layout = env.unwrapped, levels.stock_layout[0]
+    colours = dyn.DIFFICULTY_COLOURS["Hard"]
+    rng = np.random.default_rng(0)
+    start = tuple(int(v) for v in base.agent_pos)
+    cpu = np.stack([place_dense_tiles(rng, base.grid, start, colours, _cpu_needed(env)) for _ in range(n)])
+    lay = layout.repeat(n)
+    m = levels.masks
+    slots, ok = place_dense(
+        engine.generator, m["candidate4"][lay], m["route_walkable"][lay], m["needed"][lay],
+        levels.layouts["agent_pos"][lay], len(colours), levels.hp,
+    )  # fmt: skip
+    assert bool(ok.all())
+    hp, w, h = levels.hp, base.width, base.height
+    device = levels._slot_colour[slots].view(n, -1, hp)[:, 6 : 6 + w, 6 : 6 + h].numpy()
+    device = np.where(device == PLAIN, NO_TILE, device)
+    for idx in [COLOR_TO_IDX[c] for c in colours] + [NO_TILE]:
+        p_cpu, p_dev = (cpu == idx).mean(0), (device == idx).mean(0)
+        se = np.sqrt((p_cpu * (1 - p_cpu) + p_dev * (1 - p_dev)) / n) + 1e-3
+        assert np.all(np.abs(p_cpu - p_dev) < 4 * se + 0.01), idx
+
+
+def test_round_trip_search_matches_the_oracle() -> None:
+    """On dense floors of flipud+magic mappings: the device round-trip check equals ``round_trip_cells``."""
+    engine = _engine(DENSE_HARD.format("Test"), num_envs=4, pool_size=32)
+    levels = engine.device_levels
+    table, hp, n = levels.table, levels.hp, 32
+    mapping = table.flip_magic.nonzero().squeeze(1)
+    layout, mapping = torch.arange(n) % len(levels.layout_seeds), mapping[torch.arange(n) % len(mapping)]
+    m = levels.masks
+    slots, _ = place_dense(
+        engine.generator, m["candidate4"][layout], m["route_walkable"][layout], m["needed"][layout],
+        levels.layouts["agent_pos"][layout], len(table.colours), hp,
+    )  # fmt: skip
+    floor = levels._slot_colour[slots]
+    levels.stock_layout, levels.stock_mapping = layout, mapping
+    levels.stock = levels._rows(layout, mapping, floor)
+    props_here = table.props[mapping].gather(1, floor)
+    wanted = m["needed"][layout]
+    got = faces_all_round_trip(props_here, m["walkable"][layout], levels.stock["agent_pos"], levels.stock["agent_dir"],
+                               wanted, hp)  # fmt: skip
+    want = []
+    for row in range(n):
+        engine.single.reset(options={"level": levels.level(row)})
+        want.append(_cpu_needed(engine.single) <= round_trip_cells(engine.single.unwrapped))
+    assert got.tolist() == want
+    assert not all(want)  # some floors cut a target off (the comparison covers both answers)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [(DENSE_EASY.format("Test"), {"max_steps": 12}), (DENSE_HARD.format("Test"), {"max_steps": 10})],
+)
+def test_dense_device_levels_replay_exactly(env_id: str, kwargs: dict) -> None:
+    assert _drive_against_single(env_id, steps=50, seed=8, **kwargs) >= 10

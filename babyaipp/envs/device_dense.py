@@ -1,0 +1,254 @@
+"""The dense floor's placement (:func:`babyaipp.envs.tiles.place_dense_tiles`) as tensor code, for many levels at once.
+
+The steps are the single env's, each written for all levels together on the grid's own cells
+(``x * H + y``; the grid's outer wall keeps every neighbour of a walkable cell in range):
+
+1. routes: for every colour X (in a random order), the shortest-path tree from the start under
+   random cell weights (Bellman-Ford relaxation: the same tree as Dijkstra's, ties having
+   probability zero), plus a penalty where the route would make a cell plain; the path to the
+   nearest walkable neighbour of each needed target is painted with the route's carrier colour
+   (the next colour in the order) and forbids X;
+2. claims: a route cell takes its carrier colour if no route there forbids it, else the first
+   allowed colour in the order; a cell every colour is forbidden on stays plain;
+3. every colour appears (a random open candidate cell for a missing one);
+4. region growth: the single env pops a uniformly random entry of a frontier holding one
+   (cell, colour) entry per claimed neighbour, so the next cell and colour are drawn with
+   probability proportional to the number of that colour's claimed neighbours (a random cell and
+   colour where nothing borders an unclaimed cell).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from babyaipp.envs.batched_state import (
+    CODE_MASK,
+    COLOUR_SHIFT,
+    DOOR_LOCKED,
+    K_NONE,
+    K_PUTNEXT,
+    PAD,
+    STATE_SHIFT,
+    T_DOOR,
+    T_KEY,
+    TYPE_BITS,
+)
+from babyaipp.envs.device_floor import PLAIN, StateSearch, inner_cells, offsets4, reachable_targets, shifted_or
+from babyaipp.envs.tiles import SHARED_CELL_PENALTY
+
+_UNCLAIMED, _CONTESTED = -1, -2
+_CHECK_EVERY = 8
+
+
+def dense_layout_masks(
+    layouts: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], hp: int
+) -> dict[str, torch.Tensor]:
+    """What the dense floor needs of each layout (padded cells), beside :func:`device_floor.layout_masks`.
+
+    ``candidate4``: free cells not on or 4-next to the start or a door; ``route_walkable``: free
+    cells and unlocked doors (routes need no key); ``groups`` (layouts, G, cells) with
+    ``group_valid``: the cells of each object description of the instruction (the verifier's
+    object sets) and the keys of each locked door colour; ``needed``: what the routes must reach,
+    the groups' cells the agent reaches before it holds a key.
+    """
+    cells, start = layouts["cells"], layouts["agent_pos"]
+    rows, width = cells.shape
+    device = cells.device
+    code = cells & CODE_MASK
+    kind, colour = code & TYPE_BITS, (code >> COLOUR_SHIFT) & 7
+    door = kind == T_DOOR
+    locked = door & (((code >> STATE_SHIFT) & 3) == DOOR_LOCKED)
+    start_mask = torch.zeros_like(door)
+    start_mask[torch.arange(rows, device=device), start] = True
+    near4 = shifted_or(start_mask | door, (0, *offsets4(hp)))
+    groups, valid = [], []
+    obj_pos = layouts["obj_pos"]
+    for table in ("track_a", "track_b"):  # a leaf's description; put-next's second one
+        for slot in range(layouts["kind"].shape[1]):
+            ids = layouts[table][:, slot] & (obj_pos >= 0)  # (rows, objects) the description's objects
+            group = torch.zeros(rows, width, dtype=torch.bool, device=device)
+            group.scatter_(1, torch.where(ids, obj_pos, 0), ids)
+            group[:, 0] = False
+            groups.append(group)
+            leaf_kind = layouts["kind"][:, slot]
+            valid.append(leaf_kind == K_PUTNEXT if table == "track_b" else leaf_kind != K_NONE)
+    for c in range(6):  # keys of each locked door colour
+        has_locked = (locked & (colour == c)).any(1)
+        groups.append((kind == T_KEY) & (colour == c) & has_locked.unsqueeze(1))
+        valid.append(has_locked)
+    groups_t, valid_t = torch.stack(groups, 1), torch.stack(valid, 1)
+    wanted = (groups_t & valid_t.unsqueeze(2)).any(1)
+    before_keys = reachable_targets(masks, start, hp, blocked=locked)
+    return {
+        "candidate4": masks["free"] & ~near4,
+        "route_walkable": masks["free"] | (door & ~locked),
+        "groups": groups_t,
+        "group_valid": valid_t,
+        "needed": wanted & before_keys,
+    }
+
+
+def _relax_shortest_paths(weights: torch.Tensor, walkable: torch.Tensor, start: torch.Tensor, height: int):
+    """Distances from ``start`` (entering a cell costs its weight) and each reached cell's parent."""
+    rows, width = weights.shape
+    inf = torch.tensor(float("inf"), dtype=weights.dtype, device=weights.device)
+    dist = torch.full_like(weights, float("inf"))
+    at_start = torch.zeros_like(walkable)
+    at_start[torch.arange(rows, device=weights.device), start] = True
+    dist = torch.where(at_start, 0.0, dist)
+    offsets = offsets4(height)
+    steps = 0
+    while True:
+        near = _neighbour_values(dist, offsets, inf)  # (rows, cells, 4)
+        best = near.min(2).values + weights
+        new = torch.where(walkable & ~at_start, torch.minimum(dist, best), dist)
+        steps += 1
+        if steps % _CHECK_EVERY == 0 and torch.equal(new, dist):
+            break
+        dist = new
+    near = _neighbour_values(dist, offsets, inf)
+    offset_t = torch.tensor(offsets, device=weights.device)
+    parent = torch.arange(width, device=weights.device) + offset_t[near.argmin(2)]
+    parent = torch.where(at_start | ~torch.isfinite(dist), torch.arange(width, device=weights.device), parent)
+    return dist, parent
+
+
+def _neighbour_values(values: torch.Tensor, offsets: tuple[int, ...], fill: torch.Tensor) -> torch.Tensor:
+    """``out[:, i, j] = values[:, i + offsets[j]]`` (``fill`` outside the row)."""
+    out = fill.expand(*values.shape, len(offsets)).clone()
+    for j, o in enumerate(offsets):
+        if o > 0:
+            out[:, :-o, j] = values[:, o:]
+        else:
+            out[:, -o:, j] = values[:, :o]
+    return out
+
+
+def place_dense(
+    generator: torch.Generator,
+    candidate: torch.Tensor,
+    walkable: torch.Tensor,
+    needed: torch.Tensor,
+    start: torch.Tensor,
+    n_colours: int,
+    hp: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour slots (0..k-1, or :data:`PLAIN`) of every padded cell, and whether every colour appears."""
+    rows, width = candidate.shape
+    device = candidate.device
+    inner = inner_cells(width, hp, device)
+    height = hp - 2 * PAD
+    slot_of = torch.zeros(width, dtype=torch.long, device=device)
+    slot_of[inner] = torch.arange(len(inner), device=device)
+    claim, ok = _place_inner(
+        generator, candidate[:, inner], walkable[:, inner], needed[:, inner], slot_of[start], n_colours, height
+    )
+    out = torch.full((rows, width), PLAIN, dtype=torch.long, device=device)
+    out[:, inner] = torch.where(claim >= 0, claim, PLAIN)
+    return out, ok
+
+
+def _place_inner(generator, candidate, walkable, needed, start, k: int, height: int):
+    rows, width = candidate.shape
+    device = candidate.device
+    arange = torch.arange(rows, device=device)
+    everyone = (1 << k) - 1
+    order = torch.rand(rows, k, generator=generator, device=device).argsort(1)  # a uniform permutation
+    offsets = offsets4(height)
+    offset_t = torch.tensor(offsets, device=device)
+    inf = torch.tensor(float("inf"), dtype=torch.float64, device=device)
+    forbidden = torch.zeros(rows, width, dtype=torch.long, device=device)
+    carrier_of = torch.full((rows, width), _UNCLAIMED, dtype=torch.long, device=device)
+    cells = torch.arange(width, device=device)
+    for r in range(k):
+        avoid = (1 << order[:, r]).unsqueeze(1)
+        carrier = order[:, (r + 1) % k].unsqueeze(1)
+        weights = torch.rand(rows, width, generator=generator, device=device, dtype=torch.float64)
+        crossing = (forbidden != 0) & ((forbidden | avoid) == everyone)
+        weights = torch.where(crossing, weights + SHARED_CELL_PENALTY, weights)
+        dist, parent = _relax_shortest_paths(weights, walkable, start, height)
+        # Each needed target's end: its walkable neighbour nearest the start.
+        near = torch.where(_neighbour_values(walkable, offsets, torch.tensor(False, device=device)),
+                           _neighbour_values(dist, offsets, inf), inf)  # fmt: skip
+        best = near.min(2)
+        has_end = needed & torch.isfinite(best.values)
+        ends = torch.where(has_end, cells + offset_t[best.indices], 0)
+        on_path = torch.zeros_like(needed)
+        on_path.scatter_(1, ends, has_end)
+        while True:  # mark every ancestor of an end (the start is its own parent)
+            grown = on_path.clone()
+            grown.scatter_(1, torch.where(on_path, parent, 0), on_path)
+            if torch.equal(grown, on_path):
+                break
+            on_path = grown
+        painted = on_path & candidate
+        forbidden = torch.where(painted, forbidden | avoid, forbidden)
+        carrier_of = torch.where(painted & (carrier_of == _UNCLAIMED), carrier, carrier_of)
+    allowed = everyone & ~forbidden
+    first = torch.full_like(forbidden, _UNCLAIMED)
+    for j in range(k):
+        c = order[:, j : j + 1]
+        first = torch.where((first == _UNCLAIMED) & (((allowed >> c) & 1) == 1), c, first)
+    carrier_ok = (carrier_of >= 0) & (((allowed >> carrier_of.clamp(min=0)) & 1) == 1)
+    claim = torch.where(carrier_ok, carrier_of, first)
+    claim = torch.where(allowed == 0, _CONTESTED, claim)
+    claim = torch.where(forbidden != 0, claim, _UNCLAIMED)
+    # Every colour appears: a uniformly random open candidate cell for a missing one.
+    for c in range(k):
+        open_cells = candidate & (claim == _UNCLAIMED)
+        missing = ~(claim == c).any(1) & open_cells.any(1)
+        keys = torch.where(open_cells, torch.rand(rows, width, generator=generator, device=device), -1.0)
+        pick = keys.argmax(1)
+        claim[arange, pick] = torch.where(missing, c, claim[arange, pick])
+    ok = torch.stack([(claim == c).any(1) for c in range(k)], 1).all(1)
+    # Region growth (see the module docstring).
+    unclaimed = candidate & (claim == _UNCLAIMED)
+    for _ in range(int(unclaimed.sum(1).max())):
+        unclaimed = candidate & (claim == _UNCLAIMED)
+        nb = _neighbour_values(claim, offsets, torch.tensor(_UNCLAIMED, device=device))  # (rows, cells, 4)
+        counts = torch.stack([(nb == c).sum(2) for c in range(k)], 2) * unclaimed.unsqueeze(2)  # (rows, cells, k)
+        gumbel = -torch.log(
+            -torch.log(torch.rand(rows, width * k, generator=generator, device=device).clamp_min(1e-12))
+        )
+        score = torch.where(counts.view(rows, -1) > 0, counts.view(rows, -1).double().log() + gumbel, -inf)
+        choice = score.argmax(1)
+        grown_cell, grown_colour = choice // k, choice % k
+        # Nothing borders an unclaimed cell: a random unclaimed cell takes a random colour.
+        lone_keys = torch.where(unclaimed, torch.rand(rows, width, generator=generator, device=device), -1.0)
+        lone_colour = torch.randint(k, (rows,), generator=generator, device=device)
+        frontier = torch.isfinite(score.max(1).values)
+        cell = torch.where(frontier, grown_cell, lone_keys.argmax(1))
+        colour = torch.where(frontier, grown_colour, lone_colour)
+        todo = unclaimed.any(1)
+        claim[arange, cell] = torch.where(todo, colour, claim[arange, cell])
+    return claim, ok
+
+
+def faces_all_round_trip(
+    props_here: torch.Tensor,
+    walkable: torch.Tensor,
+    start: torch.Tensor,
+    start_dir: torch.Tensor,
+    wanted: torch.Tensor,
+    hp: int,
+) -> torch.Tensor:
+    """Whether every ``wanted`` cell can be faced from a state that can come back to the start cell
+    (the oracle's ``round_trip_cells``): the forward closure, then the backward one within it."""
+    search = StateSearch(props_here, walkable, start, start_dir, hp)
+    while not bool(search.grow().all()):
+        pass
+    n = search.n_states
+    reached = search.reach[:, :n] > 0
+    state_cell = torch.arange(n, device=walkable.device) // (n // search.n_cells)
+    back = reached & (state_cell.unsqueeze(0) == search.slot_of[start].unsqueeze(1))
+    sink = torch.zeros(len(back), 1, dtype=torch.bool, device=back.device)
+    while True:
+        extended = torch.cat([back, sink], 1)
+        comes_back = torch.zeros_like(back)
+        for successor in search.successors:
+            comes_back |= extended.gather(1, successor)
+        grown = back | (reached & comes_back)
+        if torch.equal(grown, back):
+            break
+        back = grown
+    return ~(wanted & ~search.faced(back)).any(1)

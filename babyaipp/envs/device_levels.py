@@ -43,6 +43,8 @@ DENSE_REDRAWS = 50
 #: Levels drawn at once when the stock runs out, at least (twice the batch if larger): the draw's
 #: cost is mostly a loop over cells, the same for 1 or 4096 levels, so it pays to draw many.
 DEFAULT_STOCK = 1024
+#: Levels drawn in one pass of the tensor code (a larger stock is drawn in several).
+DRAW_CHUNK = 16384
 #: Levels whose physics search (a colour both flipud and magic) runs at once.
 PHYSICS_CHUNK = 2048
 
@@ -182,6 +184,10 @@ class DeviceLevels:
     # ----------------------------------------------------------------- drawing
     def draw(self, count: int) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """``count`` fresh levels as engine rows, with the layout and mapping index of each."""
+        if count > DRAW_CHUNK:  # bounds the memory of the per-cell work
+            parts = [self.draw(min(DRAW_CHUNK, count - i)) for i in range(0, count, DRAW_CHUNK)]
+            rows = {key: torch.cat([part[0][key] for part in parts]) for key in parts[0][0]}
+            return rows, torch.cat([part[1] for part in parts]), torch.cat([part[2] for part in parts])
         generator, table = self.engine.generator, self.table
         n_layouts, n_mappings = len(self.layout_seeds), len(table.mappings)
         dev = self.device

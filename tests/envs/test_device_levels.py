@@ -527,3 +527,20 @@ def test_round_trip_search_matches_the_oracle() -> None:
 )
 def test_dense_device_levels_replay_exactly(env_id: str, kwargs: dict) -> None:
     assert _drive_against_single(env_id, steps=50, seed=8, **kwargs) >= 10
+
+
+def test_a_stock_drawn_in_chunks_is_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stock larger than one pass is drawn in chunks; rows on both sides of a boundary replay exactly."""
+    import babyaipp.envs.device_levels as device_levels
+
+    monkeypatch.setattr(device_levels, "DRAW_CHUNK", 100)
+    engine = BatchedBabyAIPP(EASY.format("Test"), 4, seed=2, device_levels=True)
+    engine.device_levels.stock_size = 250
+    engine.reset()
+    levels = engine.device_levels
+    assert levels.stock["cells"].shape[0] == len(levels.stock_layout) == 250
+    for row in (99, 100, 249):
+        engine.single.reset(options={"level": levels.level(row)})
+        encoded = encode_env(engine.single, engine.geometry)
+        for key in ("cells", "props", "description", "mission", "agent_pos"):
+            assert np.array_equal(levels.stock[key][row].numpy(), np.asarray(encoded[key])), (row, key)

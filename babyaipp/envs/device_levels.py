@@ -256,9 +256,9 @@ class DeviceLevels:
         """Whether every target reachable on plain floor (dense: every needed object) stays reachable
         (with a flipud+magic colour: faceable, and on the dense floor a round trip)."""
         props_here = self.table.props[mapping].gather(1, floor)
-        masks = {k: v[layout] for k, v in self.masks.items()}
+        masks = {k: self.masks[k][layout] for k in ("walkable", "target")}
         start = self.layouts["agent_pos"][layout]
-        wanted = masks["needed"] if self.dense else self.plain_targets[layout]
+        wanted = self.masks["needed"][layout] if self.dense else self.plain_targets[layout]
         search = faces_all_round_trip if self.dense else faces_all
         traps = (props_here & PROPERTY_BIT["trap"]) > 0
         found = reachable_targets(masks, start, self.hp, blocked=traps)

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes and device selection."""
+"""Small shared helpers: output directories, atomic file writes and device selection."""
 
 from __future__ import annotations
 
@@ -9,9 +9,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from babyaipp.errors import BabyAIPPError, check_choice
+from babyaipp.errors import BabyAIPPError, ConfigError, check_choice
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def check_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """``path`` as a directory this process may create and write, or a one-line error naming ``flag``.
+
+    Checked before any work starts, so a bad ``--out`` fails in a second, not after training.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} is a file, not a directory; choose a directory")
+    existing = path
+    while not existing.exists():  # the nearest existing ancestor is the one that must be writable
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and (not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)):
+        what = "is a file" if not existing.is_dir() else "is not writable"
+        raise ConfigError(f"{flag} {str(path)!r} cannot be created or written: {str(existing)!r} {what}")
+    return path
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

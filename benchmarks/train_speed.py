@@ -35,6 +35,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 from babyaipp.agents import training
 from babyaipp.agents.models import model_spec, policy_kwargs
+from babyaipp.agents.runs import read_progress
+from babyaipp.agents.training_setup import build_agent, make_vec_env
+from babyaipp.defaults import DEFAULT_ENV
 
 
 def steady_fps(rows: list[dict[str, float]]) -> tuple[float, float]:
@@ -57,7 +60,7 @@ def ours(engine: str, model: str, n_envs: int, updates: int, n_steps: int) -> tu
             run, model=model, n_envs=n_envs, steps=updates * n_steps * n_envs, engine=engine, device="cpu",
             hyperparameters={"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs)}, checkpoint_every=0,
         )  # fmt: skip
-        return steady_fps(training.read_progress(run))
+        return steady_fps(read_progress(run))
 
 
 class _ImageAndDirection(gym.ObservationWrapper):
@@ -121,13 +124,13 @@ def update_bound(model: str, n_epochs: int, batch_size: int = 256, reps: int = 1
 
     from babyaipp.envs.batched import BatchedBabyAIPP
 
-    vec = training.make_vec_env(training.DEFAULT_ENV, 2, seed=0, engine="gym")  # 2 x n_steps 128 = one minibatch
+    vec = make_vec_env(DEFAULT_ENV, 2, seed=0, engine="gym")  # 2 x n_steps 128 = one minibatch
     config = model_spec(model).config()
     # The policy exactly as `babyaipp train` builds it (extractor, heads, Adam settings).
-    agent = training.build_agent(vec, model, config, False, 0, "cpu", Path(tempfile.gettempdir()) / "unused-tb")
-    engine = BatchedBabyAIPP(training.DEFAULT_ENV, batch_size, seed=0)
+    agent = build_agent(vec, model, config, False, 0, "cpu", Path(tempfile.gettempdir()) / "unused-tb")
+    engine = BatchedBabyAIPP(DEFAULT_ENV, batch_size, seed=0)
     obs = {k: v.numpy() for k, v in engine.reset().items()}
-    obs["image"] = obs["image"].transpose(0, 3, 1, 2)  # SB3 wraps image envs in VecTransposeImage
+    # No transpose: the image box spans the index range, not 0..255, so SB3 keeps it channels-last.
     obs = obs_as_tensor(obs, "cpu")
     actions = torch.randint(7, (batch_size,), generator=torch.Generator().manual_seed(0))
     policy = agent.policy

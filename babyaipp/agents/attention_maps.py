@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from babyaipp.agents.runs import load_run
+from babyaipp.defaults import DEFAULT_TEXT, EVAL_SEED_START
+from babyaipp.envs import split_ids
+from babyaipp.envs.registration import make_tokenized
+from babyaipp.envs.text import split_sentences
 from babyaipp.errors import BabyAIPPError, ConfigError, check_range
+from babyaipp.utils import atomic_write
 
 #: Pixels per cell of the rendered view.
 TILE = 32
@@ -52,15 +58,12 @@ def _extractor(model: Any) -> Any:
 
 
 def attention_map(
-    model: Any, env_id: str, seed: int, steps: int = 0, text: str = "full", **env_kwargs: Any
+    model: Any, env_id: str, seed: int, steps: int = 0, text: str = DEFAULT_TEXT, **env_kwargs: Any
 ) -> AttentionMap:
     """Reset ``env_id`` with ``seed``, let ``model`` act greedily for ``steps`` steps, and read its
     attention on the observation it then sees."""
     import torch
     from minigrid.core.constants import IDX_TO_COLOR, OBJECT_TO_IDX
-
-    from babyaipp.envs.registration import make_tokenized
-    from babyaipp.envs.text import split_sentences
 
     check_range("steps", steps, 0)
     extractor = _extractor(model)
@@ -103,8 +106,6 @@ def plot_attention_map(amap: AttentionMap, out: str | os.PathLike, title: str = 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from babyaipp.utils import atomic_write
 
     slots = [*amap.sentences, "(null: no sentence)"]
     k = len(slots)
@@ -163,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("run", type=Path, help="run directory (model.zip + config.json)")
     parser.add_argument("--env", default=None, help="env id (default: the run's TargetPairOnly id)")
-    parser.add_argument("--seed", type=int, default=1_000_000, help="level seed (default 1000000, an evaluation seed)")
+    parser.add_argument(
+        "--seed", type=int, default=EVAL_SEED_START, help=f"level seed (default {EVAL_SEED_START}, an evaluation seed)"
+    )
     parser.add_argument("--steps", type=int, default=0, help="greedy model steps before the snapshot (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     return parser
@@ -172,9 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from babyaipp.agents.runs import load_run
-        from babyaipp.envs import split_ids
-
         model, config = load_run(args.run)
         env_id = args.env or split_ids(config["env_id"])["TargetPairOnly"]
         amap = attention_map(model, env_id, args.seed, args.steps, text=config["text"],

@@ -1,8 +1,8 @@
 """``babyaipp train``: train a baseline agent with PPO (or RecurrentPPO) on a BabyAI++ level, or
 clone the oracle (``--algo bc``); ``babyaipp demos``: record oracle demonstrations for cloning.
 
-Only argparse is imported at load time so ``babyaipp --help`` stays fast; torch and
-stable-baselines3 are imported when the command runs.
+Nothing that loads torch or stable-baselines3 is imported at load time, so ``babyaipp --help``
+stays fast; they are imported when the command runs.
 """
 
 from __future__ import annotations
@@ -12,16 +12,29 @@ import json
 import sys
 from typing import Any
 
-DEFAULT_ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
+from babyaipp.defaults import (
+    DEFAULT_ALGO,
+    DEFAULT_BC_EPOCHS,
+    DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_ENGINE,
+    DEFAULT_ENV,
+    DEFAULT_MODEL,
+    DEFAULT_N_ENVS,
+    DEFAULT_STEPS,
+    DEFAULT_TEXT,
+    DEFAULT_TRAINER,
+    EVAL_SEED_START,
+)
+from babyaipp.envs.text import TEXT_MODES
+from babyaipp.errors import ConfigError, check_range
+
+#: The names of :data:`babyaipp.agents.models.MODELS`, known here without loading torch.
 MODEL_CHOICES = ("image", "concat", "film", "attention")
-TEXT_CHOICES = ("full", "partial", "lorem", "none")
 #: Defaults of the options that define a run; None in argparse so --resume can tell what was given.
 RUN_DEFAULTS: dict[str, Any] = {
-    "env": DEFAULT_ENV, "model": "image", "recurrent": False, "n_envs": 8, "seed": 0, "text": "full",
-    "engine": "batched", "trainer": "sb3",
+    "env": DEFAULT_ENV, "model": DEFAULT_MODEL, "recurrent": False, "n_envs": DEFAULT_N_ENVS, "seed": 0,
+    "text": DEFAULT_TEXT, "engine": DEFAULT_ENGINE, "trainer": DEFAULT_TRAINER,
 }  # fmt: skip
-DEFAULT_STEPS = 100_000
-DEFAULT_CHECKPOINT_EVERY = 50_000
 
 _TRAIN_HELP = f"""\
 Train a baseline agent (PPO; RecurrentPPO with --recurrent) and write, under DIR:
@@ -82,7 +95,7 @@ def add_parsers(subparsers: Any) -> None:
         description=_TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("--env", metavar="ID", default=None, help=f"training env id (default: {DEFAULT_ENV})")
-    p.add_argument("--model", default=None, help=f"one of {', '.join(MODEL_CHOICES)} (default: image)")
+    p.add_argument("--model", default=None, help=f"one of {', '.join(MODEL_CHOICES)} (default: {DEFAULT_MODEL})")
     p.add_argument(
         "--recurrent",
         action="store_true",
@@ -95,11 +108,11 @@ def add_parsers(subparsers: Any) -> None:
         default=None,
         help=f"total environment steps, counted across resumes (default: {DEFAULT_STEPS})",
     )
-    p.add_argument("--n-envs", type=int, default=None, help="parallel environments (default: 8)")
+    p.add_argument("--n-envs", type=int, default=None, help=f"parallel environments (default: {DEFAULT_N_ENVS})")
     p.add_argument("--seed", type=int, default=None, help="run seed in [0, 999] (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto = cuda if present)")
     p.add_argument("--out", metavar="DIR", required=True, help="run directory")
-    p.add_argument("--text", default=None, help=f"description mode: {', '.join(TEXT_CHOICES)} (default: full)")
+    p.add_argument("--text", default=None, help=f"description mode: {', '.join(TEXT_MODES)} (default: {DEFAULT_TEXT})")
     p.add_argument(
         "--engine", choices=("gym", "batched"), default=None,
         help="batched (default): all envs stepped by the batched tensor engine (docs/batched.md), its pool "
@@ -128,11 +141,14 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument(
         "--algo",
         choices=("ppo", "bc"),
-        default="ppo",
-        help="ppo (default) or bc: behaviour cloning of the demonstrations in --demos",
+        default=DEFAULT_ALGO,
+        help=f"ppo or bc (behaviour cloning of the demonstrations in --demos); default: {DEFAULT_ALGO}",
     )
     p.add_argument("--demos", metavar="DIR", default=None, help="--algo bc: dataset made by `babyaipp demos`")
-    p.add_argument("--epochs", type=int, default=None, help="--algo bc: passes over the demonstrations (default: 20)")
+    p.add_argument(
+        "--epochs", type=int, default=None,
+        help=f"--algo bc: passes over the demonstrations (default: {DEFAULT_BC_EPOCHS})",
+    )
     p.add_argument(
         "--init-from",
         metavar="DIR",
@@ -165,18 +181,21 @@ def _add_demos_parser(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("--env", metavar="ID", default=DEFAULT_ENV, help=f"env id (default: {DEFAULT_ENV})")
     p.add_argument("--episodes", type=int, required=True, help="number of episodes")
-    p.add_argument("--seed", type=int, default=0, help="episode k uses seed SEED + k, below 10**6 (default: 0)")
+    p.add_argument(
+        "--seed", type=int, default=0, help=f"episode k uses seed SEED + k, below {EVAL_SEED_START} (default: 0)"
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="output directory (must not exist or be empty)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
-    p.add_argument("--text", default="full", help=f"description mode: {', '.join(TEXT_CHOICES)} (default: full)")
+    p.add_argument(
+        "--text", default=DEFAULT_TEXT, help=f"description mode: {', '.join(TEXT_MODES)} (default: {DEFAULT_TEXT})"
+    )
     add_env_kwarg_option(p, "keyword for the env constructor, e.g. room_size=6 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demos)
 
 
 def cmd_demos(args: argparse.Namespace) -> int:
-    from babyaipp.agents.demos import record_demos
-    from babyaipp.errors import check_range
+    from babyaipp.agents.demos import record_demos  # loads the oracle and Minari only when demos are recorded
 
     check_range("--episodes", args.episodes, 1, None)
     check_range("--workers", args.workers, 1, 64)
@@ -195,8 +214,6 @@ def cmd_demos(args: argparse.Namespace) -> int:
 
 def _check_resume_args(args: argparse.Namespace, config: dict[str, Any]) -> None:
     """On --resume, options that define the run must match its config.json (or be left out)."""
-    from babyaipp.errors import ConfigError
-
     saved = {
         "env": config["env_id"], "model": config["model"], "recurrent": config["recurrent"],
         "n_envs": config.get("n_envs"), "seed": config.get("seed"), "text": config["text"],
@@ -215,8 +232,6 @@ def _check_resume_args(args: argparse.Namespace, config: dict[str, Any]) -> None
 
 def _check_algo_args(args: argparse.Namespace) -> None:
     """Options that belong to one algorithm only: say which, instead of ignoring them."""
-    from babyaipp.errors import ConfigError
-
     if args.algo == "bc":
         for flag, given in (("--demos", args.demos is not None),):
             if not given:
@@ -234,16 +249,17 @@ def _check_algo_args(args: argparse.Namespace) -> None:
 
 
 def _cmd_bc(args: argparse.Namespace) -> int:
-    from babyaipp.agents import imitation
+    from babyaipp.agents.imitation import train_bc  # torch and SB3 load only when the command runs
+    from babyaipp.agents.runs import read_progress
 
-    result = imitation.train_bc(
+    result = train_bc(
         args.out, demos=args.demos, env_id=args.env, model=args.model or RUN_DEFAULTS["model"],
-        recurrent=bool(args.recurrent), epochs=imitation.DEFAULT_EPOCHS if args.epochs is None else args.epochs,
+        recurrent=bool(args.recurrent), epochs=DEFAULT_BC_EPOCHS if args.epochs is None else args.epochs,
         seed=RUN_DEFAULTS["seed"] if args.seed is None else args.seed, device=args.device, text=args.text,
         env_kwargs=None if args.env_kwarg is None else dict(args.env_kwarg), hyperparameters=dict(args.hparams or []),
         checkpoint_every=args.checkpoint_every or 0, progress_bar=sys.stderr.isatty(),
     )  # fmt: skip
-    last = imitation.training.read_progress(result.run_dir)[-1]
+    last = read_progress(result.run_dir)[-1]
     print(
         f"cloned {result.num_timesteps} demonstration frames in {result.elapsed_s:.1f} s ({result.fps:.0f} frames/s): "
         f"training accuracy {last['accuracy']:.3f}, success on demonstration seeds {last['success_rate']:.2f}"
@@ -253,8 +269,8 @@ def _cmd_bc(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from babyaipp.agents import training
-    from babyaipp.errors import check_range
+    from babyaipp.agents import training  # torch and SB3 load only when the command runs
+    from babyaipp.agents.runs import read_config
 
     _check_algo_args(args)
     limits = {"--n-envs": (args.n_envs, 1, 1000), "--steps": (args.steps, 1, None),
@@ -266,7 +282,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _cmd_bc(args)
     progress_bar = sys.stderr.isatty()
     if args.resume:
-        _check_resume_args(args, training.read_config(args.out))
+        _check_resume_args(args, read_config(args.out))
         result = training.resume(
             args.out, steps=args.steps, device=args.device, checkpoint_every=args.checkpoint_every,
             progress_bar=progress_bar,

@@ -21,18 +21,18 @@ episodes by held-out pair:
   (JSON), ``success``, ``episode_return``, ``length``;
 * dataset metadata ``babyaipp``: env id, text mode, env keywords, seed rule, package version.
 
-Seeding: episode ``k`` is reset with ``seed + k``. Demonstration seeds stay below ``10**6``, the
-first evaluation seed, so a cloned policy is never evaluated on a level it saw. Workers receive
-contiguous blocks of seeds and their episodes are written in seed order, so the dataset is the
-same for any number of workers.
+Seeding: episode ``k`` is reset with ``seed + k``. Demonstration seeds stay below
+:data:`~babyaipp.defaults.EVAL_SEED_START` (``10**6``), the first evaluation seed, so a cloned
+policy is never evaluated on a level it saw. Workers receive contiguous blocks of seeds and their
+episodes are written in seed order, so the dataset is the same for any number of workers.
 
 The dataset is built in a hidden temporary directory beside ``OUT`` (``.OUT.tmp-<pid>-*``) and
 renamed onto ``OUT`` at the end: an interrupted (Ctrl-C, or SIGTERM through the CLI) or failed run
 removes it and leaves no dataset behind; one killed outright (SIGKILL) leaves it, and the next run
 into ``OUT`` removes it.
 
-The loader (:func:`load_demos`, :func:`find_dataset`, :class:`Demonstrations`) and the format
-markers it checks live in :mod:`babyaipp.agents.demos_loading` and are re-exported here.
+The loader (:func:`~babyaipp.agents.demos_loading.load_demos`, ``find_dataset``,
+``Demonstrations``) and the format markers it checks live in :mod:`babyaipp.agents.demos_loading`.
 """
 
 from __future__ import annotations
@@ -54,19 +54,18 @@ from typing import Any
 
 import numpy as np
 
-from babyaipp.agents.demos_loading import (  # re-exported: importable from this module as before
-    FORMAT,
-    METADATA_KEY,
-    Demonstrations,
-    find_dataset,
-    load_demos,
-)
-from babyaipp.envs.registration import parse_env_id
+from babyaipp import __version__
+from babyaipp.agents.demos_loading import FORMAT, METADATA_KEY
+from babyaipp.defaults import DEFAULT_TEXT, EVAL_SEED_START
+from babyaipp.envs import provenance
+from babyaipp.envs.oracle import NoPlanError, Oracle
+from babyaipp.envs.physics import DONE
+from babyaipp.envs.pool import init_worker, process_alive
+from babyaipp.envs.registration import make_tokenized, parse_env_id
 from babyaipp.envs.text import TEXT_MODES
 from babyaipp.errors import ConfigError, check_choice, check_range
+from babyaipp.utils import check_out_dir
 
-#: Demonstration seeds stay below the evaluator's first seed.
-SEED_LIMIT = 10**6
 DATASET_NAME = "oracle-v0"
 #: Episodes per worker task: large enough to amortise inter-process transfer, small enough for
 #: a smooth progress bar.
@@ -151,8 +150,6 @@ def minari_root(path: str | os.PathLike) -> Iterator[None]:
 
 
 def _make_env(env_id: str, text: str, env_kwargs: dict[str, Any]) -> Any:
-    from babyaipp.envs.registration import make_tokenized
-
     return make_tokenized(env_id, text=text, **env_kwargs)
 
 
@@ -162,9 +159,6 @@ def record_episode(env: Any, oracle: Any, seed: int) -> DemoEpisode:
     A planner failure (which generated levels should never cause) is played out with ``done``
     as in evaluation, so the episode is kept with ``success`` False rather than crashing a run.
     """
-    from babyaipp.envs.oracle import NoPlanError
-    from babyaipp.envs.physics import DONE
-
     obs, info = env.reset(seed=seed)
     oracle.reset()
     observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
@@ -201,8 +195,6 @@ def record_episode(env: Any, oracle: Any, seed: int) -> DemoEpisode:
 
 def record_seeds(env_id: str, text: str, env_kwargs: dict[str, Any], seeds: list[int]) -> list[DemoEpisode]:
     """Record one episode per seed (a worker's task; module level so it pickles)."""
-    from babyaipp.envs.oracle import Oracle
-
     env = _make_env(env_id, text, env_kwargs)
     try:
         oracle = Oracle(env)
@@ -244,8 +236,6 @@ def _episode_stream(
             yield record_seeds(env_id, text, env_kwargs, block)
         return
     # spawn: workers start clean (no copied torch/tqdm threads); map() yields in submission order.
-    from babyaipp.envs.pool import init_worker
-
     context = get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(os.getpid(),))
     try:
@@ -265,17 +255,13 @@ def _remove_stale_temporaries(out: Path) -> None:
     Ctrl-C, SIGTERM (through the CLI) and errors remove their own; only a run killed outright
     (SIGKILL, a lost machine) leaves one, named ``.OUT.tmp-<pid>-*``, and the next run clears it.
     """
-    from babyaipp.envs.pool import _process_alive
-
     for path in out.parent.glob(f"{glob.escape(_temporary_prefix(out))}*"):
         pid = path.name[len(_temporary_prefix(out)) :].split("-", 1)[0]
-        if path.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        if path.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 
 
 def _check_out(out: Path) -> None:
-    from babyaipp.agents.runs import check_out_dir
-
     check_out_dir(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} already exists and is not empty; choose another --out")
@@ -287,7 +273,7 @@ def record_demos(
     episodes: int,
     seed: int = 0,
     workers: int = 1,
-    text: str = "full",
+    text: str = DEFAULT_TEXT,
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
     on_block: Callable[[int], None] | None = None,
@@ -299,13 +285,11 @@ def record_demos(
     """
     import minari
 
-    from babyaipp.envs import provenance
-
     out = Path(out).absolute()  # Minari mis-joins relative data paths when it sizes the file
     parse_env_id(env_id)
     check_choice("text mode", text, TEXT_MODES)
-    check_range("episodes", episodes, 1, SEED_LIMIT)
-    check_range("seed", seed, 0, SEED_LIMIT - episodes)
+    check_range("episodes", episodes, 1, EVAL_SEED_START)
+    check_range("seed", seed, 0, EVAL_SEED_START - episodes)
     check_range("workers", workers, 1, 64)
     env_kwargs = dict(env_kwargs or {})
     _check_out(out)
@@ -367,8 +351,6 @@ def _umask() -> int:
 
 
 def _dataset_metadata(env_id: str, text: str, env_kwargs: dict[str, Any], seed: int, episodes: int) -> dict:
-    from babyaipp import __version__
-
     return {
         "format": FORMAT,
         "package_version": __version__,
@@ -377,19 +359,15 @@ def _dataset_metadata(env_id: str, text: str, env_kwargs: dict[str, Any], seed: 
         "env_kwargs": env_kwargs,
         "seed": seed,
         "episodes": episodes,
-        "seed_rule": f"episode k is reset with seed {seed} + k (all < {SEED_LIMIT}, the first evaluation seed)",
+        "seed_rule": f"episode k is reset with seed {seed} + k (all < {EVAL_SEED_START}, the first evaluation seed)",
     }
 
 
 __all__ = [
     "DATASET_NAME",
-    "SEED_LIMIT",
     "DemoEpisode",
-    "Demonstrations",
     "RecordResult",
     "dataset_id_for",
-    "find_dataset",
-    "load_demos",
     "minari_root",
     "record_demos",
     "record_episode",

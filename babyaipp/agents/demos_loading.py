@@ -4,9 +4,8 @@
 opens it and checks that it carries babyaipp's own metadata (``FORMAT`` under ``METADATA_KEY``),
 and :class:`Demonstrations` wraps the Minari dataset with what was recorded about it (env id,
 text mode, env keywords, seed) and its per-episode metadata grouped by held-out pair. The format
-markers live here, beside the check that reads them; the recorder imports them from here, so this
-module imports nothing of :mod:`babyaipp.agents.demos` (no cycle) and everything here is
-re-exported there.
+markers live here, beside the check that reads them; the recorder imports them from here, and
+readers (behaviour cloning) need nothing of the recorder.
 """
 
 from __future__ import annotations

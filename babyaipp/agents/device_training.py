@@ -28,18 +28,42 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from stable_baselines3.common.vec_env import VecMonitor
 
 from babyaipp.agents import resume_state
 from babyaipp.agents.device_ppo import DevicePPO, LoopState, PPOSettings
+from babyaipp.agents.imitation import warm_start_from
 from babyaipp.agents.models import ModelConfig, model_spec
-from babyaipp.agents.runs import PROGRESS_WINDOW, ProgressCallback, _load_algorithm, _save_atomic, read_progress
+from babyaipp.agents.runs import (
+    PROGRESS_WINDOW,
+    ProgressCallback,
+    latest_checkpoint,
+    load_algorithm,
+    mark_killed_segments,
+    read_progress,
+    record_segment,
+    save_atomic,
+)
+from babyaipp.agents.training_setup import (
+    BATCHED_POOL_SIZE,
+    MAX_SEED,
+    REFRESH_SEED_BASE,
+    SEEDS_PER_RUN,
+    TrainResult,
+    build_agent,
+    package_version,
+    seed_vec_env,
+    train_seed,
+)
+from babyaipp.envs.registration import parse_env_id
+from babyaipp.envs.sb3 import BatchedSB3VecEnv
+from babyaipp.envs.text import TEXT_MODES
 from babyaipp.envs.threads import engine_thread_limit, limited_threads
-from babyaipp.errors import BabyAIPPError, CheckpointError
+from babyaipp.errors import BabyAIPPError, CheckpointError, ConfigError, check_choice, check_range
 from babyaipp.utils import atomic_write_json, resolve_device
 
 #: Training loops of ``babyaipp train --trainer``: SB3's PPO (the default) or :class:`DevicePPO`.
 TRAINERS = ("sb3", "device")
-DEFAULT_TRAINER = "sb3"
 #: The ``format`` of a device run's checkpoint sidecar.
 SIDECAR_FORMAT = "device-ppo-1"
 
@@ -57,25 +81,17 @@ def make_engine_env(
     Returned inside SB3's ``VecMonitor`` (the PPO object that holds the policy wants a VecEnv);
     the loop steps ``vec.venv.engine`` directly.
     """
-    from stable_baselines3.common.vec_env import VecMonitor
-
-    from babyaipp.agents import training
-    from babyaipp.envs.registration import parse_env_id
-    from babyaipp.envs.sb3 import BatchedSB3VecEnv
-    from babyaipp.envs.text import TEXT_MODES
-    from babyaipp.errors import check_choice, check_range
-
     parse_env_id(env_id)
     check_choice("text mode", text, TEXT_MODES)
-    check_range("seed", seed, 0, training.MAX_SEED)
-    block = (seed * training.SEEDS_PER_RUN, seed * training.SEEDS_PER_RUN + training.SEEDS_PER_RUN - 1)
+    check_range("seed", seed, 0, MAX_SEED)
+    block = (seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1)
     inner = BatchedSB3VecEnv(
-        env_id, n_envs, device=device, pool_size=max(n_envs, training.BATCHED_POOL_SIZE), seed_range=block,
+        env_id, n_envs, device=device, pool_size=max(n_envs, BATCHED_POOL_SIZE), seed_range=block,
         text=text, workers=1, refresh=True,
-        refresh_seed=training.REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset, **dict(env_kwargs or {}),
+        refresh_seed=REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset, **dict(env_kwargs or {}),
     )  # fmt: skip
     vec = VecMonitor(inner)
-    training._seed_vec_env(vec, seed, seed_offset)
+    seed_vec_env(vec, seed, seed_offset)
     return vec
 
 
@@ -107,42 +123,37 @@ def train_locked(
     engine: str = "batched",
 ) -> Any:
     """A new device run in ``run_dir`` (checked and locked by the caller)."""
-    from babyaipp.agents import training
-    from babyaipp.errors import ConfigError
-
     if engine != "batched":
         raise ConfigError(f"--trainer device steps the batched engine; --engine {engine!r} applies to --trainer sb3")
     resolved = resolve_device(device)
     vec = make_engine_env(env_id, n_envs, seed, text, env_kwargs, 0, resolved)
     try:
-        agent = training.build_agent(vec, model, config, recurrent, seed, resolved, run_dir / "tb")
-        training._seed_vec_env(vec, seed, 0)  # the constructor re-seeded the envs with `seed + i`
+        agent = build_agent(vec, model, config, recurrent, seed, resolved, run_dir / "tb")
+        seed_vec_env(vec, seed, 0)  # the constructor re-seeded the envs with `seed + i`
         vec.reset()  # the pool: the levels of the run's first seeds, as the SB3 trainer's first reset
         warm_start = None
         if init_from is not None:
-            from babyaipp.agents.imitation import warm_start_from
-
             warm_start = warm_start_from(agent, init_from, model, recurrent, config, resolved)
     except BaseException:
         vec.close()
         raise
     run_config = {
-        "package": "babyaipp", "version": training._package_version(), "env_id": env_id, "env_kwargs": env_kwargs,
+        "package": "babyaipp", "version": package_version(), "env_id": env_id, "env_kwargs": env_kwargs,
         "model": model, "recurrent": bool(recurrent), "algorithm": type(agent).__name__, "trainer": "device",
         "text": text, "seed": seed, "steps": steps, "n_envs": n_envs, "engine": "batched", "device": resolved,
         "checkpoint_every": checkpoint_every, "hyperparameters": config.to_dict(),
         "train_seed_range": {
-            "first": seed * training.SEEDS_PER_RUN, "last": seed * training.SEEDS_PER_RUN + training.SEEDS_PER_RUN - 1,
+            "first": seed * SEEDS_PER_RUN, "last": seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1,
             "rule": "as --trainer sb3 --engine batched",
         },
-        "train_seeds_used": [training.train_seed(seed, i) for i in range(n_envs)], "init_from": warm_start,
+        "train_seeds_used": [train_seed(seed, i) for i in range(n_envs)], "init_from": warm_start,
         "segments": [], "num_timesteps": 0, "completed": False,
     }  # fmt: skip
     atomic_write_json(run_dir / "config.json", run_config)
     try:
         return _run(agent, vec, run_dir, run_config, steps, checkpoint_every, resumed_from=None, restored=None)
     except Exception:
-        if training.latest_checkpoint(run_dir) is None:  # nothing to resume: leave no run behind
+        if latest_checkpoint(run_dir) is None:  # nothing to resume: leave no run behind
             for name in ("config.json", "progress.csv"):
                 (run_dir / name).unlink(missing_ok=True)
         raise
@@ -153,8 +164,6 @@ def resume_locked(
 ) -> Any:
     """Continue a device run from checkpoint ``path``: exactly with its sidecar, else on fresh levels
     (the next seeds of the run's block, as an SB3 run without a sidecar)."""
-    from babyaipp.agents import training
-
     n_envs, seed, recurrent = int(run_config["n_envs"]), int(run_config["seed"]), bool(run_config["recurrent"])
     step = int(path.stem.removeprefix("step_")) if path.name != "model.zip" else int(run_config["num_timesteps"])
     state = load_sidecar(resume_state.state_path(path))
@@ -164,18 +173,18 @@ def resume_locked(
     env = (run_config["env_id"], n_envs, seed, run_config["text"], dict(run_config.get("env_kwargs") or {}))
     vec = make_engine_env(*env, offset, device)
     try:
-        agent = _load_algorithm(path, recurrent, device, env=vec, config=run_config)
+        agent = load_algorithm(path, recurrent, device, env=vec, config=run_config)
         agent.tensorboard_log = str(run_dir / "tb")
         if exact:
             vec.venv.restore(state["engine"])
         else:
             torch.manual_seed(seed + offset // n_envs)
             vec.reset()
-            used = [*used, *(training.train_seed(seed, offset + i) for i in range(n_envs))]
+            used = [*used, *(train_seed(seed, offset + i) for i in range(n_envs))]
     except BaseException:
         vec.close()
         raise
-    training._mark_killed_segments(run_config)
+    mark_killed_segments(run_config)
     run_config.update(steps=steps, device=device, checkpoint_every=every, train_seeds_used=used)
     atomic_write_json(run_dir / "config.json", run_config)
     start = int(agent.num_timesteps)
@@ -226,8 +235,6 @@ def _run(
 ) -> Any:
     from stable_baselines3.common.utils import configure_logger
 
-    from babyaipp.agents import training
-
     engine = vec.venv.engine
     engine.auto_reset = False
     settings = _settings(run_config)
@@ -237,7 +244,7 @@ def _run(
     began = time.perf_counter()
 
     def checkpointed(step: int) -> None:
-        training._record_segment(run_config, run_dir, start, step, began, "running")
+        record_segment(run_config, run_dir, start, step, began, "running")
 
     callback = ProgressCallback(run_dir, every, rows, on_checkpoint=checkpointed)
     callback.init_callback(agent)
@@ -282,18 +289,18 @@ def _run(
                 if updating:  # the weights are part-way through an update: no exact state matches them
                     callback.boundary = None
                 saved = callback.save_interrupted(agent)
-                training._record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "interrupted")
+                record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "interrupted")
                 raise type(interrupt)(
                     f"saved {saved}; continue with `babyaipp train --resume --out {run_dir}`"
                 ) from interrupt
         elapsed = time.perf_counter() - began
         done = int(agent.num_timesteps) - start
         fps = done / elapsed if elapsed > 0 and done else 0.0
-        _save_atomic(agent, run_dir / "model.zip")
+        save_atomic(agent, run_dir / "model.zip")
         callback.save_boundary(run_dir / "model.zip", int(agent.num_timesteps))
-        training._record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "completed")
+        record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "completed")
     except OSError as err:  # disk full, directory removed or made read-only under the run
-        kept = training.latest_checkpoint(run_dir)
+        kept = latest_checkpoint(run_dir)
         where = (
             f"it can continue from step {kept[0]} with `babyaipp train --resume --out {run_dir}` once that is fixed"
             if kept else "no checkpoint was written"
@@ -302,7 +309,7 @@ def _run(
     finally:
         logger.close()
         vec.close()  # stops the engine's level worker
-    return training.TrainResult(run_dir, int(agent.num_timesteps), done, elapsed, fps, resumed_from, agent)
+    return TrainResult(run_dir, int(agent.num_timesteps), done, elapsed, fps, resumed_from, agent)
 
 
 def _log(logger: Any, callback: ProgressCallback, lengths: deque[int], losses: dict[str, float], agent: Any) -> None:

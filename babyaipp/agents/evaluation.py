@@ -6,8 +6,9 @@ default, as BabyAI evaluates; its argmax with ``greedy=True``) on the ``Train``,
 success rate ± binomial standard error, mean return and the gap Train − TargetPairOnly.
 
 Seeding rule (recorded in every result as ``seed_rule``): episode ``k`` (0-based) of every split
-starts with ``env.reset(seed=seed_base + k)``; ``seed_base`` defaults to ``10**6`` and may not be
-lower, because training seeds are below ``10**6``. A vectorised rollout hands the next unused
+starts with ``env.reset(seed=seed_base + k)``; ``seed_base`` defaults to
+:data:`~babyaipp.defaults.EVAL_SEED_START` (``10**6``) and may not be lower, because training seeds
+are below it. A vectorised rollout hands the next unused
 seed to whichever env finishes first, and results are keyed by ``k``, so they do not depend on
 the number of parallel envs.
 
@@ -27,8 +28,8 @@ under ``READING_KEY`` and shown in every table.
 No function here prints; long loops show a tqdm bar on stderr when ``progress=True``.
 
 The seeded rollouts, the per-episode records and their per-split statistics (success ± SE, the
-gap, held-out-pair breakdowns) live in :mod:`babyaipp.agents.evaluation_episodes` and are
-re-exported here; this module holds the policies and the ``evaluate_*`` flow.
+gap, held-out-pair breakdowns) live in :mod:`babyaipp.agents.evaluation_episodes`; this module
+holds the policies and the ``evaluate_*`` flow.
 """
 
 from __future__ import annotations
@@ -39,27 +40,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-# Seeded rollouts, episode records and their statistics, re-exported so that every name
-# importable from this module before the split still is.
 from babyaipp.agents.evaluation_episodes import (
-    DEFAULT_N_ENVS,
-    DEFAULT_SEED_BASE,
-    GAP_SPLITS,  # noqa: F401 (re-exported)
-    TRAIN_SEED_LIMIT,
     ActFn,
-    EpisodeRecord,
-    binomial_se,
     difference_se,
-    evaluation_seeds,
-    pair_name,  # noqa: F401 (re-exported)
     rollout_single,
     rollout_vectorised,
     seed_rule,
     split_gap,
     summarise_episodes,
 )
-from babyaipp.envs import SPLITS, split_ids
+from babyaipp.agents.runs import load_run
+from babyaipp.defaults import (
+    DEFAULT_EVAL_DEVICE,
+    DEFAULT_EVAL_EPISODES,
+    DEFAULT_EVAL_N_ENVS,
+    DEFAULT_GREEDY,
+    DEFAULT_TEXT,
+    EVAL_SEED_START,
+)
+from babyaipp.envs import SPLITS, make, split_ids
+from babyaipp.envs.oracle import NoPlanError
+from babyaipp.envs.physics import DONE
+from babyaipp.envs.reference_planners import make_reference_planner
+from babyaipp.envs.registration import make_tokenized
 from babyaipp.errors import (
     BabyAIPPError,
     CheckpointError,
@@ -70,7 +75,6 @@ from babyaipp.errors import (
 )
 
 DEFAULT_SPLITS: tuple[str, ...] = SPLITS
-DEFAULT_EPISODES = 1000
 REFERENCE_POLICIES: tuple[str, ...] = ("random", "oracle", "memoriser", "cautious")
 #: The planners among the references (the oracle and the two that never read the description).
 PLANNER_POLICIES: tuple[str, ...] = ("oracle", "memoriser", "cautious")
@@ -90,7 +94,7 @@ GAP_KEY = "gap_train_minus_target_pair_only"
 
 
 # --------------------------------------------------------------------------- policies
-def sb3_act_fn(model: Any, greedy: bool = True) -> ActFn:
+def sb3_act_fn(model: Any, greedy: bool = DEFAULT_GREEDY) -> ActFn:
     """Actions of an SB3 model: greedy (argmax), or sampled from the policy as BabyAI evaluates.
 
     For RecurrentPPO the LSTM state is carried and reset at episode starts (plain PPO ignores
@@ -112,7 +116,7 @@ def _check_common(splits: Iterable[str], episodes: int, seed_base: int) -> list[
     for s in splits:
         check_choice("split", s, SPLITS)
     check_range("episodes", episodes, 1)
-    check_range("seed_base", seed_base, TRAIN_SEED_LIMIT)
+    check_range("seed_base", seed_base, EVAL_SEED_START)
     return splits
 
 
@@ -132,13 +136,13 @@ def evaluate_policy_on_splits(
     act_fn: ActFn,
     env_id: str,
     splits: Sequence[str] = DEFAULT_SPLITS,
-    episodes: int = DEFAULT_EPISODES,
-    text: str = "full",
-    seed_base: int = DEFAULT_SEED_BASE,
+    episodes: int = DEFAULT_EVAL_EPISODES,
+    text: str = DEFAULT_TEXT,
+    seed_base: int = EVAL_SEED_START,
     recurrent: bool = False,
     progress: bool = False,
-    n_envs: int = DEFAULT_N_ENVS,
-    greedy: bool = True,
+    n_envs: int = DEFAULT_EVAL_N_ENVS,
+    greedy: bool = DEFAULT_GREEDY,
     **env_kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate a batched policy on the split ids of ``env_id``'s task and difficulty.
@@ -150,10 +154,6 @@ def evaluate_policy_on_splits(
     depend on ``n_envs`` at all. Returns a JSON-ready dict (see :func:`summarise_episodes` for the
     per-split keys) with the seed rule and the Train − TargetPairOnly gap.
     """
-    import torch
-
-    from babyaipp.envs.registration import make_tokenized
-
     if hasattr(act_fn, "predict"):  # an SB3 model passed as it is
         act_fn = sb3_act_fn(act_fn, greedy=greedy)
     splits = _check_common(splits, episodes, seed_base)
@@ -181,31 +181,19 @@ def evaluate_policy_on_splits(
     )
 
 
-def oracle_available() -> bool:
-    try:
-        from babyaipp.envs.oracle import Oracle  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def evaluate_reference_on_splits(
     policy: str,
     env_id: str,
     splits: Sequence[str] = DEFAULT_SPLITS,
-    episodes: int = DEFAULT_EPISODES,
-    text: str = "full",
-    seed_base: int = DEFAULT_SEED_BASE,
+    episodes: int = DEFAULT_EVAL_EPISODES,
+    text: str = DEFAULT_TEXT,
+    seed_base: int = EVAL_SEED_START,
     progress: bool = False,
     **env_kwargs: Any,
 ) -> dict[str, Any]:
     """A reference policy (``random``, ``oracle``, ``memoriser``, ``cautious``) on the model's splits and seeds."""
-    from babyaipp.envs import make
-
     check_choice("reference policy", policy, REFERENCE_POLICIES + EXTRA_REFERENCE_POLICIES)
     splits = _check_common(splits, episodes, seed_base)
-    if policy != "random" and not oracle_available():
-        raise BabyAIPPError("the oracle (babyaipp.envs.oracle) is not available in this install")
     ids = split_ids(env_id)
     results: dict[str, Any] = {}
     for split in splits:
@@ -228,10 +216,6 @@ def _reference_chooser(policy: str, env: Any, seed_base: int) -> Callable[[int],
             return lambda: int(rng.integers(n_actions))
 
         return choose_random
-    from babyaipp.envs.oracle import NoPlanError
-    from babyaipp.envs.physics import DONE
-    from babyaipp.envs.reference_planners import make_reference_planner
-
     oracle = make_reference_planner(policy, env)
 
     def choose_oracle(k: int) -> Callable[[], int]:
@@ -260,12 +244,9 @@ def evaluate_references(
     policies: Sequence[str] = REFERENCE_POLICIES,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Every available reference policy; a missing oracle is recorded, not raised."""
+    """Every reference policy in ``policies`` on the same splits and seeds."""
     out: dict[str, Any] = {}
     for policy in policies:
-        if policy in PLANNER_POLICIES and not oracle_available():
-            out[policy] = {"policy": policy, "unavailable": "babyaipp.envs.oracle is not installed"}
-            continue
         out[policy] = evaluate_reference_on_splits(policy, env_id, **kwargs)
     return out
 
@@ -289,21 +270,19 @@ def reading_margin(result: dict[str, Any]) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- runs on disk
 def check_observation_space(model: Any, env_id: str, text: str, **env_kwargs: Any) -> None:
     """Raise a clear error when ``env_id``'s token observations differ from the checkpoint's."""
-    from babyaipp.envs.registration import make_tokenized
-
     env = make_tokenized(env_id, text=text, **env_kwargs)
     try:
         env_space = env.observation_space
     finally:
         env.close()
     model_space = model.observation_space
-    if not _spaces_match(env_space, model_space):
+    if not spaces_match(env_space, model_space):
         raise BabyAIPPError(
             f"observation space of {env_id} ({env_space}) does not match the checkpoint's ({model_space})"
         )
 
 
-def _spaces_match(env_space: Any, model_space: Any) -> bool:
+def spaces_match(env_space: Any, model_space: Any) -> bool:
     """Equal, allowing image boxes that SB3 stored channels-first (``VecTransposeImage``); its
     ``predict`` transposes channels-last observations itself."""
     from gymnasium import spaces
@@ -323,23 +302,21 @@ def _spaces_match(env_space: Any, model_space: Any) -> bool:
 
 
 def default_loader(run_dir: Path, device: str) -> tuple[Any, dict[str, Any]]:
-    from babyaipp.agents.training import load_run
-
     return load_run(run_dir, device=device)
 
 
 def evaluate_run(
     run_dir: str | os.PathLike,
     splits: Sequence[str] = DEFAULT_SPLITS,
-    episodes: int = DEFAULT_EPISODES,
-    device: str = "cpu",
+    episodes: int = DEFAULT_EVAL_EPISODES,
+    device: str = DEFAULT_EVAL_DEVICE,
     references: bool = True,
     env_id: str | None = None,
-    seed_base: int = DEFAULT_SEED_BASE,
-    n_envs: int = DEFAULT_N_ENVS,
+    seed_base: int = EVAL_SEED_START,
+    n_envs: int = DEFAULT_EVAL_N_ENVS,
     progress: bool = False,
     loader: Callable[[Path, str], tuple[Any, dict[str, Any]]] | None = None,
-    greedy: bool = False,
+    greedy: bool = DEFAULT_GREEDY,
 ) -> dict[str, Any]:
     """Load a training run and evaluate it (and, optionally, the reference policies).
 
@@ -390,23 +367,17 @@ def evaluate_run(
 
 
 __all__ = [
-    "DEFAULT_SEED_BASE",
+    "EVAL_SUBDIR",
     "PLANNER_POLICIES",
     "READING_KEY",
     "REFERENCE_POLICIES",
-    "TRAIN_SEED_LIMIT",
-    "EpisodeRecord",
-    "binomial_se",
+    "RESULTS_JSON",
     "check_observation_space",
-    "difference_se",
     "evaluate_policy_on_splits",
     "evaluate_reference_on_splits",
     "evaluate_references",
     "evaluate_run",
-    "evaluation_seeds",
-    "rollout_single",
-    "rollout_vectorised",
     "reading_margin",
     "sb3_act_fn",
-    "summarise_episodes",
+    "spaces_match",
 ]

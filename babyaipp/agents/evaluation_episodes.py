@@ -6,7 +6,8 @@ policy, :func:`rollout_single` for the one-env reference policies), each finishe
 an :class:`EpisodeRecord`, and :func:`summarise_episodes` / :func:`split_gap` turn the records into
 success ± binomial SE, mean return and length, held-out-pair breakdowns and the
 Train − TargetPairOnly gap. Kept apart from the ``evaluate_*`` flow so that flow reads top to
-bottom and this module imports nothing of it (no cycle); everything here is re-exported there.
+bottom and this module, which imports nothing of it, serves the other callers (behaviour cloning's
+fit check, the headroom study) as well.
 """
 
 from __future__ import annotations
@@ -18,12 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from babyaipp.defaults import DEFAULT_EVAL_N_ENVS, EVAL_SEED_START
 from babyaipp.errors import check_range
 
-#: Training seeds are below this; evaluation seeds start at or above it.
-TRAIN_SEED_LIMIT = 10**6
-DEFAULT_SEED_BASE = TRAIN_SEED_LIMIT
-DEFAULT_N_ENVS = 32
 GAP_SPLITS = ("Train", "TargetPairOnly")
 
 #: ``act_fn(obs_batch, state, episode_start) -> (actions, state)``, i.e. SB3's ``predict`` signature.
@@ -47,11 +45,11 @@ def difference_se(se_a: float, se_b: float) -> float:
 def seed_rule(seed_base: int) -> str:
     return (
         f"episode k (0-based) of every split starts with env.reset(seed={seed_base} + k); "
-        f"training seeds are < {TRAIN_SEED_LIMIT}, so evaluation seeds are disjoint from them"
+        f"training seeds are < {EVAL_SEED_START}, so evaluation seeds are disjoint from them"
     )
 
 
-def evaluation_seeds(episodes: int, seed_base: int = DEFAULT_SEED_BASE) -> list[int]:
+def evaluation_seeds(episodes: int, seed_base: int = EVAL_SEED_START) -> list[int]:
     """The reset seeds of episodes ``0 .. episodes - 1``."""
     return [seed_base + k for k in range(episodes)]
 
@@ -148,8 +146,8 @@ def rollout_vectorised(
     make_env: Callable[[], Any],
     act_fn: ActFn,
     episodes: int,
-    seed_base: int = DEFAULT_SEED_BASE,
-    n_envs: int = DEFAULT_N_ENVS,
+    seed_base: int = EVAL_SEED_START,
+    n_envs: int = DEFAULT_EVAL_N_ENVS,
     progress: bool = False,
     desc: str = "eval",
 ) -> list[EpisodeRecord]:
@@ -221,7 +219,7 @@ def rollout_single(
     env: Any,
     choose_action: Callable[[int], Callable[[], int]],
     episodes: int,
-    seed_base: int = DEFAULT_SEED_BASE,
+    seed_base: int = EVAL_SEED_START,
     progress: bool = False,
     desc: str = "eval",
 ) -> list[EpisodeRecord]:
@@ -255,10 +253,7 @@ def rollout_single(
 
 
 __all__ = [
-    "DEFAULT_N_ENVS",
-    "DEFAULT_SEED_BASE",
     "GAP_SPLITS",
-    "TRAIN_SEED_LIMIT",
     "ActFn",
     "EpisodeRecord",
     "binomial_se",

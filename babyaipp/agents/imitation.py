@@ -1,6 +1,6 @@
 """Behaviour cloning of the oracle's demonstrations into the same SB3 policies PPO trains.
 
-``train_bc`` builds the policy exactly as ``babyaipp train`` does (:func:`training.build_agent`:
+``train_bc`` builds the policy exactly as ``babyaipp train`` does (:func:`~babyaipp.agents.training_setup.build_agent`:
 the model's feature extractor, the actor and critic MLPs, the LSTM with ``--recurrent``), then
 fits it on a dataset recorded by ``babyaipp demos``:
 
@@ -13,7 +13,7 @@ Feed-forward models see shuffled single steps (minibatches of ``batch_size`` fra
 models see whole episodes: each minibatch is a set of episodes (about ``batch_size`` frames in
 all), padded to the longest, run through the LSTM from a zero state with ``episode_starts`` set
 at ``t = 0``; padded steps are masked out of the loss. Only successful demonstrations are used.
-The dataset's steps and minibatches live in :mod:`babyaipp.agents.imitation_data` (re-exported here).
+The dataset's steps and minibatches live in :mod:`babyaipp.agents.imitation_data`.
 
 The run directory is the one PPO writes (``config.json`` with ``"algo": "bc"``, ``model.zip``,
 ``checkpoints/``, ``progress.csv``, ``tb/``), so ``load_run``, ``babyaipp eval`` and
@@ -45,18 +45,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from babyaipp.agents import training
-from babyaipp.agents.demos import Demonstrations, load_demos
+from babyaipp.agents.demos_loading import Demonstrations, load_demos
+from babyaipp.agents.evaluation import sb3_act_fn, spaces_match
+from babyaipp.agents.evaluation_episodes import rollout_vectorised
 from babyaipp.agents.imitation_data import Batch, StepData, check_demos_match, episode_batches, load_steps, step_batches
 from babyaipp.agents.models import model_spec
+from babyaipp.agents.runs import PROGRESS_COLUMNS as PPO_PROGRESS_COLUMNS
+from babyaipp.agents.runs import load_run, run_lock, save_atomic
+from babyaipp.agents.training_setup import (
+    MAX_SEED,
+    TrainResult,
+    build_agent,
+    check_hyperparameters,
+    make_tokenized_env,
+    make_vec_env,
+    package_version,
+)
+from babyaipp.defaults import DEFAULT_BC_EPOCHS, EVAL_SEED_START
 from babyaipp.errors import BabyAIPPError, ConfigError, check_range
-from babyaipp.utils import atomic_write_json, atomic_write_text, resolve_device
+from babyaipp.utils import atomic_write_json, atomic_write_text, check_out_dir, resolve_device
 
 #: BC's own defaults for shared hyperparameters (``--set`` still overrides them).
 BC_DEFAULTS: dict[str, Any] = {"learning_rate": 3e-4, "batch_size": 64}
-DEFAULT_EPOCHS = 20
 DEFAULT_PROGRESS_EPISODES = 20
-PROGRESS_COLUMNS = (*training.PROGRESS_COLUMNS, "loss", "accuracy")
+PROGRESS_COLUMNS = (*PPO_PROGRESS_COLUMNS, "loss", "accuracy")
 #: Hyperparameters that shape the network: a warm start needs them equal.
 _SHAPE_FIELDS = ("head_hidden_dim", "lstm_hidden_dim")
 
@@ -118,7 +130,7 @@ def train_bc(
     env_id: str | None = None,
     model: str = "image",
     recurrent: bool = False,
-    epochs: int = DEFAULT_EPOCHS,
+    epochs: int = DEFAULT_BC_EPOCHS,
     seed: int = 0,
     device: str = "auto",
     text: str | None = None,
@@ -127,23 +139,23 @@ def train_bc(
     checkpoint_every: int = 0,
     progress_episodes: int = DEFAULT_PROGRESS_EPISODES,
     progress_bar: bool = False,
-) -> training.TrainResult:
+) -> TrainResult:
     """Clone the demonstrations in ``demos`` into a new run in ``run_dir``.
 
     ``env_id``, ``text`` and ``env_kwargs`` default to the dataset's; given, they must equal
     them (else :class:`BabyAIPPError` naming the difference). ``checkpoint_every`` counts frames
     (0: no checkpoints); a checkpoint is written after the epoch that passes each multiple.
     """
-    run_dir = training.check_out_dir(run_dir)
+    run_dir = check_out_dir(run_dir)
     spec = model_spec(model)
     config = spec.config.from_dict(
-        training.check_hyperparameters(spec.config, {**BC_DEFAULTS, **dict(hyperparameters or {})})
+        check_hyperparameters(spec.config, {**BC_DEFAULTS, **dict(hyperparameters or {})})
     )
     check_range("epochs", epochs, 1, None)
-    check_range("seed", seed, 0, training.MAX_SEED)
+    check_range("seed", seed, 0, MAX_SEED)
     check_range("checkpoint_every", checkpoint_every, 0, None)
     check_range("progress_episodes", progress_episodes, 0, None)
-    with training.run_lock(run_dir):
+    with run_lock(run_dir):
         if (run_dir / "config.json").exists():
             if (run_dir / "model.zip").exists():
                 raise ConfigError(f"{run_dir} already holds a run; choose another --out")
@@ -165,7 +177,7 @@ def _train_bc_locked(
     run_dir: Path, demos: str | Path, env_id: str | None, model: str, spec: Any, config: Any, recurrent: bool,
     epochs: int, seed: int, device: str, text: str | None, env_kwargs: dict[str, Any] | None,
     checkpoint_every: int, progress_episodes: int, progress_bar: bool,
-) -> training.TrainResult:  # fmt: skip
+) -> TrainResult:  # fmt: skip
     resolved = resolve_device(device)
     dataset = load_demos(demos)
     env_id = dataset.env_id if env_id is None else env_id
@@ -173,11 +185,11 @@ def _train_bc_locked(
     env_kwargs = dict(dataset.env_kwargs if env_kwargs is None else env_kwargs)
     # Enough envs for one PPO rollout to fill a minibatch, so the model is a valid PPO as saved.
     n_envs = max(1, math.ceil(config.batch_size / config.n_steps))
-    vec = training.make_vec_env(env_id, n_envs, seed, text, env_kwargs)
+    vec = make_vec_env(env_id, n_envs, seed, text, env_kwargs)
     check_demos_match(dataset, env_id, text, env_kwargs, vec.observation_space)
     data = load_steps(dataset, config.gamma)
 
-    agent = training.build_agent(vec, model, config, recurrent, seed, resolved, run_dir / "tb")
+    agent = build_agent(vec, model, config, recurrent, seed, resolved, run_dir / "tb")
     run_config = _run_config(env_id, env_kwargs, model, recurrent, type(agent).__name__, text, seed, epochs,
                              data, dataset, resolved, checkpoint_every, config, n_envs)  # fmt: skip
     atomic_write_json(run_dir / "config.json", run_config)
@@ -198,7 +210,7 @@ def _run_config(env_id: str, env_kwargs: dict[str, Any], model: str, recurrent: 
     episodes = int(dataset.dataset.total_episodes)
     return {
         "package": "babyaipp",
-        "version": training._package_version(),
+        "version": package_version(),
         "env_id": env_id,
         "env_kwargs": env_kwargs,
         "model": model,
@@ -226,7 +238,7 @@ def _run_config(env_id: str, env_kwargs: dict[str, Any], model: str, recurrent: 
             "first": dataset.seed,
             "last": dataset.seed + episodes - 1,
             "rule": f"demonstration episode k was reset with seed {dataset.seed} + k; "
-            f"evaluation seeds start at {training.EVAL_SEED_START}",
+            f"evaluation seeds start at {EVAL_SEED_START}",
         },
         "segments": [],
         "num_timesteps": 0,
@@ -237,7 +249,7 @@ def _run_config(env_id: str, env_kwargs: dict[str, Any], model: str, recurrent: 
 def _fit(
     agent: Any, data: StepData, dataset: Demonstrations, run_dir: Path, run_config: dict[str, Any], config: Any,
     epochs: int, seed: int, recurrent: bool, checkpoint_every: int, progress_episodes: int, progress_bar: bool,
-) -> training.TrainResult:  # fmt: skip
+) -> TrainResult:  # fmt: skip
     from stable_baselines3.common.logger import configure
     from tqdm.auto import tqdm
 
@@ -275,16 +287,16 @@ def _fit(
                 logger.dump(frames_done)
                 every = checkpoint_every
                 if every and frames_done // every > (frames_done - int(seen)) // every:
-                    training._save_atomic(agent, run_dir / "checkpoints" / f"step_{frames_done}.zip")
+                    save_atomic(agent, run_dir / "checkpoints" / f"step_{frames_done}.zip")
     finally:
         logger.close()
     elapsed = time.perf_counter() - began
     fps = frames_done / elapsed if elapsed > 0 else 0.0
-    training._save_atomic(agent, run_dir / "model.zip")
+    save_atomic(agent, run_dir / "model.zip")
     run_config["segments"] = [{"from": 0, "to": frames_done, "seconds": round(elapsed, 3), "fps": round(fps, 1)}]
     run_config.update(num_timesteps=frames_done, completed=True)
     atomic_write_json(run_dir / "config.json", run_config)
-    return training.TrainResult(run_dir, frames_done, frames_done, elapsed, fps, None, agent)
+    return TrainResult(run_dir, frames_done, frames_done, elapsed, fps, None, agent)
 
 
 def _step(policy: Any, optimizer: torch.optim.Optimizer, batch: Batch, config: Any) -> tuple[float, float, int]:
@@ -312,12 +324,10 @@ def _fit_check(agent: Any, dataset: Demonstrations, run_config: dict[str, Any], 
     """Greedy success and return on the first ``episodes`` demonstration seeds (training levels)."""
     if episodes == 0:
         return {"mean_return": float("nan"), "success_rate": float("nan")}
-    from babyaipp.agents.evaluation import rollout_vectorised, sb3_act_fn
-
     episodes = min(episodes, int(dataset.dataset.total_episodes))
     records = rollout_vectorised(
-        lambda: training._make_tokenized_env(run_config["env_id"], run_config["text"], run_config["env_kwargs"]),
-        sb3_act_fn(agent), episodes, seed_base=dataset.seed, n_envs=episodes,
+        lambda: make_tokenized_env(run_config["env_id"], run_config["text"], run_config["env_kwargs"]),
+        sb3_act_fn(agent, greedy=True), episodes, seed_base=dataset.seed, n_envs=episodes,
     )  # fmt: skip
     return {
         "mean_return": float(np.mean([r.episode_return for r in records])),
@@ -344,9 +354,7 @@ def warm_start_from(
 ) -> dict[str, Any]:
     """Copy a finished run's policy weights into ``agent``; a clear error naming what differs
     (model, recurrence, network sizes, observation space) when they cannot fit."""
-    from babyaipp.agents.evaluation import _spaces_match
-
-    source, source_config = training.load_run(source_dir, device=device)
+    source, source_config = load_run(source_dir, device=device)
     where = f"--init-from {source_dir}"
     if source_config["model"] != model:
         raise ConfigError(f"{where} holds a {source_config['model']!r} model, not {model!r}; pass --model "
@@ -359,7 +367,7 @@ def warm_start_from(
         if name in saved and saved[name] != getattr(config, name):
             raise ConfigError(f"{where} has {name}={saved[name]}, this run {getattr(config, name)}; "
                               f"pass --set {name}={saved[name]}")  # fmt: skip
-    if not _spaces_match(agent.observation_space, source.observation_space):
+    if not spaces_match(agent.observation_space, source.observation_space):
         raise BabyAIPPError(f"{where} was trained on another observation space ({source.observation_space}) "
                             f"than this run's ({agent.observation_space})")  # fmt: skip
     agent.policy.load_state_dict(source.policy.state_dict())
@@ -369,15 +377,9 @@ def warm_start_from(
 
 __all__ = [
     "BC_DEFAULTS",
-    "DEFAULT_EPOCHS",
     "PROGRESS_COLUMNS",
-    "StepData",
-    "check_demos_match",
-    "episode_batches",
     "forward_sequences",
     "forward_steps",
-    "load_steps",
-    "step_batches",
     "train_bc",
     "warm_start_from",
 ]

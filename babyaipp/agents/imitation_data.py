@@ -5,8 +5,8 @@
 oracle action ``t``, with the discounted return from ``t``), and :func:`step_batches` /
 :func:`episode_batches` cut that into shuffled minibatches (:class:`Batch`): single steps for
 feed-forward models, whole padded episodes laid out sequence-major for recurrent ones. Kept apart
-from the training loop in :mod:`babyaipp.agents.imitation` (which re-exports these names) so that
-loop reads top to bottom; this module imports nothing of it (no cycle).
+from the training loop in :mod:`babyaipp.agents.imitation` so that loop reads top to bottom; this
+module imports nothing of it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from babyaipp.agents.demos import Demonstrations
+from babyaipp.agents.demos_loading import Demonstrations
 from babyaipp.errors import BabyAIPPError
 
 

@@ -534,8 +534,7 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def model_spec(name: str) -> ModelSpec:
-    from babyaipp.errors import check_choice
-
+    """The extractor, config class and summary of model ``name`` (a one-line error naming the choices)."""
     return MODELS[check_choice("model", name, MODELS)]
 
 
@@ -562,7 +561,6 @@ __all__ = [
     "BabyAIExtractor",
     "ConcatConfig",
     "ConcatExtractor",
-    "ConfigError",
     "FiLMConfig",
     "FiLMExtractor",
     "ImageConfig",

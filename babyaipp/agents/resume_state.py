@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.vec_env import VecMonitor
 
+from babyaipp.envs.sb3 import BatchedSB3VecEnv
 from babyaipp.errors import CheckpointError
 from babyaipp.utils import atomic_write
 
@@ -78,10 +80,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def capture(agent: Any, progress_returns: Any, progress_episodes: int) -> dict[str, Any] | None:
     """The state of ``agent``'s training between two updates, or None where it cannot be captured
     (single envs, or before the first reset)."""
-    from stable_baselines3.common.vec_env import VecMonitor
-
-    from babyaipp.envs.sb3 import BatchedSB3VecEnv
-
     chain = _chain(agent.get_env())
     adapter, monitors = chain[-1], [v for v in chain if isinstance(v, VecMonitor)]
     if not isinstance(adapter, BatchedSB3VecEnv) or not monitors or agent._last_obs is None:

@@ -11,9 +11,9 @@ A run directory holds::
 
 Every file is written to a temporary name and renamed, so an interrupted run never leaves half a
 file. This module lists checkpoints, reads ``config.json`` and ``progress.csv``, loads models and
-writes progress and checkpoints during training (:class:`ProgressCallback`); it knows nothing of
-environments, so :mod:`babyaipp.agents.training` (which re-exports these names) and the modules
-that only read finished runs can both use it without import cycles.
+writes progress, checkpoints and the record of each training segment during training
+(:class:`ProgressCallback`, :func:`record_segment`), for every trainer and for the modules that
+only read finished runs.
 """
 
 from __future__ import annotations
@@ -38,13 +38,16 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
+from babyaipp.agents import resume_state
+from babyaipp.agents.models import model_spec, policy_kwargs
+from babyaipp.envs.registration import make_tokenized
 from babyaipp.errors import BabyAIPPError, CheckpointError, ConfigError
-from babyaipp.utils import atomic_write, atomic_write_text, resolve_device
+from babyaipp.utils import atomic_write, atomic_write_json, atomic_write_text, check_out_dir, resolve_device
 
 PROGRESS_COLUMNS = ("timesteps", "episodes", "mean_return", "success_rate", "fps")
 #: Episodes over which progress.csv averages return and success.
 PROGRESS_WINDOW = 100
-_CHECKPOINT_RE = re.compile(r"^step_(\d+)\.zip$")
+CHECKPOINT_RE = re.compile(r"^step_(\d+)\.zip$")
 LOCK_NAME = ".lock"
 
 
@@ -55,25 +58,6 @@ class RunLockedError(ConfigError):
 # ---------------------------------------------------------------------------------------------
 # The run directory's lock
 # ---------------------------------------------------------------------------------------------
-
-
-def check_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
-    """``path`` as a directory this process may create and write, or a one-line error naming ``flag``.
-
-    Checked before any work starts, so a bad ``--out`` fails in a second, not after training.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{flag} {str(path)!r} is a file, not a directory; choose a directory")
-    existing = path
-    while not existing.exists():  # the nearest existing ancestor is the one that must be writable
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if existing.exists() and (not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)):
-        what = "is a file" if not existing.is_dir() else "is not writable"
-        raise ConfigError(f"{flag} {str(path)!r} cannot be created or written: {str(existing)!r} {what}")
-    return path
 
 
 @contextlib.contextmanager
@@ -132,7 +116,7 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _algorithm_class(recurrent: bool) -> type[BaseAlgorithm]:
+def algorithm_class(recurrent: bool) -> type[BaseAlgorithm]:
     if recurrent:
         from sb3_contrib import RecurrentPPO
 
@@ -146,7 +130,7 @@ def checkpoints(run_dir: str | Path) -> dict[int, Path]:
     found: dict[int, Path] = {}
     if folder.is_dir():
         for path in folder.iterdir():
-            m = _CHECKPOINT_RE.match(path.name)
+            m = CHECKPOINT_RE.match(path.name)
             if m:
                 found[int(m[1])] = path
     return dict(sorted(found.items()))
@@ -203,8 +187,6 @@ def _rebuilt_objects(path: Path, config: dict[str, Any], env: Any) -> dict[str, 
     these objects SB3 unpickles none of them, so loading a run made by this package runs no code
     from the file. A pickled entry this package does not know is refused rather than unpickled.
     """
-    from babyaipp.agents.models import model_spec, policy_kwargs
-
     try:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data"))
@@ -216,14 +198,12 @@ def _rebuilt_objects(path: Path, config: dict[str, Any], env: Any) -> dict[str, 
     model_config = model_spec(config["model"]).config.from_dict(dict(config.get("hyperparameters") or {}))
     single = None
     if env is None:
-        from babyaipp.envs.registration import make_tokenized
-
         single = env = make_tokenized(config["env_id"], text=config["text"], **dict(config.get("env_kwargs") or {}))
     wrapped = BaseAlgorithm._wrap_env(env, verbose=0, monitor_wrapper=False)  # channels-first, as SB3 saves it
     observation_space, action_space = wrapped.observation_space, wrapped.action_space
     if single is not None:
         single.close()
-    algorithm = _algorithm_class(recurrent)
+    algorithm = algorithm_class(recurrent)
     rebuilt: dict[str, Any] = {
         "policy_class": algorithm.policy_aliases["MultiInputLstmPolicy" if recurrent else "MultiInputPolicy"],
         "policy_kwargs": policy_kwargs(config["model"], model_config, recurrent),
@@ -242,17 +222,17 @@ def _rebuilt_objects(path: Path, config: dict[str, Any], env: Any) -> dict[str, 
     return {k: rebuilt[k] for k in pickled}
 
 
-def _load_algorithm(
+def load_algorithm(
     path: Path, recurrent: bool, device: str, env: Any = None, config: dict[str, Any] | None = None
 ) -> BaseAlgorithm:
     """Load a checkpoint; with the run's ``config`` (every caller in this package passes it),
     without unpickling anything from the file (:func:`_rebuilt_objects`)."""
     if not path.is_file():
         raise CheckpointError(f"{path} not found")
-    kind = _algorithm_class(recurrent).__name__
+    kind = algorithm_class(recurrent).__name__
     custom = _rebuilt_objects(path, config, env) if config is not None else None
     try:
-        model = _algorithm_class(recurrent).load(path, env=env, device=device, custom_objects=custom)
+        model = algorithm_class(recurrent).load(path, env=env, device=device, custom_objects=custom)
     except BabyAIPPError:
         raise
     except pickle.UnpicklingError as err:  # torch's weights-only reader refused policy.pth
@@ -276,14 +256,44 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[BaseAlgorithm, d
     :func:`_rebuilt_objects`); still, load only runs you trust.
     """
     config = read_config(run_dir)
-    model = _load_algorithm(
+    model = load_algorithm(
         Path(run_dir) / "model.zip", bool(config["recurrent"]), resolve_device(device), config=config
     )
     return model, config
 
 
-def _save_atomic(model: BaseAlgorithm, path: Path) -> Path:
+def save_atomic(model: BaseAlgorithm, path: Path) -> Path:
+    """Save ``model`` to ``path`` through a temporary file, so a crash never leaves half a zip."""
     return atomic_write(path, lambda tmp: model.save(tmp))
+
+
+def mark_killed_segments(run_config: dict[str, Any]) -> None:
+    """Mark segments still ``running`` in ``run_config`` as ``killed``: their process died without a word."""
+    for old in run_config.get("segments", []):
+        if old.get("ended") == "running":  # its process died without a word (SIGKILL, a crash)
+            old["ended"] = "killed"
+
+
+def record_segment(
+    run_config: dict[str, Any], run_dir: Path, start: int, reached: int, began: float, ended: str
+) -> None:
+    """Write this call's segment (steps from..to, time, fps, how it ended) into config.json.
+
+    Written at every checkpoint too (``ended: "running"``), so a run killed without warning still
+    records the steps it trained; ``resume`` marks such a segment ``killed``.
+    """
+    elapsed = time.perf_counter() - began
+    done = reached - start
+    fps = done / elapsed if elapsed > 0 and done else 0.0
+    segment = {"from": start, "to": reached, "seconds": round(elapsed, 3), "fps": round(fps, 1), "ended": ended}
+    segments = list(run_config.get("segments", []))
+    if segments and segments[-1].get("ended") == "running" and segments[-1].get("from") == start:
+        segments[-1] = segment
+    else:
+        segments.append(segment)
+    run_config["segments"] = segments
+    run_config.update(num_timesteps=reached, completed=reached >= int(run_config["steps"]))
+    atomic_write_json(run_dir / "config.json", run_config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,8 +368,6 @@ class ProgressCallback(BaseCallback):
     def capture_boundary(self) -> None:
         """Keep the training state between two updates, for the next checkpoint's exact-resume sidecar
         (also the one Ctrl-C writes, whose weights are those of the last update)."""
-        from babyaipp.agents import resume_state
-
         self.boundary = resume_state.capture(self.model, self.returns, self.episodes)
 
     def after_update(self) -> None:
@@ -373,7 +381,7 @@ class ProgressCallback(BaseCallback):
     def save_checkpoint(self) -> Path:
         step = int(self.model.num_timesteps)  # the callback's own copy lags behind the model's
         self.last_checkpoint = step
-        path = _save_atomic(self.model, self.run_dir / "checkpoints" / f"step_{step}.zip")
+        path = save_atomic(self.model, self.run_dir / "checkpoints" / f"step_{step}.zip")
         self.save_boundary(path, step)
         if self.on_checkpoint is not None:
             self.on_checkpoint(step)
@@ -381,8 +389,6 @@ class ProgressCallback(BaseCallback):
 
     def save_boundary(self, checkpoint: Path, step: int) -> None:
         """Write the exact-resume sidecar of ``checkpoint`` when the kept state belongs to ``step``."""
-        from babyaipp.agents import resume_state
-
         sidecar = resume_state.state_path(checkpoint)
         if self.boundary is not None and self.boundary["num_timesteps"] == step:
             resume_state.save(sidecar, self.boundary)
@@ -424,16 +430,21 @@ class ProgressCallback(BaseCallback):
 
 
 __all__ = [
+    "CHECKPOINT_RE",
     "LOCK_NAME",
     "PROGRESS_COLUMNS",
     "PROGRESS_WINDOW",
     "ProgressCallback",
     "RunLockedError",
-    "check_out_dir",
+    "algorithm_class",
     "checkpoints",
     "latest_checkpoint",
+    "load_algorithm",
     "load_run",
+    "mark_killed_segments",
     "read_config",
     "read_progress",
+    "record_segment",
     "run_lock",
+    "save_atomic",
 ]

@@ -1,201 +1,72 @@
-"""Train the baseline agents with PPO (or RecurrentPPO), resume runs, and load finished runs.
+"""Train the baseline agents with PPO (or RecurrentPPO), or clone demonstrations; resume runs.
 
 What a run leaves on disk (``config.json``, ``model.zip``, ``checkpoints/step_N.zip``,
 ``progress.csv``, ``tb/``) and the code that reads and writes it live in :mod:`babyaipp.agents.runs`;
-its names are re-exported here. Ctrl-C saves a checkpoint first, so ``--resume`` loses nothing.
+the training envs, their seeds and the agent every trainer starts from live in
+:mod:`babyaipp.agents.training_setup`. Ctrl-C saves a checkpoint first, so ``--resume`` loses nothing.
 
 Resuming: a checkpoint of a run on the batched engine carries the whole training state
 (:mod:`babyaipp.agents.resume_state`), so ``--resume`` continues exactly as if the run had not
 stopped; without it (``engine="gym"``) the envs start fresh episodes, as the seeding rule below says.
 
-Seeding: training env ``i`` of a run with seed ``s`` is first reset with ``s * 1000 + i`` (on the
-``r``-th resume, ``s * 1000 + (r * n_envs + i) % 1000``, so a resumed run does not replay its
-first episodes); later episodes continue that env's own random stream. Training seeds therefore
-lie in ``[s * 1000, s * 1000 + 999]`` with ``s < 1000``, below the evaluator's seeds, which start at
-``10**6``. The rule is written into ``config.json`` as ``train_seed_range``.
+Seeding: see :mod:`babyaipp.agents.training_setup`; the rule is written into ``config.json`` as
+``train_seed_range``.
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
-from dataclasses import dataclass, fields
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import set_random_seed
-from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
-from babyaipp.agents import resume_state
-from babyaipp.agents.models import MODELS, ModelConfig, model_spec, policy_kwargs
-from babyaipp.agents.runs import (  # noqa: F401  (the run-directory names, re-exported for callers)
-    _CHECKPOINT_RE,
-    PROGRESS_COLUMNS,
-    PROGRESS_WINDOW,
+from babyaipp.agents import device_training, resume_state
+from babyaipp.agents.imitation import train_bc, warm_start_from
+from babyaipp.agents.models import ModelConfig, model_spec
+from babyaipp.agents.runs import (
     ProgressCallback,
-    _algorithm_class,
-    _load_algorithm,
-    _save_atomic,
-    check_out_dir,
-    checkpoints,
     latest_checkpoint,
-    load_run,
+    load_algorithm,
+    mark_killed_segments,
     read_config,
     read_progress,
+    record_segment,
     run_lock,
+    save_atomic,
 )
-from babyaipp.envs.registration import parse_env_id
-from babyaipp.envs.text import TEXT_MODES
+from babyaipp.agents.training_setup import (
+    REFRESH_SEED_BASE,
+    SEEDS_PER_RUN,
+    TrainResult,
+    build_agent,
+    check_batch,
+    check_hyperparameters,
+    make_vec_env,
+    package_version,
+    seed_vec_env,
+    train_seed,
+)
+from babyaipp.defaults import (
+    DEFAULT_ALGO,
+    DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_ENGINE,
+    DEFAULT_ENV,
+    DEFAULT_MODEL,
+    DEFAULT_N_ENVS,
+    DEFAULT_STEPS,
+    DEFAULT_TEXT,
+    DEFAULT_TRAINER,
+    EVAL_SEED_START,
+)
 from babyaipp.errors import BabyAIPPError, CheckpointError, ConfigError, check_choice, check_range
-from babyaipp.utils import atomic_write_json, resolve_device
-
-DEFAULT_ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
-SEEDS_PER_RUN = 1000
-MAX_SEED = 999
-EVAL_SEED_START = 10**6
-#: How training envs are stepped: the batched engine (default), or single envs in a DummyVecEnv.
-ENGINES = ("batched", "gym")
-DEFAULT_ENGINE = "batched"
-#: Levels that refresh the batched engine's pool come from seeds ``REFRESH_SEED_BASE * (seed + 1) +
-#: 10**5 * seed_offset + k``: never a training seed block, never an evaluation seed.
-REFRESH_SEED_BASE = 10**9
-#: Levels in the batched engine's pool at the start of a run (the first of the run's seed block).
-BATCHED_POOL_SIZE = 256
-
-
-@dataclass
-class TrainResult:
-    """What a training call did; the CLI prints it, tests inspect it."""
-
-    run_dir: Path
-    num_timesteps: int
-    steps_this_call: int
-    elapsed_s: float
-    fps: float
-    resumed_from: int | None
-    model: BaseAlgorithm
-
-
-# ---------------------------------------------------------------------------------------------
-# Environments
-# ---------------------------------------------------------------------------------------------
-
-
-def _make_tokenized_env(env_id: str, text: str, env_kwargs: dict[str, Any]) -> gym.Env:
-    from babyaipp.envs.registration import make_tokenized
-    from babyaipp.envs.sb3 import SuccessInfo
-
-    return SuccessInfo(make_tokenized(env_id, text=text, **env_kwargs))
-
-
-def train_seed(seed: int, index: int) -> int:
-    """The first-reset seed of training env ``index`` (counted across resumes) of a run."""
-    return seed * SEEDS_PER_RUN + index % SEEDS_PER_RUN
-
-
-def make_vec_env(
-    env_id: str,
-    n_envs: int,
-    seed: int,
-    text: str = "full",
-    env_kwargs: dict[str, Any] | None = None,
-    seed_offset: int = 0,
-    engine: str = DEFAULT_ENGINE,
-) -> VecMonitor:
-    """``n_envs`` TokenObsWrapper training envs wrapped in VecMonitor (episode returns).
-
-    Env ``i`` is reset first with :func:`train_seed` ``(seed, seed_offset + i)``. Checks the id,
-    text mode and keywords up front (by building the first env) so a typo fails before training.
-
-    ``engine="batched"`` (the default) steps all envs with the batched engine through its SB3
-    adapter (``babyaipp.envs.sb3``): its pool starts with the levels of the first
-    :data:`BATCHED_POOL_SIZE` seeds of the run's block, and one worker process keeps refreshing
-    it, one new level per finished episode on average (seeds from :data:`REFRESH_SEED_BASE`), so,
-    as with single envs, almost every episode plays a level not seen before. ``engine="gym"`` uses
-    single envs in a ``DummyVecEnv``, whose later episodes continue each env's RNG.
-    """
-    parse_env_id(env_id)
-    check_choice("text mode", text, TEXT_MODES)
-    check_choice("engine", engine, ENGINES)
-    check_range("n_envs", n_envs, 1, SEEDS_PER_RUN)
-    check_range("seed", seed, 0, MAX_SEED)
-    if engine == "batched":
-        from babyaipp.envs.sb3 import BatchedSB3VecEnv
-
-        block = (seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1)
-        inner = BatchedSB3VecEnv(
-            env_id, n_envs, pool_size=max(n_envs, BATCHED_POOL_SIZE), seed_range=block, text=text, workers=1,
-            refresh=True,
-            refresh_seed=REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset, **dict(env_kwargs or {}),
-        )  # fmt: skip
-        vec = VecMonitor(inner)
-        _seed_vec_env(vec, seed, seed_offset)
-        return vec
-    factory = partial(_make_tokenized_env, env_id, text, dict(env_kwargs or {}))
-    vec = VecMonitor(DummyVecEnv([factory] * n_envs))
-    _seed_vec_env(vec, seed, seed_offset)
-    return vec
-
-
-def _seed_vec_env(vec: Any, seed: int, seed_offset: int) -> list[int]:
-    """Give every env its own first-reset seed (VecEnv.seed would use ``base + i``, which may wrap)."""
-    seeds = [train_seed(seed, seed_offset + i) for i in range(vec.num_envs)]
-    inner = vec
-    while hasattr(inner, "venv"):
-        inner = inner.venv
-    inner._seeds = list(seeds)  # DummyVecEnv passes these to the next reset(), then forgets them
-    return seeds
-
+from babyaipp.utils import atomic_write_json, check_out_dir, resolve_device
 
 # ---------------------------------------------------------------------------------------------
 # Train and resume
 # ---------------------------------------------------------------------------------------------
-
-
-def _package_version() -> str:
-    from babyaipp import __version__
-
-    return __version__
-
-
-def _check_batch(config: ModelConfig, n_envs: int) -> None:
-    rollout = config.n_steps * n_envs
-    if config.batch_size > rollout:
-        raise ConfigError(
-            f"batch_size={config.batch_size} is larger than a rollout (n_steps * n_envs = {rollout}); "
-            f"valid range: [2, {rollout}]"
-        )
-
-
-def build_agent(
-    vec: Any, model: str, config: ModelConfig, recurrent: bool, seed: int, device: str, tensorboard_log: Path
-) -> BaseAlgorithm:
-    """A fresh PPO (RecurrentPPO) with the model's extractor and heads; behaviour cloning builds
-    its policy here too, so a cloned model.zip is the same kind of file as a PPO one."""
-    set_random_seed(seed)
-    return _algorithm_class(recurrent)(
-        "MultiInputLstmPolicy" if recurrent else "MultiInputPolicy",
-        vec,
-        learning_rate=config.learning_rate,
-        n_steps=config.n_steps,
-        batch_size=config.batch_size,
-        n_epochs=config.n_epochs,
-        gamma=config.gamma,
-        gae_lambda=config.gae_lambda,
-        clip_range=config.clip_range,
-        ent_coef=config.ent_coef,
-        vf_coef=config.vf_coef,
-        max_grad_norm=config.max_grad_norm,
-        policy_kwargs=policy_kwargs(model, config, recurrent),
-        tensorboard_log=str(tensorboard_log),
-        seed=seed,
-        device=device,
-        verbose=0,
-    )
 
 
 #: Training algorithms of :func:`train` (and ``babyaipp train --algo``).
@@ -206,22 +77,22 @@ def train(
     run_dir: str | Path,
     *,
     env_id: str = DEFAULT_ENV,
-    model: str = "image",
+    model: str = DEFAULT_MODEL,
     recurrent: bool = False,
-    steps: int = 100_000,
-    n_envs: int = 8,
+    steps: int = DEFAULT_STEPS,
+    n_envs: int = DEFAULT_N_ENVS,
     seed: int = 0,
     device: str = "auto",
-    text: str = "full",
+    text: str = DEFAULT_TEXT,
     env_kwargs: dict[str, Any] | None = None,
     hyperparameters: dict[str, Any] | None = None,
     engine: str = DEFAULT_ENGINE,
-    checkpoint_every: int = 50_000,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     progress_bar: bool = False,
     init_from: str | Path | None = None,
-    algo: str = "ppo",
+    algo: str = DEFAULT_ALGO,
     demos: str | Path | None = None,
-    trainer: str = "sb3",
+    trainer: str = DEFAULT_TRAINER,
 ) -> TrainResult:
     """Train a new run in ``run_dir`` (which must not already hold one; see :func:`resume`).
 
@@ -233,15 +104,11 @@ def train(
     (:mod:`babyaipp.agents.device_training`) instead of SB3's, into the same run layout.
     """
     check_choice("algo", algo, ALGOS)
-    from babyaipp.agents.device_training import TRAINERS
-
-    check_choice("trainer", trainer, TRAINERS)
+    check_choice("trainer", trainer, device_training.TRAINERS)
     if algo == "bc":
-        from babyaipp.agents import imitation
-
         if demos is None:
             raise ConfigError("algo='bc' needs demos (a dataset recorded with `babyaipp demos`)")
-        return imitation.train_bc(
+        return train_bc(
             run_dir, demos=demos, env_id=env_id, model=model, recurrent=recurrent, seed=seed, device=device,
             text=text, env_kwargs=env_kwargs, hyperparameters=hyperparameters, progress_bar=progress_bar,
         )  # fmt: skip
@@ -251,7 +118,7 @@ def train(
     check_range("steps", steps, 1, None)
     check_range("checkpoint_every", checkpoint_every, 0, None)
     check_range("n_envs", n_envs, 1, SEEDS_PER_RUN)
-    _check_batch(config, n_envs)
+    check_batch(config, n_envs)
     with run_lock(run_dir):
         _clear_unstarted_run(run_dir)
         return _train_locked(
@@ -259,25 +126,6 @@ def train(
             seed=seed, device=device, text=text, env_kwargs=dict(env_kwargs or {}), engine=engine,
             checkpoint_every=checkpoint_every, progress_bar=progress_bar, init_from=init_from, trainer=trainer,
         )  # fmt: skip
-
-
-def check_hyperparameters(config_class: type[ModelConfig], values: dict[str, Any] | None) -> dict[str, Any]:
-    """``values`` checked against ``config_class``'s fields: each a finite number, the integer ones
-    whole (``--set n_epochs=2.5``, ``learning_rate=abc`` or ``nan`` would otherwise fail deep inside
-    the config or SB3, or train on NaN). Unknown names are left to ``from_dict``, which lists the
-    valid ones."""
-    kinds = {f.name: str(getattr(f.type, "__name__", f.type)) for f in fields(config_class)}
-    for name, value in dict(values or {}).items():
-        kind = kinds.get(name)
-        if kind not in ("int", "float"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"hyperparameter {name}={value!r} is not a number")
-        if not math.isfinite(value):
-            raise ConfigError(f"hyperparameter {name}={value!r} must be a finite number")
-        if kind == "int" and not float(value).is_integer():
-            raise ConfigError(f"hyperparameter {name}={value!r} must be a whole number")
-    return {name: (int(v) if kinds.get(name) == "int" else v) for name, v in dict(values or {}).items()}
 
 
 def _clear_unstarted_run(run_dir: Path) -> None:
@@ -323,8 +171,6 @@ def _train_locked(
     trainer: str = "sb3",
 ) -> TrainResult:
     if trainer == "device":
-        from babyaipp.agents import device_training
-
         return device_training.train_locked(
             run_dir, env_id=env_id, model=model, config=config, recurrent=recurrent, steps=steps, n_envs=n_envs,
             seed=seed, device=device, text=text, env_kwargs=env_kwargs, checkpoint_every=checkpoint_every,
@@ -335,19 +181,17 @@ def _train_locked(
     try:
         seeds = [train_seed(seed, i) for i in range(n_envs)]
         agent = build_agent(vec, model, config, recurrent, seed, resolved, run_dir / "tb")
-        _seed_vec_env(agent.get_env(), seed, 0)  # the constructor re-seeded the envs with `seed + i`
+        seed_vec_env(agent.get_env(), seed, 0)  # the constructor re-seeded the envs with `seed + i`
         algorithm = type(agent)
         warm_start = None
         if init_from is not None:
-            from babyaipp.agents.imitation import warm_start_from
-
             warm_start = warm_start_from(agent, init_from, model, recurrent, config, resolved)
     except BaseException:
         vec.close()
         raise
     run_config = {
         "package": "babyaipp",
-        "version": _package_version(),
+        "version": package_version(),
         "env_id": env_id,
         "env_kwargs": env_kwargs,
         "model": model,
@@ -435,12 +279,10 @@ def _resume_locked(
     resolved = resolve_device(device)
     recurrent = bool(run_config["recurrent"])
     if steps == step and path.name == "model.zip":  # finished, and no more steps asked: touch nothing
-        agent = _load_algorithm(path, recurrent, resolved, config=run_config)
+        agent = load_algorithm(path, recurrent, resolved, config=run_config)
         return TrainResult(run_dir, step, 0, 0.0, 0.0, step, agent)
 
     if run_config.get("trainer") == "device":
-        from babyaipp.agents import device_training
-
         return device_training.resume_locked(run_dir, run_config, path, steps, every, resolved)
     n_envs, seed = int(run_config["n_envs"]), int(run_config["seed"])
     used = list(run_config.get("train_seeds_used", []))
@@ -460,20 +302,20 @@ def _resume_locked(
         engine=run_config.get("engine", "gym"),
     )
     try:
-        agent = _load_algorithm(path, recurrent, resolved, env=vec, config=run_config)
+        agent = load_algorithm(path, recurrent, resolved, env=vec, config=run_config)
         set_random_seed(seed + segment)  # after the load, which reseeds everything with the run's seed
     except BaseException:
         vec.close()
         raise
     agent.tensorboard_log = str(run_dir / "tb")
-    _seed_vec_env(agent.get_env(), seed, offset)
+    seed_vec_env(agent.get_env(), seed, offset)
     agent._last_obs = None  # the pickled last observation belongs to the old envs: reset instead
     states = getattr(agent, "_last_lstm_states", None)
     if states is not None:
         for pair in states:
             for tensor in pair:
                 tensor.zero_()
-    _mark_killed_segments(run_config)
+    mark_killed_segments(run_config)
     run_config.update(
         steps=steps,
         device=resolved,
@@ -501,23 +343,17 @@ def _resume_exactly(
         run_config["env_id"], n_envs, seed, run_config["text"], run_config.get("env_kwargs"), engine="batched"
     )
     try:
-        agent = _load_algorithm(path, bool(run_config["recurrent"]), device, env=vec, config=run_config)
+        agent = load_algorithm(path, bool(run_config["recurrent"]), device, env=vec, config=run_config)
         agent.tensorboard_log = str(run_dir / "tb")
         resume_state.restore(agent, state)
     except BaseException:
         vec.close()
         raise
-    _mark_killed_segments(run_config)
+    mark_killed_segments(run_config)
     run_config.update(steps=steps, device=device, checkpoint_every=every)
     atomic_write_json(run_dir / "config.json", run_config)
     start = int(agent.num_timesteps)
     return _learn(agent, run_dir, run_config, steps, every, progress_bar, resumed_from=start, restored=state)
-
-
-def _mark_killed_segments(run_config: dict[str, Any]) -> None:
-    for old in run_config.get("segments", []):
-        if old.get("ended") == "running":  # its process died without a word (SIGKILL, a crash)
-            old["ended"] = "killed"
 
 
 def _restart(
@@ -548,28 +384,6 @@ def _restart(
     )  # fmt: skip
 
 
-def _record_segment(
-    run_config: dict[str, Any], run_dir: Path, start: int, reached: int, began: float, ended: str
-) -> None:
-    """Write this call's segment (steps from..to, time, fps, how it ended) into config.json.
-
-    Written at every checkpoint too (``ended: "running"``), so a run killed without warning still
-    records the steps it trained; ``resume`` marks such a segment ``killed``.
-    """
-    elapsed = time.perf_counter() - began
-    done = reached - start
-    fps = done / elapsed if elapsed > 0 and done else 0.0
-    segment = {"from": start, "to": reached, "seconds": round(elapsed, 3), "fps": round(fps, 1), "ended": ended}
-    segments = list(run_config.get("segments", []))
-    if segments and segments[-1].get("ended") == "running" and segments[-1].get("from") == start:
-        segments[-1] = segment
-    else:
-        segments.append(segment)
-    run_config["segments"] = segments
-    run_config.update(num_timesteps=reached, completed=reached >= int(run_config["steps"]))
-    atomic_write_json(run_dir / "config.json", run_config)
-
-
 def _learn(
     agent: BaseAlgorithm,
     run_dir: Path,
@@ -585,7 +399,7 @@ def _learn(
     began = time.perf_counter()
 
     def checkpointed(step: int) -> None:
-        _record_segment(run_config, run_dir, start, step, began, "running")
+        record_segment(run_config, run_dir, start, step, began, "running")
 
     callback = ProgressCallback(run_dir, checkpoint_every, rows, on_checkpoint=checkpointed)
     if restored is not None:  # the progress window as it was at the checkpoint
@@ -604,7 +418,7 @@ def _learn(
                 )
             except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM turned into one by the CLI
                 saved = callback.save_interrupted(agent)
-                _record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "interrupted")
+                record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "interrupted")
                 raise type(interrupt)(
                     f"saved {saved}; continue with `babyaipp train --resume --out {run_dir}`"
                 ) from interrupt
@@ -615,9 +429,9 @@ def _learn(
         elapsed = time.perf_counter() - began
         done = int(agent.num_timesteps) - start
         fps = done / elapsed if elapsed > 0 and done else 0.0
-        _save_atomic(agent, run_dir / "model.zip")
+        save_atomic(agent, run_dir / "model.zip")
         callback.save_boundary(run_dir / "model.zip", int(agent.num_timesteps))
-        _record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "completed")
+        record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "completed")
     except OSError as err:  # disk full, directory removed or made read-only under the run
         kept = latest_checkpoint(run_dir)
         where = (
@@ -630,20 +444,4 @@ def _learn(
     return TrainResult(run_dir, int(agent.num_timesteps), done, elapsed, fps, resumed_from, agent)
 
 
-__all__ = [
-    "DEFAULT_ENV",
-    "EVAL_SEED_START",
-    "MODELS",
-    "ProgressCallback",
-    "TrainResult",
-    "build_agent",
-    "checkpoints",
-    "latest_checkpoint",
-    "load_run",
-    "make_vec_env",
-    "read_config",
-    "read_progress",
-    "resume",
-    "train",
-    "train_seed",
-]
+__all__ = ["ALGOS", "resume", "train"]

@@ -41,9 +41,10 @@ from babyaipp.envs.batched_state import (
     encode_env,
     stack_encoded,
 )
+from babyaipp.envs.device_levels import DeviceLevels
 from babyaipp.envs.level import Level
 from babyaipp.envs.physics import DROP, PICKUP, TOGGLE, resolve_motion_tensors
-from babyaipp.envs.pool import LevelGenerator, quiet_make
+from babyaipp.envs.pool import CHUNK, LevelGenerator, quiet_make
 from babyaipp.envs.threads import use_engine_threads
 from babyaipp.errors import check_int, check_range
 
@@ -136,8 +137,6 @@ class BatchedBabyAIPP:
         # description drawn on the device (babyaipp/envs/device_levels.py), each level played once.
         self.device_levels = None
         if device_levels:
-            from babyaipp.envs.device_levels import DeviceLevels
-
             self.device_levels = DeviceLevels(self)
         use_engine_threads(self)  # one CPU thread per call unless the user set threads (babyaipp/envs/threads.py)
 
@@ -237,8 +236,6 @@ class BatchedBabyAIPP:
     # ----------------------------------------------------------------- pool refresh
     def _request_levels(self) -> None:
         """Keep ``workers + 1`` chunks in flight (seeds after the pool's, or from ``refresh_seed``, in order)."""
-        from babyaipp.envs.pool import CHUNK
-
         while len(self._pending) < self.generator_procs.workers + 1:
             seeds = list(range(self._next_seed, self._next_seed + CHUNK))
             self._next_seed += CHUNK
@@ -253,8 +250,6 @@ class BatchedBabyAIPP:
         episodes played, never on the workers' speed: a run with refresh is reproducible. The
         workers make the next chunks while the batch steps, so the wait is rare.
         """
-        from babyaipp.envs.pool import CHUNK
-
         if self.refresh and not self._pending and self._ended >= CHUNK // 2:
             self._request_levels()  # the workers start once episodes end, so short runs never wait on them
         swapped = 0

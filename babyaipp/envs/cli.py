@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+from babyaipp.defaults import DEFAULT_TEXT
+from babyaipp.envs import dynamics
+from babyaipp.envs.levels import TASKS
+from babyaipp.envs.registration import ENV_IDS, parse_env_id
+from babyaipp.envs.rendering import record_oracle_episode, save_episode
+from babyaipp.envs.text import TEXT_MODES
+from babyaipp.errors import ConfigError, check_choice, check_range
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -25,17 +35,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("id", help="env id, e.g. BabyAIPP/GoToRedBall-Easy-Train-v0 (see `babyaipp levels`)")
     p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     p.add_argument("--out", help="output file, .png or .gif (default: <Task>-<Difficulty>-<Split>-seed<N>.gif)")
-    p.add_argument("--text", default="full", help="description mode: full, partial, lorem or none")
+    p.add_argument(
+        "--text", default=DEFAULT_TEXT, help=f"description mode: {', '.join(TEXT_MODES)} (default: {DEFAULT_TEXT})"
+    )
     p.add_argument("--tile-size", type=int, default=24, help="pixels per grid cell (default 24)")
     p.set_defaults(func=_play)
 
 
 def _levels(args: argparse.Namespace) -> int:
-    from babyaipp.envs import dynamics
-    from babyaipp.envs.levels import TASKS
-    from babyaipp.envs.registration import ENV_IDS, parse_env_id
-    from babyaipp.errors import check_choice
-
     if args.task:
         check_choice("task", args.task, TASKS)
     split_note = {
@@ -53,10 +60,6 @@ def _levels(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace) -> int:
-    from babyaipp.envs.registration import parse_env_id
-    from babyaipp.envs.rendering import record_oracle_episode, save_episode
-    from babyaipp.errors import check_range
-
     task, difficulty, split = parse_env_id(args.id)
     check_range("--seed", args.seed, 0)
     check_range("--tile-size", args.tile_size, 1, 512)
@@ -75,11 +78,6 @@ def _play(args: argparse.Namespace) -> int:
 
 def _check_out_file(out: str) -> None:
     """``--out`` must be a .png/.gif file path in a writable directory: checked before playing."""
-    import os
-    from pathlib import Path
-
-    from babyaipp.errors import ConfigError
-
     path = Path(out)
     if path.is_dir():
         raise ConfigError(f"--out {out!r} is a directory; give a file name ending in .png or .gif")

@@ -21,6 +21,7 @@ from minigrid.core.roomgrid import Room, RoomGrid
 from minigrid.core.world_object import WorldObj
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 
+from babyaipp.defaults import DEFAULT_TEXT
 from babyaipp.envs import dynamics as dyn
 from babyaipp.envs.instructions import descriptions, leaves_in_order
 from babyaipp.envs.level import instr_from_dict
@@ -73,7 +74,7 @@ class BabyAIPPMixin:
         *,
         difficulty: str = "Easy",
         split: str = "Train",
-        text: str = "full",
+        text: str = DEFAULT_TEXT,
         properties_per_colour: int | None = None,
         floor: str = "sparse",
         **kwargs: Any,

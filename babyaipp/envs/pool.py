@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from babyaipp.envs.batched_state import Geometry, encode_env
+from babyaipp.envs.registration import make
 from babyaipp.errors import check_choice, check_range
 
 Encoded = dict[str, np.ndarray]
@@ -37,8 +38,6 @@ _worker_envs: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
 
 def quiet_make(env_id: str, **env_kwargs: Any) -> Any:
     """The single env of ``env_id`` (pygame's font warnings, a rendering matter, silenced)."""
-    from babyaipp.envs.registration import make
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*font.*")
         return make(env_id, **env_kwargs)
@@ -59,7 +58,7 @@ def encode_seeds(env: Any, geometry: Geometry, seeds: Sequence[int]) -> list[Enc
 PARENT_POLL_SECONDS = 0.5
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
     try:
         os.kill(pid, 0)
@@ -75,7 +74,7 @@ def _process_alive(pid: int) -> bool:
 
 
 def _exit_with(parent_pid: int) -> None:
-    while _process_alive(parent_pid):
+    while process_alive(parent_pid):
         time.sleep(PARENT_POLL_SECONDS)
     os._exit(0)
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from babyaipp.envs.oracle import Oracle
+from babyaipp.envs.registration import make
 from babyaipp.errors import check_choice
 from babyaipp.utils import atomic_write
 
@@ -27,9 +29,6 @@ class Episode:
 
 def record_oracle_episode(env_id: str, seed: int, tile_size: int = 24, max_frames: int = 400, **kwargs: Any) -> Episode:
     """Run the oracle for one episode of ``env_id`` and keep every rendered frame."""
-    from babyaipp.envs.oracle import Oracle
-    from babyaipp.envs.registration import make
-
     env = make(env_id, render_mode="rgb_array", tile_size=tile_size, **kwargs)
     obs, info = env.reset(seed=seed)
     oracle = Oracle(env)

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
-from babyaipp.envs.batched import BatchedBabyAIPP
+from babyaipp.envs.batched import BatchedBabyAIPP, LevelPool
+from babyaipp.envs.pool import CHUNK
 from babyaipp.envs.wrappers import TokenObsWrapper
 from babyaipp.errors import ConfigError
 
@@ -148,8 +149,6 @@ class BatchedSB3VecEnv(VecEnv):
         reads it back): the pool, every slot's state, the draw generator, the refresh counters and
         which refresh chunks are in flight (their seeds follow from the counters). Taking it changes
         nothing, so a run that takes snapshots steps exactly as one that does not."""
-        from babyaipp.envs.pool import CHUNK
-
         engine = self.engine
         assert engine.pool is not None, "reset first"
         return {
@@ -166,8 +165,6 @@ class BatchedSB3VecEnv(VecEnv):
         """Put the engine back where :meth:`snapshot` found it; returns the current observation.
 
         The refresh chunks that were in flight are requested again (same seeds, so the same levels)."""
-        from babyaipp.envs.batched import LevelPool
-
         engine = self.engine
         device = engine.device
         for future in engine._pending:

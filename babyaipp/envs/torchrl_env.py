@@ -43,6 +43,7 @@ from babyaipp.envs.batched import BatchedBabyAIPP
 from babyaipp.envs.physics import ACTION_NAMES
 from babyaipp.envs.wrappers import TokenObsWrapper
 from babyaipp.errors import ConfigError, check_int
+from babyaipp.utils import resolve_device
 
 #: Observation keys, in the engine's order.
 OBS_KEYS = ("image", "direction", "mission", "description")
@@ -67,8 +68,6 @@ class BabyAIPPTorchRLEnv(EnvBase):
             num_envs = check_int("num_envs", num_envs, 1)
             seed = check_int("seed", seed, 0)
             if str(device) in ("auto", "cuda"):
-                from babyaipp.utils import resolve_device
-
                 device = resolve_device(str(device))
             engine = BatchedBabyAIPP(env_id, num_envs, device=device, seed=seed, **engine_kwargs)
         engine.auto_reset = False  # restarts are driven here (see _step)

@@ -35,10 +35,15 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from babyaipp.envs.batched import BatchedBabyAIPP
+from babyaipp.envs.batched_state import CODE_MASK, COLOUR_SHIFT, FLOOR_SHIFT, PAD, STATE_SHIFT, TYPE_BITS
+from babyaipp.envs.dynamics import PROPERTIES
 from babyaipp.envs.physics import ACTION_NAMES
 from babyaipp.envs.registration import env_id as make_env_id
+from babyaipp.envs.registration import parse_env_id
+from babyaipp.envs.tiles import NO_TILE
 from babyaipp.envs.wrappers import TokenObsWrapper
 from babyaipp.errors import BabyAIPPError, ConfigError, check_choice, check_int
+from babyaipp.utils import resolve_device
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP, AutoresetMode.DISABLED)
 INFO_KEYS = ("held_out", "level_seed")
@@ -86,8 +91,6 @@ class BatchedVectorEnv(VectorEnv):
             check_choice("autoreset mode", autoreset_mode, [m.value for m in AUTORESET_MODES])
             raise
         if device != "cpu":
-            from babyaipp.utils import resolve_device
-
             device = resolve_device(device) if device in ("auto", "cuda") else device
         self.engine = BatchedBabyAIPP(
             env_id, num_envs, device=device, pool_size=pool_size, seed=seed, auto_reset=False,
@@ -293,10 +296,6 @@ class BatchedVectorEnv(VectorEnv):
         from minigrid.core.grid import Grid
         from minigrid.core.world_object import WorldObj
 
-        from babyaipp.envs.batched_state import CODE_MASK, COLOUR_SHIFT, FLOOR_SHIFT, PAD, STATE_SHIFT, TYPE_BITS
-        from babyaipp.envs.dynamics import PROPERTIES
-        from babyaipp.envs.tiles import NO_TILE
-
         env, state, geometry = self.engine.single.unwrapped, self.engine.state, self.engine.geometry
         w, h, hp = geometry.width, geometry.height, geometry.padded_height
         words = state["cells"][i].cpu().numpy().reshape(-1, hp)[PAD : PAD + w, PAD : PAD + h].astype(np.int64)
@@ -360,7 +359,5 @@ def make_batched_vector(
 
 def make_vec(id: str, num_envs: int = 1, **kwargs: Any) -> BatchedVectorEnv:
     """``gym.make_vec`` for a BabyAI++ id, with the same clear id errors as ``babyaipp.envs.make``."""
-    from babyaipp.envs.registration import parse_env_id
-
     parse_env_id(id)
     return gym.make_vec(id.removeprefix("babyaipp:"), num_envs=num_envs, **kwargs)

@@ -22,8 +22,8 @@ Method (after Agarwal et al. 2021, "Deep RL at the edge of the statistical preci
 Nothing here prints or writes except :func:`write_summary`; every draw comes from
 ``np.random.default_rng(seed)``.
 
-The IQM, the bootstrap and :class:`BootstrapOptions` live in :mod:`babyaipp.experiments.bootstrap`
-(re-exported here); this module reads the trials, groups them by seed and writes the summary.
+The IQM, the bootstrap and ``BootstrapOptions`` live in :mod:`babyaipp.experiments.bootstrap`; this
+module reads the trials, groups them by seed and writes the summary.
 """
 
 from __future__ import annotations
@@ -37,16 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from babyaipp.agents.runs import read_progress
 from babyaipp.errors import CheckpointError, ConfigError
 from babyaipp.experiments.bootstrap import (
     DEFAULT_BOOTSTRAP_SEED,
     DEFAULT_CONFIDENCE,
     DEFAULT_REPS,
-    STATISTICS,  # noqa: F401  (re-exported: importable from here before the split)
     BootstrapOptions,
-    Estimate,
     bootstrap_mean_band,
-    iqm,
     stratified_bootstrap_ci,
 )
 from babyaipp.utils import atomic_write_json, atomic_write_text
@@ -222,8 +220,6 @@ def _pair_summary(
 
 def _learning_curve(trials: Sequence[TrialRecord], options: BootstrapOptions) -> dict[str, Any] | None:
     """Mean training success over seeds with a bootstrap band, on the steps every seed reached."""
-    from babyaipp.agents.training import read_progress
-
     curves = []
     for trial in trials:
         rows = [r for r in read_progress(trial.path) if np.isfinite(r.get("success_rate", np.nan))]
@@ -443,19 +439,13 @@ def write_summary(summary: Mapping[str, Any], out_dir: str | os.PathLike) -> tup
 
 
 __all__ = [
-    "DEFAULT_REPS",
-    "rliable_scores",
-    "BootstrapOptions",
-    "Estimate",
     "TrialRecord",
     "aggregate_sweep",
-    "bootstrap_mean_band",
     "eval_actions",
     "group_label",
-    "iqm",
     "is_sweep_dir",
     "read_trials",
-    "stratified_bootstrap_ci",
+    "rliable_scores",
     "summarise_group",
     "summary_markdown",
     "write_summary",

@@ -1,7 +1,8 @@
-"""``babyaipp sweep``: seeds × models × tasks × text modes on Ray, then IQM tables and figures.
+"""``babyaipp compare``: evaluated runs side by side, or a sweep re-aggregated; ``babyaipp sweep``:
+seeds × models × tasks × text modes on Ray, then IQM tables and figures.
 
-Only argparse is imported at load time so ``babyaipp --help`` stays fast; Ray, torch and
-matplotlib are imported when the command runs.
+Nothing that loads Ray, torch or matplotlib is imported at load time, so ``babyaipp --help`` stays
+fast; they are imported when a command runs.
 """
 
 from __future__ import annotations
@@ -11,11 +12,36 @@ import os
 from pathlib import Path
 from typing import Any
 
-DEFAULT_ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
-DEFAULT_MODELS = "image,concat,film,attention"
+from babyaipp.agents.cli import MODEL_CHOICES, add_env_kwarg_option, add_set_option
+from babyaipp.defaults import (
+    DEFAULT_ALGO,
+    DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_ENGINE,
+    DEFAULT_ENV,
+    DEFAULT_EVAL_EPISODES,
+    DEFAULT_GREEDY,
+    DEFAULT_N_ENVS,
+    DEFAULT_STEPS,
+    DEFAULT_TEXT,
+)
+from babyaipp.errors import CheckpointError, ConfigError, check_range
+from babyaipp.utils import atomic_write_text, check_out_dir
+
+DEFAULT_MODELS = ",".join(MODEL_CHOICES)
 DEFAULT_SEEDS = "0,1,2"
-DEFAULT_STEPS = 100_000
-DEFAULT_EPISODES = 1000
+DEFAULT_COMPARE_OUT = "compare"
+
+_COMPARE_HELP = """\
+Put several evaluated runs side by side: a markdown table (runs x splits success ± SE, the gap
+Train − TargetPairOnly, reference rows), a grouped bar chart and the runs' learning curves.
+Each DIR needs DIR/eval/results.json (run 'babyaipp eval DIR' first). A single sweep directory
+(made by 'babyaipp sweep') is aggregated instead: IQM across seeds with 95% bootstrap intervals.
+
+examples:
+  babyaipp compare runs/image_only runs/concat runs/film runs/attention --out compare/
+  babyaipp compare sweeps/gtrb --out sweeps/gtrb-report
+"""
+
 
 _SWEEP_HELP = f"""\
 Train and evaluate every combination of --envs x --models x --algos x --text x --seeds, one Ray
@@ -57,8 +83,18 @@ def _seeds(text: str) -> list[int]:
 
 
 def add_parsers(subparsers: Any) -> None:
-    """Add ``sweep`` under the top-level ``babyaipp`` parser."""
-    from babyaipp.agents.cli import add_env_kwarg_option, add_set_option
+    """Add ``compare`` and ``sweep`` under the top-level ``babyaipp`` parser."""
+    cmp = subparsers.add_parser(
+        "compare",
+        help="table + bar chart + learning curves of several evaluated runs",
+        description=_COMPARE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmp.add_argument("run_dirs", metavar="DIR", nargs="+", help="evaluated run directories")
+    cmp.add_argument(
+        "--out", metavar="OUT", default=DEFAULT_COMPARE_OUT, help=f"output directory (default: ./{DEFAULT_COMPARE_OUT})"
+    )
+    cmp.set_defaults(func=cmd_compare)
 
     p = subparsers.add_parser(
         "sweep", help="seeded train+eval grid on Ray, with IQM and 95%% bootstrap intervals",
@@ -75,17 +111,17 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument(
         "--algos",
         type=_csv,
-        default=["ppo"],
+        default=[DEFAULT_ALGO],
         metavar="A[,A...]",
-        help="training algorithms, among those `babyaipp train` supports (default: ppo)",
+        help=f"training algorithms, among those `babyaipp train` supports (default: {DEFAULT_ALGO})",
     )
     p.add_argument("--recurrent", action="store_true", help="every trial gets an LSTM memory (RecurrentPPO)")
     p.add_argument(
         "--text",
         type=_csv,
-        default=["full"],
+        default=[DEFAULT_TEXT],
         metavar="MODE[,MODE...]",
-        help="description modes, an ablation axis: full, partial, lorem, none (default: full)",
+        help=f"description modes, an ablation axis: full, partial, lorem, none (default: {DEFAULT_TEXT})",
     )
     p.add_argument(
         "--seeds",
@@ -100,10 +136,15 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument(
         "--episodes",
         type=int,
-        default=DEFAULT_EPISODES,
-        help=f"evaluation episodes per split (default: {DEFAULT_EPISODES})",
+        default=DEFAULT_EVAL_EPISODES,
+        help=f"evaluation episodes per split (default: {DEFAULT_EVAL_EPISODES})",
     )
-    p.add_argument("--n-envs", type=int, default=8, help="parallel training envs per trial (default: 8)")
+    p.add_argument(
+        "--n-envs",
+        type=int,
+        default=DEFAULT_N_ENVS,
+        help=f"parallel training envs per trial (default: {DEFAULT_N_ENVS})",
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="sweep directory")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
@@ -118,15 +159,22 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument(
         "--checkpoint-every",
         type=int,
-        default=50_000,
+        default=DEFAULT_CHECKPOINT_EVERY,
         metavar="N",
-        help="checkpoint every N steps, so an interrupted trial resumes (default: 50000; 0 = never)",
+        help="checkpoint every N steps, so an interrupted trial resumes "
+        f"(default: {DEFAULT_CHECKPOINT_EVERY}; 0 = never)",
     )
     add_env_kwarg_option(p, "keyword for every trial's env constructor (repeatable)")
     add_set_option(p, "hyperparameter override for every trial (repeatable)")
-    p.add_argument("--engine", default="batched", help="training env stepping: batched or gym (default: batched)")
     p.add_argument(
-        "--greedy", action="store_true", help="evaluate with argmax actions (default: sampled, as babyaipp eval)"
+        "--engine", default=DEFAULT_ENGINE, help=f"training env stepping: batched or gym (default: {DEFAULT_ENGINE})"
+    )
+    p.add_argument(
+        "--greedy",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_GREEDY,
+        help="evaluate with argmax actions instead of sampled ones, as babyaipp eval --greedy "
+        f"(default: {'on' if DEFAULT_GREEDY else 'off'})",
     )
     p.add_argument("--demos", metavar="DIR", default=None, help="demonstrations for --algos bc (passed to train)")
     p.add_argument("--reps", type=int, default=10_000, help="bootstrap replicates (default: 10000)")
@@ -168,6 +216,7 @@ class _ProgressView:
 
 def aggregate_to(sweep_dir: str | Path, out_dir: str | Path, reps: int = 10_000, seed: int = 0) -> tuple[str, list]:
     """Aggregate a sweep directory into ``out_dir`` (summary.json/.md, success.png, curves.png)."""
+    # torch and matplotlib load only when the command runs
     from babyaipp.experiments.aggregate import aggregate_sweep, write_summary
     from babyaipp.experiments.plots import write_figures
 
@@ -178,9 +227,8 @@ def aggregate_to(sweep_dir: str | Path, out_dir: str | Path, reps: int = 10_000,
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from babyaipp.agents.runs import check_out_dir
-    from babyaipp.errors import ConfigError, check_range
-    from babyaipp.experiments.sweep import expand_grid, run_sweep
+    from babyaipp.experiments.sweep import run_sweep  # Ray and torch load only when the command runs
+    from babyaipp.experiments.trials import expand_grid
 
     check_out_dir(args.out)
     for flag, value in (("--reps", args.reps), ("--n-envs", args.n_envs), ("--steps", args.steps),
@@ -232,4 +280,57 @@ def compare_sweep(sweep_dir: str, out_dir: str, reps: int = 10_000, seed: int = 
     return 0
 
 
-__all__ = ["add_parsers", "aggregate_to", "cmd_sweep", "compare_sweep"]
+def cmd_compare(args: argparse.Namespace) -> int:
+    # torch and matplotlib load only when the command runs
+    from babyaipp.agents.plots import learning_curves, success_bar_chart
+    from babyaipp.agents.reports import comparison_markdown, read_results, run_label, unique_references
+
+    check_out_dir(args.out)
+    if _sweep_dirs(args.run_dirs):
+        return compare_sweep(args.run_dirs[0], args.out)
+    results = [(d, _checked_results(d, read_results(d))) for d in args.run_dirs]  # fails before writing anything
+    names = [Path(d).resolve().name for d in args.run_dirs]
+    if len(set(names)) < len(names):  # two runs named alike: use the paths as given
+        names = list(args.run_dirs)
+    labels = [run_label(name, r) for name, (_, r) in zip(names, results)]
+    labelled = list(zip(labels, (r for _, r in results)))
+    table = comparison_markdown(labelled)
+
+    out = Path(args.out)
+    bars = success_bar_chart(labelled + unique_references(labelled), out / "success_by_split.png")
+    curves, missing = learning_curves(list(zip(labels, args.run_dirs)), out / "learning_curves.png")
+    if missing:
+        table += f"\nNo learning curve (no progress.csv, or no finished training episode) for: {', '.join(missing)}\n"
+    md = atomic_write_text(out / "comparison.md", "# Comparison\n\n" + table)
+    print(table, end="")
+    print(f"\nwritten: {md}, {bars}, {curves}")
+    return 0
+
+
+def _checked_results(run_dir: str, result: Any) -> Any:
+    """A results.json ``compare`` can tabulate: an object with per-split success rates."""
+    from babyaipp.agents.evaluation import EVAL_SUBDIR, RESULTS_JSON  # torch loads only when the command runs
+
+    splits = result.get("splits") if isinstance(result, dict) else None
+    if (
+        not isinstance(splits, dict)
+        or not splits
+        or not all(isinstance(v, dict) and "success_rate" in v for v in splits.values())
+    ):
+        raise CheckpointError(
+            f"{run_dir}/{EVAL_SUBDIR}/{RESULTS_JSON} holds no per-split results; re-run `babyaipp eval {run_dir}`"
+        )
+    return result
+
+
+def _sweep_dirs(run_dirs: list[str]) -> bool:
+    """True for one sweep directory; a sweep mixed with other directories is refused."""
+    from babyaipp.experiments.aggregate import is_sweep_dir  # torch loads only when the command runs
+
+    sweeps = [d for d in run_dirs if is_sweep_dir(d)]
+    if sweeps and len(run_dirs) > 1:
+        raise ConfigError(f"{sweeps[0]} is a sweep directory: compare it on its own (babyaipp compare {sweeps[0]})")
+    return bool(sweeps)
+
+
+__all__ = ["add_parsers", "aggregate_to", "cmd_compare", "cmd_sweep", "compare_sweep"]

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from babyaipp.agents.evaluation import evaluate_reference_on_splits
-from babyaipp.agents.evaluation_episodes import DEFAULT_SEED_BASE, difference_se
+from babyaipp.agents.evaluation_episodes import difference_se
+from babyaipp.defaults import EVAL_SEED_START
 from babyaipp.envs import DIFFICULTIES, TASKS, env_id
 from babyaipp.errors import BabyAIPPError, check_choice, check_range
 from babyaipp.utils import atomic_write_json, atomic_write_text
@@ -75,7 +76,7 @@ def measure(
     floors: Sequence[str] = FLOORS,
     policies: Sequence[str] = POLICIES,
     episodes: int = 500,
-    seed_base: int = DEFAULT_SEED_BASE,
+    seed_base: int = EVAL_SEED_START,
     workers: int = 1,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
@@ -148,7 +149,7 @@ def headroom_markdown(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(f"| {family} | {difficulty} | {floor} | " + " | ".join(parts) + f" | {head_cell} |")
     n = sorted({r["episodes"] for r in rows})
     lines.append(
-        f"\nSuccess rates over {', '.join(map(str, n))} levels per cell (seeds {DEFAULT_SEED_BASE} + k); "
+        f"\nSuccess rates over {', '.join(map(str, n))} levels per cell (seeds {EVAL_SEED_START} + k); "
         "TPO = TargetPairOnly; headroom ± its standard error."
     )
     return "\n".join(lines) + "\n"

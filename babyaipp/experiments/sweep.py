@@ -18,8 +18,8 @@ sweep directory must then be on a filesystem every node shares).
 
 Nothing here prints; :func:`run_sweep` reports progress through a callback.
 
-Trial configs, their keys and directories, and :func:`run_trial` (what each Ray task runs) live in
-:mod:`babyaipp.experiments.trials` and are re-exported here; this module is the Ray driver.
+Trial configs, their keys and directories, and :func:`~babyaipp.experiments.trials.run_trial` (what
+each Ray task runs) live in :mod:`babyaipp.experiments.trials`; this module is the Ray driver.
 """
 
 from __future__ import annotations
@@ -39,25 +39,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from babyaipp.defaults import DEFAULT_CHECKPOINT_EVERY
 from babyaipp.errors import BabyAIPPError, ConfigError, check_range
 from babyaipp.experiments.aggregate import TRIALS_SUBDIR
-
-# One trial (config, key, directory, train + evaluate), re-exported so that every name
-# importable from this module before the split still is.
 from babyaipp.experiments.trials import (
-    DEFAULT_ALGO,  # noqa: F401 (re-exported)
-    DEFAULT_CHECKPOINT_EVERY,
-    ERROR_TXT,  # noqa: F401 (re-exported)
-    EVAL_N_ENVS,  # noqa: F401 (re-exported)
     TrialConfig,
-    _record_failure,
-    _write_meta,
-    expand_grid,
     is_trial_done,
     read_trial_meta,
+    record_failure,
     run_trial,
-    supported_algos,
     trial_dir,
+    write_meta,
 )
 from babyaipp.utils import atomic_write_json
 
@@ -252,7 +244,7 @@ def run_sweep(
             for t in pending:
                 directory = trial_dir(sweep_dir, t)
                 directory.mkdir(parents=True, exist_ok=True)
-                _write_meta(directory, t, "queued")  # clears a stale "running" left by an interrupted sweep
+                write_meta(directory, t, "queued")  # clears a stale "running" left by an interrupted sweep
             outcomes = _run_on_ray(
                 pending, sweep_dir, device, cpus_per_trial, gpus_per_trial, checkpoint_every, status, on_update
             )
@@ -298,7 +290,7 @@ def _run_on_ray(
                 try:
                     outcome = ray.get(ref)
                 except Exception as err:  # noqa: BLE001 - a worker crash (OOM, segfault) fails one trial
-                    outcome = _record_failure(
+                    outcome = record_failure(
                         trial_dir(sweep_dir, trial), trial, err, traceback.format_exc(), float("nan")
                     )
                 outcomes.append(outcome)
@@ -324,14 +316,4 @@ def _run_on_ray(
     return outcomes
 
 
-__all__ = [
-    "SweepReport",
-    "SweepStatus",
-    "TrialConfig",
-    "expand_grid",
-    "is_trial_done",
-    "run_sweep",
-    "run_trial",
-    "supported_algos",
-    "trial_dir",
-]
+__all__ = ["SweepReport", "SweepStatus", "run_sweep"]

@@ -6,7 +6,7 @@ on disk are recognised (:func:`is_trial_done`) and never recomputed. :func:`expa
 command-line grid into trials, and :func:`run_trial` (the function each Ray task runs) trains or
 resumes the trial's run and evaluates it, recording ``trial.json`` and, on failure, ``error.txt``.
 Kept apart from the Ray driver in :mod:`babyaipp.experiments.sweep`, which imports this module
-(never the reverse) and re-exports its names.
+(never the reverse).
 """
 
 from __future__ import annotations
@@ -22,15 +22,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from babyaipp.agents.evaluation import EVAL_SUBDIR, RESULTS_JSON, evaluate_run
+from babyaipp.agents.models import MODELS, model_spec
+from babyaipp.agents.reports import write_results
+from babyaipp.agents.runs import latest_checkpoint, read_config
+from babyaipp.agents.training import ALGOS, resume, train
+from babyaipp.agents.training_setup import ENGINES, MAX_SEED, check_hyperparameters
+from babyaipp.defaults import (
+    DEFAULT_ALGO,
+    DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_ENGINE,
+    DEFAULT_EVAL_N_ENVS,
+    DEFAULT_GREEDY,
+    DEFAULT_N_ENVS,
+    DEFAULT_TEXT,
+)
+from babyaipp.envs import SPLITS
+from babyaipp.envs.registration import parse_env_id
+from babyaipp.envs.text import TEXT_MODES
 from babyaipp.errors import ConfigError, check_choice, check_range
-from babyaipp.experiments.aggregate import TRIAL_JSON, TRIALS_SUBDIR
+from babyaipp.experiments.aggregate import TRIAL_JSON, TRIALS_SUBDIR, eval_actions
 from babyaipp.utils import atomic_write_json, atomic_write_text
 
 ERROR_TXT = "error.txt"
-DEFAULT_ALGO = "ppo"
-DEFAULT_CHECKPOINT_EVERY = 50_000
-#: Evaluation envs stepped together (the evaluator's default); results do not depend on it.
-EVAL_N_ENVS = 32
 #: Files and folders ``train`` writes; removed before retraining a run that left no checkpoint.
 _RUN_OUTPUTS = ("config.json", "progress.csv", "model.zip", "model.state.pt", "checkpoints", "tb", "eval", ERROR_TXT)
 
@@ -41,17 +55,8 @@ _LATER_FIELDS: dict[str, Any] = {"greedy": False, "engine": "gym"}
 
 
 def supported_algos() -> tuple[str, ...]:
-    """The algorithms ``babyaipp train`` supports: its ``ALGOS`` when it declares them, else PPO."""
-    from babyaipp.agents import training
-
-    declared = getattr(training, "ALGOS", None)
-    return tuple(declared) if declared else (DEFAULT_ALGO,)
-
-
-def _engines() -> tuple[str, ...]:
-    from babyaipp.agents import training
-
-    return tuple(getattr(training, "ENGINES", ("gym",)))
+    """The algorithms ``babyaipp train`` supports."""
+    return ALGOS
 
 
 @dataclass(frozen=True)
@@ -65,32 +70,26 @@ class TrialConfig:
     episodes: int
     algo: str = DEFAULT_ALGO
     recurrent: bool = False
-    text: str = "full"
-    n_envs: int = 8
+    text: str = DEFAULT_TEXT
+    n_envs: int = DEFAULT_N_ENVS
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     demos: str | None = None
     #: Evaluate with argmax actions instead of sampling from the policy (``babyaipp eval --greedy``).
-    greedy: bool = False
+    greedy: bool = DEFAULT_GREEDY
     #: How training envs are stepped (``babyaipp train --engine``): ``batched`` or ``gym``.
-    engine: str = "batched"
+    engine: str = DEFAULT_ENGINE
 
     def __post_init__(self) -> None:
-        from babyaipp.agents.models import MODELS, model_spec
-        from babyaipp.envs.registration import parse_env_id
-        from babyaipp.envs.text import TEXT_MODES
-
         parse_env_id(self.env_id)
         check_choice("model", self.model, MODELS)
         check_choice("algo", self.algo, supported_algos())
         check_choice("text mode", self.text, TEXT_MODES)
-        check_range("seed", self.seed, 0, 999)
+        check_range("seed", self.seed, 0, MAX_SEED)
         check_range("steps", self.steps, 1, None)
         check_range("episodes", self.episodes, 1, None)
         check_range("n_envs", self.n_envs, 1, 1000)
-        check_choice("engine", self.engine, _engines())
-        from babyaipp.agents.training import check_hyperparameters
-
+        check_choice("engine", self.engine, ENGINES)
         config_class = model_spec(self.model).config
         config = config_class.from_dict(
             check_hyperparameters(config_class, dict(self.hyperparameters))
@@ -131,14 +130,14 @@ def expand_grid(
     steps: int,
     episodes: int,
     algos: Sequence[str] = (DEFAULT_ALGO,),
-    texts: Sequence[str] = ("full",),
+    texts: Sequence[str] = (DEFAULT_TEXT,),
     recurrent: bool = False,
-    n_envs: int = 8,
+    n_envs: int = DEFAULT_N_ENVS,
     env_kwargs: Mapping[str, Any] | None = None,
     hyperparameters: Mapping[str, Any] | None = None,
     demos: str | None = None,
-    greedy: bool = False,
-    engine: str = "batched",
+    greedy: bool = DEFAULT_GREEDY,
+    engine: str = DEFAULT_ENGINE,
 ) -> list[TrialConfig]:
     """Every combination as a trial, seeds outermost so an early stop leaves every model a seed."""
     for name, values in (("envs", envs), ("models", models), ("seeds", seeds), ("algos", algos), ("texts", texts)):
@@ -187,9 +186,6 @@ def read_trial_meta(directory: Path) -> dict[str, Any]:
 def is_trial_done(directory: Path, trial: TrialConfig) -> bool:
     """Results on disk for exactly this config: ``trial.json`` says done (under this trial's key) and
     ``eval/results.json`` exists, evaluated with the trial's action rule (greedy or sampled)."""
-    from babyaipp.agents.evaluation import EVAL_SUBDIR, RESULTS_JSON
-    from babyaipp.experiments.aggregate import eval_actions
-
     meta = read_trial_meta(directory)
     if meta.get("status") != "done" or meta.get("key") != trial.key:
         return False
@@ -200,21 +196,20 @@ def is_trial_done(directory: Path, trial: TrialConfig) -> bool:
     return eval_actions(results) == ("greedy" if trial.greedy else "sampled")
 
 
-def _write_meta(directory: Path, trial: TrialConfig, status: str, **extra: Any) -> None:
+def write_meta(directory: Path, trial: TrialConfig, status: str, **extra: Any) -> None:
+    """Write the trial's ``trial.json``: its key, config and status, with ``extra`` (timings, error)."""
     meta = {"key": trial.key, "config": trial.as_dict(), "status": status, **extra}
     atomic_write_json(directory / TRIAL_JSON, meta)
 
 
 def _train_or_resume(directory: Path, trial: TrialConfig, device: str, checkpoint_every: int) -> str:
     """Train the trial's run, resume it from a checkpoint, or keep a finished one; says which."""
-    from babyaipp.agents import training
-
     if (directory / "config.json").is_file():
-        config = training.read_config(directory)
+        config = read_config(directory)
         if int(config.get("num_timesteps", 0)) >= trial.steps and (directory / "model.zip").is_file():
             return "kept"  # trained, not yet evaluated
-        if training.latest_checkpoint(directory) is not None:
-            training.resume(directory, steps=trial.steps, device=device)
+        if latest_checkpoint(directory) is not None:
+            resume(directory, steps=trial.steps, device=device)
             return "resumed"
     for name in _RUN_OUTPUTS:  # a run killed before its first checkpoint: start it again
         path = directory / name
@@ -229,7 +224,7 @@ def _train_or_resume(directory: Path, trial: TrialConfig, device: str, checkpoin
         kwargs["demos"] = _demos_path(directory, trial.demos)
     if trial.algo != "bc":
         kwargs["engine"] = trial.engine  # always passed: train's default engine changed after older sweeps
-    training.train(
+    train(
         directory, env_id=trial.env_id, model=trial.model, recurrent=trial.recurrent, steps=trial.steps,
         n_envs=trial.n_envs, seed=trial.seed, device=device, text=trial.text, env_kwargs=dict(trial.env_kwargs),
         hyperparameters=dict(trial.hyperparameters), checkpoint_every=checkpoint_every, **kwargs,
@@ -262,47 +257,43 @@ def run_trial(
         import torch
 
         torch.set_num_threads(max(1, threads))
-        _write_meta(path, trial, "running", started=started)
+        write_meta(path, trial, "running", started=started)
         how = _train_or_resume(path, trial, device, checkpoint_every)
         trained = time.perf_counter()
-        from babyaipp.agents.evaluation import EVAL_SUBDIR, evaluate_run
-        from babyaipp.agents.reports import write_results
-        from babyaipp.envs import SPLITS
-
         result = evaluate_run(
             path, splits=SPLITS, episodes=trial.episodes, device=device, references=False,
-            n_envs=min(EVAL_N_ENVS, trial.episodes), progress=False, greedy=trial.greedy,
+            n_envs=min(DEFAULT_EVAL_N_ENVS, trial.episodes), progress=False, greedy=trial.greedy,
         )  # fmt: skip
         result["run_dir"] = ".."  # the run, relative to eval/: no absolute path in the results
         write_results(result, path / EVAL_SUBDIR)
         (path / ERROR_TXT).unlink(missing_ok=True)
         seconds = time.perf_counter() - began
         timings = {"train_s": round(trained - began, 2), "eval_s": round(time.perf_counter() - trained, 2)}
-        _write_meta(path, trial, "done", started=started, training=how, seconds=round(seconds, 2), **timings)
+        write_meta(path, trial, "done", started=started, training=how, seconds=round(seconds, 2), **timings)
         return {"key": trial.key, "status": "done", "seconds": seconds}
     except BaseException as err:  # noqa: BLE001 - a trial's failure must not sink the sweep
         if isinstance(err, KeyboardInterrupt | SystemExit):
             raise
-        return _record_failure(path, trial, err, traceback.format_exc(), time.perf_counter() - began)
+        return record_failure(path, trial, err, traceback.format_exc(), time.perf_counter() - began)
 
 
-def _record_failure(path: Path, trial: TrialConfig, err: BaseException, trace: str, seconds: float) -> dict[str, Any]:
+def record_failure(path: Path, trial: TrialConfig, err: BaseException, trace: str, seconds: float) -> dict[str, Any]:
+    """Save a failed trial's traceback (``error.txt``) and status; return its outcome dict."""
     message = f"{type(err).__name__}: {err}".splitlines()[0] if str(err) else type(err).__name__
     atomic_write_text(path / ERROR_TXT, trace)
-    _write_meta(path, trial, "failed", error=message, seconds=round(seconds, 2))
+    write_meta(path, trial, "failed", error=message, seconds=round(seconds, 2))
     return {"key": trial.key, "status": "failed", "seconds": seconds, "error": message}
 
 
 __all__ = [
-    "DEFAULT_ALGO",
-    "DEFAULT_CHECKPOINT_EVERY",
     "ERROR_TXT",
-    "EVAL_N_ENVS",
     "TrialConfig",
     "expand_grid",
     "is_trial_done",
     "read_trial_meta",
+    "record_failure",
     "run_trial",
     "supported_algos",
     "trial_dir",
+    "write_meta",
 ]

@@ -1,14 +1,21 @@
 """``babyaipp memo``: list and run the memorization benchmarks.
 
-Only argparse is imported at load time so ``babyaipp --help`` stays fast; torch, matplotlib and
-the modules themselves are imported when a command runs.
+Nothing that loads torch or matplotlib is imported at load time, so ``babyaipp --help`` stays fast;
+the benchmark modules themselves are imported when a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
+
+from babyaipp.errors import ConfigError, check_choice, check_range
+from babyaipp.memorization import base, runner
+from babyaipp.utils import resolve_device
 
 DEFAULT_OUT = "runs/memo"
 
@@ -85,8 +92,6 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 def parse_params(items: list[str]) -> dict[str, str]:
     """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; the module's config converts the types."""
-    from babyaipp.errors import ConfigError
-
     params: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -98,12 +103,10 @@ def parse_params(items: list[str]) -> dict[str, str]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print ``name  paper`` and the claim, one benchmark per block, in registry order."""
-    from babyaipp.memorization.base import MODULES, load_spec
-
-    width = max(map(len, MODULES))
-    for name in MODULES:
+    width = max(map(len, base.MODULES))
+    for name in base.MODULES:
         try:
-            spec = load_spec(name)
+            spec = base.load_spec(name)
         except Exception as err:  # noqa: BLE001 - not written yet, extra missing, or broken: list the rest
             print(f"{name:<{width}}  (not available: {type(err).__name__}: {err})")
             continue
@@ -113,43 +116,31 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one module or all of them; return 0 if every claim held, else 1."""
-    import os
-
-    from babyaipp.errors import ConfigError, check_choice, check_range
-    from babyaipp.memorization.base import MODULES, check_seed, load_spec, make_config
-    from babyaipp.memorization.runner import check_writable_dir, parse_seeds
-    from babyaipp.utils import resolve_device
-
-    check_choice("memorization module", args.name, [*MODULES, "all"])
+    check_choice("memorization module", args.name, [*base.MODULES, "all"])
     params = parse_params(args.param)
-    seeds = parse_seeds(args.seeds) if args.seeds is not None else [check_seed(args.seed)]
+    seeds = runner.parse_seeds(args.seeds) if args.seeds is not None else [base.check_seed(args.seed)]
     check_range("--jobs", args.jobs, 1, os.cpu_count() or 1)
     device = resolve_device(args.device)
     if args.name == "all" and params:
         raise ConfigError("--param applies to a single module's config; it cannot be used with 'all'")
     if args.name != "all":  # bad --param values fail here, before anything runs
-        make_config(load_spec(args.name), quick=args.quick, seed=seeds[0], device=device, overrides=params)
-    check_writable_dir(args.out)
+        base.make_config(base.load_spec(args.name), quick=args.quick, seed=seeds[0], device=device, overrides=params)
+    runner.check_writable_dir(args.out)
     if args.name == "all" or len(seeds) > 1 or args.jobs > 1:
         return _run_all(args, device, seeds, params)
     return _run_one(args, device, params)
 
 
 def _run_one(args: argparse.Namespace, device: str, params: dict[str, str]) -> int:
-    from pathlib import Path
-
-    from babyaipp.memorization.base import run_module
-    from babyaipp.memorization.runner import format_figures
-
     out = Path(args.out) / args.name
-    result = run_module(args.name, quick=args.quick, seed=args.seed, device=device, out=out,
+    result = base.run_module(args.name, quick=args.quick, seed=args.seed, device=device, out=out,
                         overrides=params)
     failed = [k for k, ok in result.checks.items() if not ok]
     print(f"{result.name}: {result.paper}")
     print(f"  claim:   {result.claim}")
     note = f" (failed checks: {', '.join(failed)})" if failed else ""
     print(f"  held:    {'yes' if result.held else 'no'}{note}")
-    print(f"  figures: {format_figures(result.key_figures)}")
+    print(f"  figures: {runner.format_figures(result.key_figures)}")
     print(f"  seconds: {result.seconds:.1f}")
     print(f"  result:  {out / 'result.json'}")
     if result.figure:
@@ -159,27 +150,21 @@ def _run_one(args: argparse.Namespace, device: str, params: dict[str, str]) -> i
 
 def _run_all(args: argparse.Namespace, device: str, seeds: list[int], params: dict[str, str]) -> int:
     """Every module (or one, over several seeds); prints one line per run and the verdicts."""
-    import json
-    from pathlib import Path
-
     from tqdm import tqdm
 
-    from babyaipp.memorization.base import MODULES, MemoResult
-    from babyaipp.memorization.runner import error_of, run_all
-
-    names = list(MODULES) if args.name == "all" else [args.name]
+    names = list(base.MODULES) if args.name == "all" else [args.name]
     with tqdm(total=len(names) * len(seeds), desc="memo", unit="run", file=sys.stderr) as bar:
         bar.set_postfix_str(names[0])
 
-        def on_done(name: str, result: MemoResult) -> None:
-            error = error_of(result)
+        def on_done(name: str, result: base.MemoResult) -> None:
+            error = runner.error_of(result)
             status = "held" if result.held else (f"FAILED ({error})" if error else "not held")
             seed = result.config.get("seed", "?")
             bar.write(f"{name} (seed {seed}): {status} in {result.seconds:.1f}s", file=sys.stderr)
             bar.update(1)
             bar.set_postfix_str(name)
 
-        results = run_all(args.out, names=names, quick=args.quick, seeds=seeds, device=device,
+        results = runner.run_all(args.out, names=names, quick=args.quick, seeds=seeds, device=device,
                           on_done=on_done, overrides=params, jobs=args.jobs)
     out = Path(args.out)
     if len(seeds) > 1:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from babyaipp.agents.attention_maps import TILE, attention_map, main, plot_attention_map, trap_attention
+from babyaipp.agents.training_setup import build_agent, make_vec_env
 from babyaipp.errors import ConfigError
 
 ENV = "BabyAIPP/GoToRedBallDense-Easy-TargetPairOnly-v0"
@@ -15,12 +16,11 @@ def _untrained(model_name: str, tmp_path_factory=None):
     import tempfile
     from pathlib import Path
 
-    from babyaipp.agents import training
     from babyaipp.agents.models import MODELS
 
-    vec = training.make_vec_env(ENV.replace("TargetPairOnly", "Train"), 1, 0, engine="gym")
+    vec = make_vec_env(ENV.replace("TargetPairOnly", "Train"), 1, 0, engine="gym")
     config = MODELS[model_name].config()
-    return training.build_agent(vec, model_name, config, False, 0, "cpu", Path(tempfile.gettempdir()) / "unused-tb")
+    return build_agent(vec, model_name, config, False, 0, "cpu", Path(tempfile.gettempdir()) / "unused-tb")
 
 
 @pytest.fixture(scope="module")

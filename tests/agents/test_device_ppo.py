@@ -11,6 +11,7 @@ import torch
 import babyaipp  # noqa: F401  (registers the ids)
 from babyaipp.agents import training
 from babyaipp.agents.runs import load_run, read_progress
+from babyaipp.agents.training_setup import TrainResult, build_agent, make_vec_env
 from babyaipp.cli import main
 
 ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
@@ -18,7 +19,7 @@ ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
 TINY = {"n_steps": 16, "batch_size": 32}
 
 
-def _train(run: Path, model: str = "image", steps: int = 128, seed: int = 0, **kwargs) -> training.TrainResult:
+def _train(run: Path, model: str = "image", steps: int = 128, seed: int = 0, **kwargs) -> TrainResult:
     kwargs.setdefault("hyperparameters", TINY)
     return training.train(
         run, model=model, steps=steps, n_envs=4, seed=seed, device="cpu", checkpoint_every=64, trainer="device",
@@ -102,16 +103,16 @@ def test_device_trainer_starts_from_the_sb3_trainers_weights(tmp_path):
     from babyaipp.agents.models import model_spec
 
     config = model_spec("image").config.from_dict(TINY)
-    vec = training.make_vec_env(ENV, 4, 0)
+    vec = make_vec_env(ENV, 4, 0)
     try:
-        sb3 = training.build_agent(vec, "image", config, False, 0, "cpu", tmp_path / "tb").policy.state_dict()
+        sb3 = build_agent(vec, "image", config, False, 0, "cpu", tmp_path / "tb").policy.state_dict()
     finally:
         vec.close()
     from babyaipp.agents.device_training import make_engine_env
 
     vec = make_engine_env(ENV, 4, 0, "full", {}, 0, "cpu")
     try:
-        device = training.build_agent(vec, "image", config, False, 0, "cpu", tmp_path / "tb").policy.state_dict()
+        device = build_agent(vec, "image", config, False, 0, "cpu", tmp_path / "tb").policy.state_dict()
     finally:
         vec.close()
     assert _same(sb3, device)

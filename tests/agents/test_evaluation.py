@@ -26,7 +26,16 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa:
 
 from babyaipp.agents import evaluation as ev
 from babyaipp.agents import reports  # noqa: E402
+from babyaipp.agents.evaluation_episodes import (
+    EpisodeRecord,
+    binomial_se,
+    difference_se,
+    rollout_vectorised,
+    split_gap,
+    summarise_episodes,
+)
 from babyaipp.cli import main  # noqa: E402
+from babyaipp.defaults import EVAL_SEED_START
 from babyaipp.envs.registration import make_tokenized  # noqa: E402
 from babyaipp.errors import BabyAIPPError, ConfigError  # noqa: E402
 
@@ -61,28 +70,28 @@ def stub_loader(model: PPO, env_id: str = ENV):
 
 # ------------------------------------------------------------------------- statistics
 def test_binomial_se_and_gap_on_hand_made_numbers():
-    assert ev.binomial_se(30, 100) == pytest.approx(math.sqrt(0.3 * 0.7 / 100))
-    assert ev.binomial_se(0, 10) == 0.0 and ev.binomial_se(10, 10) == 0.0
-    assert ev.binomial_se(0, 0) == 0.0
-    assert ev.difference_se(0.03, 0.04) == pytest.approx(0.05)
-    gap = ev.split_gap({
+    assert binomial_se(30, 100) == pytest.approx(math.sqrt(0.3 * 0.7 / 100))
+    assert binomial_se(0, 10) == 0.0 and binomial_se(10, 10) == 0.0
+    assert binomial_se(0, 0) == 0.0
+    assert difference_se(0.03, 0.04) == pytest.approx(0.05)
+    gap = split_gap({
         "Train": {"success_rate": 0.9, "success_se": math.sqrt(0.9 * 0.1 / 100)},
         "TargetPairOnly": {"success_rate": 0.6, "success_se": math.sqrt(0.6 * 0.4 / 100)},
     })
     assert gap["gap"] == pytest.approx(0.3)
     assert gap["se"] == pytest.approx(math.sqrt((0.09 + 0.24) / 100))
-    assert ev.split_gap({"Train": {"success_rate": 0.9, "success_se": 0.01}}) is None
+    assert split_gap({"Train": {"success_rate": 0.9, "success_se": 0.01}}) is None
 
 
 def test_summary_groups_episodes_by_held_out_pair():
-    R = ev.EpisodeRecord
+    R = EpisodeRecord
     records = [
         R(0, 10**6, True, 0.9, 5, ()),
         R(1, 10**6 + 1, False, 0.0, 64, (("green", "trap"),)),
         R(2, 10**6 + 2, True, 0.5, 30, (("green", "trap"), ("blue", "slippery"))),
         R(3, 10**6 + 3, False, 0.0, 3, ()),
     ]
-    s = ev.summarise_episodes(records, ENV)
+    s = summarise_episodes(records, ENV)
     assert (s["episodes"], s["successes"], s["success_rate"]) == (4, 2, 0.5)
     assert s["success_se"] == pytest.approx(math.sqrt(0.25 / 4))
     assert s["mean_return"] == pytest.approx(1.4 / 4) and s["mean_length"] == pytest.approx(25.5)
@@ -120,19 +129,19 @@ def test_seeds_disjoint_from_training_and_results_independent_of_n_envs(policy, 
         pytest.importorskip("sb3_contrib")
     act = {
         "looking": lambda: looking_act_fn,
-        "ppo": lambda: ev.sb3_act_fn(stub_model),
-        "recurrent_ppo": lambda: ev.sb3_act_fn(_recurrent_stub()),
+        "ppo": lambda: ev.sb3_act_fn(stub_model, greedy=True),
+        "recurrent_ppo": lambda: ev.sb3_act_fn(_recurrent_stub(), greedy=True),
     }[policy]()
     episodes = 12
 
-    def run(n_envs: int) -> list[ev.EpisodeRecord]:
-        return ev.rollout_vectorised(
+    def run(n_envs: int) -> list[EpisodeRecord]:
+        return rollout_vectorised(
             lambda: make_tokenized("BabyAIPP/GoToRedBall-Easy-Test-v0"), act, episodes, n_envs=n_envs
         )
 
     one, five = run(1), run(5)
-    assert [r.seed for r in one] == [ev.TRAIN_SEED_LIMIT + k for k in range(episodes)]
-    assert min(r.seed for r in one) >= ev.TRAIN_SEED_LIMIT
+    assert [r.seed for r in one] == [EVAL_SEED_START + k for k in range(episodes)]
+    assert min(r.seed for r in one) >= EVAL_SEED_START
     assert one == five
     if policy == "looking":  # episodes of different lengths and outcomes: a mix-up would show
         assert len({r.length for r in one}) > 3 and 0 < sum(r.success for r in one) < episodes

@@ -12,8 +12,12 @@ import torch
 
 import babyaipp  # noqa: F401  (registers the ids)
 from babyaipp.agents import imitation, training
-from babyaipp.agents.demos import dataset_id_for, load_demos, record_demos
+from babyaipp.agents.demos import dataset_id_for, record_demos
+from babyaipp.agents.demos_loading import load_demos
+from babyaipp.agents.imitation_data import StepData, episode_batches, load_steps, step_batches
 from babyaipp.agents.models import MODELS
+from babyaipp.agents.runs import load_run, read_config, read_progress
+from babyaipp.agents.training_setup import build_agent, make_vec_env
 from babyaipp.cli import main
 from babyaipp.envs.registration import make_tokenized
 from babyaipp.errors import BabyAIPPError, ConfigError
@@ -132,7 +136,7 @@ def test_mismatched_or_broken_datasets_fail_clearly(tmp_path, small_demos, capsy
     (data,) = broken.rglob("main_data.hdf5")
     data.write_bytes(b"not an hdf5 file")
     with pytest.raises(BabyAIPPError, match="corrupt"):
-        imitation.load_steps(load_demos(broken), 0.99)
+        load_steps(load_demos(broken), 0.99)
     (meta,) = broken.rglob("metadata.json")
     meta.write_text("{not json")
     with pytest.raises(BabyAIPPError, match="corrupt"):
@@ -153,10 +157,10 @@ def test_algorithm_specific_options_are_checked(tmp_path, small_demos, capsys):
 def test_episode_batches_are_whole_padded_sequences():
     lengths = np.array([3, 1, 4])
     n = int(lengths.sum())
-    data = imitation.StepData(
+    data = StepData(
         {"x": np.arange(n)}, np.arange(n), np.zeros(n, np.float32), lengths, skipped_failures=0
     )
-    batches = imitation.episode_batches(data, batch_size=100, rng=np.random.default_rng(0))
+    batches = episode_batches(data, batch_size=100, rng=np.random.default_rng(0))
     (batch,) = batches
     assert batch.n_sequences == 3 and batch.mask.sum() == n and batch.mask.size == 3 * 4
     rows = batch.observations["x"].reshape(3, 4)
@@ -165,7 +169,7 @@ def test_episode_batches_are_whole_padded_sequences():
     assert np.all(starts[:, 0] == 1) and np.all(starts[:, 1:] == 0)
     real = sorted(tuple(r[m]) for r, m in zip(rows, mask))
     assert real == [(0, 1, 2), (3,), (4, 5, 6, 7)]  # every episode whole and in order
-    steps = imitation.step_batches(data, batch_size=3, rng=np.random.default_rng(0))
+    steps = step_batches(data, batch_size=3, rng=np.random.default_rng(0))
     assert sorted(np.concatenate([b.actions for b in steps]).tolist()) == list(range(n))
 
 
@@ -174,12 +178,12 @@ def test_bc_run_is_a_ppo_run_on_disk(model, tmp_path, small_demos):
     run = tmp_path / model
     result = imitation.train_bc(run, demos=small_demos, model=model, epochs=1, device="cpu", checkpoint_every=1)
     assert {p.name for p in run.iterdir()} >= {"config.json", "model.zip", "progress.csv", "tb", "checkpoints"}
-    agent, config = training.load_run(run)
+    agent, config = load_run(run)
     assert type(agent).__name__ == "PPO" and isinstance(agent.policy.features_extractor, MODELS[model].extractor)
     assert config["algo"] == "bc" and config["demos"]["episodes"] == 40
     assert config["train_seed_range"] == {**config["train_seed_range"], "first": 5, "last": 44}
     assert agent.num_timesteps == result.num_timesteps == config["demos"]["frames"]
-    rows = training.read_progress(run)
+    rows = read_progress(run)
     assert list(rows[0]) == list(imitation.PROGRESS_COLUMNS) and 0 <= rows[0]["accuracy"] <= 1
     assert any((run / "tb").rglob("events.out.tfevents*"))
 
@@ -188,9 +192,9 @@ def test_recurrent_bc_learns_whole_episodes(tmp_path, small_demos):
     run = tmp_path / "lstm"
     imitation.train_bc(run, demos=small_demos, model="image", recurrent=True, epochs=3, device="cpu",
                        progress_episodes=0)  # fmt: skip
-    agent, config = training.load_run(run)
+    agent, config = load_run(run)
     assert type(agent).__name__ == "RecurrentPPO" and config["recurrent"]
-    losses = [r["loss"] for r in training.read_progress(run)]
+    losses = [r["loss"] for r in read_progress(run)]
     assert losses[-1] < losses[0]
     obs, _ = make_tokenized(ENV_ID).reset(seed=10**6)
     _, state = agent.predict(obs, state=None, episode_start=np.ones(1, dtype=bool), deterministic=True)
@@ -203,12 +207,12 @@ def test_warm_start_copies_the_policy_and_checks_shape(tmp_path, small_demos):
     assert main(["train", "--init-from", str(bc), "--model", "concat", "--steps", "64", "--n-envs", "2",
                  "--set", "n_steps=32", "--set", "batch_size=64", "--device", "cpu",
                  "--out", str(tmp_path / "ppo")]) == 0  # fmt: skip
-    assert training.read_config(tmp_path / "ppo")["init_from"]["algo"] == "bc"
+    assert read_config(tmp_path / "ppo")["init_from"]["algo"] == "bc"
 
-    source, _ = training.load_run(bc)
+    source, _ = load_run(bc)
     config = MODELS["concat"].config()
-    vec = training.make_vec_env(ENV_ID, 2, 0)
-    agent = training.build_agent(vec, "concat", config, False, 1, "cpu", tmp_path / "tb")
+    vec = make_vec_env(ENV_ID, 2, 0)
+    agent = build_agent(vec, "concat", config, False, 1, "cpu", tmp_path / "tb")
     imitation.warm_start_from(agent, bc, "concat", False, config, "cpu")
     for (name, a), b in zip(agent.policy.state_dict().items(), source.policy.state_dict().values()):
         assert torch.equal(a, b), name

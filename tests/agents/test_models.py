@@ -17,7 +17,7 @@ from babyaipp.agents.models import (
     TokenEncoder,
     policy_kwargs,
 )
-from babyaipp.agents.training import make_vec_env
+from babyaipp.agents.training_setup import make_vec_env
 from babyaipp.errors import ConfigError, InvalidChoiceError
 
 ENV_ID = "BabyAIPP/GoToRedBall-Easy-Train-v0"

@@ -20,8 +20,10 @@ import pytest
 
 import babyaipp  # noqa: F401  (registers the ids)
 from babyaipp.agents import runs, training
+from babyaipp.agents.runs import ProgressCallback, checkpoints, latest_checkpoint, load_run, read_progress
 from babyaipp.cli import EXIT_TERMINATED, Terminated, main
 from babyaipp.envs import pool
+from babyaipp.errors import CheckpointError
 
 FAST = ["--n-envs", "2", "--set", "n_steps=64", "--set", "batch_size=64", "--device", "cpu"]
 
@@ -85,7 +87,7 @@ def test_sigterm_checkpoints_prints_and_leaves_no_process(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == EXIT_TERMINATED
     assert "terminated" in err and "--resume" in err and "Traceback" not in err
-    assert training.checkpoints(run), "SIGTERM saved a checkpoint"
+    assert checkpoints(run), "SIGTERM saved a checkpoint"
     assert _config(run)["segments"][-1]["ended"] == "interrupted"
     assert _no_processes_left(proc.pid) == [], "level worker, forkserver and resource tracker are gone"
     assert not (run / runs.LOCK_NAME).exists()
@@ -103,10 +105,10 @@ def test_sigkill_before_the_first_checkpoint_leaves_no_process_and_a_restartable
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert _no_processes_left(proc.pid) == [], "the level worker died with its parent"
-    assert training.latest_checkpoint(run) is None
+    assert latest_checkpoint(run) is None
     capsys.readouterr()
     assert main(["train", "--resume", "--steps", "128", "--out", str(run), "--device", "cpu"]) == 0
-    assert training.load_run(run)[0].num_timesteps >= 128
+    assert load_run(run)[0].num_timesteps >= 128
 
 
 def _sleep_as_pool_worker(parent_pid: int) -> None:
@@ -134,7 +136,7 @@ def test_a_pool_worker_exits_soon_after_its_parent_dies():
 
 def test_terminated_in_training_checkpoints_and_exits_143(tmp_path, monkeypatch, capsys):
     """The in-process sibling of the SIGTERM test: the CLI's SIGTERM exception, raised mid-rollout."""
-    original = training.ProgressCallback._on_step
+    original = ProgressCallback._on_step
     closed = []
 
     def terminate_mid_rollout(self):
@@ -142,7 +144,7 @@ def test_terminated_in_training_checkpoints_and_exits_143(tmp_path, monkeypatch,
             raise Terminated
         return original(self)
 
-    monkeypatch.setattr(training.ProgressCallback, "_on_step", terminate_mid_rollout)
+    monkeypatch.setattr(ProgressCallback, "_on_step", terminate_mid_rollout)
     from babyaipp.envs.sb3 import BatchedSB3VecEnv
 
     close = BatchedSB3VecEnv.close
@@ -178,7 +180,7 @@ def test_ctrl_c_before_the_first_update_saves_the_initial_weights(tmp_path, monk
     assert "step_0.zip" in err and "object has no attribute" not in err
     monkeypatch.undo()
     assert main(["train", "--resume", "--out", str(run), "--device", "cpu"]) == 0
-    assert training.load_run(run)[0].num_timesteps == 128
+    assert load_run(run)[0].num_timesteps == 128
 
 
 # ------------------------------------------------------------------ one writer per run directory
@@ -217,7 +219,7 @@ def test_the_lock_is_held_by_another_process_too(tmp_path):
 
 # ------------------------------------------------------------------ restart and resume bookkeeping
 def _as_if_killed_before_the_first_checkpoint(run: Path) -> None:
-    for path in [run / "model.zip", *training.checkpoints(run).values()]:
+    for path in [run / "model.zip", *checkpoints(run).values()]:
         path.unlink()
     config = _config(run)
     config.update(segments=[], num_timesteps=0, completed=False)
@@ -232,7 +234,7 @@ def test_a_run_killed_before_its_first_checkpoint_can_be_restarted_or_resumed(tm
     assert len(_config(run)["segments"]) == 1
     _as_if_killed_before_the_first_checkpoint(run)
     assert main(["train", "--resume", "--out", str(run), "--device", "cpu"]) == 0, capsys.readouterr().err
-    agent, config = training.load_run(run)
+    agent, config = load_run(run)
     assert agent.num_timesteps == 128 and config["completed"] and len(config["segments"]) == 1
     # A run with a checkpoint is still refused without --resume.
     assert _train(run) == 2 and "pass --resume" in capsys.readouterr().err
@@ -281,18 +283,18 @@ def test_a_checkpoint_written_during_training_records_its_segment(tmp_path):
 # ------------------------------------------------------------------ disk full
 def test_disk_full_during_training_is_one_line_and_keeps_the_checkpoints(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
-    original = runs._save_atomic
+    original = runs.save_atomic
 
     def full_after_the_first(model, path):
-        if training.checkpoints(run):
+        if checkpoints(run):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return original(model, path)
 
-    monkeypatch.setattr(runs, "_save_atomic", full_after_the_first)
+    monkeypatch.setattr(runs, "save_atomic", full_after_the_first)
     assert _train(run, "--checkpoint-every", "128", steps=256) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "No space left on device" in err and "step 128" in err
-    assert sorted(training.checkpoints(run)) == [128]
+    assert sorted(checkpoints(run)) == [128]
     assert not (run / runs.LOCK_NAME).exists()
 
 
@@ -310,10 +312,10 @@ def test_two_resumes_of_one_checkpoint_are_identical(tmp_path):
     for copy in copies:
         shutil.copytree(run, copy)
         assert main(["train", "--resume", "--steps", "384", "--out", str(copy), "--device", "cpu"]) == 0
-    (a, _), (b, _) = (training.load_run(c) for c in copies)
+    (a, _), (b, _) = (load_run(c) for c in copies)
     for x, y in zip(a.policy.parameters(), b.policy.parameters()):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
-    rows = [[(r["timesteps"], r["episodes"]) for r in training.read_progress(c)] for c in copies]
+    rows = [[(r["timesteps"], r["episodes"]) for r in read_progress(c)] for c in copies]
     assert rows[0] == rows[1]
 
 
@@ -349,12 +351,12 @@ def test_loading_a_run_unpickles_nothing_from_model_zip(tmp_path, capsys):
     assert _train(run) == 0
     marker = tmp_path / "code-ran"
     _with_pickled_entry(run / "model.zip", "policy_kwargs", _Payload(marker))
-    agent, _ = training.load_run(run)  # the package's own entries are rebuilt from config.json
+    agent, _ = load_run(run)  # the package's own entries are rebuilt from config.json
     assert not marker.exists()
     assert agent.num_timesteps == 128
     _with_pickled_entry(run / "model.zip", "surprise", _Payload(marker))
-    with pytest.raises(runs.CheckpointError, match="surprise"):
-        training.load_run(run)
+    with pytest.raises(CheckpointError, match="surprise"):
+        load_run(run)
     assert not marker.exists()
 
 
@@ -368,16 +370,16 @@ def test_a_corrupt_weights_file_or_a_model_of_the_wrong_kind_is_one_line(tmp_pat
     config = _config(run)
     config["recurrent"] = True  # the config says recurrent, the model is not
     (run / "config.json").write_text(json.dumps(config))
-    with pytest.raises(runs.CheckpointError, match="model.zip"):
-        training.load_run(run)
+    with pytest.raises(CheckpointError, match="model.zip"):
+        load_run(run)
     config["recurrent"] = False
     (run / "config.json").write_text(json.dumps(config))
     entries["policy.pth"] = b"PK\x03\x04 not torch" + bytes(100)
     with zipfile.ZipFile(run / "model.zip", "w") as archive:
         for name, content in entries.items():
             archive.writestr(name, content)
-    with pytest.raises(runs.CheckpointError, match="corrupt") as caught:
-        training.load_run(run)
+    with pytest.raises(CheckpointError, match="corrupt") as caught:
+        load_run(run)
     assert "weights_only" not in str(caught.value) and len(str(caught.value).splitlines()) == 1
 
 
@@ -443,7 +445,7 @@ def test_success_rate_reaches_tensorboard(engine, tmp_path):
     run = tmp_path / engine
     # Episodes of at most 16 steps: every env finishes several in 256 steps.
     assert _train(run, "--engine", engine, "--env-kwarg", "max_steps=16", steps=256) == 0
-    agent, _ = training.load_run(run)
+    agent, _ = load_run(run)
     events = EventAccumulator(str(next((run / "tb").iterdir())))
     events.Reload()
     assert "rollout/success_rate" in events.Tags()["scalars"]
@@ -503,11 +505,11 @@ def test_a_resumed_segment_draws_from_its_own_random_stream(tmp_path, monkeypatc
 
 # ------------------------------------------------------------------ exact resume (batched engine)
 def _weights(run: Path) -> list:
-    return [p.detach().clone() for p in training.load_run(run)[0].policy.parameters()]
+    return [p.detach().clone() for p in load_run(run)[0].policy.parameters()]
 
 
 def _curve(run: Path) -> list[tuple]:
-    return [(r["timesteps"], r["episodes"], r["mean_return"], r["success_rate"]) for r in training.read_progress(run)]
+    return [(r["timesteps"], r["episodes"], r["mean_return"], r["success_rate"]) for r in read_progress(run)]
 
 
 def _stop(run: Path, how: str, extra: list[str], monkeypatch) -> None:
@@ -516,16 +518,16 @@ def _stop(run: Path, how: str, extra: list[str], monkeypatch) -> None:
         assert _train(run, *extra, steps=128) == 0
         assert (run / "model.state.pt").is_file()
     elif how == "interrupted":  # Ctrl-C or SIGTERM mid-rollout, after the 128-step update
-        original = training.ProgressCallback._on_step
+        original = ProgressCallback._on_step
 
         def interrupt(self):
             if self.num_timesteps >= 192:
                 raise KeyboardInterrupt
             return original(self)
 
-        monkeypatch.setattr(training.ProgressCallback, "_on_step", interrupt)
+        monkeypatch.setattr(ProgressCallback, "_on_step", interrupt)
         assert _train(run, *extra, steps=256) == 130
-        monkeypatch.setattr(training.ProgressCallback, "_on_step", original)
+        monkeypatch.setattr(ProgressCallback, "_on_step", original)
         assert (run / "checkpoints" / "step_128.state.pt").is_file()
     else:  # SIGKILL after the 128-step checkpoint: what came later was never written
         assert _train(run, *extra, steps=256) == 0
@@ -563,7 +565,7 @@ def test_without_its_state_file_a_checkpoint_resumes_as_documented(tmp_path):
     assert main(["train", "--resume", "--steps", "256", "--out", str(run), "--device", "cpu"]) == 0
     assert _config(run)["train_seeds_used"] == [0, 1, 2, 3]  # fresh envs from the next seeds
     (run / "model.state.pt").write_bytes(b"not a state")
-    with pytest.raises(runs.CheckpointError, match="model.state.pt is corrupt"):
+    with pytest.raises(CheckpointError, match="model.state.pt is corrupt"):
         training.resume(run, steps=384, device="cpu")
 
 

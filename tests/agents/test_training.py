@@ -13,7 +13,17 @@ import torch
 import babyaipp  # noqa: F401  (registers the ids)
 from babyaipp.agents import training
 from babyaipp.agents.models import MODELS, AttentionExtractor
+from babyaipp.agents.runs import (
+    PROGRESS_COLUMNS,
+    ProgressCallback,
+    checkpoints,
+    latest_checkpoint,
+    load_algorithm,
+    load_run,
+)
+from babyaipp.agents.training_setup import REFRESH_SEED_BASE, make_vec_env, train_seed
 from babyaipp.cli import main
+from babyaipp.defaults import EVAL_SEED_START
 from babyaipp.envs.registration import make_tokenized
 from babyaipp.errors import CheckpointError
 
@@ -43,14 +53,14 @@ def test_each_model_trains_through_the_cli(model, tmp_path, capsys):
         "checkpoints",
         "tb",
     }
-    assert sorted(training.checkpoints(run)) == [128, 256]
+    assert sorted(checkpoints(run)) == [128, 256]
     assert not [p for p in run.rglob(".*") if p.is_file()], "no temporary file left behind"
     assert any((run / "tb").rglob("events.out.tfevents*"))
     rows = _progress(run)
-    assert list(rows[0]) == list(training.PROGRESS_COLUMNS)
+    assert list(rows[0]) == list(PROGRESS_COLUMNS)
     assert [int(r["timesteps"]) for r in rows] == [128, 256]
 
-    agent, config = training.load_run(run)
+    agent, config = load_run(run)
     assert type(agent).__name__ == "PPO" and agent.num_timesteps == 256
     assert (config["env_id"], config["model"], config["text"], config["recurrent"]) == (
         ENV_ID,
@@ -70,7 +80,7 @@ def test_each_model_trains_through_the_cli(model, tmp_path, capsys):
 def test_recurrent_variant_trains_and_loads(tmp_path):
     run = tmp_path / "lstm"
     assert _train(run, "--model", "attention", "--recurrent", "--text", "partial", steps=128) == 0
-    agent, config = training.load_run(run)
+    agent, config = load_run(run)
     assert type(agent).__name__ == "RecurrentPPO" and config["recurrent"] and config["text"] == "partial"
     assert isinstance(agent.policy.features_extractor, AttentionExtractor)
     assert agent.policy.lstm_actor.hidden_size == config["hyperparameters"]["lstm_hidden_dim"]
@@ -82,51 +92,51 @@ def test_recurrent_variant_trains_and_loads(tmp_path):
 def test_checkpoint_resume_round_trip(tmp_path, capsys):
     run = tmp_path / "run"
     assert _train(run, "--model", "concat", "--checkpoint-every", "128") == 0
-    first, _ = training.load_run(run)
+    first, _ = load_run(run)
     # Simulate a run cut short after its step-256 checkpoint: the final model was never written.
     (run / "model.zip").unlink()
-    assert training.latest_checkpoint(run) == (256, run / "checkpoints" / "step_256.zip")
+    assert latest_checkpoint(run) == (256, run / "checkpoints" / "step_256.zip")
     capsys.readouterr()
     assert main(["train", "--resume", "--steps", "512", "--out", str(run), "--device", "cpu"]) == 0
     assert "resumed from step 256" in capsys.readouterr().out
 
-    agent, config = training.load_run(run)
+    agent, config = load_run(run)
     assert agent.num_timesteps == 512  # counted from the checkpoint, not reset
-    assert sorted(training.checkpoints(run)) == [128, 256, 384, 512]
+    assert sorted(checkpoints(run)) == [128, 256, 384, 512]
     assert [int(r["timesteps"]) for r in _progress(run)] == [128, 256, 384, 512]
     episodes = [int(r["episodes"]) for r in _progress(run)]
     assert episodes == sorted(episodes)
     assert config["steps"] == 512 and config["completed"] and len(config["segments"]) == 2
     assert config["train_seeds_used"] == [0, 1]  # resumed exactly: the envs continued their episodes
     # The resumed model continued from the checkpoint's weights, then kept learning.
-    ckpt = training._load_algorithm(run / "checkpoints" / "step_256.zip", False, "cpu")
+    ckpt = load_algorithm(run / "checkpoints" / "step_256.zip", False, "cpu")
     for a, b in zip(ckpt.policy.parameters(), first.policy.parameters()):
         torch.testing.assert_close(a, b)
     assert any(not torch.equal(a, b) for a, b in zip(agent.policy.parameters(), first.policy.parameters()))
 
     # Resuming a finished run to the same target does no more steps.
     assert main(["train", "--resume", "--out", str(run), "--device", "cpu"]) == 0
-    assert training.load_run(run)[0].num_timesteps == 512
+    assert load_run(run)[0].num_timesteps == 512
 
 
 def test_ctrl_c_checkpoints_the_last_update_and_resume_finishes(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
-    original = training.ProgressCallback._on_step
+    original = ProgressCallback._on_step
 
     def interrupt_mid_rollout(self):
         if self.num_timesteps >= 160:  # 32 steps into the second rollout (rollouts of 2 x 64)
             raise KeyboardInterrupt
         return original(self)
 
-    monkeypatch.setattr(training.ProgressCallback, "_on_step", interrupt_mid_rollout)
+    monkeypatch.setattr(ProgressCallback, "_on_step", interrupt_mid_rollout)
     assert _train(run, "--model", "image", "--checkpoint-every", "0") == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "step_128.zip" in err and "--resume" in err
     # The partial rollout was never learnt from, so the checkpoint counts only the 128 trained steps.
-    assert sorted(training.checkpoints(run)) == [128] and not (run / "model.zip").exists()
-    monkeypatch.setattr(training.ProgressCallback, "_on_step", original)
+    assert sorted(checkpoints(run)) == [128] and not (run / "model.zip").exists()
+    monkeypatch.setattr(ProgressCallback, "_on_step", original)
     assert main(["train", "--resume", "--out", str(run), "--device", "cpu"]) == 0
-    agent, config = training.load_run(run)
+    agent, config = load_run(run)
     assert agent.num_timesteps == 256 and config["completed"]
 
 
@@ -166,18 +176,18 @@ def test_resume_without_checkpoint_raises(tmp_path, capsys):
 
 def test_load_run_names_the_missing_or_corrupt_path(tmp_path):
     with pytest.raises(CheckpointError, match="config.json"):
-        training.load_run(tmp_path)
+        load_run(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="config.json is corrupt"):
-        training.load_run(tmp_path)
+        load_run(tmp_path)
     (tmp_path / "config.json").write_text(
         json.dumps({"env_id": ENV_ID, "text": "full", "recurrent": False, "model": "image"})
     )
     with pytest.raises(CheckpointError, match="model.zip not found"):
-        training.load_run(tmp_path)
+        load_run(tmp_path)
     (tmp_path / "model.zip").write_bytes(b"not a zip file")
     with pytest.raises(CheckpointError, match="model.zip is corrupt"):
-        training.load_run(tmp_path)
+        load_run(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -214,15 +224,15 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path, capsys):
     ("engine", "env_kwargs"), [("batched", {"room_size": 7}), ("gym", {"room_size": 6, "num_dists": 3})]
 )
 def test_make_vec_env_seeds_env_i_with_seed_times_1000_plus_i(engine: str, env_kwargs: dict):
-    vec = training.make_vec_env(ENV_ID, 3, seed=2, text="full", env_kwargs=env_kwargs, engine=engine)
+    vec = make_vec_env(ENV_ID, 3, seed=2, text="full", env_kwargs=env_kwargs, engine=engine)
     first = vec.reset()
     for i in range(3):
         single, _ = make_tokenized(ENV_ID, text="full", **env_kwargs).reset(seed=2000 + i)
         for key in single:
             np.testing.assert_array_equal(first[key][i], single[key])
-    again = training.make_vec_env(ENV_ID, 3, seed=2, text="full", env_kwargs=env_kwargs, engine=engine).reset()
+    again = make_vec_env(ENV_ID, 3, seed=2, text="full", env_kwargs=env_kwargs, engine=engine).reset()
     np.testing.assert_array_equal(first["image"], again["image"])
-    assert training.train_seed(999, 999) < training.EVAL_SEED_START
+    assert train_seed(999, 999) < EVAL_SEED_START
     vec.close()
 
 
@@ -230,7 +240,7 @@ def test_batched_training_envs_refresh_their_pool_reproducibly():
     """The default engine keeps bringing in new levels (about one per finished episode), identically per seed."""
     pools = []
     for _ in range(2):
-        vec = training.make_vec_env(ENV_ID, 4, seed=3, text="full", env_kwargs={"max_steps": 6})
+        vec = make_vec_env(ENV_ID, 4, seed=3, text="full", env_kwargs={"max_steps": 6})
         vec.reset()
         engine = vec.venv.engine
         rng = np.random.default_rng(0)
@@ -242,7 +252,7 @@ def test_batched_training_envs_refresh_their_pool_reproducibly():
             vec.step(rng.integers(7, size=4))
         assert engine.levels_refreshed >= 64
         seeds = engine.pool.tensors["level_seed"].tolist()
-        assert min(s for s in seeds if s >= training.REFRESH_SEED_BASE) == 4 * training.REFRESH_SEED_BASE
+        assert min(s for s in seeds if s >= REFRESH_SEED_BASE) == 4 * REFRESH_SEED_BASE
         pools.append(seeds)
         vec.close()
     assert pools[0] == pools[1]
@@ -252,7 +262,7 @@ def _success_rate(env, policy, episodes: int) -> float:
     """Fraction of evaluation-seeded episodes (seeds 10**6 + k) that end with reward > 0."""
     wins = 0
     for k in range(episodes):
-        obs, _ = env.reset(seed=training.EVAL_SEED_START + k)
+        obs, _ = env.reset(seed=EVAL_SEED_START + k)
         done, reward = False, 0.0
         while not done:
             obs, reward, terminated, truncated, _ = env.step(policy(obs, k))
@@ -293,7 +303,7 @@ def test_trained_policy_clearly_beats_random(tmp_path):
         )
         == 0
     )
-    agent, config = training.load_run(run)
+    agent, config = load_run(run)
     env = make_tokenized(config["env_id"], text=config["text"], **config["env_kwargs"])
     trained = _success_rate(env, lambda obs, k: int(agent.predict(obs, deterministic=True)[0]), 200)
     rngs: dict[int, np.random.Generator] = {}
@@ -316,19 +326,6 @@ def test_the_same_seed_gives_the_same_training_curve_and_weights(tmp_path):
     curves = [[{k: row[k] for k in row if k != "fps"} for row in _progress(run)] for run in runs]
     assert curves[0] == curves[1] and len(curves[0]) >= 2
     assert int(curves[0][-1]["episodes"]) >= 2 * 64  # two refresh chunks swapped in
-    weights = [training.load_run(run)[0].policy.state_dict() for run in runs]
+    weights = [load_run(run)[0].policy.state_dict() for run in runs]
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
-
-
-def test_the_clis_light_defaults_match_the_library():
-    """The CLIs repeat a few defaults so that `babyaipp --help` imports no torch; they must not drift."""
-    from babyaipp.agents import cli as train_cli
-    from babyaipp.experiments import cli as sweep_cli
-    from babyaipp.experiments import sweep
-
-    assert train_cli.RUN_DEFAULTS["engine"] == training.DEFAULT_ENGINE == sweep.TrialConfig.engine
-    assert train_cli.DEFAULT_ENV == sweep_cli.DEFAULT_ENV == training.DEFAULT_ENV
-    parser = sweep_cli.argparse.ArgumentParser()
-    sweep_cli.add_parsers(parser.add_subparsers(dest="command"))
-    assert parser.parse_args(["sweep", "--out", "x"]).engine == training.DEFAULT_ENGINE

@@ -15,6 +15,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 import babyaipp  # noqa: F401  (registers the ids)
+from babyaipp.agents.runs import read_config
 from babyaipp.envs.vector import BatchedVectorEnv, make_vec
 from babyaipp.envs.wrappers import TokenObsWrapper
 from babyaipp.errors import BabyAIPPError
@@ -219,7 +220,7 @@ def test_train_and_resume_with_the_batched_engine(tmp_path) -> None:
     first = training.train(tmp_path / "run", engine="batched", n_envs=4, steps=64, hyperparameters=hparams,
                            checkpoint_every=64, device="cpu")  # fmt: skip
     assert first.num_timesteps == 64
-    config = training.read_config(tmp_path / "run")
+    config = read_config(tmp_path / "run")
     assert config["engine"] == "batched" and config["train_seeds_used"] == [0, 1, 2, 3]
     again = training.resume(tmp_path / "run", steps=128, device="cpu")
     assert again.num_timesteps == 128 and again.resumed_from == 64

@@ -11,6 +11,7 @@ import pytest
 
 from babyaipp.errors import CheckpointError, ConfigError
 from babyaipp.experiments import aggregate as agg
+from babyaipp.experiments.bootstrap import BootstrapOptions, bootstrap_mean_band, iqm, stratified_bootstrap_ci
 from babyaipp.experiments.plots import write_figures
 
 ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
@@ -18,28 +19,28 @@ ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
 
 # --------------------------------------------------------------------------- statistics on hand-made numbers
 def test_identical_seeds_give_a_zero_width_interval():
-    est = agg.stratified_bootstrap_ci([0.7, 0.7, 0.7, 0.7], reps=500)
+    est = stratified_bootstrap_ci([0.7, 0.7, 0.7, 0.7], reps=500)
     assert est.point == pytest.approx(0.7)
     assert est.low == pytest.approx(0.7) and est.high == pytest.approx(0.7)
-    single = agg.stratified_bootstrap_ci([0.3], reps=100)
+    single = stratified_bootstrap_ci([0.3], reps=100)
     assert (single.low, single.point, single.high, single.n) == (pytest.approx(0.3),) * 3 + (1,)
 
 
 def test_known_iqm_and_that_three_seeds_trim_nothing():
-    assert agg.iqm([1.0, 2.0, 3.0, 4.0]) == pytest.approx(2.5)  # 1 and 4 trimmed
-    assert agg.iqm([0.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.9, 1.0]) == pytest.approx(0.25)  # middle four
-    assert agg.iqm([0.0, 0.5, 1.0]) == pytest.approx(np.mean([0.0, 0.5, 1.0]))
-    assert agg.iqm([0.0, 0.1, 1.0]) == pytest.approx(np.mean([0.0, 0.1, 1.0]))  # an outlier is not trimmed
-    assert agg.stratified_bootstrap_ci([1.0, 2.0, 3.0, 4.0], reps=10).point == pytest.approx(2.5)
+    assert iqm([1.0, 2.0, 3.0, 4.0]) == pytest.approx(2.5)  # 1 and 4 trimmed
+    assert iqm([0.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.9, 1.0]) == pytest.approx(0.25)  # middle four
+    assert iqm([0.0, 0.5, 1.0]) == pytest.approx(np.mean([0.0, 0.5, 1.0]))
+    assert iqm([0.0, 0.1, 1.0]) == pytest.approx(np.mean([0.0, 0.1, 1.0]))  # an outlier is not trimmed
+    assert stratified_bootstrap_ci([1.0, 2.0, 3.0, 4.0], reps=10).point == pytest.approx(2.5)
 
 
 def test_interval_covers_the_point_is_reproducible_and_shrinks_with_agreeing_seeds():
     spread = np.random.default_rng(5).random(12).tolist()  # many values: percentiles fall between atoms
-    a = agg.stratified_bootstrap_ci(spread, reps=4000, seed=3)
-    assert a == agg.stratified_bootstrap_ci(spread, reps=4000, seed=3)
-    assert a != agg.stratified_bootstrap_ci(spread, reps=4000, seed=4)
+    a = stratified_bootstrap_ci(spread, reps=4000, seed=3)
+    assert a == stratified_bootstrap_ci(spread, reps=4000, seed=3)
+    assert a != stratified_bootstrap_ci(spread, reps=4000, seed=4)
     assert min(spread) - 1e-9 <= a.low < a.point < a.high <= max(spread) + 1e-9
-    tight = agg.stratified_bootstrap_ci([0.5 + 0.01 * (v - 0.5) for v in spread], reps=4000, seed=3)
+    tight = stratified_bootstrap_ci([0.5 + 0.01 * (v - 0.5) for v in spread], reps=4000, seed=3)
     assert tight.high - tight.low < (a.high - a.low) / 10
 
 
@@ -47,17 +48,17 @@ def test_bootstrap_resamples_runs_within_each_task():
     # Task 0 is the same on every run: resampling runs within tasks cannot move its contribution,
     # so the mean over (runs, tasks) only varies through task 1: half of task 1's own interval.
     scores = np.array([[0.5, 0.0], [0.5, 1.0], [0.5, 0.0], [0.5, 1.0]])
-    both = agg.stratified_bootstrap_ci(scores, "mean", reps=4000, seed=0)
-    task1 = agg.stratified_bootstrap_ci(scores[:, 1], "mean", reps=4000, seed=0)
+    both = stratified_bootstrap_ci(scores, "mean", reps=4000, seed=0)
+    task1 = stratified_bootstrap_ci(scores[:, 1], "mean", reps=4000, seed=0)
     assert both.point == pytest.approx(0.5)
     assert both.high - both.low == pytest.approx((task1.high - task1.low) / 2, abs=0.02)
 
 
 def test_bad_bootstrap_settings_name_the_range():
     with pytest.raises(ConfigError, match=r"reps=0 .*valid range"):
-        agg.stratified_bootstrap_ci([0.1, 0.2], reps=0)
+        stratified_bootstrap_ci([0.1, 0.2], reps=0)
     with pytest.raises(ConfigError, match=r"confidence=1\.5"):
-        agg.BootstrapOptions(confidence=1.5)
+        BootstrapOptions(confidence=1.5)
 
 
 def test_intervals_match_rliable_when_its_library_imports(monkeypatch):
@@ -78,7 +79,7 @@ def test_intervals_match_rliable_when_its_library_imports(monkeypatch):
     except Exception as err:  # noqa: BLE001 - another arch/pandas combination: nothing to compare with
         pytest.skip(f"rliable.library does not import here: {err}")
     scores = np.random.default_rng(1).random((5, 3))
-    ours = agg.stratified_bootstrap_ci(scores, reps=5_000, seed=0)
+    ours = stratified_bootstrap_ci(scores, reps=5_000, seed=0)
     state = np.random.get_state()
     try:
         np.random.seed(0)  # rliable's StratifiedBootstrap draws indices from the global RNG
@@ -93,10 +94,10 @@ def test_intervals_match_rliable_when_its_library_imports(monkeypatch):
 
 def test_mean_band_is_zero_width_for_identical_curves_and_covers_the_mean():
     same = np.tile(np.linspace(0, 1, 5), (3, 1))
-    mean, low, high = agg.bootstrap_mean_band(same, reps=200)
+    mean, low, high = bootstrap_mean_band(same, reps=200)
     assert np.allclose(low, mean) and np.allclose(high, mean)
     spread = np.array([[0.0, 0.2, 0.4], [0.2, 0.6, 1.0], [0.1, 0.1, 0.1]])
-    mean, low, high = agg.bootstrap_mean_band(spread, reps=500)
+    mean, low, high = bootstrap_mean_band(spread, reps=500)
     assert np.all(low <= mean) and np.all(mean <= high) and np.all(high - low > 0)
 
 
@@ -124,7 +125,7 @@ def test_group_summary_pairs_the_gap_by_seed_and_pools_held_out_pairs():
         1: _results(0.8, 0.6, 0.5, {"blue-slippery": (5, 10)}),
         2: _results(0.7, 0.6, 0.5, {"blue-slippery": (4, 10)}),
     }
-    group = agg.summarise_group(per_seed, agg.BootstrapOptions(reps=2000))
+    group = agg.summarise_group(per_seed, BootstrapOptions(reps=2000))
     assert group["seeds"] == [0, 1, 2]
     train = group["splits"]["Train"]
     assert train["iqm"] == pytest.approx(0.8) and train["mean"] == pytest.approx(0.8)

@@ -14,9 +14,11 @@ import pytest
 
 import babyaipp  # noqa: F401  (registers the ids)
 from babyaipp.agents import training
+from babyaipp.agents.runs import latest_checkpoint, read_config
 from babyaipp.cli import main
 from babyaipp.errors import ConfigError, InvalidChoiceError
 from babyaipp.experiments import sweep
+from babyaipp.experiments.trials import TrialConfig, expand_grid, is_trial_done, run_trial, trial_dir
 
 ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
 #: A few hundred PPO steps in two updates, and a handful of evaluation episodes.
@@ -25,8 +27,8 @@ FAST = ["--steps", "256", "--episodes", "4", "--n-envs", "2", "--set", "n_steps=
         "--reps", "500", "--checkpoint-every", "0"]  # fmt: skip
 
 
-def _trial(**changes) -> sweep.TrialConfig:
-    base = sweep.TrialConfig(env_id=ENV, model="image", seed=0, steps=256, episodes=4, n_envs=2, hyperparameters=HYPER)
+def _trial(**changes) -> TrialConfig:
+    base = TrialConfig(env_id=ENV, model="image", seed=0, steps=256, episodes=4, n_envs=2, hyperparameters=HYPER)
     return replace(base, **changes)
 
 
@@ -55,12 +57,12 @@ def test_fields_added_later_keep_older_keys_at_their_default():
     old_digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
     assert _trial(engine="gym").digest == old_digest
     assert _trial().engine == "batched" and _trial().digest != old_digest  # the new default is another run
-    bc = sweep.expand_grid([ENV], ["image"], seeds=[0], steps=256, episodes=4, algos=["bc"], demos="d")[0]
+    bc = expand_grid([ENV], ["image"], seeds=[0], steps=256, episodes=4, algos=["bc"], demos="d")[0]
     assert bc.engine == "gym", "the engine does not apply to BC, whose keys stay as before"
 
 
 def test_grid_expands_every_combination_seeds_outermost_and_once():
-    trials = sweep.expand_grid(
+    trials = expand_grid(
         [ENV], ["image", "attention"], seeds=[0, 1, 1], steps=256, episodes=4, texts=["full", "none"]
     )
     assert len(trials) == 2 * 2 * 2  # the repeated seed runs once
@@ -84,35 +86,35 @@ def test_bad_axis_values_fail_before_any_work():
     with pytest.raises(ConfigError, match=r"batch_size=256 is larger than a rollout"):
         _trial(hyperparameters={}, n_envs=1)
     with pytest.raises(ConfigError, match="--models is empty"):
-        sweep.expand_grid([ENV], [], seeds=[0], steps=1, episodes=1)
+        expand_grid([ENV], [], seeds=[0], steps=1, episodes=1)
     assert main(["sweep", "--models", "cnn", "--out", "unused"]) == 2
 
 
 # --------------------------------------------------------------------------- one trial, in this process
 def test_a_failing_trial_is_recorded_with_its_traceback(tmp_path):
     trial = _trial(env_kwargs={"no_such_kwarg": 1})
-    outcome = sweep.run_trial(trial.as_dict(), str(tmp_path / trial.key))
+    outcome = run_trial(trial.as_dict(), str(tmp_path / trial.key))
     assert outcome["status"] == "failed" and "no_such_kwarg" in outcome["error"]
     assert "Traceback" in (tmp_path / trial.key / "error.txt").read_text()
     meta = json.loads((tmp_path / trial.key / "trial.json").read_text())
     assert meta["status"] == "failed" and meta["config"] == trial.as_dict()
-    assert not sweep.is_trial_done(tmp_path / trial.key, trial)
+    assert not is_trial_done(tmp_path / trial.key, trial)
 
 
 def test_an_interrupted_trial_resumes_its_training_then_evaluates(tmp_path):
     trial = _trial()
-    folder = sweep.trial_dir(tmp_path, trial)
+    folder = trial_dir(tmp_path, trial)
     training.train(folder, env_id=ENV, model="image", steps=128, n_envs=2, seed=0, device="cpu",
                    hyperparameters=HYPER, checkpoint_every=0)  # fmt: skip
-    outcome = sweep.run_trial(trial.as_dict(), str(folder))
+    outcome = run_trial(trial.as_dict(), str(folder))
     assert outcome["status"] == "done", outcome
     meta = json.loads((folder / "trial.json").read_text())
     assert meta["training"] == "resumed"
-    assert training.read_config(folder)["num_timesteps"] == 256
+    assert read_config(folder)["num_timesteps"] == 256
     results = json.loads((folder / "eval" / "results.json").read_text())
     assert set(results["splits"]) == {"Train", "Test", "TargetPairOnly"}
     assert results["episodes_per_split"] == 4
-    assert sweep.is_trial_done(folder, trial)
+    assert is_trial_done(folder, trial)
     assert results["actions"].startswith("sampled")
 
     # The sweep finds it done: nothing is submitted, so Ray is not even started.
@@ -127,7 +129,7 @@ def test_an_interrupted_trial_resumes_its_training_then_evaluates(tmp_path):
     # Results evaluated under another action rule (here: greedy, from before eval sampled) do not count.
     del results["actions"]
     (folder / "eval" / "results.json").write_text(json.dumps(results))
-    assert not sweep.is_trial_done(folder, trial)
+    assert not is_trial_done(folder, trial)
 
 
 # --------------------------------------------------------------------------- on a local Ray with 2 CPUs
@@ -168,7 +170,7 @@ def test_tiny_sweep_through_the_cli_aggregates_and_a_rerun_runs_nothing(local_ra
             assert cell["ci"][0] <= cell["iqm"] <= cell["ci"][1]
     trials = sorted(p.name for p in (out / "trials").iterdir())
     assert len(trials) == 4
-    config = training.read_config(out / "trials" / trials[0])  # a normal run directory
+    config = read_config(out / "trials" / trials[0])  # a normal run directory
     assert config["num_timesteps"] == 256 and config["hyperparameters"]["n_steps"] == 64
 
     # Result files name no absolute path and no host: a sweep directory can be moved and shared.
@@ -198,8 +200,8 @@ def test_a_failing_trial_is_reported_while_the_others_finish(local_ray, tmp_path
     report = sweep.run_sweep([*good, bad], tmp_path / "s", on_update=lambda s: seen.append(len(s.failed)))
     assert report.failed.keys() == {bad.key} and "no_such_kwarg" in report.failed[bad.key]
     assert sorted(report.ran) == sorted(t.key for t in [*good, bad])
-    assert all(sweep.is_trial_done(sweep.trial_dir(tmp_path / "s", t), t) for t in good)
-    assert "Traceback" in (sweep.trial_dir(tmp_path / "s", bad) / "error.txt").read_text()
+    assert all(is_trial_done(trial_dir(tmp_path / "s", t), t) for t in good)
+    assert "Traceback" in (trial_dir(tmp_path / "s", bad) / "error.txt").read_text()
     assert seen[0] == 0 and seen[-1] == 1
 
     out = tmp_path / "cli"
@@ -343,7 +345,7 @@ def test_a_sweep_stopped_by_sigterm_checkpoints_its_trials_and_leaves_no_process
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 143 and "terminated" in err
     (trial,) = list((out / "trials").iterdir())
-    assert training.latest_checkpoint(trial) is not None, "the trial saved its last update"
+    assert latest_checkpoint(trial) is not None, "the trial saved its last update"
     deadline = time.monotonic() + 15
     while _descendants_of_session(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from babyaipp.cli import main
-from babyaipp.errors import InvalidChoiceError
+from babyaipp.errors import ConfigError, InvalidChoiceError
 from babyaipp.memorization import base, runner
 from babyaipp.memorization.base import MemoConfig, MemoResult, MemoSpec, Outcome, claim, sanity
 
@@ -212,7 +212,7 @@ def test_check_writable_dir_reports_an_unwritable_parent(tmp_path, monkeypatch) 
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
-    with pytest.raises(base.ConfigError, match="not writable \\(Permission denied\\)"):
+    with pytest.raises(ConfigError, match="not writable \\(Permission denied\\)"):
         runner.check_writable_dir(tmp_path / "new")
 
 
@@ -220,7 +220,7 @@ def test_parse_seeds() -> None:
     assert runner.parse_seeds("0-4") == [0, 1, 2, 3, 4]
     assert runner.parse_seeds("0,3,7") == [0, 3, 7]
     assert runner.parse_seeds("2-3,9") == [2, 3, 9]
-    with pytest.raises(base.ConfigError, match="repeats"):
+    with pytest.raises(ConfigError, match="repeats"):
         runner.parse_seeds("1,1")
 
 

@@ -1,0 +1,201 @@
+"""What every trainer builds a run from: seeded training envs (either engine), a fresh SB3 agent, the
+checked hyperparameters and the result of a training call.
+
+PPO on SB3 (:mod:`babyaipp.agents.training`), PPO on the device (:mod:`babyaipp.agents.device_training`)
+and behaviour cloning (:mod:`babyaipp.agents.imitation`) all start here, so none of them imports another
+for its parts.
+
+Seeding: training env ``i`` of a run with seed ``s`` is first reset with ``s * 1000 + i`` (on the
+``r``-th resume, ``s * 1000 + (r * n_envs + i) % 1000``, so a resumed run does not replay its
+first episodes); later episodes continue that env's own random stream. Training seeds therefore
+lie in ``[s * 1000, s * 1000 + 999]`` with ``s < 1000``, below the evaluator's seeds, which start at
+:data:`~babyaipp.defaults.EVAL_SEED_START` (``10**6``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+from babyaipp import __version__
+from babyaipp.agents.models import ModelConfig, policy_kwargs
+from babyaipp.agents.runs import algorithm_class
+from babyaipp.defaults import DEFAULT_ENGINE, DEFAULT_TEXT
+from babyaipp.envs.registration import make_tokenized, parse_env_id
+from babyaipp.envs.sb3 import BatchedSB3VecEnv, SuccessInfo
+from babyaipp.envs.text import TEXT_MODES
+from babyaipp.errors import ConfigError, check_choice, check_range
+
+#: Seeds in a run's block of training seeds (``[seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1]``).
+SEEDS_PER_RUN = 1000
+#: The largest run seed, so that every training seed lies below :data:`~babyaipp.defaults.EVAL_SEED_START`.
+MAX_SEED = 999
+#: How training envs are stepped: the batched engine (default), or single envs in a DummyVecEnv.
+ENGINES = ("batched", "gym")
+#: Levels that refresh the batched engine's pool come from seeds ``REFRESH_SEED_BASE * (seed + 1) +
+#: 10**5 * seed_offset + k``: never a training seed block, never an evaluation seed.
+REFRESH_SEED_BASE = 10**9
+#: Levels in the batched engine's pool at the start of a run (the first of the run's seed block).
+BATCHED_POOL_SIZE = 256
+
+
+@dataclass
+class TrainResult:
+    """What a training call did; the CLI prints it, tests inspect it."""
+
+    run_dir: Path
+    num_timesteps: int
+    steps_this_call: int
+    elapsed_s: float
+    fps: float
+    resumed_from: int | None
+    model: BaseAlgorithm
+
+
+def make_tokenized_env(env_id: str, text: str, env_kwargs: dict[str, Any]) -> gym.Env:
+    """One training env: token observations, with ``is_success`` in the final step's info."""
+    return SuccessInfo(make_tokenized(env_id, text=text, **env_kwargs))
+
+
+def train_seed(seed: int, index: int) -> int:
+    """The first-reset seed of training env ``index`` (counted across resumes) of a run."""
+    return seed * SEEDS_PER_RUN + index % SEEDS_PER_RUN
+
+
+def make_vec_env(
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    text: str = DEFAULT_TEXT,
+    env_kwargs: dict[str, Any] | None = None,
+    seed_offset: int = 0,
+    engine: str = DEFAULT_ENGINE,
+) -> VecMonitor:
+    """``n_envs`` TokenObsWrapper training envs wrapped in VecMonitor (episode returns).
+
+    Env ``i`` is reset first with :func:`train_seed` ``(seed, seed_offset + i)``. Checks the id,
+    text mode and keywords up front (by building the first env) so a typo fails before training.
+
+    ``engine="batched"`` (the default) steps all envs with the batched engine through its SB3
+    adapter (``babyaipp.envs.sb3``): its pool starts with the levels of the first
+    :data:`BATCHED_POOL_SIZE` seeds of the run's block, and one worker process keeps refreshing
+    it, one new level per finished episode on average (seeds from :data:`REFRESH_SEED_BASE`), so,
+    as with single envs, almost every episode plays a level not seen before. ``engine="gym"`` uses
+    single envs in a ``DummyVecEnv``, whose later episodes continue each env's RNG.
+    """
+    parse_env_id(env_id)
+    check_choice("text mode", text, TEXT_MODES)
+    check_choice("engine", engine, ENGINES)
+    check_range("n_envs", n_envs, 1, SEEDS_PER_RUN)
+    check_range("seed", seed, 0, MAX_SEED)
+    if engine == "batched":
+        block = (seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1)
+        inner = BatchedSB3VecEnv(
+            env_id, n_envs, pool_size=max(n_envs, BATCHED_POOL_SIZE), seed_range=block, text=text, workers=1,
+            refresh=True,
+            refresh_seed=REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset, **dict(env_kwargs or {}),
+        )  # fmt: skip
+        vec = VecMonitor(inner)
+        seed_vec_env(vec, seed, seed_offset)
+        return vec
+    factory = partial(make_tokenized_env, env_id, text, dict(env_kwargs or {}))
+    vec = VecMonitor(DummyVecEnv([factory] * n_envs))
+    seed_vec_env(vec, seed, seed_offset)
+    return vec
+
+
+def seed_vec_env(vec: Any, seed: int, seed_offset: int) -> list[int]:
+    """Give every env its own first-reset seed (VecEnv.seed would use ``base + i``, which may wrap)."""
+    seeds = [train_seed(seed, seed_offset + i) for i in range(vec.num_envs)]
+    inner = vec
+    while hasattr(inner, "venv"):
+        inner = inner.venv
+    inner._seeds = list(seeds)  # DummyVecEnv passes these to the next reset(), then forgets them
+    return seeds
+
+
+def package_version() -> str:
+    """The version written into a run's config.json."""
+    return __version__
+
+
+def check_batch(config: ModelConfig, n_envs: int) -> None:
+    """A minibatch must fit in one rollout (``n_steps * n_envs`` steps)."""
+    rollout = config.n_steps * n_envs
+    if config.batch_size > rollout:
+        raise ConfigError(
+            f"batch_size={config.batch_size} is larger than a rollout (n_steps * n_envs = {rollout}); "
+            f"valid range: [2, {rollout}]"
+        )
+
+
+def build_agent(
+    vec: Any, model: str, config: ModelConfig, recurrent: bool, seed: int, device: str, tensorboard_log: Path
+) -> BaseAlgorithm:
+    """A fresh PPO (RecurrentPPO) with the model's extractor and heads; behaviour cloning builds
+    its policy here too, so a cloned model.zip is the same kind of file as a PPO one."""
+    set_random_seed(seed)
+    return algorithm_class(recurrent)(
+        "MultiInputLstmPolicy" if recurrent else "MultiInputPolicy",
+        vec,
+        learning_rate=config.learning_rate,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        policy_kwargs=policy_kwargs(model, config, recurrent),
+        tensorboard_log=str(tensorboard_log),
+        seed=seed,
+        device=device,
+        verbose=0,
+    )
+
+
+def check_hyperparameters(config_class: type[ModelConfig], values: dict[str, Any] | None) -> dict[str, Any]:
+    """``values`` checked against ``config_class``'s fields: each a finite number, the integer ones
+    whole (``--set n_epochs=2.5``, ``learning_rate=abc`` or ``nan`` would otherwise fail deep inside
+    the config or SB3, or train on NaN). Unknown names are left to ``from_dict``, which lists the
+    valid ones."""
+    kinds = {f.name: str(getattr(f.type, "__name__", f.type)) for f in fields(config_class)}
+    for name, value in dict(values or {}).items():
+        kind = kinds.get(name)
+        if kind not in ("int", "float"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"hyperparameter {name}={value!r} is not a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"hyperparameter {name}={value!r} must be a finite number")
+        if kind == "int" and not float(value).is_integer():
+            raise ConfigError(f"hyperparameter {name}={value!r} must be a whole number")
+    return {name: (int(v) if kinds.get(name) == "int" else v) for name, v in dict(values or {}).items()}
+
+
+__all__ = [
+    "BATCHED_POOL_SIZE",
+    "ENGINES",
+    "MAX_SEED",
+    "REFRESH_SEED_BASE",
+    "SEEDS_PER_RUN",
+    "TrainResult",
+    "build_agent",
+    "check_batch",
+    "check_hyperparameters",
+    "make_tokenized_env",
+    "make_vec_env",
+    "package_version",
+    "seed_vec_env",
+    "train_seed",
+]

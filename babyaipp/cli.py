@@ -1,7 +1,13 @@
 """The ``babyaipp`` command line.
 
 Each subsystem contributes its sub-commands through ``add_parsers(subparsers)`` in its own
-``cli`` module; those modules import only argparse at load time so ``babyaipp --help`` is fast.
+``cli`` module; those modules import nothing that loads torch at load time, so ``babyaipp --help``
+is fast.
+
+A command module that cannot be imported stops the command line with one line naming the module
+and the error (a broken install must not hide commands silently), except where what is missing is
+the dependency of an optional extra (:data:`OPTIONAL_EXTRAS`): then the other commands work, and
+invoking one that needs it says which extra to install.
 """
 
 from __future__ import annotations
@@ -14,18 +20,46 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
+from babyaipp import __version__
 from babyaipp.errors import BabyAIPPError
 
-#: Modules that add sub-commands, in the order they appear in ``--help``.
-COMMAND_MODULES = (
-    "babyaipp.envs.cli",
-    "babyaipp.agents.cli",
-    "babyaipp.agents.evaluation_cli",
-    "babyaipp.memorization.cli",
-    "babyaipp.experiments.cli",
-)
+#: Modules that add sub-commands, in the order they appear in ``--help``, with the commands each adds
+#: (named here so that a command whose module lacks an optional extra can still say what to install).
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "babyaipp.envs.cli": ("levels", "play"),
+    "babyaipp.agents.cli": ("train", "demos"),
+    "babyaipp.agents.evaluation_cli": ("eval",),
+    "babyaipp.experiments.cli": ("compare", "sweep"),
+    "babyaipp.memorization.cli": ("memo",),
+}
+#: Top-level packages of the optional extras (pyproject.toml's ``[project.optional-dependencies]``).
+OPTIONAL_EXTRAS: dict[str, str] = {
+    "stable_baselines3": "agents", "sb3_contrib": "agents", "tensorboard": "agents", "rich": "agents",
+    "sklearn": "memo", "faiss": "memo", "flwr": "memo", "opacus": "memo",
+    "minari": "imitation", "h5py": "imitation",
+    "ray": "sweep", "rliable": "sweep", "arch": "sweep", "pandas": "sweep",
+    "pygame": "render",
+    "torchrl": "torchrl", "tensordict": "torchrl",
+}  # fmt: skip
+#: Exit status when a command module cannot be loaded, or a command needs an extra not installed.
+EXIT_NOT_INSTALLED = 1
+
+
+class CommandModuleError(BabyAIPPError):
+    """A command module failed to import for a reason other than a missing optional extra."""
+
+
+def missing_extra(err: ImportError) -> str | None:
+    """The optional extra whose package ``err`` failed to find, or None if it is not one of them."""
+    if not isinstance(err, ModuleNotFoundError) or not err.name:
+        return None
+    return OPTIONAL_EXTRAS.get(err.name.split(".")[0])
+
+
+def _install_line(command: str, extra: str, err: ImportError) -> str:
+    return f"babyaipp {command}: error: needs the '{extra}' extra ({err}); install it: pip install 'babyaipp[{extra}]'"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,20 +74,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name, commands in COMMAND_MODULES.items():
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as err:  # a subsystem not built yet, or its extra not installed
-            if err.name and err.name.startswith("babyaipp"):
-                continue
-            raise
+        except ImportError as err:
+            extra = missing_extra(err)
+            if extra is None:
+                raise CommandModuleError(f"cannot load the commands of {name}: {type(err).__name__}: {err}") from err
+            for command in commands:  # each says what to install when invoked
+                placeholder = sub.add_parser(
+                    command, help=f"(needs: pip install 'babyaipp[{extra}]')", add_help=False, prefix_chars="\0"
+                )  # takes every argument as it is, so that --help and options too get the one line
+                placeholder.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+                placeholder.set_defaults(func=_not_installed(command, extra, err))
+            continue
         module.add_parsers(sub)
     return parser
 
 
-def _version() -> str:
-    from babyaipp import __version__
+def _not_installed(command: str, extra: str, err: ImportError) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(_install_line(command, extra, err), file=sys.stderr)
+        return EXIT_NOT_INSTALLED
 
+    return run
+
+
+def _version() -> str:
     return f"babyaipp {__version__}"
 
 
@@ -100,7 +147,11 @@ def _silence_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except CommandModuleError as err:
+        print(f"babyaipp: error: {err}", file=sys.stderr)
+        return EXIT_NOT_INSTALLED
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -114,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BabyAIPPError as err:
         print(f"babyaipp {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except ImportError as err:  # a package of an optional extra, imported when the command runs
+        extra = missing_extra(err)
+        if extra is None:
+            raise
+        print(_install_line(args.command, extra, err), file=sys.stderr)
+        return EXIT_NOT_INSTALLED
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE

@@ -6,8 +6,8 @@ Both envs are stepped with the same seeded random actions (left/right/forward) i
 loop (one process, no vector env), resetting when an episode ends. Steps/s counts the time spent
 in ``step`` only: BabyAI++ episodes end earlier (traps), so counting their extra resets would
 measure episode length, not the step; resets/s is reported separately. The ratio line is the
-acceptance figure of the environments issue: the dynamics layer may cost at most 1.5x minigrid's
-step time. minigrid's own levels print "Sampling rejected" while generating; that is muted here.
+environments' acceptance figure: the dynamics layer may cost at most 1.5x minigrid's step time.
+minigrid's own levels print "Sampling rejected" while generating; that is muted here.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from typing import Any
 from babyaipp.errors import ConfigError, check_choice
 from babyaipp.utils import atomic_savefig, atomic_write_json, resolve_device
 
-#: Registered modules in the order of the issues (name -> import path). Loaded lazily.
+#: Registered modules in the order they were added (name -> import path). Loaded lazily.
 MODULES: dict[str, str] = {
     "rote_learning": "babyaipp.memorization.rote_learning",
     "elr": "babyaipp.memorization.elr",

@@ -134,8 +134,8 @@ class FLMemorizationConfig(MemoConfig):
     # canary the model never saw has an expected exposure of 1/ln 2 = 1.44 bits, so 1 bit is the
     # smallest difference that is not within that chance level.
     exposure_margin: float = 1.0
-    # The privacy the DP-FedAvg run must have for its result to be called private (the and the
-    # common "single-digit epsilon" bar); checked from the accountant, so a sanity check.
+    # The privacy the DP-FedAvg run must have for its result to be called private (the common
+    # "single-digit epsilon" bar); checked from the accountant, so a sanity check.
     epsilon_max: float = 10.0
 
     def __post_init__(self) -> None:

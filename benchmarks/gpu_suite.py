@@ -22,7 +22,9 @@ The run prints, for ``--sizes`` (default 256 4096 65536):
 * exactness: the device engine against the CPU engine over ``--exact-steps`` steps (same pool,
   same actions, the CPU engine's pool draws replayed through the device's ``torch.where`` reset):
   observations, rewards, terminated and truncated compared at every step;
-* training frames/s of ``babyaipp train --model attention --device DEVICE`` (short, SB3 trainer).
+* training frames/s of ``babyaipp train --model attention --device DEVICE`` (short), with
+  ``--trainer sb3`` and ``--trainer device`` at the same settings, and the device trainer at
+  N = 4096 with minibatches of 16384 (``--quick``: no such row), where a GPU has work to do.
 
 ``--device cpu --quick`` runs the same code with small N and few steps (the CPU smoke test).
 """
@@ -240,17 +242,18 @@ def exactness(device: str, num_envs: int, steps: int, seed: int = 0) -> dict:
 
 
 # ----------------------------------------------------------------------------- training
-def training(device: str, n_envs: int, steps: int, timeout_s: int) -> dict:
-    """Frames/s of a short ``babyaipp train --model attention`` (its own report line)."""
+def training(device: str, n_envs: int, steps: int, timeout_s: int, trainer: str = "sb3", *extra: str) -> dict:
+    """Frames/s of a short ``babyaipp train --model attention --trainer TRAINER`` (its own report line)."""
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "babyaipp.cli", "train", "--model", "attention", "--device", device,
-                   "--n-envs", str(n_envs), "--steps", str(steps), "--checkpoint-every", "0", "--out",
-                   str(Path(out) / "run")]  # fmt: skip
+                   "--n-envs", str(n_envs), "--steps", str(steps), "--checkpoint-every", "0", "--trainer", trainer,
+                   *extra, "--out", str(Path(out) / "run")]  # fmt: skip
         began = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
         wall = time.perf_counter() - began
     found = re.search(r"([\d.]+) frames/s", result.stdout)
-    row = {"device": device, "n_envs": n_envs, "steps": steps, "wall_s": wall, "returncode": result.returncode,
+    row = {"device": device, "trainer": trainer, "n_envs": n_envs, "steps": steps, "extra": list(extra),
+           "wall_s": wall, "returncode": result.returncode,
            "frames_per_s": float(found.group(1)) if found else None}  # fmt: skip
     if result.returncode != 0:
         row["error"] = (result.stderr or result.stdout).strip().splitlines()[-1:]
@@ -298,8 +301,13 @@ def main(argv: list[str] | None = None) -> dict | None:
         print(json.dumps(report["exactness"]), flush=True)
     if "train" not in args.skip:
         n_envs, train_steps = (8, 2048) if quick else (64, 3 * 64 * 128)
-        report["training"] = _guarded(training, args.device, n_envs, train_steps, timeout_s=600)
-        print(json.dumps(report["training"]), flush=True)
+        runs = [(n_envs, train_steps, trainer) for trainer in ("sb3", "device")]
+        if not quick:  # the device trainer where a GPU has work: 4096 envs, minibatches of 16384
+            runs.append((4096, 3 * 4096 * 32, "device", "--set", "n_steps=32", "--set", "batch_size=16384"))
+        report["training"] = []
+        for run in runs:
+            report["training"].append(_guarded(training, args.device, run[0], run[1], 600, *run[2:]))
+            print(json.dumps(report["training"][-1]), flush=True)
     _print_summary(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
@@ -345,7 +353,8 @@ def _print_summary(report: dict) -> None:
     if "exactness" in report:
         print(f"exactness vs CPU engine: {report['exactness']}")
     if "training" in report:
-        print(f"training (attention, SB3 trainer): {report['training']}")
+        for row in report["training"]:
+            print(f"training (attention): {row}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ DEFAULT_ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
 DEFAULT_MODEL = "image"
 #: Description mode of a run when none is named.
 DEFAULT_TEXT = "full"
+#: Torch device of training: ``"auto"`` is CUDA when torch sees it, else the CPU.
+DEFAULT_DEVICE = "auto"
 #: Training steps of a run (and of each sweep trial).
 DEFAULT_STEPS = 100_000
 #: Parallel training envs of a run (and of each sweep trial).

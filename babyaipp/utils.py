@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from babyaipp.defaults import DEFAULT_DEVICE
 from babyaipp.errors import BabyAIPPError, ConfigError, check_choice
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -87,7 +88,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def resolve_device(device: str = "auto") -> str:
+def resolve_device(device: str = DEFAULT_DEVICE) -> str:
     """Map ``auto``/``cpu``/``cuda`` to a torch device string, with a clear error if CUDA is absent."""
     check_choice("device", device, DEVICE_CHOICES)
     import torch

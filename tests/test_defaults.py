@@ -56,6 +56,7 @@ def test_the_library_reads_the_defaults():
     assert _default(train, "checkpoint_every") == defaults.DEFAULT_CHECKPOINT_EVERY
     assert _default(train, "algo") == defaults.DEFAULT_ALGO
     assert _default(train, "trainer") == defaults.DEFAULT_TRAINER
+    assert _default(train, "device") == _default(train_bc, "device") == defaults.DEFAULT_DEVICE
     assert _default(train_bc, "epochs") == defaults.DEFAULT_BC_EPOCHS
     for function in (sb3_act_fn, evaluate_policy_on_splits, evaluate_run):
         assert _default(function, "greedy") is defaults.DEFAULT_GREEDY, function.__name__
@@ -78,7 +79,8 @@ def test_the_command_line_reads_the_defaults():
         defaults.DEFAULT_ENV, defaults.DEFAULT_MODEL, defaults.DEFAULT_N_ENVS, defaults.DEFAULT_TEXT,
         defaults.DEFAULT_ENGINE, defaults.DEFAULT_TRAINER,
     )  # fmt: skip
-    assert parser.parse_args(["train", "--out", "x"]).algo == defaults.DEFAULT_ALGO
+    trained = parser.parse_args(["train", "--out", "x"])
+    assert (trained.algo, trained.device) == (defaults.DEFAULT_ALGO, defaults.DEFAULT_DEVICE)
     evaluation = parser.parse_args(["eval", "run"])
     assert (evaluation.episodes, evaluation.n_envs, evaluation.seed_base, evaluation.greedy, evaluation.device) == (
         defaults.DEFAULT_EVAL_EPISODES, defaults.DEFAULT_EVAL_N_ENVS, defaults.EVAL_SEED_START,

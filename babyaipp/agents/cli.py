@@ -16,6 +16,7 @@ from babyaipp.defaults import (
     DEFAULT_ALGO,
     DEFAULT_BC_EPOCHS,
     DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_DEVICE,
     DEFAULT_ENGINE,
     DEFAULT_ENV,
     DEFAULT_MODEL,
@@ -110,7 +111,11 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.add_argument("--n-envs", type=int, default=None, help=f"parallel environments (default: {DEFAULT_N_ENVS})")
     p.add_argument("--seed", type=int, default=None, help="run seed in [0, 999] (default: 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto = cuda if present)")
+    p.add_argument(
+        "--device",
+        default=DEFAULT_DEVICE,
+        help=f"auto, cpu or cuda (default: {DEFAULT_DEVICE}; auto = cuda if present)",
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="run directory")
     p.add_argument("--text", default=None, help=f"description mode: {', '.join(TEXT_MODES)} (default: {DEFAULT_TEXT})")
     p.add_argument(

@@ -61,7 +61,7 @@ from babyaipp.agents.training_setup import (
     make_vec_env,
     package_version,
 )
-from babyaipp.defaults import DEFAULT_BC_EPOCHS, EVAL_SEED_START
+from babyaipp.defaults import DEFAULT_BC_EPOCHS, DEFAULT_DEVICE, EVAL_SEED_START
 from babyaipp.errors import BabyAIPPError, ConfigError, check_range
 from babyaipp.utils import atomic_write_json, atomic_write_text, check_out_dir, resolve_device
 
@@ -132,7 +132,7 @@ def train_bc(
     recurrent: bool = False,
     epochs: int = DEFAULT_BC_EPOCHS,
     seed: int = 0,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     text: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
     hyperparameters: dict[str, Any] | None = None,

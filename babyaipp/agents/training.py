@@ -52,6 +52,7 @@ from babyaipp.agents.training_setup import (
 from babyaipp.defaults import (
     DEFAULT_ALGO,
     DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_DEVICE,
     DEFAULT_ENGINE,
     DEFAULT_ENV,
     DEFAULT_MODEL,
@@ -82,7 +83,7 @@ def train(
     steps: int = DEFAULT_STEPS,
     n_envs: int = DEFAULT_N_ENVS,
     seed: int = 0,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     text: str = DEFAULT_TEXT,
     env_kwargs: dict[str, Any] | None = None,
     hyperparameters: dict[str, Any] | None = None,
@@ -237,7 +238,7 @@ def resume(
     run_dir: str | Path,
     *,
     steps: int | None = None,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     checkpoint_every: int | None = None,
     progress_bar: bool = False,
 ) -> TrainResult:

@@ -25,6 +25,7 @@ from babyaipp.defaults import (
     DEFAULT_TEXT,
 )
 from babyaipp.errors import CheckpointError, ConfigError, check_range
+from babyaipp.experiments.bootstrap import DEFAULT_BOOTSTRAP_SEED, DEFAULT_REPS
 from babyaipp.utils import atomic_write_text, check_out_dir
 
 DEFAULT_MODELS = ",".join(MODEL_CHOICES)
@@ -177,8 +178,13 @@ def add_parsers(subparsers: Any) -> None:
         f"(default: {'on' if DEFAULT_GREEDY else 'off'})",
     )
     p.add_argument("--demos", metavar="DIR", default=None, help="demonstrations for --algos bc (passed to train)")
-    p.add_argument("--reps", type=int, default=10_000, help="bootstrap replicates (default: 10000)")
-    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap generator (default: 0)")
+    p.add_argument("--reps", type=int, default=DEFAULT_REPS, help=f"bootstrap replicates (default: {DEFAULT_REPS})")
+    p.add_argument(
+        "--bootstrap-seed",
+        type=int,
+        default=DEFAULT_BOOTSTRAP_SEED,
+        help=f"seed of the bootstrap generator (default: {DEFAULT_BOOTSTRAP_SEED})",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress view")
     p.set_defaults(func=cmd_sweep)
 
@@ -214,7 +220,9 @@ class _ProgressView:
             self.progress.stop()
 
 
-def aggregate_to(sweep_dir: str | Path, out_dir: str | Path, reps: int = 10_000, seed: int = 0) -> tuple[str, list]:
+def aggregate_to(
+    sweep_dir: str | Path, out_dir: str | Path, reps: int = DEFAULT_REPS, seed: int = DEFAULT_BOOTSTRAP_SEED
+) -> tuple[str, list]:
     """Aggregate a sweep directory into ``out_dir`` (summary.json/.md, success.png, curves.png)."""
     # torch and matplotlib load only when the command runs
     from babyaipp.experiments.aggregate import aggregate_sweep, write_summary
@@ -272,7 +280,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def compare_sweep(sweep_dir: str, out_dir: str, reps: int = 10_000, seed: int = 0) -> int:
+def compare_sweep(sweep_dir: str, out_dir: str, reps: int = DEFAULT_REPS, seed: int = DEFAULT_BOOTSTRAP_SEED) -> int:
     """``babyaipp compare SWEEPDIR``: re-aggregate a sweep into ``out_dir`` and print the table."""
     table, written = aggregate_to(sweep_dir, out_dir, reps=reps, seed=seed)
     print(table, end="")

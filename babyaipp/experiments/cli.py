@@ -23,6 +23,7 @@ from babyaipp.defaults import (
     DEFAULT_N_ENVS,
     DEFAULT_STEPS,
     DEFAULT_TEXT,
+    DEFAULT_TRAINER,
 )
 from babyaipp.errors import CheckpointError, ConfigError, check_range
 from babyaipp.experiments.bootstrap import DEFAULT_BOOTSTRAP_SEED, DEFAULT_REPS
@@ -171,6 +172,10 @@ def add_parsers(subparsers: Any) -> None:
         "--engine", default=DEFAULT_ENGINE, help=f"training env stepping: batched or gym (default: {DEFAULT_ENGINE})"
     )
     p.add_argument(
+        "--trainer", default=DEFAULT_TRAINER,
+        help=f"training loop of every trial: sb3 or device (default: {DEFAULT_TRAINER}; docs/agents.md)",
+    )
+    p.add_argument(
         "--greedy",
         action=argparse.BooleanOptionalAction,
         default=DEFAULT_GREEDY,
@@ -252,13 +257,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         envs=args.envs, models=args.models, seeds=args.seeds, steps=args.steps, episodes=args.episodes,
         algos=args.algos, texts=args.text, recurrent=args.recurrent, n_envs=args.n_envs,
         env_kwargs=dict(args.env_kwarg or []), hyperparameters=dict(args.hparams or []),
-        demos=demos, greedy=args.greedy, engine=args.engine,
+        demos=demos, greedy=args.greedy, engine=args.engine, trainer=args.trainer,
     )  # fmt: skip
     grid = {
         "envs": args.envs, "models": args.models, "algos": args.algos, "recurrent": args.recurrent,
         "text": args.text, "seeds": args.seeds, "steps": args.steps, "episodes": args.episodes,
         "n_envs": args.n_envs, "greedy": args.greedy, "engine": args.engine, "env_kwargs": dict(args.env_kwarg or []),
-        "hyperparameters": dict(args.hparams or []),
+        "hyperparameters": dict(args.hparams or []), "trainer": args.trainer,
     }  # fmt: skip
     view = _ProgressView(enabled=not args.quiet)
     try:

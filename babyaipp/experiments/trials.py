@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from babyaipp.agents.device_training import TRAINERS
 from babyaipp.agents.evaluation import EVAL_SUBDIR, RESULTS_JSON, evaluate_run
 from babyaipp.agents.models import MODELS, model_spec
 from babyaipp.agents.reports import write_results
@@ -36,6 +37,7 @@ from babyaipp.defaults import (
     DEFAULT_GREEDY,
     DEFAULT_N_ENVS,
     DEFAULT_TEXT,
+    DEFAULT_TRAINER,
 )
 from babyaipp.envs import SPLITS
 from babyaipp.envs.registration import parse_env_id
@@ -51,7 +53,7 @@ _RUN_OUTPUTS = ("config.json", "progress.csv", "model.zip", "model.state.pt", "c
 
 _MISSING = object()
 #: Config fields added later, with the default under which they are left out of the hash.
-_LATER_FIELDS: dict[str, Any] = {"greedy": False, "engine": "gym"}
+_LATER_FIELDS: dict[str, Any] = {"greedy": False, "engine": "gym", "trainer": DEFAULT_TRAINER}
 
 
 def supported_algos() -> tuple[str, ...]:
@@ -79,6 +81,8 @@ class TrialConfig:
     greedy: bool = DEFAULT_GREEDY
     #: How training envs are stepped (``babyaipp train --engine``): ``batched`` or ``gym``.
     engine: str = DEFAULT_ENGINE
+    #: The training loop (``babyaipp train --trainer``): ``sb3`` or ``device``.
+    trainer: str = DEFAULT_TRAINER
 
     def __post_init__(self) -> None:
         parse_env_id(self.env_id)
@@ -90,6 +94,7 @@ class TrialConfig:
         check_range("episodes", self.episodes, 1, None)
         check_range("n_envs", self.n_envs, 1, 1000)
         check_choice("engine", self.engine, ENGINES)
+        check_choice("trainer", self.trainer, TRAINERS)
         config_class = model_spec(self.model).config
         config = config_class.from_dict(
             check_hyperparameters(config_class, dict(self.hyperparameters))
@@ -138,6 +143,7 @@ def expand_grid(
     demos: str | None = None,
     greedy: bool = DEFAULT_GREEDY,
     engine: str = DEFAULT_ENGINE,
+    trainer: str = DEFAULT_TRAINER,
 ) -> list[TrialConfig]:
     """Every combination as a trial, seeds outermost so an early stop leaves every model a seed."""
     for name, values in (("envs", envs), ("models", models), ("seeds", seeds), ("algos", algos), ("texts", texts)):
@@ -160,6 +166,7 @@ def expand_grid(
             greedy=greedy,
             # The engine does not apply to behaviour cloning; its old value keeps BC trials' keys.
             engine=engine if algo != "bc" else _LATER_FIELDS["engine"],
+            trainer=trainer if algo != "bc" else DEFAULT_TRAINER,
         )  # fmt: skip
         for seed in seeds
         for env in envs
@@ -224,6 +231,7 @@ def _train_or_resume(directory: Path, trial: TrialConfig, device: str, checkpoin
         kwargs["demos"] = _demos_path(directory, trial.demos)
     if trial.algo != "bc":
         kwargs["engine"] = trial.engine  # always passed: train's default engine changed after older sweeps
+        kwargs["trainer"] = trial.trainer
     train(
         directory, env_id=trial.env_id, model=trial.model, recurrent=trial.recurrent, steps=trial.steps,
         n_envs=trial.n_envs, seed=trial.seed, device=device, text=trial.text, env_kwargs=dict(trial.env_kwargs),

@@ -142,3 +142,21 @@ def test_device_trainer_refuses_the_gym_engine(tmp_path):
     with pytest.raises(ConfigError, match="--engine 'gym'"):
         _train(tmp_path / "run", engine="gym")
     assert not (tmp_path / "run").exists()
+
+
+def test_sweep_passes_the_trainer_to_its_trials(tmp_path):
+    from babyaipp.experiments.trials import expand_grid, run_trial
+
+    def grid(**kwargs):
+        return expand_grid([ENV], ["image"], [0], steps=64, episodes=2, n_envs=4, hyperparameters=TINY, **kwargs)
+
+    (sb3,), (default,), (device,) = grid(trainer="sb3"), grid(), grid(trainer="device")
+    assert sb3.key == default.key, "the default trainer keeps the keys of sweeps made before it existed"
+    assert device.trainer == "device" and device.key != sb3.key
+    outcome = run_trial(device.as_dict(), str(tmp_path / "trial"), checkpoint_every=0)
+    assert outcome["status"] == "done", outcome
+    assert json.loads((tmp_path / "trial" / "config.json").read_text())["trainer"] == "device"
+    from babyaipp.errors import InvalidChoiceError
+
+    with pytest.raises(InvalidChoiceError, match="unknown trainer 'jax'; valid choices: sb3, device"):
+        grid(trainer="jax")

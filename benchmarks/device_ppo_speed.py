@@ -1,0 +1,271 @@
+"""Training frames/s of ``--trainer device`` beside ``--trainer sb3`` and the gradient-step cap, and
+TorchRL's PPO pieces beside the plain loop on the same data.
+
+    python benchmarks/device_ppo_speed.py [--model attention] [--n-envs 16 64] [--updates 4]
+        [--device cpu] [--skip trainers torchrl]
+
+1. *Trainers*: ``babyaipp.agents.training.train`` (the ``babyaipp train`` code path) with
+   ``trainer="sb3"`` and ``trainer="device"`` at the same settings (batched engine, the model's
+   PPO defaults, ``n_steps`` 128, batch 256), steady-state frames/s (updates 2.. of progress.csv,
+   as ``benchmarks/train_speed.py``), and the model's gradient-step cap
+   (``train_speed.update_bound``), under torch's thread count as this process starts and under
+   one thread. Thread settings are the defaults: leave ``OMP_NUM_THREADS`` unset to measure what a
+   user gets.
+2. *TorchRL vs the plain loop*, the same policy and engine: a rollout with TorchRL's
+   ``SyncDataCollector`` over :class:`~babyaipp.envs.torchrl_env.BabyAIPPTorchRLEnv` against
+   :meth:`DevicePPO.collect`; on one and the same rollout, TorchRL's ``GAE`` against
+   :meth:`DevicePPO.advantages`, and ``n_epochs`` of minibatch steps with ``ClipPPOLoss`` against
+   :meth:`DevicePPO.update`. The policy is split the way TorchRL's PPO examples split a shared trunk
+   (``ActorValueOperator``: the loss runs the trunk once for the actor and once for the critic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_speed import steady_fps, update_bound  # noqa: E402
+
+from babyaipp.agents import training  # noqa: E402
+from babyaipp.agents.models import model_spec  # noqa: E402
+from babyaipp.agents.runs import read_progress  # noqa: E402
+from babyaipp.agents.training_setup import build_agent  # noqa: E402
+from babyaipp.defaults import DEFAULT_ENV  # noqa: E402
+
+OBS_KEYS = ("image", "direction", "mission", "description")
+
+
+def trainer_fps(trainer: str, model: str, n_envs: int, updates: int, n_steps: int, device: str) -> tuple[float, float]:
+    """(steady-state frames/s, first update's frames/s) of a short run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        training.train(
+            run, model=model, n_envs=n_envs, steps=updates * n_steps * n_envs, device=device, trainer=trainer,
+            hyperparameters={"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs)}, checkpoint_every=0,
+        )  # fmt: skip
+        return steady_fps(read_progress(run))
+
+
+def cap(model: str, threads: int | None) -> float:
+    """The model's gradient-step cap in frames/s under ``threads`` torch threads (None: as now)."""
+    from babyaipp.envs.threads import limited_threads
+
+    with limited_threads(threads):
+        return update_bound(model, model_spec(model).config().n_epochs)[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# TorchRL's pieces beside the plain loop
+# ---------------------------------------------------------------------------------------------
+
+
+def _setup(model: str, n_envs: int, n_steps: int, device: str) -> tuple[Any, Any, Any]:
+    """(vec, agent, DevicePPO) for a fresh run's policy and engine."""
+    from babyaipp.agents.device_ppo import DevicePPO, PPOSettings
+    from babyaipp.agents.device_training import make_engine_env
+
+    config = model_spec(model).config.from_dict({"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs)})
+    vec = make_engine_env(DEFAULT_ENV, n_envs, 0, "full", {}, 0, device)
+    agent = build_agent(vec, model, config, False, 0, device, Path(tempfile.gettempdir()) / "unused-tb")
+    vec.reset()
+    engine = vec.venv.engine
+    engine.auto_reset = False
+    return vec, agent, DevicePPO(engine, agent.policy, PPOSettings.from_config(config))
+
+
+def _torchrl_modules(policy: Any) -> tuple[Any, Any]:
+    """The SB3 policy as TorchRL's actor and critic (a shared trunk, as ``ActorValueOperator``)."""
+    from tensordict.nn import TensorDictModule
+    from torch import nn
+    from torchrl.modules import ActorValueOperator, ProbabilisticActor, ValueOperator
+
+    class Trunk(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.policy = policy
+
+        def forward(self, image, direction, mission, description):
+            batch = image.shape[:-3]  # [N] when collecting, [N, T] in GAE: the SB3 policy takes one flat batch
+            obs = {"image": image.reshape(-1, *image.shape[-3:]), "direction": direction.reshape(-1),
+                   "mission": mission.reshape(-1, mission.shape[-1]),
+                   "description": description.reshape(-1, *description.shape[-2:])}  # fmt: skip
+            latent_pi, latent_vf = self.policy.mlp_extractor(self.policy.extract_features(obs))
+            return latent_pi.reshape(*batch, -1), latent_vf.reshape(*batch, -1)
+
+    class Head(nn.Module):
+        def __init__(self, layer: nn.Module):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, latent):
+            return self.layer(latent)
+
+    common = TensorDictModule(Trunk(), in_keys=list(OBS_KEYS), out_keys=["latent_pi", "latent_vf"])
+    logits = TensorDictModule(Head(policy.action_net), in_keys=["latent_pi"], out_keys=["logits"])
+    actor_head = ProbabilisticActor(
+        logits, in_keys=["logits"], distribution_class=torch.distributions.Categorical, return_log_prob=True
+    )
+    value_head = ValueOperator(Head(policy.value_net), in_keys=["latent_vf"])
+    both = ActorValueOperator(common, actor_head, value_head)
+    return both.get_policy_operator(), both.get_value_operator()
+
+
+def _timed(fn: Any, device: torch.device) -> tuple[Any, float]:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    began = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - began
+
+
+def torchrl_vs_plain(model: str, n_envs: int, n_steps: int, device: str, reps: int = 2) -> dict[str, float]:
+    """Seconds per rollout of each piece, TorchRL's and the plain loop's (best of ``reps``)."""
+    from torchrl.collectors import Collector
+    from torchrl.objectives import ClipPPOLoss
+    from torchrl.objectives.value import GAE
+
+    from babyaipp.envs.threads import limited_threads
+    from babyaipp.envs.torchrl_env import BabyAIPPTorchRLEnv
+
+    vec, agent, loop = _setup(model, n_envs, n_steps, device)
+    s, dev = loop.settings, loop.device
+    frames = n_steps * n_envs
+    actor, critic = _torchrl_modules(agent.policy)
+    env = BabyAIPPTorchRLEnv(engine=loop.engine)
+    times: dict[str, list[float]] = {}
+    from babyaipp.agents.device_training import trainer_thread_limit
+
+    try:
+        with limited_threads(trainer_thread_limit(dev)):
+            collector = Collector(
+                env, actor, frames_per_batch=frames, total_frames=-1, device=dev, auto_register_policy_transforms=False
+            )
+            batches = iter(collector)
+            next(batches)  # warm-up: the first reset
+            state = loop.initial_state()
+            for _ in range(reps):
+                with torch.no_grad():
+                    batch, seconds = _timed(lambda: next(batches), dev)
+                times.setdefault("collect_torchrl", []).append(seconds)
+                (rollout, state, last_values), seconds = _timed(lambda st=state: loop.collect(st), dev)
+                times.setdefault("collect_plain", []).append(seconds)
+
+            # One rollout, in both layouts: the plain loop's buffer, and TorchRL's [N, T] tensordict of it.
+            (adv, ret), seconds = _timed(lambda: loop.advantages(rollout, last_values, state.episode_starts), dev)
+            times["gae_plain"] = [seconds]
+            td = _as_tensordict(rollout, state, batch)
+            gae = GAE(gamma=s.gamma, lmbda=s.gae_lambda, value_network=critic, deactivate_vmap=True)  # vmap: .item()
+            for _ in range(reps):
+                with torch.no_grad():
+                    _, seconds = _timed(lambda: gae(td), dev)
+                times.setdefault("gae_torchrl", []).append(seconds)
+
+            loss = ClipPPOLoss(
+                actor, critic, clip_epsilon=s.clip_range, entropy_coeff=s.ent_coef, critic_coeff=s.vf_coef,
+                loss_critic_type="l2", normalize_advantage=True,
+            )  # fmt: skip
+            optimizer = agent.policy.optimizer
+            flat = td.reshape(-1)
+
+            def torchrl_update() -> None:
+                for _ in range(s.n_epochs):
+                    order = torch.randperm(frames, device=dev)
+                    for start in range(0, frames, s.batch_size):
+                        parts = loss(flat[order[start : start + s.batch_size]])
+                        total = parts["loss_objective"] + parts["loss_critic"] + parts["loss_entropy"]
+                        optimizer.zero_grad()
+                        total.backward()
+                        torch.nn.utils.clip_grad_norm_(agent.policy.parameters(), s.max_grad_norm)
+                        optimizer.step()
+
+            for _ in range(reps):
+                _, seconds = _timed(torchrl_update, dev)
+                times.setdefault("update_torchrl", []).append(seconds)
+                _, seconds = _timed(lambda: loop.update(rollout, adv, ret), dev)
+                times.setdefault("update_plain", []).append(seconds)
+            collector.shutdown()
+    finally:
+        vec.close()
+    return {name: min(values) for name, values in times.items()}
+
+
+def _as_tensordict(rollout: Any, state: Any, batch: Any) -> Any:
+    """The plain loop's rollout as TorchRL's [N, T] tensordict (observations, ("next", ...), log-probs)."""
+    from tensordict import TensorDict
+
+    obs = {k: v.transpose(0, 1) for k, v in rollout.obs.items()}
+    next_obs = {k: torch.cat([v[:, 1:], state.obs[k].unsqueeze(1)], dim=1) for k, v in obs.items()}
+    done = torch.cat([rollout.episode_starts[1:], state.episode_starts.unsqueeze(0)]).transpose(0, 1).bool()
+    n, t = done.shape
+    return TensorDict(
+        {
+            **obs,
+            "action": rollout.actions.transpose(0, 1),
+            "sample_log_prob": rollout.log_probs.transpose(0, 1),
+            "action_log_prob": rollout.log_probs.transpose(0, 1),
+            "next": {
+                **next_obs,
+                "reward": rollout.rewards.transpose(0, 1).unsqueeze(-1),
+                "done": done.unsqueeze(-1),
+                "terminated": done.unsqueeze(-1),
+            },
+        },
+        batch_size=[n, t],
+        device=batch.device,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="attention")
+    parser.add_argument("--n-envs", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--updates", type=int, default=4)
+    parser.add_argument("--n-steps", type=int, default=128)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["trainers", "torchrl"])
+    args = parser.parse_args()
+    np.seterr(all="ignore")
+    load = os.getloadavg()
+    threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "BABYAIPP_ENGINE_THREADS")}
+    print(f"{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; torch "
+          f"{torch.__version__}, {torch.get_num_threads()} torch threads; {threads}", flush=True)  # fmt: skip
+    if "trainers" not in args.skip:
+        caps = {"torch default": cap(args.model, None), "1 thread": cap(args.model, 1)}
+        print("gradient-step cap (frames/s): " + ", ".join(f"{k} {v:,.0f}" for k, v in caps.items()), flush=True)
+        for n in args.n_envs:
+            fps = {t: trainer_fps(t, args.model, n, args.updates, args.n_steps, args.device) for t in ("sb3", "device")}
+            best_cap = max(caps.values())
+            print(
+                f"n_envs={n:4d} {args.model}: sb3 {fps['sb3'][0]:7.0f} ({fps['sb3'][1]:.0f})  "
+                f"device {fps['device'][0]:7.0f} ({fps['device'][1]:.0f})  device/sb3 "
+                f"{fps['device'][0] / fps['sb3'][0]:.2f}x  device/cap {fps['device'][0] / best_cap:.2f} "
+                f"(load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+    if "torchrl" not in args.skip:
+        for n in args.n_envs:
+            t = torchrl_vs_plain(args.model, n, args.n_steps, args.device)
+            frames = n * args.n_steps
+            total_trl = t["collect_torchrl"] + t["gae_torchrl"] + t["update_torchrl"]
+            total_plain = t["collect_plain"] + t["gae_plain"] + t["update_plain"]
+            print(f"n_envs={n:4d} seconds per rollout of {frames} frames (TorchRL / plain / overhead):")
+            for piece in ("collect", "gae", "update"):
+                a, b = t[f"{piece}_torchrl"], t[f"{piece}_plain"]
+                print(f"    {piece:8s} {a:8.3f} {b:8.3f}  {100 * (a / b - 1):+6.0f}%")
+            print(f"    {'total':8s} {total_trl:8.3f} {total_plain:8.3f}  {100 * (total_trl / total_plain - 1):+6.0f}%"
+                  f"   frames/s {frames / total_trl:,.0f} vs {frames / total_plain:,.0f}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -43,7 +43,14 @@ def _curve(run: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     ("model", "recurrent"),
-    [("image", False), ("concat", False), ("film", False), ("attention", False), ("attention", True)],
+    [
+        ("image", False),
+        ("attention", False),
+        # 20-40 s each on the shared 2-core machine: the same path with the other extractors and the LSTM
+        pytest.param("concat", False, marks=pytest.mark.slow),
+        pytest.param("film", False, marks=pytest.mark.slow),
+        pytest.param("attention", True, marks=pytest.mark.slow),
+    ],
 )
 def test_train_checkpoint_resume_eval_round_trip(model, recurrent, tmp_path):
     from babyaipp.agents.evaluation import evaluate_run

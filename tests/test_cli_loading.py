@@ -98,3 +98,13 @@ def test_every_command_module_loads_and_adds_the_commands_it_declares():
     out = subprocess.run([sys.executable, "-m", "babyaipp.cli", "--help"], capture_output=True, text=True, check=True)
     listed = re.findall(r"^    (\w+)", out.stdout, flags=re.MULTILINE)
     assert listed == [c for commands in cli.COMMAND_MODULES.values() for c in commands]
+
+
+def test_building_the_command_line_loads_no_heavy_dependency():
+    """Why the command modules import some of the package inside their commands: ``--help`` stays fast."""
+    code = (
+        "import sys, babyaipp.cli as c; c.build_parser(); "
+        "print(sorted({'torch', 'stable_baselines3', 'ray', 'matplotlib', 'minari'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -167,3 +167,28 @@ def test_sweep_passes_the_trainer_to_its_trials(tmp_path):
 
     with pytest.raises(InvalidChoiceError, match="unknown trainer 'jax'; valid choices: sb3, device"):
         grid(trainer="jax")
+
+
+def test_ctrl_c_checkpoints_the_last_update_and_resume_matches_the_uninterrupted_run(tmp_path, monkeypatch):
+    from babyaipp.agents.device_ppo import DevicePPO
+
+    straight = _train(tmp_path / "straight", steps=192)
+    collect, calls = DevicePPO.collect, []
+
+    def interrupted(self, state):
+        calls.append(1)
+        if len(calls) == 3:  # mid-run, after two updates
+            raise KeyboardInterrupt
+        return collect(self, state)
+
+    monkeypatch.setattr(DevicePPO, "collect", interrupted)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt, match="--resume"):
+        _train(run, steps=192)
+    monkeypatch.setattr(DevicePPO, "collect", collect)
+    config = json.loads((run / "config.json").read_text())
+    assert config["segments"][-1]["ended"] == "interrupted" and config["segments"][-1]["to"] == 128
+    assert (run / "checkpoints" / "step_128.state.pt").is_file()
+    training.resume(run, device="cpu")
+    assert _curve(run) == _curve(straight.run_dir)
+    assert _same(_weights(run), _weights(straight.run_dir))

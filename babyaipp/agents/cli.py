@@ -243,7 +243,7 @@ def _check_algo_args(args: argparse.Namespace) -> None:
             if not given:
                 raise ConfigError(f"--algo bc needs {flag} DIR (record one with `babyaipp demos`)")
         for flag, given in (("--resume", args.resume), ("--init-from", args.init_from), ("--steps", args.steps),
-                            ("--n-envs", args.n_envs)):  # fmt: skip
+                            ("--n-envs", args.n_envs), ("--trainer", args.trainer)):  # fmt: skip
             if given:
                 raise ConfigError(f"{flag} does not apply to --algo bc" + (" (use --epochs)" * (flag == "--steps")))
     else:

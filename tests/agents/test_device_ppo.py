@@ -142,6 +142,10 @@ def test_cli_trains_with_the_device_trainer_and_refuses_a_bad_one(tmp_path, caps
     assert "'jax'" in err and "sb3" in err and "device" in err, err
     assert not bad.exists(), "a refused run writes nothing"
 
+    assert main(["train", "--algo", "bc", "--demos", str(tmp_path), "--trainer", "device", "--out", str(bad)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--trainer does not apply to --algo bc" in err, err
+
 
 def test_device_trainer_refuses_the_gym_engine(tmp_path):
     from babyaipp.errors import ConfigError

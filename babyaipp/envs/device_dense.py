@@ -201,27 +201,39 @@ def _place_inner(generator, candidate, walkable, needed, start, k: int, height: 
         pick = keys.argmax(1)
         claim[arange, pick] = torch.where(missing, c, claim[arange, pick])
     ok = torch.stack([(claim == c).any(1) for c in range(k)], 1).all(1)
-    # Region growth (see the module docstring).
+    # Region growth (see the module docstring): one cell per step, drawn by inverting the cumulative
+    # weights with one uniform number per level; each colour's count of claimed neighbours is kept
+    # up to date around the cell just claimed.
     unclaimed = candidate & (claim == _UNCLAIMED)
+    nb = _neighbour_values(claim, offsets, torch.tensor(_UNCLAIMED, device=device))  # (rows, cells, 4)
+    counts = torch.stack([(nb == c).sum(2) for c in range(k)], 2)  # (rows, cells, k)
     for _ in range(int(unclaimed.sum(1).max())):
-        unclaimed = candidate & (claim == _UNCLAIMED)
-        nb = _neighbour_values(claim, offsets, torch.tensor(_UNCLAIMED, device=device))  # (rows, cells, 4)
-        counts = torch.stack([(nb == c).sum(2) for c in range(k)], 2) * unclaimed.unsqueeze(2)  # (rows, cells, k)
-        gumbel = -torch.log(
-            -torch.log(torch.rand(rows, width * k, generator=generator, device=device).clamp_min(1e-12))
-        )
-        score = torch.where(counts.view(rows, -1) > 0, counts.view(rows, -1).double().log() + gumbel, -inf)
-        choice = score.argmax(1)
-        grown_cell, grown_colour = choice // k, choice % k
+        weights = (counts * unclaimed.unsqueeze(2)).view(rows, -1)
+        grown = _draw_index(generator, weights)
         # Nothing borders an unclaimed cell: a random unclaimed cell takes a random colour.
-        lone_keys = torch.where(unclaimed, torch.rand(rows, width, generator=generator, device=device), -1.0)
+        lone_cell = _draw_index(generator, unclaimed.long())
         lone_colour = torch.randint(k, (rows,), generator=generator, device=device)
-        frontier = torch.isfinite(score.max(1).values)
-        cell = torch.where(frontier, grown_cell, lone_keys.argmax(1))
-        colour = torch.where(frontier, grown_colour, lone_colour)
-        todo = unclaimed.any(1)
+        frontier = weights.sum(1) > 0
+        cell = torch.where(frontier, grown // k, lone_cell)
+        colour = torch.where(frontier, grown % k, lone_colour)
+        todo = unclaimed[arange, cell]
         claim[arange, cell] = torch.where(todo, colour, claim[arange, cell])
+        unclaimed[arange, cell] = False
+        around = (cell.unsqueeze(1) + offset_t).clamp(0, width - 1)
+        counts.view(rows, -1).scatter_add_(1, around * k + colour.unsqueeze(1), todo.long().unsqueeze(1).expand(-1, 4))
     return claim, ok
+
+
+def _draw_index(generator: torch.Generator, weights: torch.Tensor) -> torch.Tensor:
+    """Per row, an index drawn with probability proportional to its non-negative integer weight
+    (an arbitrary valid index where a row's weights are all zero)."""
+    cumulative = weights.cumsum(1)
+    total = cumulative[:, -1:]
+    target = (
+        torch.rand(len(weights), 1, generator=generator, device=weights.device, dtype=torch.float64) * total
+    ).floor()
+    index = torch.searchsorted(cumulative, target.long(), right=True)
+    return index.squeeze(1).clamp(max=weights.shape[1] - 1)
 
 
 def faces_all_round_trip(

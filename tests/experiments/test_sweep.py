@@ -49,11 +49,11 @@ def test_key_is_readable_and_changes_with_every_field_of_the_config():
 
 
 def test_fields_added_later_keep_older_keys_at_their_default():
-    """``greedy`` and ``engine`` came after the first sweeps, whose trials ran single envs (``gym``):
-    at those values they stay out of the hash, so older sweep directories keep their keys."""
+    """``greedy``, ``engine`` and ``trainer`` came after the first sweeps, whose trials ran single envs
+    (``gym``) with SB3: at those values they stay out of the hash, so older sweep directories keep their keys."""
     import hashlib
 
-    payload = {k: v for k, v in _trial().as_dict().items() if k not in ("greedy", "engine")}
+    payload = {k: v for k, v in _trial().as_dict().items() if k not in ("greedy", "engine", "trainer")}
     old_digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
     assert _trial(engine="gym").digest == old_digest
     assert _trial().engine == "batched" and _trial().digest != old_digest  # the new default is another run

@@ -36,13 +36,24 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
 }
 #: Top-level packages of the optional extras (pyproject.toml's ``[project.optional-dependencies]``).
 OPTIONAL_EXTRAS: dict[str, str] = {
-    "stable_baselines3": "agents", "sb3_contrib": "agents", "tensorboard": "agents", "rich": "agents",
-    "sklearn": "memo", "faiss": "memo", "flwr": "memo", "opacus": "memo",
-    "minari": "imitation", "h5py": "imitation",
-    "ray": "sweep", "rliable": "sweep", "arch": "sweep", "pandas": "sweep",
+    "stable_baselines3": "agents",
+    "sb3_contrib": "agents",
+    "tensorboard": "agents",
+    "rich": "agents",
+    "sklearn": "memo",
+    "faiss": "memo",
+    "flwr": "memo",
+    "opacus": "memo",
+    "minari": "imitation",
+    "h5py": "imitation",
+    "ray": "sweep",
+    "rliable": "sweep",
+    "arch": "sweep",
+    "pandas": "sweep",
     "pygame": "render",
-    "torchrl": "torchrl", "tensordict": "torchrl",
-}  # fmt: skip
+    "torchrl": "torchrl",
+    "tensordict": "torchrl",
+}
 #: Exit status when a command module cannot be loaded, or a command needs an extra not installed.
 EXIT_NOT_INSTALLED = 1
 

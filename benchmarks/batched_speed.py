@@ -185,8 +185,12 @@ def memory(env_id: str, n: int) -> dict[str, float]:
         "print(r0, hwm())"
     )
     before, after = (int(v) for v in subprocess.check_output([sys.executable, "-c", code], text=True).split())
-    return {"state_bytes_per_episode": state, "pool_bytes_per_level": pool,
-            "peak_rss_mib": after / 1024, "rss_after_imports_mib": before / 1024}  # fmt: skip
+    return {
+        "state_bytes_per_episode": state,
+        "pool_bytes_per_level": pool,
+        "peak_rss_mib": after / 1024,
+        "rss_after_imports_mib": before / 1024,
+    }
 
 
 def profile(env_id: str, n: int, steps: int = 100, compile: bool = False) -> str:
@@ -207,8 +211,10 @@ def profile(env_id: str, n: int, steps: int = 100, compile: bool = False) -> str
 def envpool_rows(python: str, sizes: list[int], seconds: float, env_id: str) -> dict:
     out = subprocess.run(
         [python, "-c", ENVPOOL_SCRIPT, json.dumps(sizes), str(seconds), env_id],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -221,8 +227,14 @@ def plot(results: dict, path: Path) -> None:
     from babyaipp.utils import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    styles = {"batched": "o-", "batched compiled": "D-", "make_vec": "o--",
-              "minigrid sync": "s-", "minigrid async": "s--", "envpool": "^-"}  # fmt: skip
+    styles = {
+        "batched": "o-",
+        "batched compiled": "D-",
+        "make_vec": "o--",
+        "minigrid sync": "s-",
+        "minigrid async": "s--",
+        "envpool": "^-",
+    }
     for name, style in styles.items():
         rows = results["rows"].get(name, {})
         if rows:
@@ -230,8 +242,13 @@ def plot(results: dict, path: Path) -> None:
             ax.plot(sizes, [rows[str(n)]["steps_per_s"] for n in sizes], style, label=name)
     loop = results["minigrid_loop"]["steps_per_s"]
     ax.axhline(loop, color="grey", linestyle=":", label="minigrid loop")
-    ax.set(xscale="log", yscale="log", xlabel="N (envs)", ylabel="env steps/s (auto-reset included)",
-           title=f"CPU, {results['machine']}")  # fmt: skip
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="N (envs)",
+        ylabel="env steps/s (auto-reset included)",
+        title=f"CPU, {results['machine']}",
+    )
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     atomic_savefig(fig, path, dpi=120)
@@ -260,8 +277,10 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {machine}; load average {os.getloadavg()[0]:.1f}")
     results: dict = {"machine": machine, "rows": {}, "args": vars(args) | {"json": None, "plot": None}}
     loop = results["minigrid_loop"] = minigrid_loop(args.reference, args.seconds)
-    print(f"minigrid loop {args.reference}: {loop['steps_per_s']:,.0f} steps/s, "
-          f"{loop['reset_calls_per_s']:,.0f} reset() calls/s")  # fmt: skip
+    print(
+        f"minigrid loop {args.reference}: {loop['steps_per_s']:,.0f} steps/s, "
+        f"{loop['reset_calls_per_s']:,.0f} reset() calls/s"
+    )
     if args.envpool_python:
         results["envpool_raw"] = envpool_rows(args.envpool_python, args.sizes, args.seconds, args.reference)
         results["rows"]["envpool"] = {k: v for k, v in results["envpool_raw"].items() if k != "version"}
@@ -269,11 +288,13 @@ def main() -> None:
         "batched": lambda n: batched(args.id, n, args.seconds, device=args.device),
         "batched compiled": lambda n: batched(args.id, n, args.seconds, compile=True, device=args.device),
         "make_vec": lambda n: make_vec(args.id, n, args.seconds),
-        "minigrid sync": lambda n: minigrid_vector(args.reference, n, "sync", args.seconds)
-        if n <= args.sync_max else None,
-        "minigrid async": lambda n: minigrid_vector(args.reference, n, "async", args.seconds)
-        if n <= args.async_max else None,
-    }  # fmt: skip
+        "minigrid sync": lambda n: (
+            minigrid_vector(args.reference, n, "sync", args.seconds) if n <= args.sync_max else None
+        ),
+        "minigrid async": lambda n: (
+            minigrid_vector(args.reference, n, "async", args.seconds) if n <= args.async_max else None
+        ),
+    }
     for name in runners:
         results["rows"][name] = {}
     for n in args.sizes:  # all engines at one N back to back, so a change of machine load hits them alike

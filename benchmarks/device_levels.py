@@ -87,8 +87,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for n in args.num_envs:
         row = measure(args.env_id, n, args.device, args.steps, args.cpu_levels)
         rows.append(row)
-        print(f"{n:>6} {row['device_draws_per_s']:>15,.0f} {row['cpu_levels_per_s']:>13,.0f} "
-              f"{row['pool_steps_per_s']:>13,.0f} {row['device_levels_steps_per_s']:>22,.0f}")  # fmt: skip
+        print(
+            f"{n:>6} {row['device_draws_per_s']:>15,.0f} {row['cpu_levels_per_s']:>13,.0f} "
+            f"{row['pool_steps_per_s']:>13,.0f} {row['device_levels_steps_per_s']:>22,.0f}"
+        )
     print(json.dumps(rows))
     return rows
 

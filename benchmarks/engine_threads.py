@@ -47,11 +47,20 @@ print(json.dumps({"steps_per_s": rate, "torch_threads": torch.get_num_threads()}
 
 def measure(num_envs: int, seconds: float, extra_env: dict[str, str], env_id: str = ENV_ID) -> dict:
     """Steps/s of one setting in a fresh process (the user's thread variables cleared first)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                                               "BABYAIPP_ENGINE_THREADS")}  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "BABYAIPP_ENGINE_THREADS")
+    }
     env.update(extra_env)
-    out = subprocess.run([sys.executable, "-c", CHILD, str(num_envs), str(seconds), env_id], env=env,
-                         capture_output=True, text=True, check=True, timeout=600)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(num_envs), str(seconds), env_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -72,8 +72,10 @@ def main() -> None:
         pp_rps = resets_per_second(pp_id, args.resets)
         print(f"{base_id:42s} {base_sps:9.0f} {base_rps:9.1f}")
         print(f"{pp_id:42s} {pp_sps:9.0f} {pp_rps:9.1f}")
-        print(f"  step-time ratio BabyAI++/minigrid: {base_sps / pp_sps:.2f}x (goal <= 1.5x); "
-              f"reset-time ratio: {base_rps / pp_rps:.2f}x")
+        print(
+            f"  step-time ratio BabyAI++/minigrid: {base_sps / pp_sps:.2f}x (goal <= 1.5x); "
+            f"reset-time ratio: {base_rps / pp_rps:.2f}x"
+        )
 
 
 if __name__ == "__main__":

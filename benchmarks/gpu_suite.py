@@ -47,11 +47,27 @@ ENV_ID = "BabyAIPP/GoToRedBall-Easy-Train-v0"
 #: What the GPU machine's image lacks (it has torch, numpy, cloudpickle, packaging, zipp, rich,
 #: tensorboard, tqdm, matplotlib, pillow): babyaipp's own needs, the agents' and TorchRL's.
 WHEELS = (
-    "gymnasium", "farama-notifications", "minigrid", "pygame-ce", "stable-baselines3", "sb3-contrib",
-    "torchrl", "tensordict", "pyvers", "hoptorch", "orjson", "importlib-metadata", "lazy-importer",
-)  # fmt: skip
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
-             "manylinux1_x86_64")  # fmt: skip
+    "gymnasium",
+    "farama-notifications",
+    "minigrid",
+    "pygame-ce",
+    "stable-baselines3",
+    "sb3-contrib",
+    "torchrl",
+    "tensordict",
+    "pyvers",
+    "hoptorch",
+    "orjson",
+    "importlib-metadata",
+    "lazy-importer",
+)
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+)
 #: The device machine brings back at most 64 MiB of working tree per call.
 WHEEL_BUDGET_MB = 64
 
@@ -66,15 +82,29 @@ def prepare_wheels(target: Path) -> list[Path]:
             specs.append(f"{name}=={version(name)}")
         except PackageNotFoundError:
             specs.append(name)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
-               "3.12", "--implementation", "cp", "-d", str(target)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.12",
+        "--implementation",
+        "cp",
+        "-d",
+        str(target),
+    ]
     for platform in PLATFORMS:
         command += ["--platform", platform]
     subprocess.run(command + specs, check=True)
     wheels = sorted(target.glob("*.whl"))
     total = sum(w.stat().st_size for w in wheels) / 2**20
-    print(f"{len(wheels)} wheels, {total:.1f} MiB in {target}" + (
-        f" (over the {WHEEL_BUDGET_MB} MiB a device call carries)" if total > WHEEL_BUDGET_MB else ""))  # fmt: skip
+    print(
+        f"{len(wheels)} wheels, {total:.1f} MiB in {target}"
+        + (f" (over the {WHEEL_BUDGET_MB} MiB a device call carries)" if total > WHEEL_BUDGET_MB else "")
+    )
     return wheels
 
 
@@ -115,8 +145,11 @@ def engine_rows(sizes: list[int], device: str, steps: int, workers: int, seed: i
         began = time.perf_counter()
         engine = BatchedBabyAIPP(ENV_ID, n, device=device, seed=seed, workers=workers if n >= 4096 else 0)
         engine.reset(seed=seed)
-        row: dict[str, Any] = {"num_envs": n, "pool_build_s": time.perf_counter() - began,
-                               "tensor_mib": _tensor_bytes(engine) / 2**20}  # fmt: skip
+        row: dict[str, Any] = {
+            "num_envs": n,
+            "pool_build_s": time.perf_counter() - began,
+            "tensor_mib": _tensor_bytes(engine) / 2**20,
+        }
         generator = torch.Generator(device=dev)
         generator.manual_seed(seed)
         actions = torch.randint(7, (16, n), generator=generator, device=dev)
@@ -245,16 +278,41 @@ def exactness(device: str, num_envs: int, steps: int, seed: int = 0) -> dict:
 def training(device: str, n_envs: int, steps: int, timeout_s: int, trainer: str = "sb3", *extra: str) -> dict:
     """Frames/s of a short ``babyaipp train --model attention --trainer TRAINER`` (its own report line)."""
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "babyaipp.cli", "train", "--model", "attention", "--device", device,
-                   "--n-envs", str(n_envs), "--steps", str(steps), "--checkpoint-every", "0", "--trainer", trainer,
-                   *extra, "--out", str(Path(out) / "run")]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "babyaipp.cli",
+            "train",
+            "--model",
+            "attention",
+            "--device",
+            device,
+            "--n-envs",
+            str(n_envs),
+            "--steps",
+            str(steps),
+            "--checkpoint-every",
+            "0",
+            "--trainer",
+            trainer,
+            *extra,
+            "--out",
+            str(Path(out) / "run"),
+        ]
         began = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
         wall = time.perf_counter() - began
     found = re.search(r"([\d.]+) frames/s", result.stdout)
-    row = {"device": device, "trainer": trainer, "n_envs": n_envs, "steps": steps, "extra": list(extra),
-           "wall_s": wall, "returncode": result.returncode,
-           "frames_per_s": float(found.group(1)) if found else None}  # fmt: skip
+    row = {
+        "device": device,
+        "trainer": trainer,
+        "n_envs": n_envs,
+        "steps": steps,
+        "extra": list(extra),
+        "wall_s": wall,
+        "returncode": result.returncode,
+        "frames_per_s": float(found.group(1)) if found else None,
+    }
     if result.returncode != 0:
         row["error"] = (result.stderr or result.stdout).strip().splitlines()[-1:]
     return row
@@ -331,8 +389,10 @@ def _print_summary(report: dict) -> None:
     print(f"\n{report['device']} (torch {report['torch']}), {report['env_id']}")
     rows = report.get("engine", [])
     if rows:
-        print(f"{'N':>7} {'eager steps/s':>15} {'compiled steps/s':>17} {'TorchRL eager':>14} "
-              f"{'TorchRL compiled':>17} {'compile s':>10} {'tensors MiB':>12} {'CUDA peak MiB':>14}")  # fmt: skip
+        print(
+            f"{'N':>7} {'eager steps/s':>15} {'compiled steps/s':>17} {'TorchRL eager':>14} "
+            f"{'TorchRL compiled':>17} {'compile s':>10} {'tensors MiB':>12} {'CUDA peak MiB':>14}"
+        )
         for r in rows:
             if "error" in r:
                 print(f"{r['args'][0]:>7} {r['error']}")
@@ -340,14 +400,18 @@ def _print_summary(report: dict) -> None:
             peak = f"{r['cuda_peak_mib']:.0f}" if "cuda_peak_mib" in r else "-"
             trl = [r[f"torchrl_{m}_steps_per_s"] for m in ("eager", "compiled")]
             trl = [f"{v:,.0f}" if isinstance(v, float) else "n/a" for v in trl]
-            print(f"{r['num_envs']:>7} {r['eager_steps_per_s']:>15,.0f} {r['compiled_steps_per_s']:>17,.0f} "
-                  f"{trl[0]:>14} {trl[1]:>17} {r['compiled_warmup_s']:>10.1f} {r['tensor_mib']:>12.1f} "
-                  f"{peak:>14}")  # fmt: skip
+            print(
+                f"{r['num_envs']:>7} {r['eager_steps_per_s']:>15,.0f} {r['compiled_steps_per_s']:>17,.0f} "
+                f"{trl[0]:>14} {trl[1]:>17} {r['compiled_warmup_s']:>10.1f} {r['tensor_mib']:>12.1f} "
+                f"{peak:>14}"
+            )
         print("on-device levels (eager, auto-reset, every episode a fresh level drawn on the device):")
         for r in rows:
             if "device_levels_steps_per_s" in r:
-                print(f"{r['num_envs']:>7} {r['device_levels_steps_per_s']:>15,.0f} steps/s "
-                      f"{r['device_levels_draws_per_s']:>12,.0f} levels drawn/s")  # fmt: skip
+                print(
+                    f"{r['num_envs']:>7} {r['device_levels_steps_per_s']:>15,.0f} steps/s "
+                    f"{r['device_levels_draws_per_s']:>12,.0f} levels drawn/s"
+                )
             elif "device_levels_error" in r:
                 print(f"{r['num_envs']:>7} {r['device_levels_error']}")
     if "exactness" in report:

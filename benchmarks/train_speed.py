@@ -57,9 +57,15 @@ def ours(engine: str, model: str, n_envs: int, updates: int, n_steps: int) -> tu
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         training.train(
-            run, model=model, n_envs=n_envs, steps=updates * n_steps * n_envs, engine=engine, device="cpu",
-            hyperparameters={"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs)}, checkpoint_every=0,
-        )  # fmt: skip
+            run,
+            model=model,
+            n_envs=n_envs,
+            steps=updates * n_steps * n_envs,
+            engine=engine,
+            device="cpu",
+            hyperparameters={"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs)},
+            checkpoint_every=0,
+        )
         return steady_fps(read_progress(run))
 
 
@@ -96,11 +102,23 @@ def reference(env_id: str, model: str, n_envs: int, updates: int, n_steps: int, 
 
     vec = VecMonitor(DummyVecEnv([factory] * n_envs))
     agent = PPO(
-        "MultiInputPolicy", vec, learning_rate=config.learning_rate, n_steps=n_steps, batch_size=config.batch_size,
-        n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda, clip_range=config.clip_range,
-        ent_coef=config.ent_coef, vf_coef=config.vf_coef, max_grad_norm=config.max_grad_norm,
-        policy_kwargs=policy_kwargs(model, config), seed=seed, device="cpu", verbose=0,
-    )  # fmt: skip
+        "MultiInputPolicy",
+        vec,
+        learning_rate=config.learning_rate,
+        n_steps=n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        policy_kwargs=policy_kwargs(model, config),
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
     clock = _UpdateClock()
     total = updates * n_steps * n_envs
     with contextlib.redirect_stdout(io.StringIO()):  # minigrid's "Sampling rejected" prints
@@ -180,8 +198,10 @@ def main() -> None:
     epochs = model_spec(args.model).config().n_epochs
     for model in dict.fromkeys((args.reference_model, args.model)):
         ms, cap = update_bound(model, epochs)
-        print(f"{model}: one PPO minibatch step (256 frames) {ms:.1f} ms; {epochs} epochs cap training at "
-              f"{cap:,.0f} frames/s")  # fmt: skip
+        print(
+            f"{model}: one PPO minibatch step (256 frames) {ms:.1f} ms; {epochs} epochs cap training at "
+            f"{cap:,.0f} frames/s"
+        )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,12 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=1000, help="evaluation episodes per split (default 1000)")
     parser.add_argument("--n-envs", type=int, default=16, help="parallel training envs (default 16)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--learning-rate", type=float, default=3e-4,
-                        help="PPO learning rate (default 3e-4; BabyAI++ used 1e-4 over millions of frames)")
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=3e-4,
+        help="PPO learning rate (default 3e-4; BabyAI++ used 1e-4 over millions of frames)",
+    )
     parser.add_argument("--engine", default="batched", help="how training envs are stepped: batched or gym")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--out", default="runs/generalization")
@@ -67,10 +71,29 @@ def main() -> None:
         if not finished(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted first segment; start it again
             start = time.perf_counter()
-            run(["train", "--env", ENV_ID, "--model", model, "--steps", str(args.steps), "--n-envs",
-                 str(args.n_envs), "--seed", str(args.seed), "--device", "cpu", "--engine", args.engine,
-                 "--out", str(run_dir),
-                 "--set", f"learning_rate={args.learning_rate}"])
+            run(
+                [
+                    "train",
+                    "--env",
+                    ENV_ID,
+                    "--model",
+                    model,
+                    "--steps",
+                    str(args.steps),
+                    "--n-envs",
+                    str(args.n_envs),
+                    "--seed",
+                    str(args.seed),
+                    "--device",
+                    "cpu",
+                    "--engine",
+                    args.engine,
+                    "--out",
+                    str(run_dir),
+                    "--set",
+                    f"learning_rate={args.learning_rate}",
+                ]
+            )
             timings.setdefault(model, {})["train_s"] = time.perf_counter() - start
         if not (run_dir / "eval" / "results.json").exists():
             start = time.perf_counter()
@@ -83,8 +106,14 @@ def main() -> None:
     write_docs(Path(args.docs), out, compare_dir, models, args, timings)
 
 
-def write_docs(docs: Path, out: Path, compare_dir: Path, models: list[str], args: argparse.Namespace,
-               timings: dict[str, dict[str, float]]) -> None:
+def write_docs(
+    docs: Path,
+    out: Path,
+    compare_dir: Path,
+    models: list[str],
+    args: argparse.Namespace,
+    timings: dict[str, dict[str, float]],
+) -> None:
     images = docs.parent / "images"
     images.mkdir(parents=True, exist_ok=True)
     for name in ("success_by_split.png", "learning_curves.png"):
@@ -96,30 +125,33 @@ def write_docs(docs: Path, out: Path, compare_dir: Path, models: list[str], args
         train_s = f"{t['train_s']:.0f}" if "train_s" in t else "–"
         eval_s = f"{t['eval_s']:.0f}" if "eval_s" in t else "–"
         rows.append(f"| {m} | {throughput(out / m):.0f} | {train_s} | {eval_s} |")
-    section = "\n".join([
-        START,
-        "## Generalisation study: GoToRedBall Easy (one seed)",
-        "",
-        f"Command: `python examples/generalization.py --steps {args.steps} --episodes {args.episodes} "
-        f"--n-envs {args.n_envs} --seed {args.seed} --learning-rate {args.learning_rate} --engine {args.engine}` on "
-        f"{platform.machine()} with 2 CPU cores (shared with other work while it ran), "
-        f"{time.strftime('%Y-%m-%d')}. Trained on `{ENV_ID}`; {args.episodes} evaluation episodes per split, "
-        "seeds from 10^6 on (disjoint from training seeds).",
-        "",
-        table,
-        "",
-        "![success by split](images/generalization_success_by_split.png)",
-        "",
-        "![learning curves](images/generalization_learning_curves.png)",
-        "",
-        "\n".join(rows),
-        "",
-        "(A dash: the run was reused from an earlier invocation of the script.)",
-        END,
-    ])
+    section = "\n".join(
+        [
+            START,
+            "## Generalisation study: GoToRedBall Easy (one seed)",
+            "",
+            f"Command: `python examples/generalization.py --steps {args.steps} --episodes {args.episodes} "
+            f"--n-envs {args.n_envs} --seed {args.seed} --learning-rate {args.learning_rate} "
+            f"--engine {args.engine}` on "
+            f"{platform.machine()} with 2 CPU cores (shared with other work while it ran), "
+            f"{time.strftime('%Y-%m-%d')}. Trained on `{ENV_ID}`; {args.episodes} evaluation episodes per split, "
+            "seeds from 10^6 on (disjoint from training seeds).",
+            "",
+            table,
+            "",
+            "![success by split](images/generalization_success_by_split.png)",
+            "",
+            "![learning curves](images/generalization_learning_curves.png)",
+            "",
+            "\n".join(rows),
+            "",
+            "(A dash: the run was reused from an earlier invocation of the script.)",
+            END,
+        ]
+    )
     text = docs.read_text() if docs.exists() else "# Results\n\n"
     if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
+        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     atomic_write_text(docs, text)

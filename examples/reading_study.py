@@ -91,8 +91,13 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(row) + " |")
     for ref in ("memoriser", "cautious"):
         pairs = refs[ref]["splits"]["TargetPairOnly"]["per_held_out_pair"]
-        print(f"| *{ref}* | " + " | ".join(
-            f"{pairs[p]['success_rate']:.3f} ({pairs[p]['episodes']})" for p in ("green-trap", "blue-slippery")) + " |")
+        print(
+            f"| *{ref}* | "
+            + " | ".join(
+                f"{pairs[p]['success_rate']:.3f} ({pairs[p]['episodes']})" for p in ("green-trap", "blue-slippery")
+            )
+            + " |"
+        )
 
     import matplotlib
 

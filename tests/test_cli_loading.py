@@ -59,7 +59,9 @@ def test_a_module_missing_an_optional_extra_leaves_the_other_commands(tmp_path, 
 
 def test_an_extra_missing_when_a_command_runs_says_what_to_install(tmp_path, monkeypatch, capsys):
     _module(
-        tmp_path, monkeypatch, "late_cli",
+        tmp_path,
+        monkeypatch,
+        "late_cli",
         f"""
         def add_parsers(sub):
             p = sub.add_parser("late")
@@ -68,7 +70,7 @@ def test_an_extra_missing_when_a_command_runs_says_what_to_install(tmp_path, mon
         def run(args):
             import {ABSENT}
         """,
-    )  # fmt: skip
+    )
     _with_module(monkeypatch, "late_cli", ("late",))
     monkeypatch.setitem(cli.OPTIONAL_EXTRAS, ABSENT, "fancy")
     code = cli.main(["late"])

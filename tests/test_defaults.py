@@ -67,32 +67,48 @@ def test_the_library_reads_the_defaults():
     assert _default(evaluate_run, "device") == defaults.DEFAULT_EVAL_DEVICE
     trial = {f.name: f.default for f in TrialConfig.__dataclass_fields__.values()}
     assert (trial["greedy"], trial["engine"], trial["n_envs"], trial["text"], trial["algo"]) == (
-        defaults.DEFAULT_GREEDY, defaults.DEFAULT_ENGINE, defaults.DEFAULT_N_ENVS, defaults.DEFAULT_TEXT,
+        defaults.DEFAULT_GREEDY,
+        defaults.DEFAULT_ENGINE,
+        defaults.DEFAULT_N_ENVS,
+        defaults.DEFAULT_TEXT,
         defaults.DEFAULT_ALGO,
-    )  # fmt: skip
+    )
 
 
 def test_the_command_line_reads_the_defaults():
     parser = _parser()
     run = train_cli.RUN_DEFAULTS
     assert (run["env"], run["model"], run["n_envs"], run["text"], run["engine"], run["trainer"]) == (
-        defaults.DEFAULT_ENV, defaults.DEFAULT_MODEL, defaults.DEFAULT_N_ENVS, defaults.DEFAULT_TEXT,
-        defaults.DEFAULT_ENGINE, defaults.DEFAULT_TRAINER,
-    )  # fmt: skip
+        defaults.DEFAULT_ENV,
+        defaults.DEFAULT_MODEL,
+        defaults.DEFAULT_N_ENVS,
+        defaults.DEFAULT_TEXT,
+        defaults.DEFAULT_ENGINE,
+        defaults.DEFAULT_TRAINER,
+    )
     trained = parser.parse_args(["train", "--out", "x"])
     assert (trained.algo, trained.device) == (defaults.DEFAULT_ALGO, defaults.DEFAULT_DEVICE)
     evaluation = parser.parse_args(["eval", "run"])
     assert (evaluation.episodes, evaluation.n_envs, evaluation.seed_base, evaluation.greedy, evaluation.device) == (
-        defaults.DEFAULT_EVAL_EPISODES, defaults.DEFAULT_EVAL_N_ENVS, defaults.EVAL_SEED_START,
-        defaults.DEFAULT_GREEDY, defaults.DEFAULT_EVAL_DEVICE,
-    )  # fmt: skip
+        defaults.DEFAULT_EVAL_EPISODES,
+        defaults.DEFAULT_EVAL_N_ENVS,
+        defaults.EVAL_SEED_START,
+        defaults.DEFAULT_GREEDY,
+        defaults.DEFAULT_EVAL_DEVICE,
+    )
     sweep = parser.parse_args(["sweep", "--out", "x"])
     assert (sweep.envs, sweep.steps, sweep.n_envs, sweep.episodes, sweep.engine, sweep.greedy) == (
-        [defaults.DEFAULT_ENV], defaults.DEFAULT_STEPS, defaults.DEFAULT_N_ENVS, defaults.DEFAULT_EVAL_EPISODES,
-        defaults.DEFAULT_ENGINE, defaults.DEFAULT_GREEDY,
-    )  # fmt: skip
+        [defaults.DEFAULT_ENV],
+        defaults.DEFAULT_STEPS,
+        defaults.DEFAULT_N_ENVS,
+        defaults.DEFAULT_EVAL_EPISODES,
+        defaults.DEFAULT_ENGINE,
+        defaults.DEFAULT_GREEDY,
+    )
     assert (sweep.checkpoint_every, sweep.algos, sweep.text) == (
-        defaults.DEFAULT_CHECKPOINT_EVERY, [defaults.DEFAULT_ALGO], [defaults.DEFAULT_TEXT]
+        defaults.DEFAULT_CHECKPOINT_EVERY,
+        [defaults.DEFAULT_ALGO],
+        [defaults.DEFAULT_TEXT],
     )
     assert train_cli.MODEL_CHOICES == tuple(MODELS)
 

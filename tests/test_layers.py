@@ -38,8 +38,12 @@ def _top_level_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
     for node in body:
         yield node
         if isinstance(node, ast.If | ast.Try):
-            blocks = [node.body, node.orelse, *(h.body for h in getattr(node, "handlers", ())),
-                      getattr(node, "finalbody", [])]  # fmt: skip
+            blocks = [
+                node.body,
+                node.orelse,
+                *(h.body for h in getattr(node, "handlers", ())),
+                getattr(node, "finalbody", []),
+            ]
             for block in blocks:
                 yield from _top_level_statements(block)
 
@@ -148,8 +152,12 @@ def test_the_cycle_check_finds_a_cycle():
     """The check above, on a graph with a cycle added (so it cannot pass by finding nothing)."""
     grimp = pytest.importorskip("grimp")
     graph = grimp.build_graph("babyaipp", cache_dir=None)
-    graph.add_import(importer="babyaipp.errors", imported="babyaipp.agents.training", line_number=1,
-                     line_contents="from babyaipp.agents import training")  # fmt: skip
+    graph.add_import(
+        importer="babyaipp.errors",
+        imported="babyaipp.agents.training",
+        line_number=1,
+        line_contents="from babyaipp.agents import training",
+    )
     cycles = _cycles(graph)
     assert any({"babyaipp.errors", "babyaipp.agents.training"} <= set(c) for c in cycles)
 
@@ -170,12 +178,20 @@ def test_no_module_imports_a_private_name_of_another():
                 offences.append(f"{_where(path, node)}: from {module} import {name}")
         if not path.is_relative_to(PACKAGE):
             continue
-        modules = {(a.asname or a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0
-                   and (n.module or "").startswith("babyaipp") for a in n.names
-                   if _is_module(f"{n.module}.{a.name}")}  # fmt: skip
+        modules = {
+            (a.asname or a.name)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.level == 0 and (n.module or "").startswith("babyaipp")
+            for a in n.names
+            if _is_module(f"{n.module}.{a.name}")
+        }
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
-                    and _private(node.attr)):  # fmt: skip
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+                and _private(node.attr)
+            ):
                 offences.append(f"{_where(path, node)}: {node.value.id}.{node.attr}")
     assert not offences, "private names used outside their module:\n" + "\n".join(offences)
 

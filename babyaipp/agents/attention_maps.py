@@ -119,14 +119,26 @@ def plot_attention_map(amap: AttentionMap, out: str | os.PathLike, title: str = 
         slot = i if i < len(amap.sentences) else amap.weights.shape[2] - 1
         ax.imshow(amap.frame, alpha=0.35)
         ax.imshow(
-            amap.weights[:, :, slot], cmap="magma", vmin=0.0, vmax=1.0, alpha=0.75,
-            extent=(0, view * TILE, view * TILE, 0), interpolation="nearest",
+            amap.weights[:, :, slot],
+            cmap="magma",
+            vmin=0.0,
+            vmax=1.0,
+            alpha=0.75,
+            extent=(0, view * TILE, view * TILE, 0),
+            interpolation="nearest",
         )
         for y in range(view):
             for x in range(view):
                 if amap.tiles[y, x]:
-                    ax.text((x + 0.5) * TILE, (y + 0.5) * TILE, amap.tiles[y, x][0], ha="center", va="center",
-                            fontsize=7, color="white")
+                    ax.text(
+                        (x + 0.5) * TILE,
+                        (y + 0.5) * TILE,
+                        amap.tiles[y, x][0],
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white",
+                    )
         ax.set_title(label, fontsize=8)
     for ax in axes:
         ax.set_xticks([])
@@ -177,8 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model, config = load_run(args.run)
         env_id = args.env or split_ids(config["env_id"])["TargetPairOnly"]
-        amap = attention_map(model, env_id, args.seed, args.steps, text=config["text"],
-                             **(config.get("env_kwargs") or {}))
+        amap = attention_map(
+            model, env_id, args.seed, args.steps, text=config["text"], **(config.get("env_kwargs") or {})
+        )
         plot_attention_map(amap, args.out, title=f"{args.run.name}: {env_id} seed {args.seed}")
     except (BabyAIPPError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

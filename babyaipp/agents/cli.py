@@ -33,9 +33,15 @@ from babyaipp.errors import ConfigError, check_range
 MODEL_CHOICES = ("image", "concat", "film", "attention")
 #: Defaults of the options that define a run; None in argparse so --resume can tell what was given.
 RUN_DEFAULTS: dict[str, Any] = {
-    "env": DEFAULT_ENV, "model": DEFAULT_MODEL, "recurrent": False, "n_envs": DEFAULT_N_ENVS, "seed": 0,
-    "text": DEFAULT_TEXT, "engine": DEFAULT_ENGINE, "trainer": DEFAULT_TRAINER,
-}  # fmt: skip
+    "env": DEFAULT_ENV,
+    "model": DEFAULT_MODEL,
+    "recurrent": False,
+    "n_envs": DEFAULT_N_ENVS,
+    "seed": 0,
+    "text": DEFAULT_TEXT,
+    "engine": DEFAULT_ENGINE,
+    "trainer": DEFAULT_TRAINER,
+}
 
 _TRAIN_HELP = f"""\
 Train a baseline agent (PPO; RecurrentPPO with --recurrent) and write, under DIR:
@@ -93,9 +99,11 @@ def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
 def add_parsers(subparsers: Any) -> None:
     """Add ``train`` under the top-level ``babyaipp`` parser."""
     p = subparsers.add_parser(
-        "train", help="train a baseline agent (PPO) on a BabyAI++ level",
-        description=_TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        "train",
+        help="train a baseline agent (PPO) on a BabyAI++ level",
+        description=_TRAIN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--env", metavar="ID", default=None, help=f"training env id (default: {DEFAULT_ENV})")
     p.add_argument("--model", default=None, help=f"one of {', '.join(MODEL_CHOICES)} (default: {DEFAULT_MODEL})")
     p.add_argument(
@@ -120,16 +128,19 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--out", metavar="DIR", required=True, help="run directory")
     p.add_argument("--text", default=None, help=f"description mode: {', '.join(TEXT_MODES)} (default: {DEFAULT_TEXT})")
     p.add_argument(
-        "--engine", choices=("gym", "batched"), default=None,
+        "--engine",
+        choices=("gym", "batched"),
+        default=None,
         help="batched (default): all envs stepped by the batched tensor engine (docs/batched.md), its pool "
         "starting from the run's 1000 training-seed levels and refreshed by one worker process with a new "
         "level per finished episode; gym: single envs in a DummyVecEnv",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--trainer", default=None,
+        "--trainer",
+        default=None,
         help="sb3 (default): stable-baselines3's PPO loop; device: the PPO loop with engine, rollout buffer and "
         "policy on one torch device (--device), same run directory and eval (docs/agents.md)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -152,7 +163,9 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.add_argument("--demos", metavar="DIR", default=None, help="--algo bc: dataset made by `babyaipp demos`")
     p.add_argument(
-        "--epochs", type=int, default=None,
+        "--epochs",
+        type=int,
+        default=None,
         help=f"--algo bc: passes over the demonstrations (default: {DEFAULT_BC_EPOCHS})",
     )
     p.add_argument(
@@ -182,9 +195,11 @@ examples:
 
 def _add_demos_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "demos", help="record oracle demonstrations as a Minari dataset (for --algo bc)",
-        description=_DEMOS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        "demos",
+        help="record oracle demonstrations as a Minari dataset (for --algo bc)",
+        description=_DEMOS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--env", metavar="ID", default=DEFAULT_ENV, help=f"env id (default: {DEFAULT_ENV})")
     p.add_argument("--episodes", type=int, required=True, help="number of episodes")
     p.add_argument(
@@ -207,9 +222,15 @@ def cmd_demos(args: argparse.Namespace) -> int:
     check_range("--workers", args.workers, 1, 64)
 
     result = record_demos(
-        args.out, args.env, args.episodes, seed=args.seed, workers=args.workers, text=args.text,
-        env_kwargs=dict(args.env_kwarg or []), progress=not args.quiet and sys.stderr.isatty(),
-    )  # fmt: skip
+        args.out,
+        args.env,
+        args.episodes,
+        seed=args.seed,
+        workers=args.workers,
+        text=args.text,
+        env_kwargs=dict(args.env_kwarg or []),
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
     print(
         f"recorded {result.episodes} demonstrations ({result.steps} steps, {result.successes} successful) "
         f"in {result.elapsed_s:.1f} s: {result.demos_per_second:.1f} demos/s with {args.workers} worker(s)"
@@ -221,10 +242,15 @@ def cmd_demos(args: argparse.Namespace) -> int:
 def _check_resume_args(args: argparse.Namespace, config: dict[str, Any]) -> None:
     """On --resume, options that define the run must match its config.json (or be left out)."""
     saved = {
-        "env": config["env_id"], "model": config["model"], "recurrent": config["recurrent"],
-        "n_envs": config.get("n_envs"), "seed": config.get("seed"), "text": config["text"],
-        "engine": config.get("engine", "gym"), "trainer": config.get("trainer", "sb3"),
-    }  # fmt: skip
+        "env": config["env_id"],
+        "model": config["model"],
+        "recurrent": config["recurrent"],
+        "n_envs": config.get("n_envs"),
+        "seed": config.get("seed"),
+        "text": config["text"],
+        "engine": config.get("engine", "gym"),
+        "trainer": config.get("trainer", "sb3"),
+    }
     for name, value in saved.items():
         given = getattr(args, name)
         if given is not None and given != value:
@@ -242,8 +268,13 @@ def _check_algo_args(args: argparse.Namespace) -> None:
         for flag, given in (("--demos", args.demos is not None),):
             if not given:
                 raise ConfigError(f"--algo bc needs {flag} DIR (record one with `babyaipp demos`)")
-        for flag, given in (("--resume", args.resume), ("--init-from", args.init_from), ("--steps", args.steps),
-                            ("--n-envs", args.n_envs), ("--trainer", args.trainer)):  # fmt: skip
+        for flag, given in (
+            ("--resume", args.resume),
+            ("--init-from", args.init_from),
+            ("--steps", args.steps),
+            ("--n-envs", args.n_envs),
+            ("--trainer", args.trainer),
+        ):
             if given:
                 raise ConfigError(f"{flag} does not apply to --algo bc" + (" (use --epochs)" * (flag == "--steps")))
     else:
@@ -259,12 +290,20 @@ def _cmd_bc(args: argparse.Namespace) -> int:
     from babyaipp.agents.runs import read_progress
 
     result = train_bc(
-        args.out, demos=args.demos, env_id=args.env, model=args.model or RUN_DEFAULTS["model"],
-        recurrent=bool(args.recurrent), epochs=DEFAULT_BC_EPOCHS if args.epochs is None else args.epochs,
-        seed=RUN_DEFAULTS["seed"] if args.seed is None else args.seed, device=args.device, text=args.text,
-        env_kwargs=None if args.env_kwarg is None else dict(args.env_kwarg), hyperparameters=dict(args.hparams or []),
-        checkpoint_every=args.checkpoint_every or 0, progress_bar=sys.stderr.isatty(),
-    )  # fmt: skip
+        args.out,
+        demos=args.demos,
+        env_id=args.env,
+        model=args.model or RUN_DEFAULTS["model"],
+        recurrent=bool(args.recurrent),
+        epochs=DEFAULT_BC_EPOCHS if args.epochs is None else args.epochs,
+        seed=RUN_DEFAULTS["seed"] if args.seed is None else args.seed,
+        device=args.device,
+        text=args.text,
+        env_kwargs=None if args.env_kwarg is None else dict(args.env_kwarg),
+        hyperparameters=dict(args.hparams or []),
+        checkpoint_every=args.checkpoint_every or 0,
+        progress_bar=sys.stderr.isatty(),
+    )
     last = read_progress(result.run_dir)[-1]
     print(
         f"cloned {result.num_timesteps} demonstration frames in {result.elapsed_s:.1f} s ({result.fps:.0f} frames/s): "
@@ -279,8 +318,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from babyaipp.agents.runs import read_config
 
     _check_algo_args(args)
-    limits = {"--n-envs": (args.n_envs, 1, 1000), "--steps": (args.steps, 1, None),
-              "--checkpoint-every": (args.checkpoint_every, 0, None), "--epochs": (args.epochs, 1, None)}  # fmt: skip
+    limits = {
+        "--n-envs": (args.n_envs, 1, 1000),
+        "--steps": (args.steps, 1, None),
+        "--checkpoint-every": (args.checkpoint_every, 0, None),
+        "--epochs": (args.epochs, 1, None),
+    }
     for flag, (value, low, high) in limits.items():  # the flag's own name in the error, before any work
         if value is not None:
             check_range(flag, value, low, high)
@@ -290,9 +333,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         _check_resume_args(args, read_config(args.out))
         result = training.resume(
-            args.out, steps=args.steps, device=args.device, checkpoint_every=args.checkpoint_every,
+            args.out,
+            steps=args.steps,
+            device=args.device,
+            checkpoint_every=args.checkpoint_every,
             progress_bar=progress_bar,
-        )  # fmt: skip
+        )
     else:
         run = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in RUN_DEFAULTS.items()}
         result = training.train(

@@ -313,11 +313,17 @@ def record_demos(
                     with warnings.catch_warnings():  # Minari nags about author/e-mail/permalink
                         warnings.simplefilter("ignore")
                         dataset = minari.create_dataset_from_buffers(
-                            dataset_id, buffers, env=probe, algorithm_name="babyaipp.envs.oracle.Oracle",
-                            author="babyaipp", description=f"Oracle demonstrations on {env_id} (text={text})",
-                            data_format="hdf5", jpeg_encoding=False, code_permalink=provenance.code_permalink(),
+                            dataset_id,
+                            buffers,
+                            env=probe,
+                            algorithm_name="babyaipp.envs.oracle.Oracle",
+                            author="babyaipp",
+                            description=f"Oracle demonstrations on {env_id} (text={text})",
+                            data_format="hdf5",
+                            jpeg_encoding=False,
+                            code_permalink=provenance.code_permalink(),
                             requirements=provenance.environment_requirements(),
-                        )  # fmt: skip
+                        )
                 else:
                     dataset.storage.update_episodes(buffers)
                 dataset.storage.update_episode_metadata(

@@ -345,8 +345,17 @@ def evaluate_run(
     check_observation_space(model, target, text, **env_kwargs)
     recurrent = bool(config.get("recurrent", False))
     result = evaluate_policy_on_splits(
-        sb3_act_fn(model, greedy=greedy), target, splits, episodes, text, seed_base, recurrent, progress, n_envs,
-        greedy=greedy, **env_kwargs,
+        sb3_act_fn(model, greedy=greedy),
+        target,
+        splits,
+        episodes,
+        text,
+        seed_base,
+        recurrent,
+        progress,
+        n_envs,
+        greedy=greedy,
+        **env_kwargs,
     )
     result["env_kwargs"] = env_kwargs
     result["run_dir"] = str(run_dir)
@@ -356,7 +365,12 @@ def evaluate_run(
         result["run"]["train_seed_range"] = config["train_seed_range"]
     result["references"] = (
         evaluate_references(
-            target, splits=splits, episodes=episodes, text=text, seed_base=seed_base, progress=progress,
+            target,
+            splits=splits,
+            episodes=episodes,
+            text=text,
+            seed_base=seed_base,
+            progress=progress,
             **env_kwargs,
         )
         if references

@@ -40,6 +40,7 @@ examples:
   babyaipp eval runs/attention --episodes 200 --splits Train,TargetPairOnly --no-references
 """
 
+
 def add_parsers(subparsers: Any) -> None:
     """Add ``eval`` under the top-level ``babyaipp`` parser."""
     ev = subparsers.add_parser(

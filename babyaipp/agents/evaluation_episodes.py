@@ -79,9 +79,7 @@ class _Group:
     def as_dict(self) -> dict[str, Any]:
         rate = self.successes / self.episodes if self.episodes else None
         se = binomial_se(self.successes, self.episodes) if self.episodes else None
-        return {
-            "episodes": self.episodes, "successes": self.successes, "success_rate": rate, "success_se": se
-        }
+        return {"episodes": self.episodes, "successes": self.successes, "success_rate": rate, "success_se": se}
 
 
 @dataclass

@@ -148,9 +148,7 @@ def train_bc(
     """
     run_dir = check_out_dir(run_dir)
     spec = model_spec(model)
-    config = spec.config.from_dict(
-        check_hyperparameters(spec.config, {**BC_DEFAULTS, **dict(hyperparameters or {})})
-    )
+    config = spec.config.from_dict(check_hyperparameters(spec.config, {**BC_DEFAULTS, **dict(hyperparameters or {})}))
     check_range("epochs", epochs, 1, None)
     check_range("seed", seed, 0, MAX_SEED)
     check_range("checkpoint_every", checkpoint_every, 0, None)
@@ -161,9 +159,22 @@ def train_bc(
                 raise ConfigError(f"{run_dir} already holds a run; choose another --out")
             _clear_unfinished(run_dir)  # a cloning killed before its end cannot be resumed: start over
         return _train_bc_locked(
-            run_dir, demos, env_id, model, spec, config, recurrent, epochs, seed, device, text, env_kwargs,
-            checkpoint_every, progress_episodes, progress_bar,
-        )  # fmt: skip
+            run_dir,
+            demos,
+            env_id,
+            model,
+            spec,
+            config,
+            recurrent,
+            epochs,
+            seed,
+            device,
+            text,
+            env_kwargs,
+            checkpoint_every,
+            progress_episodes,
+            progress_bar,
+        )
 
 
 def _clear_unfinished(run_dir: Path) -> None:
@@ -174,10 +185,22 @@ def _clear_unfinished(run_dir: Path) -> None:
 
 
 def _train_bc_locked(
-    run_dir: Path, demos: str | Path, env_id: str | None, model: str, spec: Any, config: Any, recurrent: bool,
-    epochs: int, seed: int, device: str, text: str | None, env_kwargs: dict[str, Any] | None,
-    checkpoint_every: int, progress_episodes: int, progress_bar: bool,
-) -> TrainResult:  # fmt: skip
+    run_dir: Path,
+    demos: str | Path,
+    env_id: str | None,
+    model: str,
+    spec: Any,
+    config: Any,
+    recurrent: bool,
+    epochs: int,
+    seed: int,
+    device: str,
+    text: str | None,
+    env_kwargs: dict[str, Any] | None,
+    checkpoint_every: int,
+    progress_episodes: int,
+    progress_bar: bool,
+) -> TrainResult:
     resolved = resolve_device(device)
     dataset = load_demos(demos)
     env_id = dataset.env_id if env_id is None else env_id
@@ -190,12 +213,38 @@ def _train_bc_locked(
     data = load_steps(dataset, config.gamma)
 
     agent = build_agent(vec, model, config, recurrent, seed, resolved, run_dir / "tb")
-    run_config = _run_config(env_id, env_kwargs, model, recurrent, type(agent).__name__, text, seed, epochs,
-                             data, dataset, resolved, checkpoint_every, config, n_envs)  # fmt: skip
+    run_config = _run_config(
+        env_id,
+        env_kwargs,
+        model,
+        recurrent,
+        type(agent).__name__,
+        text,
+        seed,
+        epochs,
+        data,
+        dataset,
+        resolved,
+        checkpoint_every,
+        config,
+        n_envs,
+    )
     atomic_write_json(run_dir / "config.json", run_config)
     try:
-        return _fit(agent, data, dataset, run_dir, run_config, config, epochs, seed, recurrent,
-                    checkpoint_every, progress_episodes, progress_bar)  # fmt: skip
+        return _fit(
+            agent,
+            data,
+            dataset,
+            run_dir,
+            run_config,
+            config,
+            epochs,
+            seed,
+            recurrent,
+            checkpoint_every,
+            progress_episodes,
+            progress_bar,
+        )
     except BaseException:
         if not (run_dir / "model.zip").exists():  # leave no half run behind
             (run_dir / "config.json").unlink(missing_ok=True)
@@ -204,9 +253,22 @@ def _train_bc_locked(
         vec.close()
 
 
-def _run_config(env_id: str, env_kwargs: dict[str, Any], model: str, recurrent: bool, algorithm: str, text: str,
-                seed: int, epochs: int, data: StepData, dataset: Demonstrations, device: str,
-                checkpoint_every: int, config: Any, n_envs: int) -> dict[str, Any]:  # fmt: skip
+def _run_config(
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    model: str,
+    recurrent: bool,
+    algorithm: str,
+    text: str,
+    seed: int,
+    epochs: int,
+    data: StepData,
+    dataset: Demonstrations,
+    device: str,
+    checkpoint_every: int,
+    config: Any,
+    n_envs: int,
+) -> dict[str, Any]:
     episodes = int(dataset.dataset.total_episodes)
     return {
         "package": "babyaipp",
@@ -247,9 +309,19 @@ def _run_config(env_id: str, env_kwargs: dict[str, Any], model: str, recurrent: 
 
 
 def _fit(
-    agent: Any, data: StepData, dataset: Demonstrations, run_dir: Path, run_config: dict[str, Any], config: Any,
-    epochs: int, seed: int, recurrent: bool, checkpoint_every: int, progress_episodes: int, progress_bar: bool,
-) -> TrainResult:  # fmt: skip
+    agent: Any,
+    data: StepData,
+    dataset: Demonstrations,
+    run_dir: Path,
+    run_config: dict[str, Any],
+    config: Any,
+    epochs: int,
+    seed: int,
+    recurrent: bool,
+    checkpoint_every: int,
+    progress_episodes: int,
+    progress_bar: bool,
+) -> TrainResult:
     from stable_baselines3.common.logger import configure
     from tqdm.auto import tqdm
 
@@ -327,8 +399,11 @@ def _fit_check(agent: Any, dataset: Demonstrations, run_config: dict[str, Any], 
     episodes = min(episodes, int(dataset.dataset.total_episodes))
     records = rollout_vectorised(
         lambda: make_tokenized_env(run_config["env_id"], run_config["text"], run_config["env_kwargs"]),
-        sb3_act_fn(agent, greedy=True), episodes, seed_base=dataset.seed, n_envs=episodes,
-    )  # fmt: skip
+        sb3_act_fn(agent, greedy=True),
+        episodes,
+        seed_base=dataset.seed,
+        n_envs=episodes,
+    )
     return {
         "mean_return": float(np.mean([r.episode_return for r in records])),
         "success_rate": float(np.mean([r.success for r in records])),
@@ -357,22 +432,31 @@ def warm_start_from(
     source, source_config = load_run(source_dir, device=device)
     where = f"--init-from {source_dir}"
     if source_config["model"] != model:
-        raise ConfigError(f"{where} holds a {source_config['model']!r} model, not {model!r}; pass --model "
-                          f"{source_config['model']}")  # fmt: skip
+        raise ConfigError(
+            f"{where} holds a {source_config['model']!r} model, not {model!r}; pass --model {source_config['model']}"
+        )
     if bool(source_config["recurrent"]) != bool(recurrent):
-        raise ConfigError(f"{where} is {'' if source_config['recurrent'] else 'not '}recurrent; "
-                          f"{'add' if source_config['recurrent'] else 'drop'} --recurrent")  # fmt: skip
+        raise ConfigError(
+            f"{where} is {'' if source_config['recurrent'] else 'not '}recurrent; "
+            f"{'add' if source_config['recurrent'] else 'drop'} --recurrent"
+        )
     saved = source_config.get("hyperparameters") or {}
     for name in (*config.ARCHITECTURE_FIELDS, *_SHAPE_FIELDS):
         if name in saved and saved[name] != getattr(config, name):
-            raise ConfigError(f"{where} has {name}={saved[name]}, this run {getattr(config, name)}; "
-                              f"pass --set {name}={saved[name]}")  # fmt: skip
+            raise ConfigError(
+                f"{where} has {name}={saved[name]}, this run {getattr(config, name)}; pass --set {name}={saved[name]}"
+            )
     if not spaces_match(agent.observation_space, source.observation_space):
-        raise BabyAIPPError(f"{where} was trained on another observation space ({source.observation_space}) "
-                            f"than this run's ({agent.observation_space})")  # fmt: skip
+        raise BabyAIPPError(
+            f"{where} was trained on another observation space ({source.observation_space}) "
+            f"than this run's ({agent.observation_space})"
+        )
     agent.policy.load_state_dict(source.policy.state_dict())
-    return {"run_dir": str(source_dir), "algo": source_config.get("algo", "ppo"),
-            "num_timesteps": source_config.get("num_timesteps")}  # fmt: skip
+    return {
+        "run_dir": str(source_dir),
+        "algo": source_config.get("algo", "ppo"),
+        "num_timesteps": source_config.get("num_timesteps"),
+    }
 
 
 __all__ = [

@@ -126,10 +126,14 @@ def step_batches(data: StepData, batch_size: int, rng: np.random.Generator) -> l
         idx = order[start : start + batch_size]
         batches.append(
             Batch(
-                {k: v[idx] for k, v in data.observations.items()}, data.actions[idx], data.returns[idx],
-                np.ones(idx.size, dtype=bool), 0, np.zeros(idx.size, dtype=np.float32),
+                {k: v[idx] for k, v in data.observations.items()},
+                data.actions[idx],
+                data.returns[idx],
+                np.ones(idx.size, dtype=bool),
+                0,
+                np.zeros(idx.size, dtype=np.float32),
             )
-        )  # fmt: skip
+        )
     return batches
 
 
@@ -161,10 +165,14 @@ def episode_batches(data: StepData, batch_size: int, rng: np.random.Generator) -
         starts[:, 0] = 1.0
         batches.append(
             Batch(
-                {k: v[flat] for k, v in data.observations.items()}, data.actions[flat], data.returns[flat],
-                mask, len(group), starts.reshape(-1),
+                {k: v[flat] for k, v in data.observations.items()},
+                data.actions[flat],
+                data.returns[flat],
+                mask,
+                len(group),
+                starts.reshape(-1),
             )
-        )  # fmt: skip
+        )
     return batches
 
 

@@ -98,14 +98,28 @@ class ModelConfig:
         check_range("vf_coef", self.vf_coef, 0.0, None)
         check_range("max_grad_norm", self.max_grad_norm, 0.0, None, low_inclusive=False)
         check_range("adam_eps", self.adam_eps, 0.0, 1.0, low_inclusive=False)
-        for name in ("n_epochs", "n_steps", "cell_embedding_dim", "conv_channels", "word_embedding_dim",
-                     "text_hidden_dim", "features_dim", "head_hidden_dim", "lstm_hidden_dim"):  # fmt: skip
+        for name in (
+            "n_epochs",
+            "n_steps",
+            "cell_embedding_dim",
+            "conv_channels",
+            "word_embedding_dim",
+            "text_hidden_dim",
+            "features_dim",
+            "head_hidden_dim",
+            "lstm_hidden_dim",
+        ):
             check_range(name, getattr(self, name), 1, None)
         check_range("batch_size", self.batch_size, 2, None)
 
     #: Fields that shape the network (passed to the extractor); the rest configure PPO.
-    ARCHITECTURE_FIELDS = ("cell_embedding_dim", "conv_channels", "word_embedding_dim", "text_hidden_dim",
-                           "features_dim")  # fmt: skip
+    ARCHITECTURE_FIELDS = (
+        "cell_embedding_dim",
+        "conv_channels",
+        "word_embedding_dim",
+        "text_hidden_dim",
+        "features_dim",
+    )
 
     def extractor_kwargs(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.ARCHITECTURE_FIELDS}
@@ -119,9 +133,7 @@ class ModelConfig:
         valid = [f.name for f in fields(cls)]
         for key in values:
             if key not in valid:
-                raise ConfigError(
-                    f"unknown hyperparameter {key!r} for {cls.__name__}; valid: {', '.join(valid)}"
-                )
+                raise ConfigError(f"unknown hyperparameter {key!r} for {cls.__name__}; valid: {', '.join(valid)}")
         return cls(**values)
 
 
@@ -426,8 +438,9 @@ class AttentionExtractor(BabyAIExtractor):
         super().__init__(observation_space, **kwargs)
         channels, hidden = self.conv_channels, self.text_hidden_dim
         self.attention_dim = attention_dim
-        self.keys, self.values = check_choice("attention keys", keys, ATTENTION_KEYS), check_choice(
-            "attention values", values, ATTENTION_VALUES
+        self.keys, self.values = (
+            check_choice("attention keys", keys, ATTENTION_KEYS),
+            check_choice("attention values", values, ATTENTION_VALUES),
         )
         if keys == "colour":
             # One embedding for a colour seen in a cell and a colour named in a sentence; the
@@ -527,9 +540,7 @@ MODELS: dict[str, ModelSpec] = {
     "image": ModelSpec(ImageExtractor, ImageConfig, "CNN over the egocentric view; text ignored"),
     "concat": ModelSpec(ConcatExtractor, ConcatConfig, "CNN features + GRU(mission) + mean GRU(sentences)"),
     "film": ModelSpec(FiLMExtractor, FiLMConfig, "conv blocks FiLM-ed by mission + description"),
-    "attention": ModelSpec(
-        AttentionExtractor, AttentionConfig, "per-cell attention over sentences + null slot"
-    ),
+    "attention": ModelSpec(AttentionExtractor, AttentionConfig, "per-cell attention over sentences + null slot"),
 }
 
 

@@ -49,9 +49,16 @@ def success_bar_chart(
         errs = [0.0 if e is None else e for e in ses]
         reference = label.startswith("*")
         bars = ax.bar(
-            x - 0.4 + width * (i + 0.5), heights, width, yerr=errs, capsize=3, label=label.replace("*", ""),
-            hatch="//" if reference else None, alpha=0.6 if reference else 1.0,
-            edgecolor="black", linewidth=0.5,
+            x - 0.4 + width * (i + 0.5),
+            heights,
+            width,
+            yerr=errs,
+            capsize=3,
+            label=label.replace("*", ""),
+            hatch="//" if reference else None,
+            alpha=0.6 if reference else 1.0,
+            edgecolor="black",
+            linewidth=0.5,
         )
         ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)  # so a zero bar is still visible
     ax.set_xticks(x, splits)

@@ -92,8 +92,11 @@ def results_markdown(result: Mapping[str, Any]) -> str:
     lines = [
         f"# Evaluation of {title}\n",
         f"- env: `{result.get('env_id')}`, text: `{result.get('text')}`"
-        + (f", model: `{run.get('model')}`, recurrent: {run.get('recurrent')}, train seed: {run.get('seed')}"
-           if run else ""),
+        + (
+            f", model: `{run.get('model')}`, recurrent: {run.get('recurrent')}, train seed: {run.get('seed')}"
+            if run
+            else ""
+        ),
         f"- {result.get('episodes_per_split')} episodes per split; {result.get('seed_rule')}",
         f"- actions: {result.get('actions', 'greedy (argmax)')}",
         "- success = episode ended with reward > 0; SE = sqrt(p(1-p)/n); gap SE = sqrt(SE_a² + SE_b²)\n",
@@ -165,8 +168,7 @@ def comparison_markdown(labelled: Sequence[tuple[str, Mapping[str, Any]]]) -> st
         splits += [s for s in res.get("splits", {}) if s not in splits]
     split_cells = " | ".join(f"{s} success ± SE" for s in splits)
     header = (
-        f"| run | env | episodes per split | {split_cells} | gap Train − TargetPairOnly "
-        "| TargetPairOnly − memoriser |"
+        f"| run | env | episodes per split | {split_cells} | gap Train − TargetPairOnly | TargetPairOnly − memoriser |"
     )
     sep = "|---|---|---|" + "---|" * len(splits) + "---|---|"
 
@@ -175,7 +177,8 @@ def comparison_markdown(labelled: Sequence[tuple[str, Mapping[str, Any]]]) -> st
         gap = fmt_gap(res.get(GAP_KEY))
         return (
             f"| {label} | `{res.get('env_id')}` | {res.get('episodes_per_split')} | "
-            + " | ".join(cells) + f" | {gap} | {reading} |"
+            + " | ".join(cells)
+            + f" | {gap} | {reading} |"
         )
 
     rows = [row(label, res, fmt_reading(res)) for label, res in labelled]

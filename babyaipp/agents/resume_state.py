@@ -62,7 +62,7 @@ def _rng_state() -> dict[str, Any]:
             "pos": int(pos),
             "has_gauss": int(has_gauss),
             "cached": float(cached),
-        },  # fmt: skip
+        },
         "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
     }
 

@@ -174,9 +174,16 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
 #: Pickled entries of an SB3 ``model.zip`` that loading sets to None: training state that SB3
 #: rebuilds (schedules, buffers) or that ``resume`` resets (last observation, episode statistics).
 _STATE_ENTRIES = (
-    "_last_obs", "_last_episode_starts", "_last_original_obs", "ep_info_buffer", "ep_success_buffer",
-    "rollout_buffer_class", "rollout_buffer_kwargs", "lr_schedule", "_last_lstm_states",
-)  # fmt: skip
+    "_last_obs",
+    "_last_episode_starts",
+    "_last_original_obs",
+    "ep_info_buffer",
+    "ep_success_buffer",
+    "rollout_buffer_class",
+    "rollout_buffer_kwargs",
+    "lr_schedule",
+    "_last_lstm_states",
+)
 
 
 def _rebuilt_objects(path: Path, config: dict[str, Any], env: Any) -> dict[str, Any]:

@@ -110,9 +110,18 @@ def train(
         if demos is None:
             raise ConfigError("algo='bc' needs demos (a dataset recorded with `babyaipp demos`)")
         return train_bc(
-            run_dir, demos=demos, env_id=env_id, model=model, recurrent=recurrent, seed=seed, device=device,
-            text=text, env_kwargs=env_kwargs, hyperparameters=hyperparameters, progress_bar=progress_bar,
-        )  # fmt: skip
+            run_dir,
+            demos=demos,
+            env_id=env_id,
+            model=model,
+            recurrent=recurrent,
+            seed=seed,
+            device=device,
+            text=text,
+            env_kwargs=env_kwargs,
+            hyperparameters=hyperparameters,
+            progress_bar=progress_bar,
+        )
     run_dir = check_out_dir(run_dir)
     spec = model_spec(model)
     config = spec.config.from_dict(check_hyperparameters(spec.config, hyperparameters))
@@ -123,10 +132,23 @@ def train(
     with run_lock(run_dir):
         _clear_unstarted_run(run_dir)
         return _train_locked(
-            run_dir, env_id=env_id, model=model, config=config, recurrent=recurrent, steps=steps, n_envs=n_envs,
-            seed=seed, device=device, text=text, env_kwargs=dict(env_kwargs or {}), engine=engine,
-            checkpoint_every=checkpoint_every, progress_bar=progress_bar, init_from=init_from, trainer=trainer,
-        )  # fmt: skip
+            run_dir,
+            env_id=env_id,
+            model=model,
+            config=config,
+            recurrent=recurrent,
+            steps=steps,
+            n_envs=n_envs,
+            seed=seed,
+            device=device,
+            text=text,
+            env_kwargs=dict(env_kwargs or {}),
+            engine=engine,
+            checkpoint_every=checkpoint_every,
+            progress_bar=progress_bar,
+            init_from=init_from,
+            trainer=trainer,
+        )
 
 
 def _clear_unstarted_run(run_dir: Path) -> None:
@@ -173,10 +195,21 @@ def _train_locked(
 ) -> TrainResult:
     if trainer == "device":
         return device_training.train_locked(
-            run_dir, env_id=env_id, model=model, config=config, recurrent=recurrent, steps=steps, n_envs=n_envs,
-            seed=seed, device=device, text=text, env_kwargs=env_kwargs, checkpoint_every=checkpoint_every,
-            init_from=init_from, engine=engine,
-        )  # fmt: skip
+            run_dir,
+            env_id=env_id,
+            model=model,
+            config=config,
+            recurrent=recurrent,
+            steps=steps,
+            n_envs=n_envs,
+            seed=seed,
+            device=device,
+            text=text,
+            env_kwargs=env_kwargs,
+            checkpoint_every=checkpoint_every,
+            init_from=init_from,
+            engine=engine,
+        )
     resolved = resolve_device(device)
     vec = make_vec_env(env_id, n_envs, seed, text, env_kwargs, engine=engine)
     try:
@@ -377,12 +410,23 @@ def _restart(
     config = model_spec(run_config["model"]).config.from_dict(dict(run_config["hyperparameters"]))
     every = int(run_config.get("checkpoint_every", 0) if checkpoint_every is None else checkpoint_every)
     return _train_locked(
-        run_dir, env_id=run_config["env_id"], model=run_config["model"], config=config,
-        recurrent=bool(run_config["recurrent"]), steps=int(run_config["steps"] if steps is None else steps),
-        n_envs=int(run_config["n_envs"]), seed=int(run_config["seed"]), device=device, text=run_config["text"],
-        env_kwargs=dict(run_config.get("env_kwargs") or {}), engine=run_config.get("engine", "gym"),
-        checkpoint_every=every, progress_bar=progress_bar, init_from=None, trainer=run_config.get("trainer", "sb3"),
-    )  # fmt: skip
+        run_dir,
+        env_id=run_config["env_id"],
+        model=run_config["model"],
+        config=config,
+        recurrent=bool(run_config["recurrent"]),
+        steps=int(run_config["steps"] if steps is None else steps),
+        n_envs=int(run_config["n_envs"]),
+        seed=int(run_config["seed"]),
+        device=device,
+        text=run_config["text"],
+        env_kwargs=dict(run_config.get("env_kwargs") or {}),
+        engine=run_config.get("engine", "gym"),
+        checkpoint_every=every,
+        progress_bar=progress_bar,
+        init_from=None,
+        trainer=run_config.get("trainer", "sb3"),
+    )
 
 
 def _learn(
@@ -437,8 +481,9 @@ def _learn(
         kept = latest_checkpoint(run_dir)
         where = (
             f"it can continue from step {kept[0]} with `babyaipp train --resume --out {run_dir}` once that is fixed"
-            if kept else "no checkpoint was written"
-        )  # fmt: skip
+            if kept
+            else "no checkpoint was written"
+        )
         raise BabyAIPPError(f"cannot write {err.filename or run_dir}: {err.strerror or err}; {where}") from err
     finally:
         agent.get_env().close()  # stops the engine's level workers, if any

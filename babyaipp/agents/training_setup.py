@@ -99,10 +99,16 @@ def make_vec_env(
     if engine == "batched":
         block = (seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1)
         inner = BatchedSB3VecEnv(
-            env_id, n_envs, pool_size=max(n_envs, BATCHED_POOL_SIZE), seed_range=block, text=text, workers=1,
+            env_id,
+            n_envs,
+            pool_size=max(n_envs, BATCHED_POOL_SIZE),
+            seed_range=block,
+            text=text,
+            workers=1,
             refresh=True,
-            refresh_seed=REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset, **dict(env_kwargs or {}),
-        )  # fmt: skip
+            refresh_seed=REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset,
+            **dict(env_kwargs or {}),
+        )
         vec = VecMonitor(inner)
         seed_vec_env(vec, seed, seed_offset)
         return vec

@@ -49,8 +49,22 @@ from babyaipp.envs.threads import use_engine_threads
 from babyaipp.errors import check_int, check_range
 
 #: Per-episode fields copied from a pool row at reset (the rest are counters reset to zero).
-LEVEL_FIELDS = ("cells", "agent_pos", "agent_dir", "carried", "props", "max_steps", "obj_pos", "kind",
-                "track_a", "track_b", "mission", "description", "held_out", "level_seed")  # fmt: skip
+LEVEL_FIELDS = (
+    "cells",
+    "agent_pos",
+    "agent_dir",
+    "carried",
+    "props",
+    "max_steps",
+    "obj_pos",
+    "kind",
+    "track_a",
+    "track_b",
+    "mission",
+    "description",
+    "held_out",
+    "level_seed",
+)
 _COLOUR_FIELD = 7 << 4
 #: Off the CPU, restarts are counted on the device and read by the host this often (for refresh).
 REFRESH_SYNC_STEPS = 32
@@ -192,7 +206,7 @@ class BatchedBabyAIPP:
         self.pool = LevelPool(self._stack(encoded))
         if self.device_levels is not None:
             self.pool = LevelPool(self.device_levels.start(self.pool.tensors))
-        first =  torch.arange(self.num_envs, device=self.device)
+        first = torch.arange(self.num_envs, device=self.device)
         self.last_pick = first.clone()
         self.state = {k: v[first].clone() for k, v in self.pool.tensors.items()}
         self._zero_counters(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
@@ -219,9 +233,13 @@ class BatchedBabyAIPP:
 
     def _zero_counters(self, mask: torch.Tensor) -> None:
         s, n, dev = self.state, self.num_envs, self.device
-        for key, shape, dtype in (("half_steps", (n,), torch.long), ("steps_in_cell", (n,), torch.long),
-                                  ("magic_count", (n,), torch.long), ("pre", (n, 4), torch.long),
-                                  ("done_slots", (n, 4), torch.bool)):  # fmt: skip
+        for key, shape, dtype in (
+            ("half_steps", (n,), torch.long),
+            ("steps_in_cell", (n,), torch.long),
+            ("magic_count", (n,), torch.long),
+            ("pre", (n, 4), torch.long),
+            ("done_slots", (n, 4), torch.bool),
+        ):
             if key not in s:
                 s[key] = torch.zeros(shape, dtype=dtype, device=dev)
             else:

@@ -424,4 +424,3 @@ class BabyAIPPMixin:
 
 
 _ACTION_CHOICES = [f"{i} ({name})" for i, name in enumerate(ACTION_NAMES)]
-

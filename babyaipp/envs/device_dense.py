@@ -168,8 +168,11 @@ def _place_inner(generator, candidate, walkable, needed, start, k: int, height: 
         weights = torch.where(crossing, weights + SHARED_CELL_PENALTY, weights)
         dist, parent = _relax_shortest_paths(weights, walkable, start, height)
         # Each needed target's end: its walkable neighbour nearest the start.
-        near = torch.where(_neighbour_values(walkable, offsets, torch.tensor(False, device=device)),
-                           _neighbour_values(dist, offsets, inf), inf)  # fmt: skip
+        near = torch.where(
+            _neighbour_values(walkable, offsets, torch.tensor(False, device=device)),
+            _neighbour_values(dist, offsets, inf),
+            inf,
+        )
         best = near.min(2)
         has_end = needed & torch.isfinite(best.values)
         ends = torch.where(has_end, cells + offset_t[best.indices], 0)

@@ -236,15 +236,25 @@ class DeviceLevels:
         table, masks = self.table, self.masks
         if not self.dense:
             floor, ok = place_sparse(
-                self.engine.generator, masks["candidate"][layout], self.n_free[layout], table.colours,
-                table.coverage[mapping], table.sparse[mapping], self.hp,
-            )  # fmt: skip
+                self.engine.generator,
+                masks["candidate"][layout],
+                self.n_free[layout],
+                table.colours,
+                table.coverage[mapping],
+                table.sparse[mapping],
+                self.hp,
+            )
             return floor, ok, torch.zeros_like(ok)
         start = self.layouts["agent_pos"][layout]
         slots, ok = place_dense(
-            self.engine.generator, masks["candidate4"][layout], masks["route_walkable"][layout],
-            masks["needed"][layout], start, len(table.colours), self.hp,
-        )  # fmt: skip
+            self.engine.generator,
+            masks["candidate4"][layout],
+            masks["route_walkable"][layout],
+            masks["needed"][layout],
+            start,
+            len(table.colours),
+            self.hp,
+        )
         floor = self._slot_colour[slots]
         layout_masks_ = {k: masks[k][layout] for k in ("walkable", "target")}
         plain = reachable_targets(layout_masks_, start, self.hp, blocked=floor != PLAIN)
@@ -266,9 +276,13 @@ class DeviceLevels:
         physics = (ok & self.table.flip_magic[mapping]).nonzero().squeeze(1)
         for chunk in physics.split(PHYSICS_CHUNK):  # bounds the search's memory (~100 bytes per state and row)
             ok[chunk] = search(
-                props_here[chunk], masks["walkable"][chunk], start[chunk],
-                self.layouts["agent_dir"][layout[chunk]], wanted[chunk], self.hp,
-            )  # fmt: skip
+                props_here[chunk],
+                masks["walkable"][chunk],
+                start[chunk],
+                self.layouts["agent_dir"][layout[chunk]],
+                wanted[chunk],
+                self.hp,
+            )
         return ok
 
     def _rows(self, layout: torch.Tensor, mapping: torch.Tensor, floor: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -46,8 +46,7 @@ def node_kind(instr: Instr) -> str:
         if isinstance(instr, cls):
             return kind
     raise ConfigError(
-        f"unsupported instruction of type {type(instr).__name__}; "
-        f"valid kinds: {', '.join(LEAF_KINDS + SEQ_KINDS)}"
+        f"unsupported instruction of type {type(instr).__name__}; valid kinds: {', '.join(LEAF_KINDS + SEQ_KINDS)}"
     )
 
 

@@ -24,8 +24,12 @@ from babyaipp.envs.properties import BY_NAME
 from babyaipp.errors import ConfigError, check_choice
 
 #: The keys of a leaf's object descriptions in the serialised tree, per leaf kind.
-_DESC_KEYS: dict[str, tuple[str, ...]] = {"goto": ("desc",), "pickup": ("desc",), "open": ("desc",),
-                                          "putnext": ("move", "fixed")}  # fmt: skip
+_DESC_KEYS: dict[str, tuple[str, ...]] = {
+    "goto": ("desc",),
+    "pickup": ("desc",),
+    "open": ("desc",),
+    "putnext": ("move", "fixed"),
+}
 
 InstrTree = dict[str, Any]
 

@@ -26,7 +26,7 @@ from babyaipp.envs.tiles import reachable_targets
 
 
 class GoToRedBallMazeLevel(GoTo):
-    """"go to the red ball" in a 3x3 maze of rooms with closed doors (BabyAI++'s
+    """ "go to the red ball" in a 3x3 maze of rooms with closed doors (BabyAI++'s
     GoTo_RedBallDynamics_Maze): the red ball is in a random room, distractors are never red balls."""
 
     def gen_mission(self) -> None:

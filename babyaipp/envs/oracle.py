@@ -122,10 +122,7 @@ class Oracle:
                     return self._plan_to_face(_positions(move_objs), then=PICKUP)
                 fixed = _positions(instr.desc_fixed.obj_set)
                 spots = {
-                    (x + dx, y + dy)
-                    for x, y in fixed
-                    for dx, dy in DIR_TO_VEC
-                    if env.grid.get(x + dx, y + dy) is None
+                    (x + dx, y + dy) for x, y in fixed for dx, dy in DIR_TO_VEC if env.grid.get(x + dx, y + dy) is None
                 }
                 return self._plan_to_face(spots, then=DROP, on_arrival=lambda: setattr(self, "_stage", 2))
             if isinstance(instr, OpenInstr):
@@ -143,9 +140,7 @@ class Oracle:
                     if env.carrying is not None:
                         return self._drop_somewhere()
                     return self._plan_to_face(_positions(keys), then=PICKUP)
-                return self._plan_to_face(
-                    _positions(doors), then=TOGGLE, on_arrival=lambda: setattr(self, "_stage", 1)
-                )
+                return self._plan_to_face(_positions(doors), then=TOGGLE, on_arrival=lambda: setattr(self, "_stage", 1))
             raise NoPlanError(f"oracle cannot handle instruction {type(instr).__name__}")
         return DONE
 

@@ -140,7 +140,7 @@ class LevelGenerator:
                 geo.width,
                 geo.height,
                 [int(s) for s in seeds[i : i + CHUNK]],
-            )  # fmt: skip
+            )
             for i in range(0, len(seeds), CHUNK)
         ]
 

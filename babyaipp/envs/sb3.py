@@ -85,9 +85,18 @@ class BatchedSB3VecEnv(VecEnv):
         **env_kwargs: Any,
     ):
         self.engine = BatchedBabyAIPP(
-            env_id, num_envs, device=device, pool_size=pool_size, seed=seed, auto_reset=False,
-            workers=workers, refresh=refresh, refresh_seed=refresh_seed, compile=compile, **env_kwargs,
-        )  # fmt: skip
+            env_id,
+            num_envs,
+            device=device,
+            pool_size=pool_size,
+            seed=seed,
+            auto_reset=False,
+            workers=workers,
+            refresh=refresh,
+            refresh_seed=refresh_seed,
+            compile=compile,
+            **env_kwargs,
+        )
         self.env_id, self.seed_range, self.default_seed = env_id, seed_range, int(seed)
         single = self.engine.single
         super().__init__(num_envs, TokenObsWrapper(single).observation_space, single.action_space)
@@ -141,8 +150,16 @@ class BatchedSB3VecEnv(VecEnv):
 
     # ----------------------------------------------------------------- snapshots (exact resume)
     #: Engine attributes a snapshot holds besides the pool, the slots' state and the generator.
-    _SCALARS = ("num_objects", "pool_size", "_seed", "_next_seed", "_ring", "_ended", "_calls_since_sync",
-                "levels_refreshed")  # fmt: skip
+    _SCALARS = (
+        "num_objects",
+        "pool_size",
+        "_seed",
+        "_next_seed",
+        "_ring",
+        "_ended",
+        "_calls_since_sync",
+        "levels_refreshed",
+    )
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the next steps depend on, as tensors and ints (``torch.load(weights_only=True)``

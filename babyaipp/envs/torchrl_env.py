@@ -59,9 +59,16 @@ class BabyAIPPTorchRLEnv(EnvBase):
 
     batch_locked = True
 
-    def __init__(self, env_id: str | None = None, num_envs: int | None = None, *,
-                 device: str | torch.device = "cpu", seed: int = 0, engine: BatchedBabyAIPP | None = None,
-                 **engine_kwargs: Any):  # fmt: skip
+    def __init__(
+        self,
+        env_id: str | None = None,
+        num_envs: int | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        engine: BatchedBabyAIPP | None = None,
+        **engine_kwargs: Any,
+    ):
         if engine is None:
             if env_id is None or num_envs is None:
                 raise ConfigError("BabyAIPPTorchRLEnv needs an env id and num_envs, or engine=BatchedBabyAIPP(...)")
@@ -91,9 +98,12 @@ class BabyAIPPTorchRLEnv(EnvBase):
         def box(name: str) -> Bounded:
             sub = space[name]
             return Bounded(
-                low=int(sub.low.min()), high=int(sub.high.max()), shape=(n, *sub.shape),
-                dtype=getattr(torch, str(sub.dtype)), device=dev,
-            )  # fmt: skip
+                low=int(sub.low.min()),
+                high=int(sub.high.max()),
+                shape=(n, *sub.shape),
+                dtype=getattr(torch, str(sub.dtype)),
+                device=dev,
+            )
 
         self.observation_spec = Composite(
             image=box("image"),

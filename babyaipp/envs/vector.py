@@ -51,11 +51,27 @@ INFO_KEYS = ("held_out", "level_seed")
 MAX_SEED = 2**63 - 1
 #: Attributes every sub-env shares (those of the template env ``engine.single``): ``get_attr``/``call``
 #: return them once per sub-env. Per-episode state lives in tensors; see :meth:`BatchedVectorEnv.get_attr`.
-SHARED_ATTRIBUTES = frozenset({
-    "spec", "metadata", "render_mode", "action_space", "observation_space", "difficulty", "split", "text_mode",
-    "properties_per_colour", "floor_layout", "room_size", "num_rows", "num_cols", "width", "height",
-    "agent_view_size", "max_steps",
-})  # fmt: skip
+SHARED_ATTRIBUTES = frozenset(
+    {
+        "spec",
+        "metadata",
+        "render_mode",
+        "action_space",
+        "observation_space",
+        "difficulty",
+        "split",
+        "text_mode",
+        "properties_per_colour",
+        "floor_layout",
+        "room_size",
+        "num_rows",
+        "num_cols",
+        "width",
+        "height",
+        "agent_view_size",
+        "max_steps",
+    }
+)
 #: Per-sub-env values read from the engine's state.
 STATE_ATTRIBUTES = ("level_seed", "held_out", "step_count")
 
@@ -93,9 +109,16 @@ class BatchedVectorEnv(VectorEnv):
         if device != "cpu":
             device = resolve_device(device) if device in ("auto", "cuda") else device
         self.engine = BatchedBabyAIPP(
-            env_id, num_envs, device=device, pool_size=pool_size, seed=seed, auto_reset=False,
-            workers=workers, refresh=refresh, **env_kwargs,
-        )  # fmt: skip
+            env_id,
+            num_envs,
+            device=device,
+            pool_size=pool_size,
+            seed=seed,
+            auto_reset=False,
+            workers=workers,
+            refresh=refresh,
+            **env_kwargs,
+        )
         self.env_id, self.num_envs, self.device = env_id, int(num_envs), self.engine.device
         self.tensors = self.device.type != "cpu" if tensors is None else bool(tensors)
         if self.tensors:
@@ -304,10 +327,13 @@ class BatchedVectorEnv(VectorEnv):
         floor = (words >> FLOOR_SHIFT) & 7
         env._set_floor(np.where(floor == 7, NO_TILE, floor).astype(np.int8))
         props = state["props"][i].cpu().tolist()
-        env._set_dynamics({
-            IDX_TO_COLOR[c]: tuple(p for b, p in enumerate(PROPERTIES) if bits >> b & 1)
-            for c, bits in enumerate(props) if bits and c in IDX_TO_COLOR
-        })  # fmt: skip
+        env._set_dynamics(
+            {
+                IDX_TO_COLOR[c]: tuple(p for b, p in enumerate(PROPERTIES) if bits >> b & 1)
+                for c, bits in enumerate(props)
+                if bits and c in IDX_TO_COLOR
+            }
+        )
         pos = int(state["agent_pos"][i])
         env.agent_pos, env.agent_dir = (pos // hp - PAD, pos % hp - PAD), int(state["agent_dir"][i])
         carried = int(state["carried"][i]) & CODE_MASK

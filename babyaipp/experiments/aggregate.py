@@ -60,9 +60,18 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
 #: Config fields that, with ``seed`` left out, define a group of seeds aggregated together.
 GROUP_FIELDS: tuple[str, ...] = (
-    "env_id", "model", "algo", "recurrent", "text", "steps", "episodes", "n_envs", "env_kwargs", "hyperparameters",
+    "env_id",
+    "model",
+    "algo",
+    "recurrent",
+    "text",
+    "steps",
+    "episodes",
+    "n_envs",
+    "env_kwargs",
+    "hyperparameters",
     "engine",
-)  # fmt: skip
+)
 
 
 # --------------------------------------------------------------------------- reading trials

@@ -99,9 +99,11 @@ def add_parsers(subparsers: Any) -> None:
     cmp.set_defaults(func=cmd_compare)
 
     p = subparsers.add_parser(
-        "sweep", help="seeded train+eval grid on Ray, with IQM and 95%% bootstrap intervals",
-        description=_SWEEP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        "sweep",
+        help="seeded train+eval grid on Ray, with IQM and 95%% bootstrap intervals",
+        description=_SWEEP_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--envs", type=_csv, default=[DEFAULT_ENV], metavar="ID[,ID...]", help="training env ids")
     p.add_argument(
         "--models",
@@ -172,7 +174,8 @@ def add_parsers(subparsers: Any) -> None:
         "--engine", default=DEFAULT_ENGINE, help=f"training env stepping: batched or gym (default: {DEFAULT_ENGINE})"
     )
     p.add_argument(
-        "--trainer", default=DEFAULT_TRAINER,
+        "--trainer",
+        default=DEFAULT_TRAINER,
         help=f"training loop of every trial: sb3 or device (default: {DEFAULT_TRAINER}; docs/agents.md)",
     )
     p.add_argument(
@@ -205,9 +208,13 @@ class _ProgressView:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(
-                TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                TimeElapsedColumn(), console=Console(stderr=True),
-            )  # fmt: skip
+                TextColumn("sweep"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
             self.progress.start()
 
     def __call__(self, status: Any) -> None:
@@ -244,8 +251,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from babyaipp.experiments.trials import expand_grid
 
     check_out_dir(args.out)
-    for flag, value in (("--reps", args.reps), ("--n-envs", args.n_envs), ("--steps", args.steps),
-                        ("--episodes", args.episodes)):  # fmt: skip
+    for flag, value in (
+        ("--reps", args.reps),
+        ("--n-envs", args.n_envs),
+        ("--steps", args.steps),
+        ("--episodes", args.episodes),
+    ):
         check_range(flag, value, 1, 1000 if flag == "--n-envs" else None)
     if "bc" in args.algos and not args.demos:
         raise ConfigError("--algos bc needs --demos DIR (record one with `babyaipp demos`)")
@@ -254,23 +265,51 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # Relative to the sweep directory, so its files name no absolute path (trials resolve it back).
     demos = os.path.relpath(Path(args.demos).resolve(), Path(args.out).resolve()) if args.demos else None
     trials = expand_grid(
-        envs=args.envs, models=args.models, seeds=args.seeds, steps=args.steps, episodes=args.episodes,
-        algos=args.algos, texts=args.text, recurrent=args.recurrent, n_envs=args.n_envs,
-        env_kwargs=dict(args.env_kwarg or []), hyperparameters=dict(args.hparams or []),
-        demos=demos, greedy=args.greedy, engine=args.engine, trainer=args.trainer,
-    )  # fmt: skip
+        envs=args.envs,
+        models=args.models,
+        seeds=args.seeds,
+        steps=args.steps,
+        episodes=args.episodes,
+        algos=args.algos,
+        texts=args.text,
+        recurrent=args.recurrent,
+        n_envs=args.n_envs,
+        env_kwargs=dict(args.env_kwarg or []),
+        hyperparameters=dict(args.hparams or []),
+        demos=demos,
+        greedy=args.greedy,
+        engine=args.engine,
+        trainer=args.trainer,
+    )
     grid = {
-        "envs": args.envs, "models": args.models, "algos": args.algos, "recurrent": args.recurrent,
-        "text": args.text, "seeds": args.seeds, "steps": args.steps, "episodes": args.episodes,
-        "n_envs": args.n_envs, "greedy": args.greedy, "engine": args.engine, "env_kwargs": dict(args.env_kwarg or []),
-        "hyperparameters": dict(args.hparams or []), "trainer": args.trainer,
-    }  # fmt: skip
+        "envs": args.envs,
+        "models": args.models,
+        "algos": args.algos,
+        "recurrent": args.recurrent,
+        "text": args.text,
+        "seeds": args.seeds,
+        "steps": args.steps,
+        "episodes": args.episodes,
+        "n_envs": args.n_envs,
+        "greedy": args.greedy,
+        "engine": args.engine,
+        "env_kwargs": dict(args.env_kwarg or []),
+        "hyperparameters": dict(args.hparams or []),
+        "trainer": args.trainer,
+    }
     view = _ProgressView(enabled=not args.quiet)
     try:
         report = run_sweep(
-            trials, args.out, address=args.address, num_cpus=args.num_cpus, cpus_per_trial=args.cpus_per_trial,
-            gpus_per_trial=args.gpus_per_trial, checkpoint_every=args.checkpoint_every, grid=grid, on_update=view,
-        )  # fmt: skip
+            trials,
+            args.out,
+            address=args.address,
+            num_cpus=args.num_cpus,
+            cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+            checkpoint_every=args.checkpoint_every,
+            grid=grid,
+            on_update=view,
+        )
     finally:
         view.stop()
     table, written = aggregate_to(args.out, args.out, reps=args.reps, seed=args.bootstrap_seed)

@@ -53,7 +53,10 @@ def _run_cell(job: tuple[str, str, str, str, str, int, int]) -> dict[str, Any]:
     family, difficulty, floor, split, policy, episodes, seed_base = job
     start = time.perf_counter()
     result = evaluate_reference_on_splits(
-        policy, env_id(_task_name(family, floor), difficulty, split), splits=(split,), episodes=episodes,
+        policy,
+        env_id(_task_name(family, floor), difficulty, split),
+        splits=(split,),
+        episodes=episodes,
         seed_base=seed_base,
     )
     stats = result["splits"][split]
@@ -162,8 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         "walker) and a random policy on Train and TargetPairOnly, per task family, difficulty and floor. "
         "Headroom = oracle - memoriser on TargetPairOnly: the room in which a reader can show itself.",
     )
-    parser.add_argument("--families", nargs="+", default=base_families(), metavar="TASK",
-                        help="task families (default: all ten)")
+    parser.add_argument(
+        "--families", nargs="+", default=base_families(), metavar="TASK", help="task families (default: all ten)"
+    )
     parser.add_argument("--difficulties", nargs="+", default=list(DIFFICULTIES), metavar="D")
     parser.add_argument("--floors", nargs="+", default=list(FLOORS), metavar="FLOOR", help="sparse and/or dense")
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), metavar="P")
@@ -178,8 +182,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         start = time.perf_counter()
-        rows = measure(args.families, args.difficulties, args.floors, args.policies, args.episodes,
-                       workers=args.workers, progress=not args.quiet)
+        rows = measure(
+            args.families,
+            args.difficulties,
+            args.floors,
+            args.policies,
+            args.episodes,
+            workers=args.workers,
+            progress=not args.quiet,
+        )
         table = headroom_markdown(rows)
         elapsed = time.perf_counter() - start
     except BabyAIPPError as err:

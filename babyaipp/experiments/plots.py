@@ -41,8 +41,18 @@ def _bars(ax: Any, groups: list[Mapping[str, Any]], cells: list[list[Mapping[str
         low = np.array([c["iqm"] - c["ci"][0] if c else 0.0 for c in row])
         high = np.array([c["ci"][1] - c["iqm"] if c else 0.0 for c in row])
         colour = colours[i % len(colours)]
-        ax.bar(pos, height, width, yerr=[low, high], capsize=3, color=colour, label=group["label"],
-               edgecolor="black", linewidth=0.5, alpha=0.85)  # fmt: skip
+        ax.bar(
+            pos,
+            height,
+            width,
+            yerr=[low, high],
+            capsize=3,
+            color=colour,
+            label=group["label"],
+            edgecolor="black",
+            linewidth=0.5,
+            alpha=0.85,
+        )
         for p, c in zip(pos, row):
             if c:
                 ax.scatter([p] * len(c["per_seed"]), c["per_seed"], s=9, color="black", zorder=3)
@@ -57,9 +67,12 @@ def success_chart(summary: Mapping[str, Any], path: str | os.PathLike) -> Path:
     conf = f"{summary['method']['confidence']:.0%}"
     n_groups = max((len(e["groups"]) for e in envs.values()), default=1)
     fig, axes = plt.subplots(
-        max(len(envs), 1), 2, figsize=(6.5 + 0.6 * n_groups, 3.6 * max(len(envs), 1)),
-        gridspec_kw={"width_ratios": [3, 1]}, squeeze=False,
-    )  # fmt: skip
+        max(len(envs), 1),
+        2,
+        figsize=(6.5 + 0.6 * n_groups, 3.6 * max(len(envs), 1)),
+        gridspec_kw={"width_ratios": [3, 1]},
+        squeeze=False,
+    )
     for (env_id, env), (ax_split, ax_gap) in zip(envs.items(), axes):
         groups = env["groups"]
         _bars(ax_split, groups, [[g["splits"].get(s) for s in SPLIT_ORDER] for g in groups], list(SPLIT_ORDER))
@@ -72,8 +85,9 @@ def success_chart(summary: Mapping[str, Any], path: str | os.PathLike) -> Path:
         ax_gap.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     if not envs:
         axes[0][0].text(0.5, 0.5, "no finished trial", ha="center", transform=axes[0][0].transAxes)
-    fig.suptitle(f"Success: bars = IQM over seeds, error bars = {conf} stratified-bootstrap CI, dots = seeds",
-                 fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"Success: bars = IQM over seeds, error bars = {conf} stratified-bootstrap CI, dots = seeds", fontsize=10
+    )
     fig.tight_layout()
     try:
         return atomic_savefig(fig, path, dpi=120)
@@ -94,8 +108,12 @@ def curves_chart(summary: Mapping[str, Any], path: str | os.PathLike) -> Path:
             if not curve:
                 continue
             steps = np.asarray(curve["timesteps"])
-            (line,) = ax.plot(steps, curve["mean"], label=f"{group['label']} ({curve['n_seeds']} seeds)",
-                              marker="." if len(steps) < 30 else None)  # fmt: skip
+            (line,) = ax.plot(
+                steps,
+                curve["mean"],
+                label=f"{group['label']} ({curve['n_seeds']} seeds)",
+                marker="." if len(steps) < 30 else None,
+            )
             ax.fill_between(steps, curve["ci_low"], curve["ci_high"], color=line.get_color(), alpha=0.2)
             if len(steps) == 1:  # a band of one point is invisible: draw it as an error bar
                 mean, low, high = curve["mean"][0], curve["ci_low"][0], curve["ci_high"][0]

@@ -138,9 +138,11 @@ def _ray_init(address: str | None, num_cpus: int | None) -> bool:
         return False
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silences a FutureWarning tip
     quiet = {
-        "log_to_driver": False, "include_dashboard": False, "configure_logging": True,
+        "log_to_driver": False,
+        "include_dashboard": False,
+        "configure_logging": True,
         "logging_level": logging.ERROR,
-    }  # fmt: skip
+    }
     sigterm = signal.getsignal(signal.SIGTERM)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -167,7 +167,7 @@ def expand_grid(
             # The engine does not apply to behaviour cloning; its old value keeps BC trials' keys.
             engine=engine if algo != "bc" else _LATER_FIELDS["engine"],
             trainer=trainer if algo != "bc" else DEFAULT_TRAINER,
-        )  # fmt: skip
+        )
         for seed in seeds
         for env in envs
         for model in models
@@ -233,10 +233,20 @@ def _train_or_resume(directory: Path, trial: TrialConfig, device: str, checkpoin
         kwargs["engine"] = trial.engine  # always passed: train's default engine changed after older sweeps
         kwargs["trainer"] = trial.trainer
     train(
-        directory, env_id=trial.env_id, model=trial.model, recurrent=trial.recurrent, steps=trial.steps,
-        n_envs=trial.n_envs, seed=trial.seed, device=device, text=trial.text, env_kwargs=dict(trial.env_kwargs),
-        hyperparameters=dict(trial.hyperparameters), checkpoint_every=checkpoint_every, **kwargs,
-    )  # fmt: skip
+        directory,
+        env_id=trial.env_id,
+        model=trial.model,
+        recurrent=trial.recurrent,
+        steps=trial.steps,
+        n_envs=trial.n_envs,
+        seed=trial.seed,
+        device=device,
+        text=trial.text,
+        env_kwargs=dict(trial.env_kwargs),
+        hyperparameters=dict(trial.hyperparameters),
+        checkpoint_every=checkpoint_every,
+        **kwargs,
+    )
     return "trained"
 
 
@@ -248,9 +258,12 @@ def _demos_path(directory: Path, demos: str) -> Path:
 
 
 def run_trial(
-    trial_dict: Mapping[str, Any], directory: str, device: str = "cpu", threads: int = 1,
+    trial_dict: Mapping[str, Any],
+    directory: str,
+    device: str = "cpu",
+    threads: int = 1,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Train then evaluate one trial in ``directory``; never raises (a failure is returned and saved).
 
     The outcome dict has ``key``, ``status`` (``done`` or ``failed``), ``seconds`` and, on failure,
@@ -269,9 +282,15 @@ def run_trial(
         how = _train_or_resume(path, trial, device, checkpoint_every)
         trained = time.perf_counter()
         result = evaluate_run(
-            path, splits=SPLITS, episodes=trial.episodes, device=device, references=False,
-            n_envs=min(DEFAULT_EVAL_N_ENVS, trial.episodes), progress=False, greedy=trial.greedy,
-        )  # fmt: skip
+            path,
+            splits=SPLITS,
+            episodes=trial.episodes,
+            device=device,
+            references=False,
+            n_envs=min(DEFAULT_EVAL_N_ENVS, trial.episodes),
+            progress=False,
+            greedy=trial.greedy,
+        )
         result["run_dir"] = ".."  # the run, relative to eval/: no absolute path in the results
         write_results(result, path / EVAL_SUBDIR)
         (path / ERROR_TXT).unlink(missing_ok=True)

@@ -97,9 +97,11 @@ class FlowerAggregator:
         with silenced_flower():
             base = FedAvg(min_fit_clients=1, min_available_clients=1, min_evaluate_clients=1)
             self.strategy: Any = (
-                base if dp is None else DifferentialPrivacyServerSideFixedClipping(
-                    base, noise_multiplier=dp.noise_multiplier, clipping_norm=dp.clip,
-                    num_sampled_clients=num_sampled)
+                base
+                if dp is None
+                else DifferentialPrivacyServerSideFixedClipping(
+                    base, noise_multiplier=dp.noise_multiplier, clipping_norm=dp.clip, num_sampled_clients=num_sampled
+                )
             )
 
     @property
@@ -107,17 +109,29 @@ class FlowerAggregator:
         """Standard deviation of the Gaussian noise added to each aggregated coordinate."""
         return 0.0 if self.dp is None else self.dp.noise_multiplier * self.dp.clip / self.num_sampled
 
-    def aggregate(self, server_round: int, current: Arrays, client_arrays: Sequence[Arrays],
-                  num_examples: Sequence[int], rng: np.random.Generator) -> Arrays:
+    def aggregate(
+        self,
+        server_round: int,
+        current: Arrays,
+        client_arrays: Sequence[Arrays],
+        num_examples: Sequence[int],
+        rng: np.random.Generator,
+    ) -> Arrays:
         """New global parameters from the clients' locally trained parameters (Flower's ``aggregate_fit``)."""
         from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
         from flwr.server.client_proxy import ClientProxy
 
         weights = [1] * len(client_arrays) if self.dp is not None else list(num_examples)
         results = [
-            (cast(ClientProxy, None),
-             FitRes(status=Status(code=Code.OK, message=""), parameters=ndarrays_to_parameters(arrays),
-                    num_examples=int(n), metrics={}))
+            (
+                cast(ClientProxy, None),
+                FitRes(
+                    status=Status(code=Code.OK, message=""),
+                    parameters=ndarrays_to_parameters(arrays),
+                    num_examples=int(n),
+                    metrics={},
+                ),
+            )
             for arrays, n in zip(client_arrays, weights, strict=True)
         ]
         if self.dp is not None:

@@ -61,7 +61,10 @@ class MemoConfig:
 
 CHECK_KINDS = ("claim", "sanity")
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
 }
 
 
@@ -95,9 +98,15 @@ class Check:
         return float(self.measured) - float(self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"measured": _finite_or_none(self.measured), "op": self.op,
-                "threshold": _finite_or_none(self.threshold), "kind": self.kind,
-                "reason": self.reason, "held": self.held, "margin": _finite_or_none(self.margin)}
+        return {
+            "measured": _finite_or_none(self.measured),
+            "op": self.op,
+            "threshold": _finite_or_none(self.threshold),
+            "kind": self.kind,
+            "reason": self.reason,
+            "held": self.held,
+            "margin": _finite_or_none(self.margin),
+        }
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -205,8 +214,14 @@ def _coerce(value: str, tp: Any) -> Any:
     return value
 
 
-def make_config(spec: MemoSpec, *, quick: bool = False, seed: int = 0, device: str = "cpu",
-                overrides: Mapping[str, Any] | None = None) -> MemoConfig:
+def make_config(
+    spec: MemoSpec,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    device: str = "cpu",
+    overrides: Mapping[str, Any] | None = None,
+) -> MemoConfig:
     """Build a module's config; ``overrides`` may hold strings (from the CLI) or typed values."""
     check_seed(seed)
     hints = typing.get_type_hints(spec.config_cls)
@@ -223,8 +238,15 @@ def make_config(spec: MemoSpec, *, quick: bool = False, seed: int = 0, device: s
     return spec.config_cls(seed=seed, quick=quick, device=device, **kwargs)
 
 
-def run_module(name: str, *, quick: bool = False, seed: int = 0, device: str = "cpu",
-               out: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> MemoResult:
+def run_module(
+    name: str,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    device: str = "cpu",
+    out: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> MemoResult:
     """Run one module with its global torch RNG seeded (restored afterwards) and write its files.
 
     ``out`` is a directory; ``result.json`` and ``figure.png`` are written there atomically, so an

@@ -189,8 +189,7 @@ def grid_quadrature(points: int, half_width: float = GRID_HALF_WIDTH, shift: flo
     return Quadrature(z, _normalise(log_standard_normal(z)))
 
 
-def importance_quadrature(samples: np.ndarray, count: int, std: float,
-                          rng: np.random.Generator) -> Quadrature:
+def importance_quadrature(samples: np.ndarray, count: int, std: float, rng: np.random.Generator) -> Quadrature:
     """Self-normalised IS nodes from ``1/2 p0 + 1/2 mean_i N(x_i, std^2 I)``.
 
     Half the nodes sit near the training samples, where a memorising model puts its mass, so the
@@ -217,8 +216,9 @@ def log_partition(potential_at_nodes: np.ndarray, log_weights: np.ndarray) -> fl
     return float(m + math.log(np.exp(s - m).sum()))
 
 
-def nll_and_grad(a: np.ndarray, sample_features_mean: np.ndarray,
-                 node_features: np.ndarray, log_weights: np.ndarray) -> tuple[float, np.ndarray]:
+def nll_and_grad(
+    a: np.ndarray, sample_features_mean: np.ndarray, node_features: np.ndarray, log_weights: np.ndarray
+) -> tuple[float, np.ndarray]:
     """Loss ``mean_i V(x_i) + log Z`` and its exact gradient ``mean_i phi(x_i) - E_{p_V}[phi]``."""
     s = -(node_features @ a) + log_weights
     m = s.max()
@@ -279,8 +279,14 @@ class FeatureTarget:
     log_z: float
 
     @classmethod
-    def draw(cls, model_features: RandomFeatures, count: int, scale: float,
-             rng: np.random.Generator, mc_samples: int = 400_000) -> FeatureTarget:
+    def draw(
+        cls,
+        model_features: RandomFeatures,
+        count: int,
+        scale: float,
+        rng: np.random.Generator,
+        mc_samples: int = 400_000,
+    ) -> FeatureTarget:
         dim = model_features.directions.shape[1]
         chosen = rng.choice(len(model_features.offsets), size=count, replace=False)
         features = RandomFeatures(model_features.directions[chosen], model_features.offsets[chosen])
@@ -322,8 +328,9 @@ def run_dimension(config: BiasPotentialConfig, dim: int) -> dict[str, Any]:
     features = RandomFeatures.draw(dim, config.n_features, config.bias_range, rng_feat)
     target: MixtureTarget | FeatureTarget
     if config.target == "features":
-        target = FeatureTarget.draw(features, config.target_features, config.target_scale,
-                                    np.random.default_rng(seed_seq.spawn(1)[0]))
+        target = FeatureTarget.draw(
+            features, config.target_features, config.target_scale, np.random.default_rng(seed_seq.spawn(1)[0])
+        )
     else:
         target = MixtureTarget(dim, config.mode_distance, config.mode_std)
     x_train = target.sample(config.n_samples, rng_data)
@@ -363,8 +370,9 @@ def run_dimension(config: BiasPotentialConfig, dim: int) -> dict[str, Any]:
         loss, grad = nll_and_grad(a, phi_train_mean, phi_train_nodes, train_q.log_weights)
         if it in marks:
             kl, train_nll, val_nll = evaluate(a)
-            for key, value in zip(("iters", "test_kl", "train_nll", "val_nll", "loss"),
-                                  (it, kl, train_nll, val_nll, loss)):
+            for key, value in zip(
+                ("iters", "test_kl", "train_nll", "val_nll", "loss"), (it, kl, train_nll, val_nll, loss)
+            ):
                 rec[key].append(value)
             snapshots[it] = a.copy()
         velocity = config.momentum * velocity - lr * grad
@@ -393,8 +401,10 @@ def run_dimension(config: BiasPotentialConfig, dim: int) -> dict[str, Any]:
     if dim == 1:  # densities for the figure: true, early-stopped, final, on a plot grid
         xs = np.linspace(-4.5, 4.5, 451)[:, None]
         phi_xs = features(xs)
-        eval_log_z = {k: log_partition(phi_eval_nodes @ snapshots[rec["iters"][k]], eval_q.log_weights)
-                      for k in (stop, len(kls) - 1)}
+        eval_log_z = {
+            k: log_partition(phi_eval_nodes @ snapshots[rec["iters"][k]], eval_q.log_weights)
+            for k in (stop, len(kls) - 1)
+        }
 
         def density(k: int) -> list[float]:
             a_k = snapshots[rec["iters"][k]]
@@ -418,25 +428,39 @@ def run(config: BiasPotentialConfig) -> Outcome:
         d = r["dim"]
         losses = r["loss"]
         checks[f"d{d}_memorises_without_early_stopping"] = claim(
-            r["final_kl"] / r["early_stop_kl"], ">", config.memorisation_ratio,
-            "end-of-training KL / early-stopped KL: long training memorises")
+            r["final_kl"] / r["early_stop_kl"],
+            ">",
+            config.memorisation_ratio,
+            "end-of-training KL / early-stopped KL: long training memorises",
+        )
         checks[f"d{d}_early_stopped_kl_below_base"] = claim(
-            r["early_stop_kl"] / r["base_kl"], "<", config.improvement_ratio,
-            "early-stopped KL / untrained KL(p*||p0): early stopping generalises")
+            r["early_stop_kl"] / r["base_kl"],
+            "<",
+            config.improvement_ratio,
+            "early-stopped KL / untrained KL(p*||p0): early stopping generalises",
+        )
         # Memorisation phase: past the test-KL minimum the training loss still goes down.
         checks[f"d{d}_train_nll_lower_at_end"] = sanity(
-            losses[-1] - losses[r["best_index"]], "<", 0.0,
-            "train loss at the end minus at the test-KL minimum: gradient descent on a convex loss")
+            losses[-1] - losses[r["best_index"]],
+            "<",
+            0.0,
+            "train loss at the end minus at the test-KL minimum: gradient descent on a convex loss",
+        )
     stopped = {r["dim"]: r["early_stop_kl"] for r in per_dim}
     growth = max(stopped.values()) / stopped[min(stopped)]
     if len(per_dim) > 1:
         checks["early_stopped_kl_independent_of_d"] = claim(
-            growth, "<=", config.dimension_growth_max,
-            f"largest early-stopped KL over d / at d={min(stopped)}: does not grow with d")
+            growth,
+            "<=",
+            config.dimension_growth_max,
+            f"largest early-stopped KL over d / at d={min(stopped)}: does not grow with d",
+        )
     metrics = {"per_dim": per_dim, "dims": list(config.dims), "early_stopped_kl_growth_over_d": growth}
     key_figures = {
-        **{f"d{r['dim']} KL stop/final/base": f"{r['early_stop_kl']:.3f}/{r['final_kl']:.3f}/{r['base_kl']:.2f}"
-           for r in per_dim},
+        **{
+            f"d{r['dim']} KL stop/final/base": f"{r['early_stop_kl']:.3f}/{r['final_kl']:.3f}/{r['base_kl']:.2f}"
+            for r in per_dim
+        },
         "stopped KL max/d1": round(growth, 2),
     }
 
@@ -462,7 +486,7 @@ def run(config: BiasPotentialConfig) -> Outcome:
             tl = twin.get_legend_handles_labels()
             if r is per_dim[0]:
                 ax.legend(lines[0] + tl[0], lines[1] + tl[1], fontsize=7, loc="upper right")
-        for ax in axes[0][len(per_dim):]:
+        for ax in axes[0][len(per_dim) :]:
             ax.set_axis_off()
         ax = axes[1][0]
         dims = [r["dim"] for r in per_dim]
@@ -470,8 +494,13 @@ def run(config: BiasPotentialConfig) -> Outcome:
         ax.plot(dims, [r["best_kl"] for r in per_dim], "s--", color="C1", label="best along the path (oracle)")
         ax.plot(dims, [r["base_kl"] for r in per_dim], "^:", color="grey", label="untrained p0")
         ax.plot(dims, [r["final_kl"] for r in per_dim], "x-", color="C3", label="end of training")
-        ax.axhline(2 * per_dim[0]["early_stop_kl"], color="C2", lw=0.8, ls=":",
-                   label=f"check: {config.dimension_growth_max:g} × early-stopped at d={dims[0]}")
+        ax.axhline(
+            2 * per_dim[0]["early_stop_kl"],
+            color="C2",
+            lw=0.8,
+            ls=":",
+            label=f"check: {config.dimension_growth_max:g} × early-stopped at d={dims[0]}",
+        )
         ax.set_yscale("log")
         ax.set_xticks(dims)
         ax.set_xlabel("dimension d")
@@ -490,7 +519,7 @@ def run(config: BiasPotentialConfig) -> Outcome:
             ax.set_ylabel("density")
             ax.set_title("d = 1: learned densities")
             ax.legend(fontsize=7)
-        for ax in axes[1][1 + int(has_1d):]:
+        for ax in axes[1][1 + int(has_1d) :]:
             ax.set_axis_off()
 
     return Outcome(metrics=metrics, checks=checks, key_figures=key_figures, plot=plot)
@@ -507,7 +536,7 @@ SPEC = MemoSpec(
     config_cls=BiasPotentialConfig,
     run=run,
     paper_headline=(
-        "\"dimension-independent generalization accuracy is achievable if early stopping is adopted, despite "
-        "that in the long term, the model either memorizes the samples or diverges\""
+        '"dimension-independent generalization accuracy is achievable if early stopping is adopted, despite '
+        'that in the long term, the model either memorizes the samples or diverges"'
     ),
 )

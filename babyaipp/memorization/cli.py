@@ -51,37 +51,64 @@ markdown table) and DIR/summary.json are written at the end.
 def add_parsers(subparsers: Any) -> None:
     """Add ``memo list`` and ``memo run`` under the top-level ``babyaipp`` parser."""
     memo = subparsers.add_parser(
-        "memo", help="list and run the memorization benchmarks (paper re-implementations)",
-        description=_MEMO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "memo",
+        help="list and run the memorization benchmarks (paper re-implementations)",
+        description=_MEMO_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     memo_sub = memo.add_subparsers(dest="memo_command", metavar="SUBCOMMAND")
     memo.set_defaults(func=lambda args: _print_help(memo))
 
-    lst = memo_sub.add_parser("list", help="one line per benchmark: name, paper, claim",
-                              description="List the registered benchmarks with their paper and claim.")
+    lst = memo_sub.add_parser(
+        "list",
+        help="one line per benchmark: name, paper, claim",
+        description="List the registered benchmarks with their paper and claim.",
+    )
     lst.set_defaults(func=cmd_list)
 
     run = memo_sub.add_parser(
-        "run", help="run one benchmark (or 'all') and write result.json and figure.png",
-        description=_RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run",
+        help="run one benchmark (or 'all') and write result.json and figure.png",
+        description=_RUN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("name", metavar="NAME", help="benchmark name from 'babyaipp memo list', or 'all'")
-    run.add_argument("--quick", action="store_true",
-                     help="seconds-long variant with smaller sizes (used by the tests); default: full run")
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="seconds-long variant with smaller sizes (used by the tests); default: full run",
+    )
     run.add_argument("--seed", type=int, default=0, help="seed for every random draw (default: 0)")
-    run.add_argument("--seeds", metavar="LIST", default=None,
-                     help="run on several seeds, e.g. 0-4 or 0,2,5, and judge each claim over them "
-                          "(held on >= 4 of 5); overrides --seed")
-    run.add_argument("--jobs", type=int, default=1, metavar="N",
-                     help="run up to N (module, seed) runs at once in worker processes (default: 1); "
-                          "results do not depend on N")
-    run.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
-                     help=f"results go to DIR/NAME/ (default: {DEFAULT_OUT})")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
-                     help="torch device; the benchmarks are sized for a CPU (default: cpu)")
-    run.add_argument("--param", metavar="KEY=VALUE", action="append", default=[],
-                     help="override one hyperparameter of the module's config; repeatable "
-                          "(only with a single NAME, not 'all')")
+    run.add_argument(
+        "--seeds",
+        metavar="LIST",
+        default=None,
+        help="run on several seeds, e.g. 0-4 or 0,2,5, and judge each claim over them "
+        "(held on >= 4 of 5); overrides --seed",
+    )
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run up to N (module, seed) runs at once in worker processes (default: 1); results do not depend on N",
+    )
+    run.add_argument(
+        "--out", metavar="DIR", default=DEFAULT_OUT, help=f"results go to DIR/NAME/ (default: {DEFAULT_OUT})"
+    )
+    run.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="cpu",
+        help="torch device; the benchmarks are sized for a CPU (default: cpu)",
+    )
+    run.add_argument(
+        "--param",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one hyperparameter of the module's config; repeatable (only with a single NAME, not 'all')",
+    )
     run.set_defaults(func=cmd_run)
 
 
@@ -133,8 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_one(args: argparse.Namespace, device: str, params: dict[str, str]) -> int:
     out = Path(args.out) / args.name
-    result = base.run_module(args.name, quick=args.quick, seed=args.seed, device=device, out=out,
-                        overrides=params)
+    result = base.run_module(args.name, quick=args.quick, seed=args.seed, device=device, out=out, overrides=params)
     failed = [k for k, ok in result.checks.items() if not ok]
     print(f"{result.name}: {result.paper}")
     print(f"  claim:   {result.claim}")
@@ -164,14 +190,24 @@ def _run_all(args: argparse.Namespace, device: str, seeds: list[int], params: di
             bar.update(1)
             bar.set_postfix_str(name)
 
-        results = runner.run_all(args.out, names=names, quick=args.quick, seeds=seeds, device=device,
-                          on_done=on_done, overrides=params, jobs=args.jobs)
+        results = runner.run_all(
+            args.out,
+            names=names,
+            quick=args.quick,
+            seeds=seeds,
+            device=device,
+            on_done=on_done,
+            overrides=params,
+            jobs=args.jobs,
+        )
     out = Path(args.out)
     if len(seeds) > 1:
         modules = json.loads((out / "summary.json").read_text())["modules"]
         for m in modules:
-            print(f"{m['name']}: claim held on {m['held_seeds']}/{len(m['seeds'])} seeds -> "
-                  f"{'holds' if m['held'] else 'does not hold'}")
+            print(
+                f"{m['name']}: claim held on {m['held_seeds']}/{len(m['seeds'])} seeds -> "
+                f"{'holds' if m['held'] else 'does not hold'}"
+            )
         held, total = sum(m["held"] for m in modules), len(modules)
     else:
         held, total = sum(r.held for r in results), len(results)

@@ -105,15 +105,20 @@ def load_data(config: ELRConfig) -> dict[str, Any]:
 
     digits = load_digits()
     x_train, x_test, y_train, y_test = train_test_split(
-        digits.data.astype(np.float32), digits.target.astype(np.int64),
-        test_size=config.test_fraction, stratify=digits.target, random_state=config.seed,
+        digits.data.astype(np.float32),
+        digits.target.astype(np.int64),
+        test_size=config.test_fraction,
+        stratify=digits.target,
+        random_state=config.seed,
     )
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     noisy = corrupt_labels(y_train, config.noise_rate, n_classes=10, rng=np.random.default_rng(config.seed))
     return {
-        "x_train": torch.from_numpy(x_train), "y_true": torch.from_numpy(y_train),
-        "y_noisy": torch.from_numpy(noisy), "x_test": torch.from_numpy(x_test),
+        "x_train": torch.from_numpy(x_train),
+        "y_true": torch.from_numpy(y_train),
+        "y_noisy": torch.from_numpy(noisy),
+        "x_test": torch.from_numpy(x_test),
         "y_test": torch.from_numpy(y_test),
     }
 
@@ -150,8 +155,9 @@ def elr_loss(logits: Any, labels: Any, targets: Any, index: Any, lam: float, bet
 def make_model(hidden: int, n_in: int = 64, n_out: int = 10) -> Any:
     from torch import nn
 
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, n_out))
+    return nn.Sequential(
+        nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, n_out)
+    )
 
 
 def evaluate(model: Any, data: dict[str, Any], wrong: Any) -> dict[str, float]:
@@ -185,7 +191,7 @@ def train(method: str, data: dict[str, Any], config: ELRConfig) -> dict[str, lis
         model.train()
         order = torch.randperm(n, generator=gen).to(config.device)
         for start in range(0, n, config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             logits = model(data["x_train"][idx])
             if method == "elr":
                 loss = elr_loss(logits, data["y_noisy"][idx], targets, idx, config.lam, config.beta)
@@ -223,14 +229,23 @@ def run(config: ELRConfig) -> Outcome:
     ce, elr = summary["ce"], summary["elr"]
     checks = {
         "elr_beats_ce_on_clean_test": claim(
-            elr["final_test_acc"] - ce["final_test_acc"], ">=", config.margin,
-            "ELR's final clean test accuracy minus CE's (fraction)"),
+            elr["final_test_acc"] - ce["final_test_acc"],
+            ">=",
+            config.margin,
+            "ELR's final clean test accuracy minus CE's (fraction)",
+        ),
         "elr_fits_under_half_the_wrong_labels": claim(
-            elr["final_wrong_fitted"] / max(ce["final_wrong_fitted"], 1e-12), "<", config.wrong_fit_ratio,
-            "wrong labels fitted by ELR / by CE at the end"),
+            elr["final_wrong_fitted"] / max(ce["final_wrong_fitted"], 1e-12),
+            "<",
+            config.wrong_fit_ratio,
+            "wrong labels fitted by ELR / by CE at the end",
+        ),
         "ce_memorises_after_its_peak": claim(
-            ce["peak_test_acc"] - ce["final_test_acc"], ">=", config.min_drop,
-            "CE's peak minus final clean test accuracy: early learning, then memorisation"),
+            ce["peak_test_acc"] - ce["final_test_acc"],
+            ">=",
+            config.min_drop,
+            "CE's peak minus final clean test accuracy: early learning, then memorisation",
+        ),
     }
     key_figures = {
         "test_acc_ce": round(ce["final_test_acc"], 3),
@@ -238,8 +253,7 @@ def run(config: ELRConfig) -> Outcome:
         "wrong_fit_ce": round(ce["final_wrong_fitted"], 3),
         "wrong_fit_elr": round(elr["final_wrong_fitted"], 3),
     }
-    return Outcome(metrics=metrics, checks=checks, key_figures=key_figures,
-                   plot=lambda fig: plot(fig, metrics, config))
+    return Outcome(metrics=metrics, checks=checks, key_figures=key_figures, plot=lambda fig: plot(fig, metrics, config))
 
 
 def plot(fig: Any, metrics: dict[str, Any], config: ELRConfig) -> None:
@@ -265,18 +279,26 @@ def plot(fig: Any, metrics: dict[str, Any], config: ELRConfig) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize=7)
-    fig.suptitle(f"ELR on digits with {config.noise_rate:.0%} of training labels wrong: CE memorises them, "
-                 "ELR does not", fontsize=9)
+    fig.suptitle(
+        f"ELR on digits with {config.noise_rate:.0%} of training labels wrong: CE memorises them, ELR does not",
+        fontsize=9,
+    )
 
 
 SPEC = MemoSpec(
     name="elr",
-    paper=("Liu, Niles-Weed, Razavian, Fernandez-Granda, Early-Learning Regularization Prevents "
-           "Memorization of Noisy Labels (NeurIPS 2020)"),
-    claim=("Under 40% symmetric label noise, plain cross-entropy memorises the wrong labels and loses test "
-           "accuracy after an early peak; the ELR term keeps the early-learning predictions and does not."),
+    paper=(
+        "Liu, Niles-Weed, Razavian, Fernandez-Granda, Early-Learning Regularization Prevents "
+        "Memorization of Noisy Labels (NeurIPS 2020)"
+    ),
+    claim=(
+        "Under 40% symmetric label noise, plain cross-entropy memorises the wrong labels and loses test "
+        "accuracy after an early peak; the ELR term keeps the early-learning predictions and does not."
+    ),
     config_cls=ELRConfig,
     run=run,
-    paper_headline=("CIFAR-10 with 40% symmetric noise: ELR reaches 89.15% clean test accuracy (91.43% with "
-                    "cosine annealing; authors' README), far above cross-entropy, which memorises"),
+    paper_headline=(
+        "CIFAR-10 with 40% symmetric noise: ELR reaches 89.15% clean test accuracy (91.43% with "
+        "cosine annealing; authors' README), far above cross-entropy, which memorises"
+    ),
 )

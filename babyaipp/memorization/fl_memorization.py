@@ -99,8 +99,12 @@ BOS, UNK = "<bos>", "<unk>"
 DIGITS = tuple(str(d) for d in range(10))
 CANARY_PREFIX = ("my", "secret", "number", "is")
 SETTINGS = ("central", "fedavg", "clip_only", "dp_fedavg")
-SETTING_LABELS = {"central": "central", "fedavg": "FedAvg", "clip_only": "clip only (no noise)",
-                  "dp_fedavg": "DP-FedAvg"}
+SETTING_LABELS = {
+    "central": "central",
+    "fedavg": "FedAvg",
+    "clip_only": "clip only (no noise)",
+    "dp_fedavg": "DP-FedAvg",
+}
 #: Clip-only and DP-FedAvg share their client sampling and local-training streams: noise is their only
 #: difference.
 _STREAM = {"central": 0, "fedavg": 1, "clip_only": 2, "dp_fedavg": 2}
@@ -147,10 +151,12 @@ class FLMemorizationConfig(MemoConfig):
         check_range("hidden_dim", self.hidden_dim, 1, 4096)
         check_range("canary_digits", self.canary_digits, 1, 6)
         if self.window != len(CANARY_PREFIX) + self.canary_digits:
-            raise ConfigError(f"window={self.window} must equal {len(CANARY_PREFIX)} + canary_digits "
-                              f"({len(CANARY_PREFIX) + self.canary_digits}) so canaries fit one example; "
-                              f"valid range: [{len(CANARY_PREFIX) + self.canary_digits}, "
-                              f"{len(CANARY_PREFIX) + self.canary_digits}]")
+            raise ConfigError(
+                f"window={self.window} must equal {len(CANARY_PREFIX)} + canary_digits "
+                f"({len(CANARY_PREFIX) + self.canary_digits}) so canaries fit one example; "
+                f"valid range: [{len(CANARY_PREFIX) + self.canary_digits}, "
+                f"{len(CANARY_PREFIX) + self.canary_digits}]"
+            )
         if not self.repetitions:
             raise ConfigError("repetitions=() is empty; valid range: at least one count in [1, 1000]")
         for reps in self.repetitions:
@@ -229,10 +235,11 @@ def build_corpus(cfg: FLMemorizationConfig, rng: np.random.Generator) -> Corpus:
         kept = rows[:-n_held]
         for k, start in enumerate(range(0, len(kept) - cfg.examples_per_user + 1, cfg.examples_per_user)):
             names.append(f"{topic}#{k}")
-            train.append(kept[start:start + cfg.examples_per_user])
+            train.append(kept[start : start + cfg.examples_per_user])
     if len(train) < cfg.clients_per_round:
-        raise ConfigError(f"clients_per_round={cfg.clients_per_round} exceeds the {len(train)} users; "
-                          f"valid range: [1, {len(train)}]")
+        raise ConfigError(
+            f"clients_per_round={cfg.clients_per_round} exceeds the {len(train)} users; valid range: [1, {len(train)}]"
+        )
 
     # Canaries: one user each, drawn among all users.
     n_canaries = len(cfg.repetitions) * cfg.canaries_per_repetition
@@ -264,8 +271,7 @@ class NextWordGRU(nn.Module):
         self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True)
         self.out = nn.Linear(hidden_dim, vocab_size)
 
-    def forward(self, tokens: torch.Tensor,
-                hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         states, hidden = self.gru(self.embed(tokens), hidden)
         return self.out(states), hidden
 
@@ -276,15 +282,23 @@ def lm_loss(model: NextWordGRU, rows: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1))
 
 
-def sgd_train(model: NextWordGRU, rows: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-              grad_clip: float, generator: torch.Generator) -> None:
+def sgd_train(
+    model: NextWordGRU,
+    rows: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    grad_clip: float,
+    generator: torch.Generator,
+) -> None:
     """Plain mini-batch SGD with gradient-norm clipping (the same optimiser for every setting)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(rows), generator=generator)
         for start in range(0, len(rows), batch_size):
-            batch = rows[order[start:start + batch_size]]
+            batch = rows[order[start : start + batch_size]]
             optimizer.zero_grad()
             lm_loss(model, batch).backward()
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -322,8 +336,7 @@ def exact_rank(canary_logperp: float, all_logperps: np.ndarray) -> int:
 
 
 @torch.no_grad()
-def candidate_logperps(model: NextWordGRU, prefix_ids: list[int], digit_ids: list[int],
-                       n_digits: int) -> np.ndarray:
+def candidate_logperps(model: NextWordGRU, prefix_ids: list[int], digit_ids: list[int], n_digits: int) -> np.ndarray:
     """Log-perplexity (bits) of every digit string of length ``n_digits`` after the prefix.
 
     Entry ``j`` is the candidate whose digits spell ``j`` in base 10 (zero-padded). Walks the digit
@@ -346,34 +359,43 @@ def candidate_logperps(model: NextWordGRU, prefix_ids: list[int], digit_ids: lis
     return total.numpy()
 
 
-def measure_exposures(model: NextWordGRU, corpus: Corpus, cfg: FLMemorizationConfig,
-                      rng: np.random.Generator) -> list[dict[str, float]]:
+def measure_exposures(
+    model: NextWordGRU, corpus: Corpus, cfg: FLMemorizationConfig, rng: np.random.Generator
+) -> list[dict[str, float]]:
     """Exact and sample-estimated exposure of every canary."""
     index = corpus.index
     prefix = [index[BOS], *(index[w] for w in CANARY_PREFIX)]
     digit_ids = [index[d] for d in DIGITS]
-    space = 10 ** cfg.canary_digits
+    space = 10**cfg.canary_digits
     logperps = candidate_logperps(model, prefix, digit_ids, cfg.canary_digits)
     rows = []
     for canary in corpus.canaries:
         own = float(logperps[int(canary["digits"])])
         sample = logperps[rng.integers(0, space, size=cfg.rank_sample_size)]
-        rows.append({
-            "exposure": exposure_from_rank(exact_rank(own, logperps), space),
-            "exposure_sampled": exposure_from_rank(estimated_rank(own, sample, space), space),
-            "logperp_bits": own,
-        })
+        rows.append(
+            {
+                "exposure": exposure_from_rank(exact_rank(own, logperps), space),
+                "exposure_sampled": exposure_from_rank(estimated_rank(own, sample, space), space),
+                "logperp_bits": own,
+            }
+        )
     return rows
 
 
 # ------------------------------------------------------------------------------------- training
-def train_central(model: NextWordGRU, corpus: Corpus, cfg: FLMemorizationConfig, generator: torch.Generator,
-                  checkpoint: Callable[[], None] | None = None) -> None:
+def train_central(
+    model: NextWordGRU,
+    corpus: Corpus,
+    cfg: FLMemorizationConfig,
+    generator: torch.Generator,
+    checkpoint: Callable[[], None] | None = None,
+) -> None:
     """All users' examples pooled and shuffled together; ``checkpoint()`` after every epoch."""
     pooled = torch.cat(corpus.user_train)
     for _ in range(cfg.central_epochs):
-        sgd_train(model, pooled, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr, grad_clip=cfg.grad_clip,
-                  generator=generator)
+        sgd_train(
+            model, pooled, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr, grad_clip=cfg.grad_clip, generator=generator
+        )
         if checkpoint is not None:
             checkpoint()
 
@@ -401,13 +423,15 @@ def functional_logits(params: dict[str, torch.Tensor], tokens: torch.Tensor) -> 
 def _client_loss(params: dict[str, torch.Tensor], rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over a client's real (unpadded) examples."""
     logits = functional_logits(params, rows[:, :-1])
-    per_token = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1),
-                                            reduction="none").view(rows.shape[0], -1)
+    per_token = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1), reduction="none"
+    ).view(rows.shape[0], -1)
     return (per_token.mean(dim=1) * mask).sum() / mask.sum()
 
 
-def local_training(model: NextWordGRU, clients: list[torch.Tensor], *, steps: int, lr: float,
-                   grad_clip: float) -> list[Arrays]:
+def local_training(
+    model: NextWordGRU, clients: list[torch.Tensor], *, steps: int, lr: float, grad_clip: float
+) -> list[Arrays]:
     """Each client's parameters after ``steps`` full-batch SGD steps on its own data, from ``model``.
 
     All clients start from the same global model and train independently; their examples are
@@ -420,22 +444,25 @@ def local_training(model: NextWordGRU, clients: list[torch.Tensor], *, steps: in
         by_size.setdefault(len(rows), []).append(c)
     result: list[Arrays] = [[] for _ in clients]
     for members in by_size.values():
-        for c, arrays in zip(members, _local_training_padded(model, [clients[c] for c in members], steps=steps,
-                                                             lr=lr, grad_clip=grad_clip), strict=True):
+        for c, arrays in zip(
+            members,
+            _local_training_padded(model, [clients[c] for c in members], steps=steps, lr=lr, grad_clip=grad_clip),
+            strict=True,
+        ):
             result[c] = arrays
     return result
 
 
-def _local_training_padded(model: NextWordGRU, clients: list[torch.Tensor], *, steps: int, lr: float,
-                           grad_clip: float) -> list[Arrays]:
+def _local_training_padded(
+    model: NextWordGRU, clients: list[torch.Tensor], *, steps: int, lr: float, grad_clip: float
+) -> list[Arrays]:
     from torch.func import grad, vmap
 
     names = [name for name, _ in model.named_parameters()]
     width = max(len(rows) for rows in clients)
     padded = torch.stack([torch.cat([rows, rows[:1].expand(width - len(rows), -1)]) for rows in clients])
     mask = torch.stack([torch.arange(width) < len(rows) for rows in clients]).to(torch.float32)
-    params = {n: p.detach().unsqueeze(0).repeat(len(clients), *([1] * p.dim()))
-              for n, p in model.named_parameters()}
+    params = {n: p.detach().unsqueeze(0).repeat(len(clients), *([1] * p.dim())) for n, p in model.named_parameters()}
     per_client_grad = vmap(grad(_client_loss), in_dims=(0, 0, 0))
     for _ in range(steps):
         grads = per_client_grad(params, padded, mask)
@@ -445,10 +472,20 @@ def _local_training_padded(model: NextWordGRU, clients: list[torch.Tensor], *, s
     return [[params[n][c].numpy().astype(np.float32, copy=True) for n in names] for c in range(len(clients))]
 
 
-def train_federated(model: NextWordGRU, user_rows: list[torch.Tensor], *, rounds: int, clients_per_round: int,
-                    local_epochs: int, lr: float, grad_clip: float, dp: DPSettings | None,
-                    rng: np.random.Generator, checkpoint: Callable[[], None] | None = None,
-                    checkpoint_every: int = 1) -> None:
+def train_federated(
+    model: NextWordGRU,
+    user_rows: list[torch.Tensor],
+    *,
+    rounds: int,
+    clients_per_round: int,
+    local_epochs: int,
+    lr: float,
+    grad_clip: float,
+    dp: DPSettings | None,
+    rng: np.random.Generator,
+    checkpoint: Callable[[], None] | None = None,
+    checkpoint_every: int = 1,
+) -> None:
     """FedAvg (or DP-FedAvg if ``dp``): each round a sample of users trains locally, Flower aggregates.
 
     Local training is ``local_epochs`` full-batch SGD steps per client (a user holds about ten
@@ -458,8 +495,7 @@ def train_federated(model: NextWordGRU, user_rows: list[torch.Tensor], *, rounds
     for server_round in range(1, rounds + 1):
         current = get_arrays(model)
         chosen = rng.choice(len(user_rows), size=clients_per_round, replace=False)
-        returned = local_training(model, [user_rows[u] for u in chosen], steps=local_epochs, lr=lr,
-                                  grad_clip=grad_clip)
+        returned = local_training(model, [user_rows[u] for u in chosen], steps=local_epochs, lr=lr, grad_clip=grad_clip)
         sizes = [len(user_rows[u]) for u in chosen]
         set_arrays(model, aggregator.aggregate(server_round, current, returned, sizes, rng))
         if checkpoint is not None and (server_round % checkpoint_every == 0 or server_round == rounds):
@@ -491,21 +527,37 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
         exposure_rng = np.random.default_rng([cfg.seed, _STREAM[setting], 1])
         trajectory: list[dict[str, float]] = []
 
-        def checkpoint(model: NextWordGRU = model, trajectory: list[dict[str, float]] = trajectory,
-                       exposure_rng: np.random.Generator = exposure_rng) -> None:
+        def checkpoint(
+            model: NextWordGRU = model,
+            trajectory: list[dict[str, float]] = trajectory,
+            exposure_rng: np.random.Generator = exposure_rng,
+        ) -> None:
             exposures = measure_exposures(model, corpus, cfg, exposure_rng)
-            trajectory.append({**utility(model, corpus.heldout),
-                               "mean_exposure": float(np.mean([e["exposure"] for e in exposures]))})
+            trajectory.append(
+                {**utility(model, corpus.heldout), "mean_exposure": float(np.mean([e["exposure"] for e in exposures]))}
+            )
 
         if setting == "central":
             train_central(model, corpus, cfg, generator, checkpoint)
         else:
-            dp = {"fedavg": None, "clip_only": DPSettings(0.0, cfg.clip),
-                  "dp_fedavg": DPSettings(cfg.noise_multiplier, cfg.clip)}[setting]
-            train_federated(model, corpus.user_train, rounds=cfg.rounds,
-                            clients_per_round=cfg.clients_per_round, local_epochs=cfg.local_epochs,
-                            lr=cfg.lr, grad_clip=cfg.grad_clip, dp=dp, rng=setting_rng,
-                            checkpoint=checkpoint, checkpoint_every=max(1, cfg.rounds // cfg.central_epochs))
+            dp = {
+                "fedavg": None,
+                "clip_only": DPSettings(0.0, cfg.clip),
+                "dp_fedavg": DPSettings(cfg.noise_multiplier, cfg.clip),
+            }[setting]
+            train_federated(
+                model,
+                corpus.user_train,
+                rounds=cfg.rounds,
+                clients_per_round=cfg.clients_per_round,
+                local_epochs=cfg.local_epochs,
+                lr=cfg.lr,
+                grad_clip=cfg.grad_clip,
+                dp=dp,
+                rng=setting_rng,
+                checkpoint=checkpoint,
+                checkpoint_every=max(1, cfg.rounds // cfg.central_epochs),
+            )
         exposures = measure_exposures(model, corpus, cfg, exposure_rng)
         results[setting] = {
             **utility(model, corpus.heldout),
@@ -527,7 +579,7 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
         "vocab_size": len(corpus.vocab),
         "n_train_examples": int(sum(len(r) for r in corpus.user_train)),
         "n_heldout_examples": int(len(corpus.heldout)),
-        "candidate_space": 10 ** cfg.canary_digits,
+        "candidate_space": 10**cfg.canary_digits,
         "canaries": corpus.canaries,
         "settings": results,
         "epsilon": epsilon,
@@ -540,29 +592,39 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
     # accuracy reaches the less memorizing setting's final accuracy (so underfitting cannot explain it).
     matched = {
         "central_at_fedavg_accuracy": exposure_at_accuracy(results["central"]["trajectory"], acc["fedavg"]),
-        "fedavg_at_dp_fedavg_accuracy":
-            exposure_at_accuracy(results["fedavg"]["trajectory"], acc["dp_fedavg"]),
-        "clip_only_at_dp_fedavg_accuracy":
-            exposure_at_accuracy(results["clip_only"]["trajectory"], acc["dp_fedavg"]),
+        "fedavg_at_dp_fedavg_accuracy": exposure_at_accuracy(results["fedavg"]["trajectory"], acc["dp_fedavg"]),
+        "clip_only_at_dp_fedavg_accuracy": exposure_at_accuracy(results["clip_only"]["trajectory"], acc["dp_fedavg"]),
     }
     metrics["matched_utility_exposure"] = matched
     margin = cfg.exposure_margin
     checks = {
         "exposure_central_gt_fedavg": claim(
-            mean["central"] - mean["fedavg"], ">", margin, "mean exposure central − FedAvg (bits)"),
+            mean["central"] - mean["fedavg"], ">", margin, "mean exposure central − FedAvg (bits)"
+        ),
         "exposure_fedavg_gt_dp_fedavg": claim(
-            mean["fedavg"] - mean["dp_fedavg"], ">", margin, "mean exposure FedAvg − DP-FedAvg (bits)"),
+            mean["fedavg"] - mean["dp_fedavg"], ">", margin, "mean exposure FedAvg − DP-FedAvg (bits)"
+        ),
         "noise_lowers_exposure_beyond_clipping": claim(
-            mean["clip_only"] - mean["dp_fedavg"], ">", margin,
-            "mean exposure clip-only − DP-FedAvg (bits): the noise, not the clipping, lowers it"),
+            mean["clip_only"] - mean["dp_fedavg"],
+            ">",
+            margin,
+            "mean exposure clip-only − DP-FedAvg (bits): the noise, not the clipping, lowers it",
+        ),
         "central_gt_fedavg_at_matched_utility": claim(
-            matched["central_at_fedavg_accuracy"] - mean["fedavg"], ">", 0.0,
-            "central's exposure when it first reaches FedAvg's accuracy, minus FedAvg's final (bits)"),
+            matched["central_at_fedavg_accuracy"] - mean["fedavg"],
+            ">",
+            0.0,
+            "central's exposure when it first reaches FedAvg's accuracy, minus FedAvg's final (bits)",
+        ),
         "fedavg_gt_dp_fedavg_at_matched_utility": claim(
-            matched["fedavg_at_dp_fedavg_accuracy"] - mean["dp_fedavg"], ">", 0.0,
-            "FedAvg's exposure when it first reaches DP-FedAvg's accuracy, minus DP-FedAvg's final (bits)"),
+            matched["fedavg_at_dp_fedavg_accuracy"] - mean["dp_fedavg"],
+            ">",
+            0.0,
+            "FedAvg's exposure when it first reaches DP-FedAvg's accuracy, minus DP-FedAvg's final (bits)",
+        ),
         "epsilon_at_most_bound": sanity(
-            epsilon, "<=", cfg.epsilon_max, f"RDP accountant's epsilon at delta = 1/users ({delta:.1e})"),
+            epsilon, "<=", cfg.epsilon_max, f"RDP accountant's epsilon at delta = 1/users ({delta:.1e})"
+        ),
     }
     key_figures = {
         "exposure central": round(mean["central"], 2),
@@ -584,9 +646,15 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
             xs = np.array([levels.index(r) for r in reps]) + (j - 1.5) * width
             ax_exp.scatter(xs, exp, s=18, color=f"C{j}", alpha=0.8)
             means = [exp[reps == r].mean() for r in levels]
-            ax_exp.bar(np.arange(len(levels)) + (j - 1.5) * width, means, width=width, color=f"C{j}",
-                       alpha=0.35, label=f"{SETTING_LABELS[setting]} (mean {means_all[setting]:.1f})")
-        ax_exp.axhline(math.log2(10 ** cfg.canary_digits), color="gray", ls=":", lw=1, label="max = log2|R|")
+            ax_exp.bar(
+                np.arange(len(levels)) + (j - 1.5) * width,
+                means,
+                width=width,
+                color=f"C{j}",
+                alpha=0.35,
+                label=f"{SETTING_LABELS[setting]} (mean {means_all[setting]:.1f})",
+            )
+        ax_exp.axhline(math.log2(10**cfg.canary_digits), color="gray", ls=":", lw=1, label="max = log2|R|")
         ax_exp.set_xticks(range(len(levels)), [f"{r}x" for r in levels])
         ax_exp.set_xlabel("canary repetitions in its user's data")
         ax_exp.set_ylabel("exposure (bits)")
@@ -594,8 +662,14 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
         ax_exp.legend(fontsize=8, loc="upper left")
         for j, setting in enumerate(SETTINGS):
             traj = results[setting]["trajectory"]
-            ax_traj.plot([p["accuracy"] for p in traj], [p["mean_exposure"] for p in traj], "o-", ms=3,
-                         color=f"C{j}", label=SETTING_LABELS[setting])
+            ax_traj.plot(
+                [p["accuracy"] for p in traj],
+                [p["mean_exposure"] for p in traj],
+                "o-",
+                ms=3,
+                color=f"C{j}",
+                label=SETTING_LABELS[setting],
+            )
         ax_traj.set_xlabel("held-out next-word accuracy")
         ax_traj.set_ylabel("mean canary exposure (bits)")
         ax_traj.set_title("Exposure vs utility during training", fontsize=10)
@@ -603,8 +677,7 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
         xs = np.arange(len(SETTINGS))
         ax_util.bar(xs, [acc[s] for s in SETTINGS], color=[f"C{j}" for j in range(len(SETTINGS))])
         for x, s in zip(xs, SETTINGS, strict=True):
-            ax_util.text(x, acc[s], f"ppl {results[s]['perplexity']:.0f}", ha="center", va="bottom",
-                         fontsize=8)
+            ax_util.text(x, acc[s], f"ppl {results[s]['perplexity']:.0f}", ha="center", va="bottom", fontsize=8)
         ax_util.set_xticks(xs, [SETTING_LABELS[s] for s in SETTINGS])
         ax_util.set_ylabel("held-out next-word accuracy")
         ax_util.set_xticklabels([SETTING_LABELS[s].replace(" (", "\n(") for s in SETTINGS], fontsize=7)
@@ -615,13 +688,12 @@ def run(cfg: FLMemorizationConfig) -> Outcome:
 
 SPEC = MemoSpec(
     name="fl_memorization",
-    paper="Thakkar, Ramaswamy, Mathews, Beaufays, "
-          "Understanding Unintended Memorization in Federated Learning (2020)",
+    paper="Thakkar, Ramaswamy, Mathews, Beaufays, Understanding Unintended Memorization in Federated Learning (2020)",
     claim="Canary exposure falls from central training to FedAvg on user-clustered data (626 users), and "
-          "further to user-level DP-FedAvg at epsilon <= 10 (delta = 1/users) by more than clipping alone "
-          "(the clip-only control) lowers it.",
+    "further to user-level DP-FedAvg at epsilon <= 10 (delta = 1/users) by more than clipping alone "
+    "(the clip-only control) lowers it.",
     config_cls=FLMemorizationConfig,
     run=run,
     paper_headline="clustering data by user and Federated Averaging reduce unintended memorization; "
-                   "user-level DP gives the least",
+    "user-level DP gives the least",
 )

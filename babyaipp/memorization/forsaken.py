@@ -153,8 +153,7 @@ class ForsakenConfig(MemoConfig):
         check_range("mia_after_max", self.mia_after_max, 0.5, 1.0)
         check_range("accuracy_tolerance", self.accuracy_tolerance, 0.0, 1.0)
         used = self.forget_user_size * 2 + self.reference_size + self.test_size
-        check_range("forget_user_size * 2 + reference_size + test_size", used, 0,
-                    1797 - 10 * (self.n_users - 1))
+        check_range("forget_user_size * 2 + reference_size + test_size", used, 0, 1797 - 10 * (self.n_users - 1))
         if self.quick:  # min() keeps this idempotent under dataclasses.replace
             # The full run already takes ~5 s of CPU; shorter runs were measured to leave the checks on
             # thin margins (the forgetting rounds are when the other users repair their accuracy), so
@@ -194,8 +193,9 @@ def split_digits(cfg: ForsakenConfig, rng: np.random.Generator) -> DigitsSplit:
     x_all = x_all / 16.0
 
     def cut(indices: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        first, rest = train_test_split(indices, train_size=size, stratify=y_all[indices],
-                                       random_state=int(rng.integers(2**31 - 1)))
+        first, rest = train_test_split(
+            indices, train_size=size, stratify=y_all[indices], random_state=int(rng.integers(2**31 - 1))
+        )
         return np.asarray(first), np.asarray(rest)
 
     pool, rest = cut(np.arange(len(x_all)), 2 * cfg.forget_user_size + cfg.reference_size)
@@ -209,10 +209,12 @@ def split_digits(cfg: ForsakenConfig, rng: np.random.Generator) -> DigitsSplit:
         return torch.tensor(x, dtype=torch.float32), torch.tensor(y_all[indices], dtype=torch.long)
 
     others = [noisy(part, cfg.input_noise) for part in np.array_split(rest, cfg.n_users - 1)]
-    return DigitsSplit(users=[noisy(forget, cfg.atypical_noise), *others],
-                       reference=noisy(reference, cfg.atypical_noise),
-                       nonmember_eval=noisy(nonmember_eval, cfg.atypical_noise),
-                       test=noisy(test, cfg.input_noise))
+    return DigitsSplit(
+        users=[noisy(forget, cfg.atypical_noise), *others],
+        reference=noisy(reference, cfg.atypical_noise),
+        nonmember_eval=noisy(nonmember_eval, cfg.atypical_noise),
+        test=noisy(test, cfg.input_noise),
+    )
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -220,8 +222,16 @@ def make_mlp(hidden_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(64, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 10))
 
 
-def local_sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-              generator: torch.Generator) -> None:
+def local_sgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+) -> None:
     """Plain mini-batch SGD. Written out (``autograd.grad`` + one fused in-place update) rather than
     with ``torch.optim.SGD`` because the steps are tiny and the optimiser's per-step overhead would
     dominate the run time; the update is the same ``theta <- theta - lr * grad``."""
@@ -229,17 +239,23 @@ def local_sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             grads = torch.autograd.grad(nn.functional.cross_entropy(model(x[idx]), y[idx]), params)
             with torch.no_grad():
                 torch._foreach_add_(params, grads, alpha=-lr)
 
 
-def fedavg_rounds(model: nn.Module, users: list[tuple[torch.Tensor, torch.Tensor]], rounds: int,
-                  cfg: ForsakenConfig, rng: np.random.Generator, generator: torch.Generator,
-                  forgetter: DummyGradientGenerator | None = None,
-                  forget_data: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  reference: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+def fedavg_rounds(
+    model: nn.Module,
+    users: list[tuple[torch.Tensor, torch.Tensor]],
+    rounds: int,
+    cfg: ForsakenConfig,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    forgetter: DummyGradientGenerator | None = None,
+    forget_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    reference: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> None:
     """FedAvg with every user each round; if ``forgetter`` is given it submits dummy updates for
     ``forget_data`` (weighted by that data's size) alongside the normal users' models."""
     n_clients = len(users) + (forgetter is not None)
@@ -250,8 +266,9 @@ def fedavg_rounds(model: nn.Module, users: list[tuple[torch.Tensor, torch.Tensor
         returned, sizes = [], []
         for ux, uy in users:
             set_arrays(client, current)
-            local_sgd(client, ux, uy, epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                      generator=generator)
+            local_sgd(
+                client, ux, uy, epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, generator=generator
+            )
             returned.append(get_arrays(client))
             sizes.append(len(ux))
         if forgetter is not None and forget_data is not None and reference is not None:
@@ -296,7 +313,6 @@ def lira_scores(model: nn.Module, shadows: list[nn.Module], x: torch.Tensor, y: 
     return true_class_logit(model, x, y) - out
 
 
-
 def mia_auc(member_losses: np.ndarray, nonmember_losses: np.ndarray) -> float:
     """ROC AUC of the loss-threshold attack (score = -loss): P(member loss < non-member loss),
     ties counted one half. 1 = perfectly separable, 0.5 = chance."""
@@ -327,8 +343,7 @@ class DummyGradientGenerator(nn.Module):
         self.shapes = [p.shape for p in model.parameters()]
         self.names = [n for n, _ in model.named_parameters()]
         n_params = sum(math.prod(s) for s in self.shapes)
-        self.encoder = nn.Sequential(nn.Linear(64 + 10 + 10, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, hidden), nn.ReLU())
+        self.encoder = nn.Sequential(nn.Linear(64 + 10 + 10, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, n_params)
         with torch.no_grad():  # start from "no update", initialised from the seeded generator
             for layer in self.encoder:
@@ -347,32 +362,41 @@ class DummyGradientGenerator(nn.Module):
             probs = torch.softmax(model(x), dim=-1)
         features = torch.cat([x, nn.functional.one_hot(y, 10).float(), probs], dim=1)
         flat = self.head(self.encoder(features).mean(dim=0))
-        return [chunk.view(shape) for chunk, shape in
-                zip(torch.split(flat, [math.prod(s) for s in self.shapes]), self.shapes, strict=True)]
+        return [
+            chunk.view(shape)
+            for chunk, shape in zip(torch.split(flat, [math.prod(s) for s in self.shapes]), self.shapes, strict=True)
+        ]
 
-    def loss(self, model: nn.Module, forget: tuple[torch.Tensor, torch.Tensor],
-             reference: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def loss(
+        self, model: nn.Module, forget: tuple[torch.Tensor, torch.Tensor], reference: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
         """Quantile (Wasserstein-2) distance of log-losses + KL keeping the reference outputs."""
         delta = self(model, *forget)
         # The submitted model theta + Delta enters FedAvg with weight w = n_u / n_total, so the loss is
         # measured where the global model lands if the others' updates were negligible: theta + w * Delta.
-        params = {n: p.detach() + self.aggregation_weight * d
-                  for (n, p), d in zip(model.named_parameters(), delta, strict=True)}
+        params = {
+            n: p.detach() + self.aggregation_weight * d
+            for (n, p), d in zip(model.named_parameters(), delta, strict=True)
+        }
         qs = torch.linspace(0.0, 1.0, self.cfg.n_quantiles)
-        forget_loss = nn.functional.cross_entropy(functional_call(model, params, (forget[0],)), forget[1],
-                                                  reduction="none")
+        forget_loss = nn.functional.cross_entropy(
+            functional_call(model, params, (forget[0],)), forget[1], reduction="none"
+        )
         with torch.no_grad():
             ref_logits = model(reference[0])
-            target = torch.quantile(torch.log(nn.functional.cross_entropy(ref_logits, reference[1],
-                                                                          reduction="none") + 1e-8), qs)
+            target = torch.quantile(
+                torch.log(nn.functional.cross_entropy(ref_logits, reference[1], reduction="none") + 1e-8), qs
+            )
         matched = ((torch.quantile(torch.log(forget_loss + 1e-8), qs) - target) ** 2).mean()
         new_logp = torch.log_softmax(functional_call(model, params, (reference[0],)), dim=-1)
-        keep = nn.functional.kl_div(new_logp, torch.log_softmax(ref_logits, dim=-1), log_target=True,
-                                    reduction="batchmean")
+        keep = nn.functional.kl_div(
+            new_logp, torch.log_softmax(ref_logits, dim=-1), log_target=True, reduction="batchmean"
+        )
         return matched + self.cfg.kl_weight * keep
 
-    def fit(self, model: nn.Module, forget: tuple[torch.Tensor, torch.Tensor],
-            reference: tuple[torch.Tensor, torch.Tensor]) -> float:
+    def fit(
+        self, model: nn.Module, forget: tuple[torch.Tensor, torch.Tensor], reference: tuple[torch.Tensor, torch.Tensor]
+    ) -> float:
         """A few generator steps against the current global model; returns the last loss."""
         value = float("nan")
         for _ in range(self.cfg.generator_steps):
@@ -405,25 +429,51 @@ def run(cfg: ForsakenConfig) -> Outcome:
     fedavg_rounds(models["before"], data.users, cfg.rounds, cfg, rng, gen)
     models["dropped"] = fresh()
     set_arrays(models["dropped"], get_arrays(models["before"]))
-    fedavg_rounds(models["dropped"], others, cfg.forget_rounds, cfg, np.random.default_rng([cfg.seed, 1]),
-                  torch.Generator().manual_seed(cfg.seed + 2))
+    fedavg_rounds(
+        models["dropped"],
+        others,
+        cfg.forget_rounds,
+        cfg,
+        np.random.default_rng([cfg.seed, 1]),
+        torch.Generator().manual_seed(cfg.seed + 2),
+    )
     models["forsaken"] = fresh()
     set_arrays(models["forsaken"], get_arrays(models["before"]))
     forgetter = DummyGradientGenerator(models["forsaken"], cfg.generator_hidden, cfg, gen)
-    fedavg_rounds(models["forsaken"], others, cfg.forget_rounds, cfg, np.random.default_rng([cfg.seed, 1]),
-                  torch.Generator().manual_seed(cfg.seed + 2), forgetter=forgetter, forget_data=forget,
-                  reference=data.reference)
+    fedavg_rounds(
+        models["forsaken"],
+        others,
+        cfg.forget_rounds,
+        cfg,
+        np.random.default_rng([cfg.seed, 1]),
+        torch.Generator().manual_seed(cfg.seed + 2),
+        forgetter=forgetter,
+        forget_data=forget,
+        reference=data.reference,
+    )
     models["retrained"] = fresh()
-    fedavg_rounds(models["retrained"], others, cfg.rounds, cfg, np.random.default_rng([cfg.seed, 2]),
-                  torch.Generator().manual_seed(cfg.seed + 3))
+    fedavg_rounds(
+        models["retrained"],
+        others,
+        cfg.rounds,
+        cfg,
+        np.random.default_rng([cfg.seed, 2]),
+        torch.Generator().manual_seed(cfg.seed + 3),
+    )
     # The attacker's shadow models: trained like the retrained model (without the user), from their
     # own initialisations and data orders.
     shadows: list[nn.Module] = []
     for k in range(cfg.shadow_models):
         torch.manual_seed(cfg.seed * 1000 + 100 + k)
         shadow = make_mlp(cfg.hidden_dim)
-        fedavg_rounds(shadow, others, cfg.rounds, cfg, np.random.default_rng([cfg.seed, 3, k]),
-                      torch.Generator().manual_seed(cfg.seed + 10 + k))
+        fedavg_rounds(
+            shadow,
+            others,
+            cfg.rounds,
+            cfg,
+            np.random.default_rng([cfg.seed, 3, k]),
+            torch.Generator().manual_seed(cfg.seed + 10 + k),
+        )
         shadows.append(shadow)
 
     others_x = torch.cat([x for x, _ in others])
@@ -453,22 +503,38 @@ def run(cfg: ForsakenConfig) -> Outcome:
     others_acc = {m: per_model[m]["others_train_accuracy"] for m in MODELS}
     checks = {
         "mia_works_before": claim(
-            min(auc["before"], lira["before"]), ">=", cfg.mia_before_min,
-            "weaker attack's AUC before forgetting: there is memorisation to remove"),
+            min(auc["before"], lira["before"]),
+            ">=",
+            cfg.mia_before_min,
+            "weaker attack's AUC before forgetting: there is memorisation to remove",
+        ),
         "mia_near_chance_after_forsaken": claim(
-            auc["forsaken"], "<=", cfg.mia_after_max, "loss-threshold AUC after Forsaken (the generator's target)"),
+            auc["forsaken"], "<=", cfg.mia_after_max, "loss-threshold AUC after Forsaken (the generator's target)"
+        ),
         "lira_near_chance_after_forsaken": claim(
-            lira["forsaken"], "<=", cfg.mia_after_max,
-            "LiRA AUC after Forsaken: an attack the generator was not trained against"),
+            lira["forsaken"],
+            "<=",
+            cfg.mia_after_max,
+            "LiRA AUC after Forsaken: an attack the generator was not trained against",
+        ),
         "forsaken_beats_dropping_the_user": claim(
-            lira["dropped"] - lira["forsaken"], ">=", cfg.dropped_gap_min,
-            "LiRA AUC of simply dropping the user minus Forsaken's"),
+            lira["dropped"] - lira["forsaken"],
+            ">=",
+            cfg.dropped_gap_min,
+            "LiRA AUC of simply dropping the user minus Forsaken's",
+        ),
         "forsaken_test_accuracy_close_to_retrained": claim(
-            abs(test_acc["forsaken"] - test_acc["retrained"]), "<=", cfg.accuracy_tolerance,
-            "|test accuracy Forsaken − retrained|"),
+            abs(test_acc["forsaken"] - test_acc["retrained"]),
+            "<=",
+            cfg.accuracy_tolerance,
+            "|test accuracy Forsaken − retrained|",
+        ),
         "forsaken_others_accuracy_close_to_retrained": claim(
-            abs(others_acc["forsaken"] - others_acc["retrained"]), "<=", cfg.accuracy_tolerance,
-            "|other users' accuracy Forsaken − retrained|"),
+            abs(others_acc["forsaken"] - others_acc["retrained"]),
+            "<=",
+            cfg.accuracy_tolerance,
+            "|other users' accuracy Forsaken − retrained|",
+        ),
     }
     metrics: dict[str, Any] = {
         "n_forgotten": len(forget[0]),
@@ -518,12 +584,11 @@ def run(cfg: ForsakenConfig) -> Outcome:
 
 SPEC = MemoSpec(
     name="forsaken",
-    paper="Liu, Ma, Liu, Ma, "
-          "Learn to Forget: User-Level Memorization Elimination in Federated Learning (2020/21)",
+    paper="Liu, Ma, Liu, Ma, Learn to Forget: User-Level Memorization Elimination in Federated Learning (2020/21)",
     claim="A trained dummy-gradient generator makes the global model forget a user: membership inference on "
-          "its data falls to chance while the other users' accuracy stays close to retraining from scratch.",
+    "its data falls to chance while the other users' accuracy stays close to retraining from scratch.",
     config_cls=ForsakenConfig,
     run=run,
     paper_headline="memorization elimination via dummy gradients: the forgotten data's membership becomes "
-                   "indistinguishable, at a fraction of retraining's cost",
+    "indistinguishable, at a fraction of retraining's cost",
 )

@@ -172,14 +172,23 @@ def kernel_transition(cfg: InterpolationTransitionConfig, rng: np.random.Generat
             scale = float(np.mean(np.diag(k)))
             rank = int(np.sum(eig > 1e-10 * eig[-1]))
             dead = float(np.mean(np.all(sigma_prime(act, x @ w.T) == 0, axis=1)))
-            rows.append({"d": d, "neurons": neurons, "ratio": neurons * d / n, "lambda_min": float(eig[0]),
-                         "kernel_scale": scale, "lambda_min_rel": float(eig[0]) / scale, "rank": rank,
-                         "rank_bound": min(n, neurons * d), "frac_no_active_neuron": dead})
+            rows.append(
+                {
+                    "d": d,
+                    "neurons": neurons,
+                    "ratio": neurons * d / n,
+                    "lambda_min": float(eig[0]),
+                    "kernel_scale": scale,
+                    "lambda_min_rel": float(eig[0]) / scale,
+                    "rank": rank,
+                    "rank_bound": min(n, neurons * d),
+                    "frac_no_active_neuron": dead,
+                }
+            )
     return rows
 
 
-def generalisation(cfg: InterpolationTransitionConfig, rng: np.random.Generator,
-                   lambdas: np.ndarray) -> dict[str, Any]:
+def generalisation(cfg: InterpolationTransitionConfig, rng: np.random.Generator, lambdas: np.ndarray) -> dict[str, Any]:
     """Test error of min-norm NT interpolants (one per activation) vs ridge(lambda) on raw features.
 
     Every activation sees the same data and first-layer weights, so the single ridge curve is the
@@ -209,10 +218,17 @@ def generalisation(cfg: InterpolationTransitionConfig, rng: np.random.Generator,
             train_resid[act] = max(train_resid[act], float(np.max(np.abs(k @ coef - y))))
             ntk_err[act] += float(np.mean((f_test - y_test) ** 2)) / cfg.trials
             pred_gap[act] += np.mean((ridge_pred - f_test[:, None]) ** 2, axis=0) / cfg.trials
-    return {"ridge_test_error": ridge_err.tolist(),
-            "per_activation": {act: {"ntk_test_error": ntk_err[act],
-                                     "ntk_train_max_residual": train_resid[act],
-                                     "prediction_gap": pred_gap[act].tolist()} for act in cfg.activations}}
+    return {
+        "ridge_test_error": ridge_err.tolist(),
+        "per_activation": {
+            act: {
+                "ntk_test_error": ntk_err[act],
+                "ntk_train_max_residual": train_resid[act],
+                "prediction_gap": pred_gap[act].tolist(),
+            }
+            for act in cfg.activations
+        },
+    }
 
 
 def run(cfg: InterpolationTransitionConfig) -> Outcome:
@@ -231,8 +247,13 @@ def run(cfg: InterpolationTransitionConfig) -> Outcome:
         at_star = float(np.exp(np.interp(log_star, np.log(grid), np.log(ridge_grid_err))))
         lam_eff = float(grid[int(np.argmin(res["prediction_gap"][1:]))])
         gap = abs(res["ntk_test_error"] - at_star) / at_star
-        per_act[act] = {**res, "lambda_star": lam_star, "lambda_effective": lam_eff,
-                        "ridge_error_at_lambda_star": at_star, "relative_gap_to_ridge_at_lambda_star": gap}
+        per_act[act] = {
+            **res,
+            "lambda_star": lam_star,
+            "lambda_effective": lam_eff,
+            "ridge_error_at_lambda_star": at_star,
+            "relative_gap_to_ridge_at_lambda_star": gap,
+        }
     metrics: dict[str, Any] = {
         "kernel_activation": cfg.activations[0],
         "kernel_rows": rows,
@@ -247,41 +268,60 @@ def run(cfg: InterpolationTransitionConfig) -> Outcome:
     }
     checks: dict[str, Check] = {
         "lambda_min_zero_below_Nd_eq_n": sanity(
-            max(below) if below else float("nan"), "<", cfg.zero_tol,
-            "rank(K) <= N·d < n: linear algebra, not the paper's result"),
+            max(below) if below else float("nan"),
+            "<",
+            cfg.zero_tol,
+            "rank(K) <= N·d < n: linear algebra, not the paper's result",
+        ),
         "rank_at_most_Nd": sanity(
-            max(r["rank"] - r["rank_bound"] for r in rows), "<=", 0, "rank - min(n, N·d): linear algebra"),
+            max(r["rank"] - r["rank_bound"] for r in rows), "<=", 0, "rank - min(n, N·d): linear algebra"
+        ),
         "lambda_min_positive_above_4n": claim(
-            min(above) if above else float("nan"), ">=", cfg.positive_floor,
-            "smallest λmin/mean diag at N·d/n >= 4: bounded away from zero (needs a nonlinear σ)"),
+            min(above) if above else float("nan"),
+            ">=",
+            cfg.positive_floor,
+            "smallest λmin/mean diag at N·d/n >= 4: bounded away from zero (needs a nonlinear σ)",
+        ),
     }
     for act, res in per_act.items():
         checks[f"{act}_interpolates_training_set"] = sanity(
-            res["ntk_train_max_residual"], "<", 1e-6, "K is solved exactly: holds whenever K is invertible")
+            res["ntk_train_max_residual"], "<", 1e-6, "K is solved exactly: holds whenever K is invertible"
+        )
         checks[f"{act}_close_to_ridge_at_lambda_star"] = claim(
-            res["relative_gap_to_ridge_at_lambda_star"], "<=", cfg.match_tol,
-            "|err(NT interpolant) − err(ridge at λ*)| / err(ridge at λ*)")
+            res["relative_gap_to_ridge_at_lambda_star"],
+            "<=",
+            cfg.match_tol,
+            "|err(NT interpolant) − err(ridge at λ*)| / err(ridge at λ*)",
+        )
         checks[f"{act}_beats_ridgeless_least_squares"] = claim(
-            res["ntk_test_error"] / ridgeless_err, "<", 1.0,
-            "NT interpolant's test error / ridgeless (λ→0+) least squares': the self-induced ridge helps")
+            res["ntk_test_error"] / ridgeless_err,
+            "<",
+            1.0,
+            "NT interpolant's test error / ridgeless (λ→0+) least squares': the self-induced ridge helps",
+        )
         checks[f"{act}_effective_lambda_within_2x_of_lambda_star"] = claim(
-            abs(math.log2(max(res["lambda_effective"], 1e-300) / max(res["lambda_star"], 1e-300))), "<=", 1.0,
-            "|log2(best-matching λ / λ*)|: within a factor 2 of the derived self-induced λ*")
+            abs(math.log2(max(res["lambda_effective"], 1e-300) / max(res["lambda_star"], 1e-300))),
+            "<=",
+            1.0,
+            "|log2(best-matching λ / λ*)|: within a factor 2 of the derived self-induced λ*",
+        )
     first = per_act[cfg.activations[0]]
     key_figures = {
         "λmin/scale at Nd/n≥4": round(float(metrics["min_lambda_min_rel_above_4"] or 0.0), 3),
-        **{f"λ_eff {act} (λ*={res['lambda_star']:.2f})": round(res["lambda_effective"], 2)
-           for act, res in per_act.items()},
+        **{
+            f"λ_eff {act} (λ*={res['lambda_star']:.2f})": round(res["lambda_effective"], 2)
+            for act, res in per_act.items()
+        },
         f"test err {cfg.activations[0]} NT interp. / ridgeless": (
-            f"{first['ntk_test_error']:.3f} / {ridgeless_err:.1f}"),
+            f"{first['ntk_test_error']:.3f} / {ridgeless_err:.1f}"
+        ),
     }
 
     def plot(fig: Any) -> None:
         ax_k, ax_r = fig.subplots(1, 2)
         for d in cfg.kernel_dims:
             pts = [r for r in rows if r["d"] == d]
-            ax_k.plot([r["ratio"] for r in pts], [max(r["lambda_min_rel"], 1e-17) for r in pts], "o-",
-                      label=f"d={d}")
+            ax_k.plot([r["ratio"] for r in pts], [max(r["lambda_min_rel"], 1e-17) for r in pts], "o-", label=f"d={d}")
         ax_k.axvline(1.0, color="gray", ls="--", lw=1, label="N·d = n (rank bound)")
         ax_k.axhline(cfg.positive_floor, color="tab:red", ls=":", lw=1, label="'clearly positive' floor")
         ax_k.set_xscale("log")
@@ -291,28 +331,36 @@ def run(cfg: InterpolationTransitionConfig) -> Outcome:
         ax_k.set_title(f"NT kernel min eigenvalue, n={cfg.kernel_n}, σ={cfg.activations[0]}", fontsize=10)
         dead = [r for r in rows if r["ratio"] >= 1 and r["frac_no_active_neuron"] > 0]
         if dead:
-            note = "\n".join(f"d={r['d']}, N={r['neurons']}: {100 * r['frac_no_active_neuron']:.1f}%"
-                             for r in dead)
+            note = "\n".join(f"d={r['d']}, N={r['neurons']}: {100 * r['frac_no_active_neuron']:.1f}%" for r in dead)
             head = "share of points with no active\nReLU (zero tangent features)\nat N·d/n ≥ 1:\n"
             ax_k.text(0.02, 0.8, head + note, transform=ax_k.transAxes, fontsize=7, va="top")
         ax_k.legend(fontsize=7)
         ax_r.plot(grid, ridge_grid_err, "-", color="black", label="ridge on raw x")
-        ax_r.axhline(ridgeless_err, color="gray", ls=":",
-                     label=f"ridge λ→0+ (min-norm LS): {ridgeless_err:.0f}")
+        ax_r.axhline(ridgeless_err, color="gray", ls=":", label=f"ridge λ→0+ (min-norm LS): {ridgeless_err:.0f}")
         colors = ["tab:orange", "tab:green", "tab:purple"]
         for (act, res), color in zip(per_act.items(), colors):
-            ax_r.axhline(res["ntk_test_error"], color=color, lw=1.5,
-                         label=f"NT interpolant σ={act}: {res['ntk_test_error']:.3f}")
-            ax_r.axvline(res["lambda_star"], color=color, ls="--", lw=1,
-                         label=f"λ*({act}) = {res['lambda_star']:.2f}")
-            ax_r.plot([res["lambda_effective"]], [res["ntk_test_error"]], "o", color=color, ms=7,
-                      mfc="none", label=f"best-matching λ ({act}) = {res['lambda_effective']:.2f}")
+            ax_r.axhline(
+                res["ntk_test_error"], color=color, lw=1.5, label=f"NT interpolant σ={act}: {res['ntk_test_error']:.3f}"
+            )
+            ax_r.axvline(res["lambda_star"], color=color, ls="--", lw=1, label=f"λ*({act}) = {res['lambda_star']:.2f}")
+            ax_r.plot(
+                [res["lambda_effective"]],
+                [res["ntk_test_error"]],
+                "o",
+                color=color,
+                ms=7,
+                mfc="none",
+                label=f"best-matching λ ({act}) = {res['lambda_effective']:.2f}",
+            )
         ax_r.set_xscale("log")
         ax_r.set_yscale("log")
         ax_r.set_xlabel("ridge λ   (min ||y−Xβ||² + λ||β||², ||x|| = 1)")
         ax_r.set_ylabel("test excess error E(f(x) − ⟨β,x⟩)²")
-        ax_r.set_title(f"Linear target, n={cfg.gen_n}, d={cfg.gen_d}, N={cfg.gen_neurons}, noise sd "
-                       f"{cfg.noise_std}, {cfg.trials} draws", fontsize=9)
+        ax_r.set_title(
+            f"Linear target, n={cfg.gen_n}, d={cfg.gen_d}, N={cfg.gen_neurons}, noise sd "
+            f"{cfg.noise_std}, {cfg.trials} draws",
+            fontsize=9,
+        )
         ax_r.legend(fontsize=7)
 
     return Outcome(metrics=metrics, checks=checks, key_figures=key_figures, plot=plot)
@@ -321,13 +369,13 @@ def run(cfg: InterpolationTransitionConfig) -> Outcome:
 SPEC = MemoSpec(
     name="interpolation_transition",
     paper="Montanari & Zhong, The interpolation phase transition in neural networks: memorization and "
-          "generalization under lazy training (Annals of Statistics 2022 / arXiv 2020)",
+    "generalization under lazy training (Annals of Statistics 2022 / arXiv 2020)",
     claim="The empirical NT kernel's minimum eigenvalue jumps from 0 to a positive constant once N·d >> n, "
-          "and the min-norm interpolant behaves like ridge regression on raw features with a positive "
-          "self-induced regularisation λ* fixed by σ.",
+    "and the min-norm interpolant behaves like ridge regression on raw features with a positive "
+    "self-induced regularisation λ* fixed by σ.",
     config_cls=InterpolationTransitionConfig,
     run=run,
     paper_headline="'the network can exactly interpolate the data as soon as ... Nd >> n'; 'approximately "
-                   "performs ridge regression in the raw features, with a strictly positive self-induced "
-                   "regularization'",
+    "performs ridge regression in the raw features, with a strictly positive self-induced "
+    "regularization'",
 )

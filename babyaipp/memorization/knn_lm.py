@@ -80,9 +80,21 @@ K_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: Topics taken from the *library* reference (built-in types, string formatting, pdb), as opposed to
 #: the language reference that makes up the rest: a held-out domain with its own vocabulary.
 LIBRARY_TOPICS = (
-    "bltin-code-objects", "bltin-ellipsis-object", "bltin-null-object", "bltin-type-objects", "debugger",
-    "formatstrings", "specialattrs", "string-methods", "truth", "typesfunctions", "typesmapping",
-    "typesmethods", "typesmodules", "typesseq", "typesseq-mutable",
+    "bltin-code-objects",
+    "bltin-ellipsis-object",
+    "bltin-null-object",
+    "bltin-type-objects",
+    "debugger",
+    "formatstrings",
+    "specialattrs",
+    "string-methods",
+    "truth",
+    "typesfunctions",
+    "typesmapping",
+    "typesmethods",
+    "typesmodules",
+    "typesseq",
+    "typesseq-mutable",
 )
 
 
@@ -200,7 +212,7 @@ def build_corpus(config: KnnLmConfig) -> Corpus:
         cut = max(1, int(round(config.adapt_fraction * len(pars))))
         adapt_pars += pars[:cut]
         domain_valid_pars += pars[cut::2]  # alternate paragraphs: same topics, disjoint text
-        domain_test_pars += pars[cut + 1::2]
+        domain_test_pars += pars[cut + 1 :: 2]
     train_pars: list[str] = []
     valid_pars: list[str] = []
     test_pars: list[str] = []
@@ -226,10 +238,18 @@ def build_corpus(config: KnnLmConfig) -> Corpus:
         return np.array([index.get(t, 0) for t in toks], dtype=np.int64)
 
     train_ids = encode(train_toks)
-    return Corpus(vocab, train_ids, encode(tokens_of(valid_pars)), encode(tokens_of(test_pars)),
-                  encode(tokens_of(adapt_pars)), encode(tokens_of(domain_valid_pars)),
-                  encode(tokens_of(domain_test_pars)), train_names, domain,
-                  train_unk_rate=float(np.mean(train_ids == 0)))
+    return Corpus(
+        vocab,
+        train_ids,
+        encode(tokens_of(valid_pars)),
+        encode(tokens_of(test_pars)),
+        encode(tokens_of(adapt_pars)),
+        encode(tokens_of(domain_valid_pars)),
+        encode(tokens_of(domain_test_pars)),
+        train_names,
+        domain,
+        train_unk_rate=float(np.mean(train_ids == 0)),
+    )
 
 
 # --------------------------------------------------------------------------- language model
@@ -295,8 +315,9 @@ def train_lm(config: KnnLmConfig, train_ids: np.ndarray, vocab_size: int) -> tup
     return model, losses
 
 
-def encode_positions(model: Any, ids: np.ndarray, lanes: int = 16,
-                     chunk: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def encode_positions(
+    model: Any, ids: np.ndarray, lanes: int = 16, chunk: int = 256
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run the LM over a text; return (keys, LM log-probs of the next token, next-token ids).
 
     The text is cut into ``lanes`` contiguous streams, each read left to right with the LSTM state
@@ -350,8 +371,9 @@ class Datastore:
         return dist.astype(np.float64), self.values[idx]
 
 
-def knn_distribution(distances: np.ndarray, values: np.ndarray, vocab_size: int,
-                     temperature: float = 1.0) -> np.ndarray:
+def knn_distribution(
+    distances: np.ndarray, values: np.ndarray, vocab_size: int, temperature: float = 1.0
+) -> np.ndarray:
     """``p_kNN`` over the vocabulary, one row per query: softmax(-d/T) mass summed per value."""
     logits = -distances / temperature
     w = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -361,8 +383,9 @@ def knn_distribution(distances: np.ndarray, values: np.ndarray, vocab_size: int,
     return probs
 
 
-def knn_target_prob(distances: np.ndarray, values: np.ndarray, targets: np.ndarray,
-                    temperature: float = 1.0) -> np.ndarray:
+def knn_target_prob(
+    distances: np.ndarray, values: np.ndarray, targets: np.ndarray, temperature: float = 1.0
+) -> np.ndarray:
     """``p_kNN(target)`` per query without materialising the vocabulary-sized rows."""
     logits = -distances / temperature
     w = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -427,8 +450,7 @@ def run(config: KnnLmConfig) -> Outcome:
         tuned_ppl = perplexity(interpolate(p_knn, p_lm, tuned))
         known = targets != 0  # <unk> targets excluded (and counted) for the second set of figures
         k_curve = [
-            perplexity(interpolate(knn_target_prob(dist[:, :k], vals[:, :k], targets, config.temperature),
-                                   p_lm, tuned))
+            perplexity(interpolate(knn_target_prob(dist[:, :k], vals[:, :k], targets, config.temperature), p_lm, tuned))
             for k in k_grid
         ]
         return {
@@ -445,8 +467,8 @@ def run(config: KnnLmConfig) -> Outcome:
             "relative_gain_at_paper_lambda": 1.0 - perplexity(interpolate(p_knn, p_lm, config.lam)) / curve[0],
             "lm_ppl_without_unk": perplexity(p_lm[known]),
             "tuned_ppl_without_unk": perplexity(interpolate(p_knn[known], p_lm[known], tuned)),
-            "relative_gain_without_unk": 1.0 - perplexity(interpolate(p_knn[known], p_lm[known], tuned))
-            / perplexity(p_lm[known]),
+            "relative_gain_without_unk": 1.0
+            - perplexity(interpolate(p_knn[known], p_lm[known], tuned)) / perplexity(p_lm[known]),
             "test_ppl_by_lambda": [round(v, 4) for v in curve],
             "oracle_lambda_on_test": LAMBDA_GRID[int(np.argmin(curve))],
             "ppl_by_k_at_tuned_lambda": [round(v, 4) for v in k_curve],
@@ -461,9 +483,14 @@ def run(config: KnnLmConfig) -> Outcome:
     metrics = {
         "vocab_size": vocab_size,
         "train_unk_rate": corpus.train_unk_rate,
-        "tokens": {"train": len(corpus.train), "valid": len(corpus.valid), "test": len(corpus.test),
-                   "adapt": len(corpus.adapt), "domain_valid": len(corpus.domain_valid),
-                   "domain_test": len(corpus.domain_test)},
+        "tokens": {
+            "train": len(corpus.train),
+            "valid": len(corpus.valid),
+            "test": len(corpus.test),
+            "adapt": len(corpus.adapt),
+            "domain_valid": len(corpus.domain_valid),
+            "domain_test": len(corpus.domain_test),
+        },
         "domain_topics": corpus.domain_topics,
         "datastore_sizes": {"in_domain": in_store.size, "domain": domain_store.size},
         "index": "faiss.IndexFlatL2 (exact squared L2)",
@@ -476,22 +503,31 @@ def run(config: KnnLmConfig) -> Outcome:
     }
     checks = {
         "in_domain_gain_on_test": claim(
-            in_domain["relative_gain"], ">=", config.in_domain_gain_min,
-            "1 − kNN-LM/LM test perplexity, lambda tuned on a separate validation split"),
+            in_domain["relative_gain"],
+            ">=",
+            config.in_domain_gain_min,
+            "1 − kNN-LM/LM test perplexity, lambda tuned on a separate validation split",
+        ),
         "domain_gain_larger_than_in_domain_gain": claim(
-            adaptation["relative_gain"] - in_domain["relative_gain"], ">", 0.0,
-            "held-out domain's test gain (its own datastore) minus the in-domain test gain"),
+            adaptation["relative_gain"] - in_domain["relative_gain"],
+            ">",
+            0.0,
+            "held-out domain's test gain (its own datastore) minus the in-domain test gain",
+        ),
         "domain_tuned_lambda_at_least_in_domain": claim(
-            adaptation["tuned_lambda"] - in_domain["tuned_lambda"], ">=", 0.0,
-            "validation-tuned lambda, held-out domain minus in-domain (the paper: larger for adaptation)"),
+            adaptation["tuned_lambda"] - in_domain["tuned_lambda"],
+            ">=",
+            0.0,
+            "validation-tuned lambda, held-out domain minus in-domain (the paper: larger for adaptation)",
+        ),
     }
     key_figures = {
         "in-domain test ppl LM->kNN-LM": f"{in_domain['lm_ppl']:.1f}->{in_domain['tuned_ppl']:.1f} "
-                                         f"(lambda {in_domain['tuned_lambda']})",
+        f"(lambda {in_domain['tuned_lambda']})",
         "in-domain gain": round(in_domain["relative_gain"], 3),
         "in-domain gain at lambda 0.25": round(in_domain["relative_gain_at_paper_lambda"], 3),
         "new-domain test ppl LM->kNN-LM": f"{adaptation['lm_ppl']:.1f}->{adaptation['tuned_ppl']:.1f} "
-                                          f"(lambda {adaptation['tuned_lambda']})",
+        f"(lambda {adaptation['tuned_lambda']})",
         "new-domain gain": round(adaptation["relative_gain"], 3),
         "new-domain gain w/o <unk>": round(adaptation["relative_gain_without_unk"], 3),
         "new-domain <unk> targets": round(adaptation["unk_rate"], 3),
@@ -499,22 +535,31 @@ def run(config: KnnLmConfig) -> Outcome:
 
     def plot(fig: Any) -> None:
         ax_l, ax_k = fig.subplots(1, 2)
-        for res, label, color in ((in_domain, "in-domain (training datastore)", "C0"),
-                                  (adaptation, "held-out domain (its own datastore)", "C3"),
-                                  (domain_with_train_store, "held-out domain (training datastore)", "C7")):
+        for res, label, color in (
+            (in_domain, "in-domain (training datastore)", "C0"),
+            (adaptation, "held-out domain (its own datastore)", "C3"),
+            (domain_with_train_store, "held-out domain (training datastore)", "C7"),
+        ):
             rel = np.array(res["test_ppl_by_lambda"]) / res["lm_ppl"]
-            ax_l.plot(LAMBDA_GRID, rel, "o-", ms=3, color=color,
-                      label=f"{label}: LM test ppl {res['lm_ppl']:.1f}")
+            ax_l.plot(LAMBDA_GRID, rel, "o-", ms=3, color=color, label=f"{label}: LM test ppl {res['lm_ppl']:.1f}")
             ax_l.plot(res["tuned_lambda"], res["tuned_ppl"] / res["lm_ppl"], "*", ms=12, color=color)
             if res is not domain_with_train_store:
-                ax_k.plot(k_grid, np.array(res["ppl_by_k_at_tuned_lambda"]) / res["lm_ppl"], "o-", ms=3,
-                          color=color, label=f"{label}, lambda={res['tuned_lambda']}")
+                ax_k.plot(
+                    k_grid,
+                    np.array(res["ppl_by_k_at_tuned_lambda"]) / res["lm_ppl"],
+                    "o-",
+                    ms=3,
+                    color=color,
+                    label=f"{label}, lambda={res['tuned_lambda']}",
+                )
         ax_l.axhline(1.0, color="grey", ls=":")
         ax_l.set_xlabel("interpolation weight lambda (0 = LM alone)")
         ax_l.set_ylabel("perplexity / LM-only perplexity")
         ax_l.axvline(config.lam, color="grey", ls="--", lw=0.8)
-        ax_l.set_title(f"Test perplexity vs lambda (k = {config.k}; star = tuned on validation; "
-                       f"dashed: paper's {config.lam:g})", fontsize=9)
+        ax_l.set_title(
+            f"Test perplexity vs lambda (k = {config.k}; star = tuned on validation; dashed: paper's {config.lam:g})",
+            fontsize=9,
+        )
         ax_l.legend(fontsize=7)
         ax_k.axhline(1.0, color="grey", ls=":")
         ax_k.set_xscale("log", base=2)
@@ -528,8 +573,10 @@ def run(config: KnnLmConfig) -> Outcome:
 
 SPEC = MemoSpec(
     name="knn_lm",
-    paper=("Khandelwal, Levy, Jurafsky, Zettlemoyer, Lewis, Generalization through Memorization: "
-           "Nearest Neighbor Language Models (ICLR 2020)"),
+    paper=(
+        "Khandelwal, Levy, Jurafsky, Zettlemoyer, Lewis, Generalization through Memorization: "
+        "Nearest Neighbor Language Models (ICLR 2020)"
+    ),
     claim=(
         "Interpolating a trained LM with a kNN distribution over a datastore of its hidden states lowers "
         "perplexity without retraining, and a datastore of a new domain's text adapts the LM to that domain "

@@ -101,8 +101,7 @@ class RoteLearningConfig(MemoConfig):
     cancel_max: float = 0.1
 
     def __post_init__(self) -> None:
-        check_range("permuted_fraction", self.permuted_fraction, 0.0, 1.0, low_inclusive=False,
-                    high_inclusive=False)
+        check_range("permuted_fraction", self.permuted_fraction, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
         check_range("hidden", self.hidden, 1)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_range("init_scale", self.init_scale, 0.0, low_inclusive=False)
@@ -162,8 +161,10 @@ def make_model(config: RoteLearningConfig, n_in: int = 64, n_out: int = 10) -> A
 
     act = {"tanh": nn.Tanh, "relu": nn.ReLU}[config.activation]
     model = nn.Sequential(
-        nn.Linear(n_in, config.width), act(),
-        nn.Linear(config.width, config.width), act(),
+        nn.Linear(n_in, config.width),
+        act(),
+        nn.Linear(config.width, config.width),
+        act(),
         nn.Linear(config.width, n_out),
     )
     with torch.no_grad():
@@ -185,8 +186,9 @@ def linear_weights(model: Any) -> list[Any]:
     return [m.weight for m in linear_layers(model)]
 
 
-def gradient_parts(model: Any, x: Any, labels: Any, n_classes: int = 10,
-                   centre: Any = None) -> tuple[list[Any], list[Any]]:
+def gradient_parts(
+    model: Any, x: Any, labels: Any, n_classes: int = 10, centre: Any = None
+) -> tuple[list[Any], list[Any]]:
     """Per-example means of ``Jᵀ(p − ȳ)`` and ``Jᵀ(y − ȳ)`` for every Linear weight, as tensors.
 
     ``centre`` is ``ȳ`` (a class-frequency vector; None = 0, the uncentred ``Jᵀp`` and ``Jᵀy``).
@@ -252,7 +254,7 @@ def run(config: RoteLearningConfig) -> Outcome:
             history.append(measure(model, x, labels, permuted, centre))
         order = torch.randperm(len(labels), generator=gen).to(config.device)
         for start in range(0, len(order), config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             loss = torch.nn.functional.cross_entropy(model(x[idx]), labels[idx])
             optimizer.zero_grad()
             loss.backward()
@@ -268,13 +270,10 @@ def run(config: RoteLearningConfig) -> Outcome:
         "epoch90_perm": metrics["epoch_to_threshold"]["permuted"],
         "end_residual": round(max(metrics["end_residual_ratio"].values()), 4),
     }
-    return Outcome(metrics=metrics, checks=checks, key_figures=key_figures,
-                   plot=lambda fig: plot(fig, metrics))
+    return Outcome(metrics=metrics, checks=checks, key_figures=key_figures, plot=lambda fig: plot(fig, metrics))
 
 
-def collect_metrics(
-    history: list[dict[str, Any]], epochs: list[int], config: RoteLearningConfig
-) -> dict[str, Any]:
+def collect_metrics(history: list[dict[str, Any]], epochs: list[int], config: RoteLearningConfig) -> dict[str, Any]:
     """Curves (one entry per measured epoch) and the summary numbers the checks read."""
     curves = {key: [row[key] for row in history] for key in history[0]}
     n_early = max(1, math.ceil(config.early_fraction * epochs[-1]))
@@ -291,7 +290,8 @@ def collect_metrics(
     ]
     growth = {
         f"{g}_{p}": curves[f"{g}_{p}_total"][-1] / max(early_mean(f"{g}_{p}_total"), 1e-30)
-        for g in GROUPS for p in PARTS
+        for g in GROUPS
+        for p in PARTS
     }
     residual = {
         group: history[-1][f"{group}_residual_total"] / max(history[-1][f"{group}_indep_total"], 1e-30)
@@ -303,8 +303,7 @@ def collect_metrics(
         "curves": curves,
         "early_dep_ratio_layers": early_ratio,
         "epoch_to_threshold": {
-            group: first_epoch_reaching(epochs, curves[f"{group}_acc"], config.accuracy_threshold)
-            for group in GROUPS
+            group: first_epoch_reaching(epochs, curves[f"{group}_acc"], config.accuracy_threshold) for group in GROUPS
         },
         "growth_end_over_early": growth,
         "end_residual_ratio": residual,
@@ -316,20 +315,33 @@ def compute_checks(metrics: dict[str, Any], config: RoteLearningConfig) -> dict[
     reach = metrics["epoch_to_threshold"]
     never = float(config.train_epochs + 1)  # "did not reach 90%" counts as after the last epoch
     lead = (reach["permuted"] if reach["permuted"] is not None else never) - (
-        reach["unpermuted"] if reach["unpermuted"] is not None else never)
+        reach["unpermuted"] if reach["unpermuted"] is not None else never
+    )
     return {
         "early_permuted_dep_small": claim(
-            max(metrics["early_dep_ratio_layers"]), "<", config.early_ratio_max,
-            "worst layer's early permuted/unpermuted label-dependent ratio; random labels average out"),
+            max(metrics["early_dep_ratio_layers"]),
+            "<",
+            config.early_ratio_max,
+            "worst layer's early permuted/unpermuted label-dependent ratio; random labels average out",
+        ),
         "unpermuted_learned_first": claim(
-            lead if reach["permuted"] is not None else -1.0, ">", 0.0,
-            "epochs by which clean examples reach 90% before permuted ones (which must reach it)"),
+            lead if reach["permuted"] is not None else -1.0,
+            ">",
+            0.0,
+            "epochs by which clean examples reach 90% before permuted ones (which must reach it)",
+        ),
         "parts_grow": claim(
-            min(metrics["growth_end_over_early"].values()), ">", 1.0,
-            "smallest end/early ratio of either part: both parts grow during training"),
+            min(metrics["growth_end_over_early"].values()),
+            ">",
+            1.0,
+            "smallest end/early ratio of either part: both parts grow during training",
+        ),
         "parts_cancel": sanity(
-            max(metrics["end_residual_ratio"].values()), "<", config.cancel_max,
-            "the residual is the training gradient, ~0 once the training set is fitted"),
+            max(metrics["end_residual_ratio"].values()),
+            "<",
+            config.cancel_max,
+            "the residual is the training gradient, ~0 once the training set is fitted",
+        ),
     }
 
 
@@ -340,8 +352,10 @@ def plot(fig: Any, metrics: dict[str, Any]) -> None:
     n_layers = len(curves["permuted_dep_layers"][0])
     axes = fig.subplots(1, n_layers + 1)
     styles = {
-        ("unpermuted", "dep"): ("tab:blue", "-"), ("permuted", "dep"): ("tab:red", "-"),
-        ("unpermuted", "indep"): ("tab:blue", ":"), ("permuted", "indep"): ("tab:red", ":"),
+        ("unpermuted", "dep"): ("tab:blue", "-"),
+        ("permuted", "dep"): ("tab:red", "-"),
+        ("unpermuted", "indep"): ("tab:blue", ":"),
+        ("permuted", "indep"): ("tab:red", ":"),
     }
     names = {"dep": "label-dep. ‖Jᵀy‖", "indep": "label-indep. ‖Jᵀp‖"}
     for k, ax in enumerate(axes[:-1]):
@@ -363,18 +377,27 @@ def plot(fig: Any, metrics: dict[str, Any]) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7)
-    fig.suptitle("Rote learning: permuted labels contribute no label-dependent gradient early (grey: early "
-                 "epochs); late, both parts grow and cancel", fontsize=9)
+    fig.suptitle(
+        "Rote learning: permuted labels contribute no label-dependent gradient early (grey: early "
+        "epochs); late, both parts grow and cancel",
+        fontsize=9,
+    )
 
 
 SPEC = MemoSpec(
     name="rote_learning",
-    paper=("Stephenson, Padhy, Ganesh, Hui, Tang, Chung, On the geometry of generalization and "
-           "memorization in deep neural networks (ICLR 2021)"),
-    claim=("Early in training the label-dependent gradient from permuted-label examples is near zero, so "
-           "clean examples are learnt first; late, both gradient parts grow and cancel."),
+    paper=(
+        "Stephenson, Padhy, Ganesh, Hui, Tang, Chung, On the geometry of generalization and "
+        "memorization in deep neural networks (ICLR 2021)"
+    ),
+    claim=(
+        "Early in training the label-dependent gradient from permuted-label examples is near zero, so "
+        "clean examples are learnt first; late, both gradient parts grow and cancel."
+    ),
     config_cls=RoteLearningConfig,
     run=run,
-    paper_headline=("VGG16/CIFAR-100 (Fig. A.1): permuted examples give close to zero label-dependent "
-                    "gradient early in training; both parts grow and cancel at the end"),
+    paper_headline=(
+        "VGG16/CIFAR-100 (Fig. A.1): permuted examples give close to zero label-dependent "
+        "gradient early in training; both parts grow and cancel at the end"
+    ),
 )

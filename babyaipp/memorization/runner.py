@@ -42,8 +42,16 @@ def failed_result(name: str, error: BaseException, seconds: float) -> MemoResult
     except Exception:  # noqa: BLE001 - the module itself is what is broken; report, don't raise
         paper, claim, headline = "", "(module could not be loaded)", ""
     return MemoResult(
-        name=name, paper=paper, claim=claim, held=False, checks={}, key_figures={},
-        metrics={"error": message}, config={}, seconds=round(seconds, 2), paper_headline=headline,
+        name=name,
+        paper=paper,
+        claim=claim,
+        held=False,
+        checks={},
+        key_figures={},
+        metrics={"error": message},
+        config={},
+        seconds=round(seconds, 2),
+        paper_headline=headline,
     )
 
 
@@ -55,8 +63,7 @@ def parse_seeds(text: str) -> list[int]:
         try:
             span = [int(low)] if not dash else list(range(int(low), int(high) + 1))
         except ValueError:
-            raise ConfigError(f"--seeds {text!r} is not a list like 0-4 or 0,2,5 of seeds in [0, {SEED_MAX}]") \
-                from None
+            raise ConfigError(f"--seeds {text!r} is not a list like 0-4 or 0,2,5 of seeds in [0, {SEED_MAX}]") from None
         if dash and not span:
             raise ConfigError(f"--seeds {text!r}: range {part} is empty; write LOW-HIGH with LOW <= HIGH")
         seeds.extend(check_seed(s) for s in span)
@@ -79,8 +86,7 @@ def check_writable_dir(path: str | Path) -> Path:
             pass
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        raise ConfigError(f"--out {str(path)!r} is not writable ({reason}); give a directory you can write") \
-            from None
+        raise ConfigError(f"--out {str(path)!r} is not writable ({reason}); give a directory you can write") from None
     return path
 
 
@@ -89,8 +95,9 @@ def required_seeds(n_seeds: int) -> int:
     return max(1, math.ceil(HELD_FRACTION * n_seeds - 1e-9))
 
 
-def run_task(name: str, seed: int, quick: bool, device: str, target: str,
-             overrides: dict[str, Any] | None) -> MemoResult:
+def run_task(
+    name: str, seed: int, quick: bool, device: str, target: str, overrides: dict[str, Any] | None
+) -> MemoResult:
     """One module on one seed; a raised error becomes a failed result (also in a worker process)."""
     start = time.perf_counter()
     try:
@@ -124,8 +131,11 @@ def run_all(
     out = Path(out)
     seeds = list(seeds) if seeds is not None else [seed]
     multi = len(seeds) > 1
-    tasks = [(name, s, str(out / name / f"seed{s}" if multi else out / name))
-             for name in (names if names is not None else list(MODULES)) for s in seeds]
+    tasks = [
+        (name, s, str(out / name / f"seed{s}" if multi else out / name))
+        for name in (names if names is not None else list(MODULES))
+        for s in seeds
+    ]
     start_all = time.perf_counter()
     results: list[MemoResult | None] = [None] * len(tasks)
     if jobs <= 1:
@@ -138,16 +148,17 @@ def run_all(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_task, name, s, quick, device, target, overrides): i
-                       for i, (name, s, target) in enumerate(tasks)}
+            futures = {
+                pool.submit(run_task, name, s, quick, device, target, overrides): i
+                for i, (name, s, target) in enumerate(tasks)
+            }
             for future in as_completed(futures):
                 i = futures[future]
                 results[i] = future.result()
                 if on_done is not None:
                     on_done(tasks[i][0], results[i])
     done = [r for r in results if r is not None]
-    write_summary(done, out, quick=quick, seed=seeds[0], seeds=seeds,
-                  wall_seconds=time.perf_counter() - start_all)
+    write_summary(done, out, quick=quick, seed=seeds[0], seeds=seeds, wall_seconds=time.perf_counter() - start_all)
     return done
 
 
@@ -172,8 +183,12 @@ def aggregate(results: Sequence[MemoResult]) -> dict[str, Any]:
         present = [row for row in rows if row is not None]
         info = present[0]
         checks[key] = {
-            "kind": info["kind"], "op": info["op"], "threshold": info["threshold"], "reason": info["reason"],
-            "held": sum(bool(row["held"]) for row in present), "of": n,
+            "kind": info["kind"],
+            "op": info["op"],
+            "threshold": info["threshold"],
+            "reason": info["reason"],
+            "held": sum(bool(row["held"]) for row in present),
+            "of": n,
             "margin": _spread([row["margin"] for row in present]),
             "measured": _spread([row["measured"] for row in present]),
         }
@@ -186,12 +201,19 @@ def aggregate(results: Sequence[MemoResult]) -> dict[str, Any]:
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         figures[key] = _spread(values) if numeric else values
     return {
-        "name": first.name, "paper": first.paper, "claim": first.claim, "paper_headline": first.paper_headline,
+        "name": first.name,
+        "paper": first.paper,
+        "claim": first.claim,
+        "paper_headline": first.paper_headline,
         "seeds": [r.config.get("seed") for r in results],
-        "held_seeds": held_seeds, "required": required_seeds(n),
+        "held_seeds": held_seeds,
+        "required": required_seeds(n),
         "held": not errors and sanity_ok and held_seeds >= required_seeds(n),
-        "sanity_all_held": sanity_ok, "checks": checks, "key_figures": figures,
-        "seconds": round(sum(r.seconds for r in results), 1), "errors": errors,
+        "sanity_all_held": sanity_ok,
+        "checks": checks,
+        "key_figures": figures,
+        "seconds": round(sum(r.seconds for r in results), 1),
+        "errors": errors,
         "figure": next((r.figure for r in results if r.figure), None),
     }
 
@@ -219,34 +241,62 @@ def format_spread(spread: dict[str, float] | None) -> str:
 
 def seeds_summary_table(modules: Sequence[dict[str, Any]]) -> str:
     """Per module: claim held k/n seeds and verdict, key figures as mean [min, max], seconds."""
-    lines = ["| module | claim held on seeds | verdict | key figures: mean [min, max] over seeds | seconds |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| module | claim held on seeds | verdict | key figures: mean [min, max] over seeds | seconds |",
+        "|---|---|---|---|---|",
+    ]
     for m in modules:
         figures = "; ".join(
             f"{k} {format_spread(v) if isinstance(v, dict) or v is None else '/'.join(map(str, v))}"
-            for k, v in m["key_figures"].items())
+            for k, v in m["key_figures"].items()
+        )
         if m["errors"]:
             figures = f"failed: {m['errors'][0]}"
         verdict = "holds" if m["held"] else "does not hold"
         if not m["sanity_all_held"]:
             verdict += " (a sanity check failed)"
-        lines.append("| " + " | ".join([_cell(m["name"]), f"{m['held_seeds']}/{len(m['seeds'])}", verdict,
-                                        _cell(figures), f"{m['seconds']:.0f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    _cell(m["name"]),
+                    f"{m['held_seeds']}/{len(m['seeds'])}",
+                    verdict,
+                    _cell(figures),
+                    f"{m['seconds']:.0f}",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def checks_table(modules: Sequence[dict[str, Any]], kind: str) -> str:
     """One row per check of ``kind``: held k/n, measured and margin as mean [min, max], reason."""
-    lines = ["| module | check | test | held | measured | margin | why this threshold |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| module | check | test | held | measured | margin | why this threshold |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in modules:
         for key, c in m["checks"].items():
             if c["kind"] != kind:
                 continue
             test = f"{c['op']} {_num(c['threshold'])}"
-            lines.append("| " + " | ".join([
-                _cell(m["name"]), _cell(key), test, f"{c['held']}/{c['of']}",
-                format_spread(c["measured"]), format_spread(c["margin"]), _cell(c["reason"])]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        _cell(m["name"]),
+                        _cell(key),
+                        test,
+                        f"{c['held']}/{c['of']}",
+                        format_spread(c["measured"]),
+                        format_spread(c["margin"]),
+                        _cell(c["reason"]),
+                    ]
+                )
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -258,6 +308,7 @@ def error_of(result: MemoResult) -> str | None:
 
 def format_figures(figures: dict[str, Any]) -> str:
     """``a=1.2, b=3`` with floats shown to 3 significant digits, for one table cell."""
+
     def show(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.3g}"
@@ -286,16 +337,27 @@ def summary_table(results: Iterable[MemoResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_dict(results: Sequence[MemoResult], *, quick: bool, seed: int,
-                 seeds: Sequence[int] | None = None, wall_seconds: float | None = None) -> dict[str, Any]:
+def summary_dict(
+    results: Sequence[MemoResult],
+    *,
+    quick: bool,
+    seed: int,
+    seeds: Sequence[int] | None = None,
+    wall_seconds: float | None = None,
+) -> dict[str, Any]:
     """The JSON summary: per module the headline fields (full metrics stay in each result.json).
 
     With several seeds, ``modules`` holds one :func:`aggregate` per module.
     """
     if seeds is not None and len(seeds) > 1:
         modules = [aggregate(group) for group in group_by_module(results)]
-        return {"quick": quick, "seeds": list(seeds), "wall_seconds": wall_seconds,
-                "all_held": bool(modules) and all(m["held"] for m in modules), "modules": modules}
+        return {
+            "quick": quick,
+            "seeds": list(seeds),
+            "wall_seconds": wall_seconds,
+            "all_held": bool(modules) and all(m["held"] for m in modules),
+            "modules": modules,
+        }
     return {
         "quick": quick,
         "seed": seed,
@@ -318,8 +380,13 @@ def summary_dict(results: Sequence[MemoResult], *, quick: bool, seed: int,
 
 
 def write_summary(
-    results: Sequence[MemoResult], out: str | Path, *, quick: bool, seed: int,
-    seeds: Sequence[int] | None = None, wall_seconds: float | None = None,
+    results: Sequence[MemoResult],
+    out: str | Path,
+    *,
+    quick: bool,
+    seed: int,
+    seeds: Sequence[int] | None = None,
+    wall_seconds: float | None = None,
 ) -> tuple[Path, Path]:
     """Write ``summary.md`` and ``summary.json`` under ``out`` atomically; return their paths."""
     out = Path(out)
@@ -333,8 +400,10 @@ def write_summary(
             f"{held} of {len(modules)} claims held on at least {required_seeds(len(seeds))} of {len(seeds)} "
             f"seeds ({'quick' if quick else 'full'} run, seeds {','.join(map(str, seeds))}{wall}).\n\n"
             + seeds_summary_table(modules)
-            + "\n## Claim checks (the paper's point)\n\n" + checks_table(modules, "claim")
-            + "\n## Sanity checks (hold by construction)\n\n" + checks_table(modules, "sanity")
+            + "\n## Claim checks (the paper's point)\n\n"
+            + checks_table(modules, "claim")
+            + "\n## Sanity checks (hold by construction)\n\n"
+            + checks_table(modules, "sanity")
         )
         md = atomic_write_text(out / "summary.md", text)
         js = atomic_write_json(out / "summary.json", summary)

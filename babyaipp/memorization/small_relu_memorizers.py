@@ -179,14 +179,20 @@ def partition_blocks(ts: np.ndarray, n_blocks: int, capacity: int) -> list[np.nd
         else:
             hi = min(start + capacity, n)
             lo = min(hi, max(start + 1, start + capacity - window + 1, n - (n_blocks - k - 1) * capacity))
-            end = lo + int(np.argmax(gaps[lo - 1:hi])) if lo < n else n
+            end = lo + int(np.argmax(gaps[lo - 1 : hi])) if lo < n else n
         blocks.append(np.arange(start, end))
         start = end
     return blocks
 
 
-def build_three_layer(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, slack: float = 0.15,
-                      draws: int = 8, gap_fraction: float = 0.1) -> ExplicitNet:
+def build_three_layer(
+    x: np.ndarray,
+    y: np.ndarray,
+    rng: np.random.Generator,
+    slack: float = 0.15,
+    draws: int = 8,
+    gap_fraction: float = 0.1,
+) -> ExplicitNet:
     """Explicit 3-layer ReLU memoriser of (x, y) with widths ``three_layer_widths(N, slack)``.
 
     Any direction with distinct projections works; among ``draws`` random ones we keep the net
@@ -203,8 +209,9 @@ def build_three_layer(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, sl
     return best[1]
 
 
-def _three_layer_for_direction(x: np.ndarray, y: np.ndarray, u: np.ndarray, slack: float,
-                               gap_fraction: float) -> ExplicitNet:
+def _three_layer_for_direction(
+    x: np.ndarray, y: np.ndarray, u: np.ndarray, slack: float, gap_fraction: float
+) -> ExplicitNet:
     """The construction of the module docstring for one projection direction ``u``."""
     t = x @ u
     n_blocks, capacity = best_block_grid(len(x), slack)
@@ -280,8 +287,9 @@ def narrow_width(n_points: int, input_dim: int, fraction: float) -> int:
     return width
 
 
-def train_three_layer(n_points: int, cfg: SmallReluMemorizersConfig, seed: int,
-                      width: int | None = None) -> dict[str, Any]:
+def train_three_layer(
+    n_points: int, cfg: SmallReluMemorizersConfig, seed: int, width: int | None = None
+) -> dict[str, Any]:
     """Full-batch Adam on random +-1 labels for a 3-layer ReLU net of width ceil(c sqrt(N)) per layer.
 
     ``width`` overrides the per-layer width (the narrow net of the necessity check).
@@ -291,8 +299,9 @@ def train_three_layer(n_points: int, cfg: SmallReluMemorizersConfig, seed: int,
     y = torch.randint(0, 2, (n_points,), generator=gen).float() * 2 - 1
     if width is None:
         width = math.ceil(cfg.train_width_factor * math.sqrt(n_points))
-    net = nn.Sequential(nn.Linear(cfg.input_dim, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
-                        nn.Linear(width, 1))
+    net = nn.Sequential(
+        nn.Linear(cfg.input_dim, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1)
+    )
     opt = torch.optim.Adam(net.parameters(), lr=cfg.train_lr)
     steps, losses = [], []
     for step in range(cfg.train_steps):
@@ -305,11 +314,16 @@ def train_three_layer(n_points: int, cfg: SmallReluMemorizersConfig, seed: int,
             losses.append(loss.item())
     with torch.no_grad():
         out = net(x).squeeze(1)
-    return {"N": n_points, "width_per_layer": width, "total_width": 2 * width,
-            "parameters": sum(p.numel() for p in net.parameters()),
-            "final_mse": float(((out - y) ** 2).mean()),
-            "sign_accuracy": float((out.sign() == y).float().mean()),
-            "steps": steps, "loss": losses}
+    return {
+        "N": n_points,
+        "width_per_layer": width,
+        "total_width": 2 * width,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "final_mse": float(((out - y) ** 2).mean()),
+        "sign_accuracy": float((out.sign() == y).float().mean()),
+        "steps": steps,
+        "loss": losses,
+    }
 
 
 def run(cfg: SmallReluMemorizersConfig) -> Outcome:
@@ -321,15 +335,20 @@ def run(cfg: SmallReluMemorizersConfig) -> Outcome:
         deep = build_three_layer(x, y, rng, cfg.boundary_slack, cfg.projection_draws)
         shallow = build_two_layer(x, y, rng, cfg.projection_draws)
         d1, d2 = deep.widths
-        constructions.append({
-            "N": n, "d1": d1, "d2": d2, "three_layer_total_width": d1 + d2,
-            "width_over_sqrt_N": (d1 + d2) / math.sqrt(n),
-            "condition_(d1+1)(d2+1)/4": (d1 + 1) * (d2 + 1) / 4,
-            "three_layer_max_abs_error": float(np.max(np.abs(deep(x) - y))),
-            "three_layer_max_abs_weight": float(max(np.abs(w).max() for w, _ in deep.hidden)),
-            "two_layer_width": shallow.widths[0],
-            "two_layer_max_abs_error": float(np.max(np.abs(shallow(x) - y))),
-        })
+        constructions.append(
+            {
+                "N": n,
+                "d1": d1,
+                "d2": d2,
+                "three_layer_total_width": d1 + d2,
+                "width_over_sqrt_N": (d1 + d2) / math.sqrt(n),
+                "condition_(d1+1)(d2+1)/4": (d1 + 1) * (d2 + 1) / 4,
+                "three_layer_max_abs_error": float(np.max(np.abs(deep(x) - y))),
+                "three_layer_max_abs_weight": float(max(np.abs(w).max() for w, _ in deep.hidden)),
+                "two_layer_width": shallow.widths[0],
+                "two_layer_max_abs_error": float(np.max(np.abs(shallow(x) - y))),
+            }
+        )
     sizes = [c["N"] for c in constructions]
     slope3 = loglog_slope(sizes, [c["three_layer_total_width"] for c in constructions])
     slope2 = loglog_slope(sizes, [c["two_layer_width"] for c in constructions])
@@ -341,8 +360,9 @@ def run(cfg: SmallReluMemorizersConfig) -> Outcome:
         "constructions": constructions,
         "three_layer_loglog_slope": slope3,
         "two_layer_loglog_slope": slope2,
-        "max_construction_error": max(max(c["three_layer_max_abs_error"], c["two_layer_max_abs_error"])
-                                      for c in constructions),
+        "max_construction_error": max(
+            max(c["three_layer_max_abs_error"], c["two_layer_max_abs_error"]) for c in constructions
+        ),
         "trained": trained,
         "largest_trained_sign_accuracy": largest["sign_accuracy"],
         "largest_trained_mse": largest["final_mse"],
@@ -352,29 +372,41 @@ def run(cfg: SmallReluMemorizersConfig) -> Outcome:
     fit2 = [c["two_layer_max_abs_error"] for c in constructions]
     checks = {
         "three_layer_exact_fit_all_N": sanity(
-            max(fit3), "<", cfg.fit_tol, "the explicit construction interpolates by design"),
+            max(fit3), "<", cfg.fit_tol, "the explicit construction interpolates by design"
+        ),
         "two_layer_exact_fit_all_N": sanity(
-            max(fit2), "<", cfg.fit_tol, "the piecewise-linear interpolant fits by design"),
+            max(fit2), "<", cfg.fit_tol, "the piecewise-linear interpolant fits by design"
+        ),
         "widths_satisfy_stated_condition": sanity(
-            min(c["condition_(d1+1)(d2+1)/4"] / c["N"] for c in constructions), ">=", 1.0,
-            "(d1+1)(d2+1)/(4N): the widths are chosen from this formula"),
+            min(c["condition_(d1+1)(d2+1)/4"] / c["N"] for c in constructions),
+            ">=",
+            1.0,
+            "(d1+1)(d2+1)/(4N): the widths are chosen from this formula",
+        ),
         "three_layer_width_slope_in_[0.4,0.6]": sanity(
-            abs(slope3 - 0.5), "<=", 0.1, "|slope − 1/2|: widths are computed, not learnt"),
+            abs(slope3 - 0.5), "<=", 0.1, "|slope − 1/2|: widths are computed, not learnt"
+        ),
         "two_layer_width_slope_in_[0.9,1.1]": sanity(
-            abs(slope2 - 1.0), "<=", 0.1, "|slope − 1|: width N − 1 by construction"),
+            abs(slope2 - 1.0), "<=", 0.1, "|slope − 1|: width N − 1 by construction"
+        ),
         "trained_largest_N_sign_accuracy": claim(
-            largest["sign_accuracy"], ">=", cfg.target_accuracy,
-            "SGD-trained width ⌈2√N⌉ nets fit N random ±1 labels (sufficiency, found by training)"),
+            largest["sign_accuracy"],
+            ">=",
+            cfg.target_accuracy,
+            "SGD-trained width ⌈2√N⌉ nets fit N random ±1 labels (sufficiency, found by training)",
+        ),
         "narrow_net_cannot_memorise": claim(
-            narrow["final_mse"], ">=", cfg.narrow_min_mse,
-            f"train MSE of a net with <= {cfg.narrow_param_fraction:g}·N parameters (necessity of width ~√N)"),
+            narrow["final_mse"],
+            ">=",
+            cfg.narrow_min_mse,
+            f"train MSE of a net with <= {cfg.narrow_param_fraction:g}·N parameters (necessity of width ~√N)",
+        ),
     }
     biggest = constructions[-1]
     key_figures = {
         "3-layer width slope": round(slope3, 3),
         "2-layer width slope": round(slope2, 3),
-        f"width 3L/2L at N={biggest['N']}": (
-            f"{biggest['three_layer_total_width']}/{biggest['two_layer_width']}"),
+        f"width 3L/2L at N={biggest['N']}": (f"{biggest['three_layer_total_width']}/{biggest['two_layer_width']}"),
         f"trained acc N={largest['N']}": round(largest["sign_accuracy"], 3),
         f"narrow (width {thin}) MSE": round(narrow["final_mse"], 3),
     }
@@ -382,29 +414,46 @@ def run(cfg: SmallReluMemorizersConfig) -> Outcome:
     def plot(fig: Any) -> None:
         ax_w, ax_t = fig.subplots(1, 2)
         ns = np.asarray(sizes, dtype=float)
-        ax_w.loglog(ns, [c["three_layer_total_width"] for c in constructions], "o-",
-                    label=f"3-layer construction d1+d2 (slope {slope3:.2f})")
-        ax_w.loglog(ns, [c["two_layer_width"] for c in constructions], "s-",
-                    label=f"2-layer construction (slope {slope2:.2f})")
+        ax_w.loglog(
+            ns,
+            [c["three_layer_total_width"] for c in constructions],
+            "o-",
+            label=f"3-layer construction d1+d2 (slope {slope3:.2f})",
+        )
+        ax_w.loglog(
+            ns, [c["two_layer_width"] for c in constructions], "s-", label=f"2-layer construction (slope {slope2:.2f})"
+        )
         ax_w.loglog(ns, 4 * np.sqrt(ns), ":", color="gray", label="4·√N")
-        ax_w.loglog([r["N"] for r in trained], [r["total_width"] for r in trained], "^", color="tab:green",
-                    label="trained 3-layer nets (total width)")
+        ax_w.loglog(
+            [r["N"] for r in trained],
+            [r["total_width"] for r in trained],
+            "^",
+            color="tab:green",
+            label="trained 3-layer nets (total width)",
+        )
         worst = max(c["three_layer_max_abs_error"] for c in constructions)
         ax_w.set_xlabel("number of memorised points N")
         ax_w.set_ylabel("total hidden width")
-        ax_w.set_title(f"Explicit nets, x∈R^{cfg.input_dim}, y~U[−1,1]: max |f(x_i)−y_i| = {worst:.1e}",
-                       fontsize=9)
+        ax_w.set_title(f"Explicit nets, x∈R^{cfg.input_dim}, y~U[−1,1]: max |f(x_i)−y_i| = {worst:.1e}", fontsize=9)
         ax_w.legend(fontsize=8)
         for r in trained:
-            ax_t.semilogy(r["steps"], r["loss"],
-                          label=f"N={r['N']}, width {r['width_per_layer']}×2, acc {r['sign_accuracy']:.3f}")
-        ax_t.semilogy(narrow["steps"], narrow["loss"], "k--",
-                      label=f"N={narrow['N']}, narrow width {narrow['width_per_layer']}×2 "
-                            f"({narrow['parameters']} params), acc {narrow['sign_accuracy']:.3f}")
+            ax_t.semilogy(
+                r["steps"], r["loss"], label=f"N={r['N']}, width {r['width_per_layer']}×2, acc {r['sign_accuracy']:.3f}"
+            )
+        ax_t.semilogy(
+            narrow["steps"],
+            narrow["loss"],
+            "k--",
+            label=f"N={narrow['N']}, narrow width {narrow['width_per_layer']}×2 "
+            f"({narrow['parameters']} params), acc {narrow['sign_accuracy']:.3f}",
+        )
         ax_t.set_xlabel("Adam step (full batch)")
         ax_t.set_ylabel("train MSE on random ±1 labels")
-        ax_t.set_title(f"Trained 3-layer ReLU nets, width ⌈{cfg.train_width_factor:g}√N⌉ per layer; "
-                       f"dashed: <= {cfg.narrow_param_fraction:g}·N parameters", fontsize=9)
+        ax_t.set_title(
+            f"Trained 3-layer ReLU nets, width ⌈{cfg.train_width_factor:g}√N⌉ per layer; "
+            f"dashed: <= {cfg.narrow_param_fraction:g}·N parameters",
+            fontsize=9,
+        )
         ax_t.legend(fontsize=8)
 
     return Outcome(metrics=metrics, checks=checks, key_figures=key_figures, plot=plot)
@@ -413,11 +462,11 @@ def run(cfg: SmallReluMemorizersConfig) -> Outcome:
 SPEC = MemoSpec(
     name="small_relu_memorizers",
     paper="Yun, Sra & Jadbabaie, Small ReLU networks are powerful memorizers: a tight analysis of "
-          "memorization capacity (NeurIPS 2019)",
+    "memorization capacity (NeurIPS 2019)",
     claim="A 3-layer ReLU network with total hidden width of order √N memorises N arbitrary points exactly, "
-          "while the 2-layer construction needs width of order N.",
+    "while the 2-layer construction needs width of order N.",
     config_cls=SmallReluMemorizersConfig,
     run=run,
     paper_headline="'3-layer ReLU networks with Ω(√N) hidden nodes can perfectly memorize most datasets "
-                   "with N points'; width Θ(√N) is necessary and sufficient",
+    "with N points'; width Θ(√N) is necessary and sufficient",
 )

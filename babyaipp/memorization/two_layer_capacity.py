@@ -251,8 +251,14 @@ def relu_interpolation_network(x: np.ndarray, y: np.ndarray, margin: float = 2.0
         slope = max(margin * float(np.max(np.abs(x @ v + v0) / room)), 1.0)
         kw, half = slope * slab.normal, slab.gap / 2
         w = np.stack([v + kw, kw, v + kw, kw])
-        b = np.array([v0 + slope * (-slab.offset + half), slope * (-slab.offset + half),
-                      v0 + slope * (-slab.offset - half), slope * (-slab.offset - half)])
+        b = np.array(
+            [
+                v0 + slope * (-slab.offset + half),
+                slope * (-slab.offset + half),
+                v0 + slope * (-slab.offset - half),
+                slope * (-slab.offset - half),
+            ]
+        )
         units.append(TwoLayerNet(w, b, np.array([1.0, -1.0, -1.0, 1.0]), "relu"))
     return concat(units, "relu", d)
 
@@ -271,8 +277,9 @@ def relative_error(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum((pred - y) ** 2) / np.sum(y**2))
 
 
-def ntk_network(x: np.ndarray, y: np.ndarray, eps: float, block_fraction: float,
-                rng: np.random.Generator, max_blocks: int = 200) -> tuple[TwoLayerNet, FitTrace]:
+def ntk_network(
+    x: np.ndarray, y: np.ndarray, eps: float, block_fraction: float, rng: np.random.Generator, max_blocks: int = 200
+) -> tuple[TwoLayerNet, FitTrace]:
     """Residual fitting with blocks of lazy (tangent) ReLU neurons, realised as ReLU pairs."""
     n, d = x.shape
     block = max(1, math.ceil(block_fraction * n / d))
@@ -291,8 +298,11 @@ def ntk_network(x: np.ndarray, y: np.ndarray, eps: float, block_fraction: float,
             tau = np.min(np.where(slope > 0, pre / slope, np.inf), axis=0)
         tau = np.where(np.isfinite(tau), tau, 1.0)
         step = tau[:, None] * u / 2
-        units.append(TwoLayerNet(np.concatenate([w + step, w - step]), np.zeros(2 * block),
-                                 np.concatenate([1 / tau, -1 / tau]), "relu"))
+        units.append(
+            TwoLayerNet(
+                np.concatenate([w + step, w - step]), np.zeros(2 * block), np.concatenate([1 / tau, -1 / tau]), "relu"
+            )
+        )
         residual = y - concat(units, "relu", d)(x)
         trace.neurons.append(2 * block * len(units))
         trace.rel_error.append(relative_error(y - residual, y))
@@ -300,9 +310,16 @@ def ntk_network(x: np.ndarray, y: np.ndarray, eps: float, block_fraction: float,
 
 
 # ------------------------------------------------------------------------ complex recombination
-def recombination_network(x: np.ndarray, y: np.ndarray, eps: float, block_fraction: float,
-                          pool_factor: int, frequency: float, rng: np.random.Generator,
-                          max_blocks: int = 500) -> tuple[TwoLayerNet, FitTrace]:
+def recombination_network(
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    block_fraction: float,
+    pool_factor: int,
+    frequency: float,
+    rng: np.random.Generator,
+    max_blocks: int = 500,
+) -> tuple[TwoLayerNet, FitTrace]:
     """Iterative residual fitting with the most residual-correlated random complex neurons."""
     n, d = x.shape
     block = max(1, math.ceil(block_fraction * n / d))
@@ -381,35 +398,49 @@ def measure_one(n: int, d: int, cfg: TwoLayerCapacityConfig, rng: np.random.Gene
     row: dict[str, Any] = {"n": n, "d": d}
 
     baum = baum_threshold_network(x, bits)
-    row["baum"] = {"neurons": baum.neurons, "errors": int(np.sum(baum(x) != bits)),
-                   "minority": int(min(bits.sum(), n - bits.sum())),
-                   "stated": 2 * math.ceil(min(bits.sum(), n - bits.sum()) / d)}
+    row["baum"] = {
+        "neurons": baum.neurons,
+        "errors": int(np.sum(baum(x) != bits)),
+        "minority": int(min(bits.sum(), n - bits.sum())),
+        "stated": 2 * math.ceil(min(bits.sum(), n - bits.sum()) / d),
+    }
     relu_real = relu_interpolation_network(x, real)
     relu_sign = relu_interpolation_network(x, signs)
-    row["relu"] = {"neurons": relu_real.neurons, "stated": 4 * math.ceil(n / d),
-                   "max_abs_error": float(np.max(np.abs(relu_real(x) - real))),
-                   "max_abs_error_signs": float(np.max(np.abs(relu_sign(x) - signs))),
-                   "total_weight": relu_sign.total_weight(), "sum_sq": relu_sign.sum_sq_weights()}
+    row["relu"] = {
+        "neurons": relu_real.neurons,
+        "stated": 4 * math.ceil(n / d),
+        "max_abs_error": float(np.max(np.abs(relu_real(x) - real))),
+        "max_abs_error_signs": float(np.max(np.abs(relu_sign(x) - signs))),
+        "total_weight": relu_sign.total_weight(),
+        "sum_sq": relu_sign.sum_sq_weights(),
+    }
     for method in ("ntk", "recombination"):
         row[method] = {}
         for eps in cfg.eps_values:
             if method == "ntk":
                 net, trace = ntk_network(x, signs, eps, cfg.block_fraction, rng)
             else:
-                net, trace = recombination_network(x, signs, eps, cfg.block_fraction, cfg.pool_factor,
-                                                   cfg.frequency, rng)
+                net, trace = recombination_network(
+                    x, signs, eps, cfg.block_fraction, cfg.pool_factor, cfg.frequency, rng
+                )
             row[method][str(eps)] = {
-                "neurons": net.neurons, "rel_error": relative_error(net(x), signs),
-                "total_weight": net.total_weight(), "sum_sq": net.sum_sq_weights(),
+                "neurons": net.neurons,
+                "rel_error": relative_error(net(x), signs),
+                "total_weight": net.total_weight(),
+                "sum_sq": net.sum_sq_weights(),
                 "per_n_over_d_log": net.neurons / (n / d * math.log(1 / eps)),
-                "trace_neurons": trace.neurons, "trace_error": trace.rel_error,
+                "trace_neurons": trace.neurons,
+                "trace_error": trace.rel_error,
             }
     # Ablation baseline: the same residual fitting with no selection (plain least squares on fresh
     # random cos features), at the smallest ε.
     eps = min(cfg.eps_values)
     plain, _ = recombination_network(x, signs, eps, cfg.block_fraction, 1, cfg.frequency, rng)
-    row["plain_least_squares"] = {"neurons": plain.neurons, "rel_error": relative_error(plain(x), signs),
-                                  "total_weight": plain.total_weight()}
+    row["plain_least_squares"] = {
+        "neurons": plain.neurons,
+        "rel_error": relative_error(plain(x), signs),
+        "total_weight": plain.total_weight(),
+    }
     return row
 
 
@@ -432,48 +463,80 @@ def run(config: TwoLayerCapacityConfig) -> Outcome:
     rows = [measure_one(n, d, config, rng) for d in config.dims for n in config.sizes]
     eps_main = str(min(config.eps_values))
 
-    baum_ok = all(r["baum"]["errors"] == 0 and r["baum"]["neurons"] == r["baum"]["stated"]
-                  <= math.ceil(r["n"] / r["d"]) + 1 for r in rows)
-    relu_ok = all(r["relu"]["max_abs_error"] < config.relu_tolerance
-                  and r["relu"]["max_abs_error_signs"] < config.relu_tolerance
-                  and r["relu"]["neurons"] == r["relu"]["stated"] for r in rows)
+    baum_ok = all(
+        r["baum"]["errors"] == 0 and r["baum"]["neurons"] == r["baum"]["stated"] <= math.ceil(r["n"] / r["d"]) + 1
+        for r in rows
+    )
+    relu_ok = all(
+        r["relu"]["max_abs_error"] < config.relu_tolerance
+        and r["relu"]["max_abs_error_signs"] < config.relu_tolerance
+        and r["relu"]["neurons"] == r["relu"]["stated"]
+        for r in rows
+    )
     ntk_eps = all(v["rel_error"] <= float(e) for r in rows for e, v in r["ntk"].items())
     # O((n/d)·log(1/ε)): the measured constant c = units / ((n/d)·log(1/ε)) must not grow with n.
-    ntk_growth = {f"d={d},eps={e}": ntk_constant_growth(rows, d, e) for d in config.dims
-                  for e in map(str, config.eps_values)}
-    units_exponent = {f"d={d},eps={e}": loglog_slope([r["n"] for r in rows if r["d"] == d],
-                                                     [r["ntk"][e]["neurons"] for r in rows if r["d"] == d])
-                      for d in config.dims for e in map(str, config.eps_values)}
+    ntk_growth = {
+        f"d={d},eps={e}": ntk_constant_growth(rows, d, e) for d in config.dims for e in map(str, config.eps_values)
+    }
+    units_exponent = {
+        f"d={d},eps={e}": loglog_slope(
+            [r["n"] for r in rows if r["d"] == d], [r["ntk"][e]["neurons"] for r in rows if r["d"] == d]
+        )
+        for d in config.dims
+        for e in map(str, config.eps_values)
+    }
     rec_eps = all(v["rel_error"] <= float(e) for r in rows for e, v in r["recombination"].items())
-    rec_bound = max(v["neurons"] / (r["n"] / r["d"] * math.log(1 / float(e)) / float(e))
-                    for r in rows for e, v in r["recombination"].items())
-    ratios = [min(r["relu"]["total_weight"], r["ntk"][eps_main]["total_weight"])
-              / r["recombination"][eps_main]["total_weight"] for r in rows]
+    rec_bound = max(
+        v["neurons"] / (r["n"] / r["d"] * math.log(1 / float(e)) / float(e))
+        for r in rows
+        for e, v in r["recombination"].items()
+    )
+    ratios = [
+        min(r["relu"]["total_weight"], r["ntk"][eps_main]["total_weight"])
+        / r["recombination"][eps_main]["total_weight"]
+        for r in rows
+    ]
     savings = [r["plain_least_squares"]["neurons"] / r["recombination"][eps_main]["neurons"] for r in rows]
     rec_weight_exponent = max(
-        loglog_slope([r["n"] for r in rows if r["d"] == d],
-                     [r["recombination"][eps_main]["total_weight"] for r in rows if r["d"] == d])
-        for d in config.dims)
+        loglog_slope(
+            [r["n"] for r in rows if r["d"] == d],
+            [r["recombination"][eps_main]["total_weight"] for r in rows if r["d"] == d],
+        )
+        for d in config.dims
+    )
     checks = {
         "baum_exact_with_2ceil_m_over_d_units": sanity(
-            float(baum_ok), ">=", 1, "Baum's slabs are exact by construction (1 = every (n, d))"),
+            float(baum_ok), ">=", 1, "Baum's slabs are exact by construction (1 = every (n, d))"
+        ),
         "relu_interpolates_with_4ceil_n_over_d_units": sanity(
-            float(relu_ok), ">=", 1, "the slab construction interpolates by design (1 = every (n, d))"),
+            float(relu_ok), ">=", 1, "the slab construction interpolates by design (1 = every (n, d))"
+        ),
         "ntk_reaches_eps": sanity(float(ntk_eps), ">=", 1, "residual fitting runs until it reaches ε"),
         "recombination_reaches_eps": sanity(float(rec_eps), ">=", 1, "residual fitting runs until ε"),
         "ntk_units_linear_in_n": claim(
-            max(units_exponent.values()), "<=", config.units_exponent_max,
-            "fitted exponent of NTK neurons against n: O((n/d)·log(1/ε)) is linear in n"),
+            max(units_exponent.values()),
+            "<=",
+            config.units_exponent_max,
+            "fitted exponent of NTK neurons against n: O((n/d)·log(1/ε)) is linear in n",
+        ),
         "recombination_units_within_n_over_d_log_over_eps": claim(
-            rec_bound, "<=", 1.0, "neurons / ((n/d)·log(1/ε)/ε): the paper's bound with constant 1"),
+            rec_bound, "<=", 1.0, "neurons / ((n/d)·log(1/ε)/ε): the paper's bound with constant 1"
+        ),
         "recombination_weights_several_times_smaller": claim(
-            min(ratios), ">=", config.weight_ratio, "smallest W(ReLU or NTK) / W(recombination) over (n, d)"),
+            min(ratios), ">=", config.weight_ratio, "smallest W(ReLU or NTK) / W(recombination) over (n, d)"
+        ),
         "recombination_weight_near_sqrt_n": claim(
-            rec_weight_exponent, "<=", config.weight_exponent_max,
-            "fitted exponent of the recombination's W against n (√n is optimal)"),
+            rec_weight_exponent,
+            "<=",
+            config.weight_exponent_max,
+            "fitted exponent of the recombination's W against n (√n is optimal)",
+        ),
         "selection_saves_neurons": claim(
-            min(savings), ">=", config.selection_saving_min,
-            "neurons of plain least squares / of the recombination at the same ε"),
+            min(savings),
+            ">=",
+            config.selection_saving_min,
+            "neurons of plain least squares / of the recombination at the same ε",
+        ),
     }
 
     slopes: dict[str, dict[str, float]] = {}
@@ -493,27 +556,31 @@ def run(config: TwoLayerCapacityConfig) -> Outcome:
         "weight_ratios": [float(v) for v in ratios],
         "weight_growth_exponent": slopes,
         "recombination_constant_vs_n_over_d_log": [
-            float(r["recombination"][eps_main]["per_n_over_d_log"]) for r in rows],
+            float(r["recombination"][eps_main]["per_n_over_d_log"]) for r in rows
+        ],
         "ntk_constant_vs_n_over_d_log": [float(r["ntk"][eps_main]["per_n_over_d_log"]) for r in rows],
         "ntk_constant_growth_over_n": ntk_growth,
         "ntk_units_exponent": units_exponent,
         "recombination_weight_exponent": rec_weight_exponent,
-        "weight_over_sqrt_n": [float(r["recombination"][eps_main]["total_weight"] / math.sqrt(r["n"]))
-                               for r in rows],
+        "weight_over_sqrt_n": [float(r["recombination"][eps_main]["total_weight"] / math.sqrt(r["n"])) for r in rows],
         "plain_over_selected_neurons": savings,
     }
     key_figures = {
         "n,d": f"{big['n']},{big['d']}",
-        "W relu/ntk/rec": "/".join(f"{v:.3g}" for v in (big["relu"]["total_weight"],
-                                                          big["ntk"][eps_main]["total_weight"],
-                                                          big["recombination"][eps_main]["total_weight"])),
+        "W relu/ntk/rec": "/".join(
+            f"{v:.3g}"
+            for v in (
+                big["relu"]["total_weight"],
+                big["ntk"][eps_main]["total_weight"],
+                big["recombination"][eps_main]["total_weight"],
+            )
+        ),
         "min W ratio": round(float(min(ratios)), 1),
         "rec units/(n/d·log)": round(float(big["recombination"][eps_main]["per_n_over_d_log"]), 2),
         "rec W/√n": round(float(big["recombination"][eps_main]["total_weight"] / math.sqrt(big["n"])), 1),
         "rec W exponent": round(float(rec_weight_exponent), 2),
     }
-    return Outcome(metrics=metrics, checks=checks, key_figures=key_figures,
-                   plot=lambda fig: plot(fig, metrics, config))
+    return Outcome(metrics=metrics, checks=checks, key_figures=key_figures, plot=lambda fig: plot(fig, metrics, config))
 
 
 # ------------------------------------------------------------------------------------ figure
@@ -539,8 +606,7 @@ def plot(fig: Any, metrics: dict[str, Any], config: TwoLayerCapacityConfig) -> N
             "recombination": [r["recombination"][eps_main]["neurons"] for r in sub],
         }
         for m, ys in series.items():
-            ax_n.plot(ns, ys, style, marker="o", ms=3, color=COLORS[m],
-                      label=METHOD_LABELS[m] if i == 0 else None)
+            ax_n.plot(ns, ys, style, marker="o", ms=3, color=COLORS[m], label=METHOD_LABELS[m] if i == 0 else None)
         for m in ("relu", "ntk", "recombination"):
             ws = [r[m]["total_weight"] if m == "relu" else r[m][eps_main]["total_weight"] for r in sub]
             label = "ReLU slabs" if m == "relu" else METHOD_LABELS[m]
@@ -549,35 +615,51 @@ def plot(fig: Any, metrics: dict[str, Any], config: TwoLayerCapacityConfig) -> N
         ax_n.plot([], [], STYLES[i % len(STYLES)], color="k", label=f"d = {d}")
     all_n = np.array(sorted({r["n"] for r in rows}), dtype=float)
     ax_w.plot(all_n, np.sqrt(all_n), "k:", lw=1, label="√n (heuristic lower-bound scale)")
-    ax_n.set(xlabel="n (points)", ylabel="neurons (hidden units)",
-             title=f"Network size\n(NTK and recombination at ε = {eps_main})")
+    ax_n.set(
+        xlabel="n (points)",
+        ylabel="neurons (hidden units)",
+        title=f"Network size\n(NTK and recombination at ε = {eps_main})",
+    )
     ax_n.legend(fontsize=6.5)
-    ax_w.set(xscale="log", yscale="log", xlabel="n (points)", ylabel="total weight Σ|a|·‖w‖ (Lipschitz bound)",
-             title=f"Weight size on ±1 labels, ε = {eps_main}\n(Baum's step units: infinite)")
+    ax_w.set(
+        xscale="log",
+        yscale="log",
+        xlabel="n (points)",
+        ylabel="total weight Σ|a|·‖w‖ (Lipschitz bound)",
+        title=f"Weight size on ±1 labels, ε = {eps_main}\n(Baum's step units: infinite)",
+    )
     ax_w.set_xticks(all_n, [str(int(v)) for v in all_n], fontsize=7)
     ax_w.xaxis.set_minor_locator(NullLocator())
     ax_w.legend(fontsize=6.5)
     big = rows[-1]
     for m in ("ntk", "recombination"):
         tr = big[m][eps_main]
-        ax_e.semilogy(tr["trace_neurons"], tr["trace_error"], marker=".", color=COLORS[m],
-                      label=METHOD_LABELS[m])
+        ax_e.semilogy(tr["trace_neurons"], tr["trace_error"], marker=".", color=COLORS[m], label=METHOD_LABELS[m])
     for e in config.eps_values:
         ax_e.axhline(e, color="k", ls=":", lw=0.8)
-    ax_e.set(xlabel="neurons (hidden units)", ylabel="relative squared error ‖f(X)−y‖²/‖y‖²",
-             title=f"Residual fit, n={big['n']}, d={big['d']}\n(a marker per block; dotted: ε)")
+    ax_e.set(
+        xlabel="neurons (hidden units)",
+        ylabel="relative squared error ‖f(X)−y‖²/‖y‖²",
+        title=f"Residual fit, n={big['n']}, d={big['d']}\n(a marker per block; dotted: ε)",
+    )
     ax_e.legend(fontsize=6.5)
 
 
 SPEC = MemoSpec(
     name="two_layer_capacity",
-    paper=("Bubeck, Eldan, Lee, Mikulincer, Network size and weights size for memorization with "
-           "two-layers neural networks (NeurIPS 2020)"),
-    claim=("Baum's ~n/d threshold units, 4⌈n/d⌉ ReLUs and ~(n/d)log(1/ε) NTK neurons memorise n points, "
-           "but with large weights; complex recombination memorises to ε with weights several times smaller."),
+    paper=(
+        "Bubeck, Eldan, Lee, Mikulincer, Network size and weights size for memorization with "
+        "two-layers neural networks (NeurIPS 2020)"
+    ),
+    claim=(
+        "Baum's ~n/d threshold units, 4⌈n/d⌉ ReLUs and ~(n/d)log(1/ε) NTK neurons memorise n points, "
+        "but with large weights; complex recombination memorises to ε with weights several times smaller."
+    ),
     config_cls=TwoLayerCapacityConfig,
     run=run,
-    paper_headline=("⌈n/d⌉ threshold neurons (Baum), 4× that for real labels with ReLU, O((n/d)log(1/ε)) "
-                    "NTK neurons, and O((n/d)·log(1/ε)/ε) neurons with nearly-optimal weight size via "
-                    "complex recombination"),
+    paper_headline=(
+        "⌈n/d⌉ threshold neurons (Baum), 4× that for real labels with ReLU, O((n/d)log(1/ε)) "
+        "NTK neurons, and O((n/d)·log(1/ε)/ε) neurons with nearly-optimal weight size via "
+        "complex recombination"
+    ),
 )

@@ -58,7 +58,12 @@ class FlatTokens(BaseFeaturesExtractor):
 def stub_model() -> PPO:
     env = make_tokenized(ENV)
     return PPO(
-        "MultiInputPolicy", env, seed=0, n_steps=64, batch_size=64, device="cpu",
+        "MultiInputPolicy",
+        env,
+        seed=0,
+        n_steps=64,
+        batch_size=64,
+        device="cpu",
         policy_kwargs={"features_extractor_class": FlatTokens, "normalize_images": False},
     )
 
@@ -74,10 +79,12 @@ def test_binomial_se_and_gap_on_hand_made_numbers():
     assert binomial_se(0, 10) == 0.0 and binomial_se(10, 10) == 0.0
     assert binomial_se(0, 0) == 0.0
     assert difference_se(0.03, 0.04) == pytest.approx(0.05)
-    gap = split_gap({
-        "Train": {"success_rate": 0.9, "success_se": math.sqrt(0.9 * 0.1 / 100)},
-        "TargetPairOnly": {"success_rate": 0.6, "success_se": math.sqrt(0.6 * 0.4 / 100)},
-    })
+    gap = split_gap(
+        {
+            "Train": {"success_rate": 0.9, "success_se": math.sqrt(0.9 * 0.1 / 100)},
+            "TargetPairOnly": {"success_rate": 0.6, "success_se": math.sqrt(0.6 * 0.4 / 100)},
+        }
+    )
     assert gap["gap"] == pytest.approx(0.3)
     assert gap["se"] == pytest.approx(math.sqrt((0.09 + 0.24) / 100))
     assert split_gap({"Train": {"success_rate": 0.9, "success_se": 0.01}}) is None
@@ -99,7 +106,10 @@ def test_summary_groups_episodes_by_held_out_pair():
     assert (s["without_held_out_pair"]["episodes"], s["without_held_out_pair"]["successes"]) == (2, 1)
     assert s["per_held_out_pair"]["green-trap"]["episodes"] == 2
     assert s["per_held_out_pair"]["blue-slippery"] == {
-        "episodes": 1, "successes": 1, "success_rate": 1.0, "success_se": 0.0
+        "episodes": 1,
+        "successes": 1,
+        "success_rate": 1.0,
+        "success_se": 0.0,
     }
 
 
@@ -118,7 +128,12 @@ def _recurrent_stub():
     from sb3_contrib import RecurrentPPO
 
     return RecurrentPPO(
-        "MultiInputLstmPolicy", make_tokenized(ENV), seed=0, n_steps=64, batch_size=64, device="cpu",
+        "MultiInputLstmPolicy",
+        make_tokenized(ENV),
+        seed=0,
+        n_steps=64,
+        batch_size=64,
+        device="cpu",
         policy_kwargs={"features_extractor_class": FlatTokens, "normalize_images": False, "lstm_hidden_size": 8},
     )
 
@@ -253,7 +268,13 @@ def trained_run(tmp_path_factory) -> Path:
     training = pytest.importorskip("babyaipp.agents.training")
     run_dir = tmp_path_factory.mktemp("trained")
     training.train(
-        run_dir, model="attention", steps=64, n_envs=2, seed=3, device="cpu", checkpoint_every=0,
+        run_dir,
+        model="attention",
+        steps=64,
+        n_envs=2,
+        seed=3,
+        device="cpu",
+        checkpoint_every=0,
         hyperparameters={"n_steps": 32, "batch_size": 32, "n_epochs": 1},
     )
     return run_dir
@@ -268,8 +289,18 @@ def test_eval_cli_on_a_trained_run(trained_run, capsys):
     train_seeds = result["run"]["train_seed_range"]
     assert train_seeds["last"] < result["seed_base"]
     # the same world format in another task is accepted through --env
-    args = ["eval", str(trained_run), "--episodes", "2", "--splits", "Train", "--no-references", "--quiet",
-            "--env", "BabyAIPP/GoToLocal-Easy-Train-v0"]
+    args = [
+        "eval",
+        str(trained_run),
+        "--episodes",
+        "2",
+        "--splits",
+        "Train",
+        "--no-references",
+        "--quiet",
+        "--env",
+        "BabyAIPP/GoToLocal-Easy-Train-v0",
+    ]
     assert main(args) == 0
     assert reports.read_results(trained_run)["env_id"] != "BabyAIPP/GoToLocal-Easy-Train-v0"  # own results kept
     other = json.loads((trained_run / "eval" / "GoToLocal-Easy" / "results.json").read_text())

@@ -157,9 +157,7 @@ def test_algorithm_specific_options_are_checked(tmp_path, small_demos, capsys):
 def test_episode_batches_are_whole_padded_sequences():
     lengths = np.array([3, 1, 4])
     n = int(lengths.sum())
-    data = StepData(
-        {"x": np.arange(n)}, np.arange(n), np.zeros(n, np.float32), lengths, skipped_failures=0
-    )
+    data = StepData({"x": np.arange(n)}, np.arange(n), np.zeros(n, np.float32), lengths, skipped_failures=0)
     batches = episode_batches(data, batch_size=100, rng=np.random.default_rng(0))
     (batch,) = batches
     assert batch.n_sequences == 3 and batch.mask.sum() == n and batch.mask.size == 3 * 4
@@ -190,8 +188,9 @@ def test_bc_run_is_a_ppo_run_on_disk(model, tmp_path, small_demos):
 
 def test_recurrent_bc_learns_whole_episodes(tmp_path, small_demos):
     run = tmp_path / "lstm"
-    imitation.train_bc(run, demos=small_demos, model="image", recurrent=True, epochs=3, device="cpu",
-                       progress_episodes=0)  # fmt: skip
+    imitation.train_bc(
+        run, demos=small_demos, model="image", recurrent=True, epochs=3, device="cpu", progress_episodes=0
+    )
     agent, config = load_run(run)
     assert type(agent).__name__ == "RecurrentPPO" and config["recurrent"]
     losses = [r["loss"] for r in read_progress(run)]
@@ -204,9 +203,30 @@ def test_recurrent_bc_learns_whole_episodes(tmp_path, small_demos):
 def test_warm_start_copies_the_policy_and_checks_shape(tmp_path, small_demos):
     bc = tmp_path / "bc"
     imitation.train_bc(bc, demos=small_demos, model="concat", epochs=1, device="cpu", progress_episodes=0)
-    assert main(["train", "--init-from", str(bc), "--model", "concat", "--steps", "64", "--n-envs", "2",
-                 "--set", "n_steps=32", "--set", "batch_size=64", "--device", "cpu",
-                 "--out", str(tmp_path / "ppo")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--init-from",
+                str(bc),
+                "--model",
+                "concat",
+                "--steps",
+                "64",
+                "--n-envs",
+                "2",
+                "--set",
+                "n_steps=32",
+                "--set",
+                "batch_size=64",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "ppo"),
+            ]
+        )
+        == 0
+    )
     assert read_config(tmp_path / "ppo")["init_from"]["algo"] == "bc"
 
     source, _ = load_run(bc)
@@ -226,8 +246,26 @@ def test_warm_start_copies_the_policy_and_checks_shape(tmp_path, small_demos):
 
 def test_bc_eval_compare_through_the_cli(tmp_path, small_demos, capsys):
     run = tmp_path / "bc"
-    assert main(["train", "--algo", "bc", "--demos", str(small_demos), "--model", "film", "--epochs", "1",
-                 "--device", "cpu", "--out", str(run)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--algo",
+                "bc",
+                "--demos",
+                str(small_demos),
+                "--model",
+                "film",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert "cloned" in capsys.readouterr().out
     assert main(["eval", str(run), "--episodes", "4", "--splits", "Train,TargetPairOnly", "--quiet"]) == 0
     results = json.loads((run / "eval" / "results.json").read_text())

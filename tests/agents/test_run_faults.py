@@ -202,10 +202,16 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_run(tmp_path, caps
 def test_the_lock_is_held_by_another_process_too(tmp_path):
     run = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from babyaipp.agents.runs import run_lock\n"
-         "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)", str(run)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from babyaipp.agents.runs import run_lock\n"
+            "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(runs.RunLockedError, match=f"pid {holder.pid}"), runs.run_lock(run):
@@ -393,8 +399,21 @@ def _temporaries(out: Path) -> list[Path]:
 
 def test_demos_killed_by_sigterm_leaves_no_temporary_directory_and_no_process(tmp_path):
     out = tmp_path / "demos"
-    command = [sys.executable, "-m", "babyaipp.cli", "demos", "--env", DEMO_ENV, "--episodes", "100000",
-               "--workers", "2", "--quiet", "--out", str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "babyaipp.cli",
+        "demos",
+        "--env",
+        DEMO_ENV,
+        "--episodes",
+        "100000",
+        "--workers",
+        "2",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _wait_for(lambda: any(t.rglob("*.hdf5") for t in _temporaries(out)), timeout=120)
@@ -541,9 +560,13 @@ def _stop(run: Path, how: str, extra: list[str], monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("recurrent", "how"),
     [(False, "stopped")]
-    + [pytest.param(r, h, marks=pytest.mark.slow) for r in (False, True) for h in ("stopped", "interrupted", "killed")
-       if (r, h) != (False, "stopped")],
-)  # fmt: skip
+    + [
+        pytest.param(r, h, marks=pytest.mark.slow)
+        for r in (False, True)
+        for h in ("stopped", "interrupted", "killed")
+        if (r, h) != (False, "stopped")
+    ],
+)
 def test_a_resumed_run_is_identical_to_the_uninterrupted_one(recurrent, how, tmp_path, monkeypatch):
     import torch
 

@@ -247,8 +247,12 @@ RED_BALL, BLUE_KEY, YELLOW_KEY, LOCKED_YELLOW_DOOR, GREEN_BOX = (6, 0, 0), (5, 2
 
 def test_putnext_uses_fixed_positions_refreshed_on_drop() -> None:
     """Move the fixed ball, then drop the key next to its new place only: success (minigrid refreshes)."""
-    desc = {"kind": "putnext", "move": {"type": "key", "color": "blue", "loc": None},
-            "fixed": {"type": "ball", "color": "red", "loc": None}, "strict": False}  # fmt: skip
+    desc = {
+        "kind": "putnext",
+        "move": {"type": "key", "color": "blue", "loc": None},
+        "fixed": {"type": "ball", "color": "red", "loc": None},
+        "strict": False,
+    }
     level = _hand_built_level({(4, 3): RED_BALL, (3, 5): BLUE_KEY}, desc)
     rewards = _replay_script(level, [3, 1, 4, 0, 2, 1, 2, 2, 1, 3, 4])
     assert rewards[-1] > 0 and not any(rewards[:-1])

@@ -32,9 +32,12 @@ def _make(**kwargs) -> gym.Env:
 
 @pytest.mark.parametrize(
     "wrapper, instead",
-    [(FullyObsWrapper, "FullyObsFloorWrapper"), (SymbolicObsWrapper, "FullyObsFloorWrapper"),
-     (lambda env: ViewSizeWrapper(env, 5), "agent_view_size")],
-)  # fmt: skip
+    [
+        (FullyObsWrapper, "FullyObsFloorWrapper"),
+        (SymbolicObsWrapper, "FullyObsFloorWrapper"),
+        (lambda env: ViewSizeWrapper(env, 5), "agent_view_size"),
+    ],
+)
 def test_minigrid_floorless_wrappers_refuse_babyaipp_envs(wrapper, instead: str):
     with pytest.raises(ConfigError, match=f"drops BabyAI\\+\\+'s floor tiles.*{instead}"):
         wrapper(_make())

@@ -216,8 +216,20 @@ def test_train_with_an_infeasible_env_kwarg_exits_with_one_line(tmp_path, kwarg:
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "babyaipp.cli", "train", "--env", "BabyAIPP/GoToRedBall-Easy-Train-v0",
-               "--env-kwarg", kwarg, "--steps", "64", "--out", str(tmp_path / "run")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "babyaipp.cli",
+        "train",
+        "--env",
+        "BabyAIPP/GoToRedBall-Easy-Train-v0",
+        "--env-kwarg",
+        kwarg,
+        "--steps",
+        "64",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
@@ -257,10 +269,13 @@ def test_normal_levels_stay_far_below_the_attempt_budget_fast(monkeypatch: pytes
 
 @pytest.mark.parametrize(
     "err",
-    [InvalidChoiceError("text mode", "verbose", ["full", "none"]),
-     UnknownKeywordError("GoTo", "frameskip", ["room_size"]),
-     UnknownKeywordError("rebuilt from its message alone"), GenerationError("no room")],
-)  # fmt: skip
+    [
+        InvalidChoiceError("text mode", "verbose", ["full", "none"]),
+        UnknownKeywordError("GoTo", "frameskip", ["room_size"]),
+        UnknownKeywordError("rebuilt from its message alone"),
+        GenerationError("no room"),
+    ],
+)
 def test_errors_survive_a_worker_process(err: Exception):
     """Errors raised in level-generator workers come back pickled: same type, message and fields."""
     import pickle

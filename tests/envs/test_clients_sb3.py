@@ -59,8 +59,9 @@ def test_ppo_with_sb3s_default_multi_input_policy_trains():
 
 def test_recurrent_ppo_with_its_default_policy_trains():
     sb3_contrib = pytest.importorskip("sb3_contrib")
-    model = sb3_contrib.RecurrentPPO("MultiInputLstmPolicy", _env(), n_steps=32, batch_size=32, n_epochs=1,
-                                     device="cpu", seed=0)  # fmt: skip
+    model = sb3_contrib.RecurrentPPO(
+        "MultiInputLstmPolicy", _env(), n_steps=32, batch_size=32, n_epochs=1, device="cpu", seed=0
+    )
     model.learn(32)
 
 

@@ -183,8 +183,10 @@ def test_tile_counts_match_the_single_env(env_id: str) -> None:
     for props in single:
         assert _close_means(single[props], device[props]), (props, np.mean(single[props]), np.mean(device[props]))
     # The comparison has power: floors with every trap removed differ in the trap counts.
-    no_traps = [np.where(np.isin(f, [COLOR_TO_IDX[c] for c, p in m.items() if "trap" in p]), NO_TILE, f)
-                for f, m in zip(device_floors, device_maps)]  # fmt: skip
+    no_traps = [
+        np.where(np.isin(f, [COLOR_TO_IDX[c] for c, p in m.items() if "trap" in p]), NO_TILE, f)
+        for f, m in zip(device_floors, device_maps)
+    ]
     trap_key = next(k for k in single if "trap" in k.split("+"))
     assert not _close_means(single[trap_key], _tile_counts(no_traps, device_maps)[trap_key])
 
@@ -223,7 +225,7 @@ def _drive_against_single(env_id: str, steps: int, seed: int, copy_rows: bool = 
         (EASY.format("Test"), {"max_steps": 12}),
         (HARD.format("Test"), {"text": "partial", "max_steps": 10}),
         (HARD.format("TargetPairOnly"), {"text": "lorem", "max_steps": 10}),
-    ],  # fmt: skip
+    ],
 )
 def test_device_levels_replay_exactly_in_the_single_env(env_id: str, kwargs: dict) -> None:
     """Every episode (first and auto-reset ones, across stock refills) replays in the single env step for step."""
@@ -308,9 +310,14 @@ def test_physics_search_and_flood_fill_match_the_cpu_searches() -> None:
     layout = torch.arange(48) % len(levels.layout_seeds)
     mapping = mapping[torch.arange(48) % len(mapping)]
     floor, ok = place_sparse(
-        engine.generator, levels.masks["candidate"][layout], levels.n_free[layout], table.colours,
-        table.coverage[mapping], table.sparse[mapping], hp,
-    )  # fmt: skip
+        engine.generator,
+        levels.masks["candidate"][layout],
+        levels.n_free[layout],
+        table.colours,
+        table.coverage[mapping],
+        table.sparse[mapping],
+        hp,
+    )
     assert bool(ok.all())
     levels.stock_layout, levels.stock_mapping = layout, mapping
     levels.stock = levels._rows(layout, mapping, floor)
@@ -392,9 +399,14 @@ def test_placement_matches_place_tiles_cell_by_cell(env_id: str) -> None:
 
     def on_device(sparse: torch.Tensor) -> np.ndarray:
         floor, ok = place_sparse(
-            engine.generator, levels.masks["candidate"][lay], levels.n_free[lay], table.colours,
-            table.coverage[mp], sparse, hp,
-        )  # fmt: skip
+            engine.generator,
+            levels.masks["candidate"][lay],
+            levels.n_free[lay],
+            table.colours,
+            table.coverage[mp],
+            sparse,
+            hp,
+        )
         assert bool(ok.all())
         floor = floor.view(n, -1, hp)[:, 6 : 6 + w, 6 : 6 + h].numpy()
         return np.where(floor == PLAIN, NO_TILE, floor)
@@ -484,9 +496,14 @@ def test_dense_placement_matches_place_dense_tiles_cell_by_cell() -> None:
     lay = layout.repeat(n)
     m = levels.masks
     slots, ok = place_dense(
-        engine.generator, m["candidate4"][lay], m["route_walkable"][lay], m["needed"][lay],
-        levels.layouts["agent_pos"][lay], len(colours), levels.hp,
-    )  # fmt: skip
+        engine.generator,
+        m["candidate4"][lay],
+        m["route_walkable"][lay],
+        m["needed"][lay],
+        levels.layouts["agent_pos"][lay],
+        len(colours),
+        levels.hp,
+    )
     assert bool(ok.all())
     hp, w, h = levels.hp, base.width, base.height
     device = levels._slot_colour[slots].view(n, -1, hp)[:, 6 : 6 + w, 6 : 6 + h].numpy()
@@ -506,16 +523,22 @@ def test_round_trip_search_matches_the_oracle() -> None:
     layout, mapping = torch.arange(n) % len(levels.layout_seeds), mapping[torch.arange(n) % len(mapping)]
     m = levels.masks
     slots, _ = place_dense(
-        engine.generator, m["candidate4"][layout], m["route_walkable"][layout], m["needed"][layout],
-        levels.layouts["agent_pos"][layout], len(table.colours), hp,
-    )  # fmt: skip
+        engine.generator,
+        m["candidate4"][layout],
+        m["route_walkable"][layout],
+        m["needed"][layout],
+        levels.layouts["agent_pos"][layout],
+        len(table.colours),
+        hp,
+    )
     floor = levels._slot_colour[slots]
     levels.stock_layout, levels.stock_mapping = layout, mapping
     levels.stock = levels._rows(layout, mapping, floor)
     props_here = table.props[mapping].gather(1, floor)
     wanted = m["needed"][layout]
-    got = faces_all_round_trip(props_here, m["walkable"][layout], levels.stock["agent_pos"], levels.stock["agent_dir"],
-                               wanted, hp)  # fmt: skip
+    got = faces_all_round_trip(
+        props_here, m["walkable"][layout], levels.stock["agent_pos"], levels.stock["agent_dir"], wanted, hp
+    )
     want = []
     for row in range(n):
         engine.single.reset(options={"level": levels.level(row)})

@@ -26,24 +26,78 @@ from .conftest import quiet_make
 
 #: Token ids of every word as trained models know them (id = position). Never edit: append.
 PINNED_VOCABULARY = (
-    "<pad>", "<unk>", "a", "adipiscing", "after", "amet", "and", "are", "ball", "behind", "blue", "box",
-    "consectetur", "dolor", "door", "elit", "floors", "front", "go", "green", "grey", "in", "ipsum",
-    "key", "left", "lorem", "magic", "mirrored", "next", "object", "of", "on", "open", "pick", "purple",
-    "put", "red", "reversed", "right", "sit", "slippery", "sticky", "the", "then", "to", "traps", "up",
-    "yellow", "you", "your",
-)  # fmt: skip
+    "<pad>",
+    "<unk>",
+    "a",
+    "adipiscing",
+    "after",
+    "amet",
+    "and",
+    "are",
+    "ball",
+    "behind",
+    "blue",
+    "box",
+    "consectetur",
+    "dolor",
+    "door",
+    "elit",
+    "floors",
+    "front",
+    "go",
+    "green",
+    "grey",
+    "in",
+    "ipsum",
+    "key",
+    "left",
+    "lorem",
+    "magic",
+    "mirrored",
+    "next",
+    "object",
+    "of",
+    "on",
+    "open",
+    "pick",
+    "purple",
+    "put",
+    "red",
+    "reversed",
+    "right",
+    "sit",
+    "slippery",
+    "sticky",
+    "the",
+    "then",
+    "to",
+    "traps",
+    "up",
+    "yellow",
+    "you",
+    "your",
+)
 
 
 def test_tables_derived_from_the_declarations_keep_todays_values():
     assert dynamics.PROPERTIES == ("trap", "slippery", "sticky", "fliplr", "flipud", "magic")
     assert dynamics.COVERAGE == {
-        "trap": 0.05, "slippery": 0.15, "magic": 0.15, "sticky": 0.30, "fliplr": 0.30, "flipud": 0.30
-    }  # fmt: skip
+        "trap": 0.05,
+        "slippery": 0.15,
+        "magic": 0.15,
+        "sticky": 0.30,
+        "fliplr": 0.30,
+        "flipud": 0.30,
+    }
     assert dynamics.SPARSE_PROPERTIES == {"trap", "slippery", "magic"}
     assert PROPERTY_WORDS == {
-        "trap": "traps", "slippery": "slippery", "sticky": "sticky",
-        "fliplr": "mirrored", "flipud": "reversed", "magic": "magic",
-    }  # fmt: skip
+        "trap": "traps",
+        "slippery": "slippery",
+        "sticky": "sticky",
+        "fliplr": "mirrored",
+        "flipud": "reversed",
+        "magic": "magic",
+    }
     assert PROPERTY_BIT == {"trap": 1, "slippery": 2, "sticky": 4, "fliplr": 8, "flipud": 16, "magic": 32}
     assert dynamics.DIFFICULTY_PROPERTIES["Hard"] == dynamics.PROPERTIES
     assert set(BY_NAME) == set(dynamics.PROPERTIES) and all(BY_NAME[p.name] is p for p in TILE_PROPERTIES)

@@ -217,8 +217,15 @@ def test_train_and_resume_with_the_batched_engine(tmp_path) -> None:
     from babyaipp.agents import training
 
     hparams = {"n_steps": 16, "batch_size": 32}
-    first = training.train(tmp_path / "run", engine="batched", n_envs=4, steps=64, hyperparameters=hparams,
-                           checkpoint_every=64, device="cpu")  # fmt: skip
+    first = training.train(
+        tmp_path / "run",
+        engine="batched",
+        n_envs=4,
+        steps=64,
+        hyperparameters=hparams,
+        checkpoint_every=64,
+        device="cpu",
+    )
     assert first.num_timesteps == 64
     config = read_config(tmp_path / "run")
     assert config["engine"] == "batched" and config["train_seeds_used"] == [0, 1, 2, 3]

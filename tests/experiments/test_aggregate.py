@@ -149,9 +149,19 @@ def _trial(sweep: Path, key: str, model: str, seed: int, status: str, results: d
     folder = sweep / "trials" / key
     (folder / "eval").mkdir(parents=True)
     config = {
-        "env_id": ENV, "model": model, "algo": "ppo", "recurrent": False, "text": "full", "seed": seed,
-        "steps": 256, "episodes": 100, "n_envs": 2, "env_kwargs": {}, "hyperparameters": {}, "demos": None,
-    }  # fmt: skip
+        "env_id": ENV,
+        "model": model,
+        "algo": "ppo",
+        "recurrent": False,
+        "text": "full",
+        "seed": seed,
+        "steps": 256,
+        "episodes": 100,
+        "n_envs": 2,
+        "env_kwargs": {},
+        "hyperparameters": {},
+        "demos": None,
+    }
     meta = {"key": key, "config": config, "status": status}
     if status == "failed":
         meta["error"] = "TypeError: bad kwarg"
@@ -178,8 +188,12 @@ def sweep_dir(tmp_path: Path) -> Path:
 
 def test_aggregate_sweep_groups_by_config_and_lists_failed_and_unfinished_trials(sweep_dir):
     summary = agg.aggregate_sweep(sweep_dir, reps=1000)
-    assert summary["trials"] == {"total": 8, "done": 6, "failed": {"img_s9": "TypeError: bad kwarg"},
-                                 "not_done": ["img_s8"]}  # fmt: skip
+    assert summary["trials"] == {
+        "total": 8,
+        "done": 6,
+        "failed": {"img_s9": "TypeError: bad kwarg"},
+        "not_done": ["img_s8"],
+    }
     groups = {g["label"]: g for g in summary["envs"][ENV]["groups"]}
     assert set(groups) == {"attention ppo text=full", "image ppo text=full"}
     attention = groups["attention ppo text=full"]
@@ -199,8 +213,11 @@ def test_greedy_and_sampled_evaluations_are_separate_groups(sweep_dir):
     _trial(sweep_dir, "attn_greedy_s0", "attention", 0, "done", greedy)
     groups = agg.aggregate_sweep(sweep_dir, reps=100)["envs"][ENV]["groups"]
     labels = {g["label"]: g["eval_actions"] for g in groups}
-    assert labels == {"attention ppo text=full": "sampled", "attention ppo text=full greedy": "greedy",
-                      "image ppo text=full": "sampled"}  # fmt: skip
+    assert labels == {
+        "attention ppo text=full": "sampled",
+        "attention ppo text=full greedy": "greedy",
+        "image ppo text=full": "sampled",
+    }
 
 
 def test_summary_files_and_figures_are_written(sweep_dir, tmp_path):
@@ -257,9 +274,10 @@ def test_rliable_scores_feed_rliables_interval_estimates(monkeypatch):
 
     original = decorators.deprecate_kwarg
     monkeypatch.setattr(
-        decorators, "deprecate_kwarg",
+        decorators,
+        "deprecate_kwarg",
         lambda *a, **k: original(FutureWarning, *a, **k) if a and isinstance(a[0], str) else original(*a, **k),
-    )  # fmt: skip
+    )
     try:
         from rliable import library, metrics
     except Exception as err:  # noqa: BLE001 - another arch/pandas combination

@@ -23,8 +23,22 @@ from babyaipp.experiments.trials import TrialConfig, expand_grid, is_trial_done,
 ENV = "BabyAIPP/GoToRedBall-Easy-Train-v0"
 #: A few hundred PPO steps in two updates, and a handful of evaluation episodes.
 HYPER = {"n_steps": 64, "batch_size": 64}
-FAST = ["--steps", "256", "--episodes", "4", "--n-envs", "2", "--set", "n_steps=64", "--set", "batch_size=64",
-        "--reps", "500", "--checkpoint-every", "0"]  # fmt: skip
+FAST = [
+    "--steps",
+    "256",
+    "--episodes",
+    "4",
+    "--n-envs",
+    "2",
+    "--set",
+    "n_steps=64",
+    "--set",
+    "batch_size=64",
+    "--reps",
+    "500",
+    "--checkpoint-every",
+    "0",
+]
 
 
 def _trial(**changes) -> TrialConfig:
@@ -38,10 +52,17 @@ def test_key_is_readable_and_changes_with_every_field_of_the_config():
     assert trial.key.startswith("GoToRedBall-Easy-Train_image_ppo_full_s0_")
     assert trial.key == _trial().key, "stable across calls"
     changed = [
-        _trial(seed=1), _trial(model="film"), _trial(text="lorem"), _trial(recurrent=True), _trial(steps=512),
-        _trial(episodes=5), _trial(n_envs=4), _trial(env_id="BabyAIPP/GoToRedBall-Hard-Train-v0"),
-        _trial(hyperparameters={"n_steps": 128, "batch_size": 64}), _trial(env_kwargs={"room_size": 6}),
-    ]  # fmt: skip
+        _trial(seed=1),
+        _trial(model="film"),
+        _trial(text="lorem"),
+        _trial(recurrent=True),
+        _trial(steps=512),
+        _trial(episodes=5),
+        _trial(n_envs=4),
+        _trial(env_id="BabyAIPP/GoToRedBall-Hard-Train-v0"),
+        _trial(hyperparameters={"n_steps": 128, "batch_size": 64}),
+        _trial(env_kwargs={"room_size": 6}),
+    ]
     keys = {t.key for t in changed} | {trial.key}
     assert len(keys) == len(changed) + 1
     assert _trial(recurrent=True).key.startswith("GoToRedBall-Easy-Train_image_ppo-lstm_full_s0_")
@@ -62,9 +83,7 @@ def test_fields_added_later_keep_older_keys_at_their_default():
 
 
 def test_grid_expands_every_combination_seeds_outermost_and_once():
-    trials = expand_grid(
-        [ENV], ["image", "attention"], seeds=[0, 1, 1], steps=256, episodes=4, texts=["full", "none"]
-    )
+    trials = expand_grid([ENV], ["image", "attention"], seeds=[0, 1, 1], steps=256, episodes=4, texts=["full", "none"])
     assert len(trials) == 2 * 2 * 2  # the repeated seed runs once
     assert [t.seed for t in trials] == [0, 0, 0, 0, 1, 1, 1, 1]
     assert {(t.model, t.text) for t in trials} == {(m, x) for m in ("image", "attention") for x in ("full", "none")}
@@ -104,8 +123,17 @@ def test_a_failing_trial_is_recorded_with_its_traceback(tmp_path):
 def test_an_interrupted_trial_resumes_its_training_then_evaluates(tmp_path):
     trial = _trial()
     folder = trial_dir(tmp_path, trial)
-    training.train(folder, env_id=ENV, model="image", steps=128, n_envs=2, seed=0, device="cpu",
-                   hyperparameters=HYPER, checkpoint_every=0)  # fmt: skip
+    training.train(
+        folder,
+        env_id=ENV,
+        model="image",
+        steps=128,
+        n_envs=2,
+        seed=0,
+        device="cpu",
+        hyperparameters=HYPER,
+        checkpoint_every=0,
+    )
     outcome = run_trial(trial.as_dict(), str(folder))
     assert outcome["status"] == "done", outcome
     meta = json.loads((folder / "trial.json").read_text())
@@ -205,8 +233,9 @@ def test_a_failing_trial_is_reported_while_the_others_finish(local_ray, tmp_path
     assert seen[0] == 0 and seen[-1] == 1
 
     out = tmp_path / "cli"
-    code = main(["sweep", "--models", "image", "--seeds", "0", *FAST, "--env-kwarg", "no_such_kwarg=1",
-                 "--out", str(out)])  # fmt: skip
+    code = main(
+        ["sweep", "--models", "image", "--seeds", "0", *FAST, "--env-kwarg", "no_such_kwarg=1", "--out", str(out)]
+    )
     assert code == 1
     text = capfd.readouterr().out
     assert "1 failed" in text and "FAILED GoToRedBall-Easy-Train_image_ppo_full_s0_" in text and "error.txt" in text
@@ -328,11 +357,32 @@ def test_a_sweep_stopped_by_sigterm_checkpoints_its_trials_and_leaves_no_process
     import time
 
     out = tmp_path / "sweep"
-    command = [sys.executable, "-m", "babyaipp.cli", "sweep", "--models", "image", "--seeds", "0", "--steps", "1000000",
-               "--episodes", "2", "--n-envs", "2", "--num-cpus", "1", "--checkpoint-every", "0", "--quiet",
-               "--out", str(out)]  # fmt: skip
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "babyaipp.cli",
+        "sweep",
+        "--models",
+        "image",
+        "--seeds",
+        "0",
+        "--steps",
+        "1000000",
+        "--episodes",
+        "2",
+        "--n-envs",
+        "2",
+        "--num-cpus",
+        "1",
+        "--checkpoint-every",
+        "0",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     try:
         deadline = time.monotonic() + 180
         while not list(out.glob("trials/*/progress.csv")):  # the trial has finished an update

@@ -58,8 +58,10 @@ def test_loss_gradient_matches_autograd_and_finite_difference() -> None:
     for j in range(12):
         e = np.zeros(12)
         e[j] = eps
-        fd = (nll_and_grad(a + e, phi_mean, phi_nodes, quad.log_weights)[0]
-              - nll_and_grad(a - e, phi_mean, phi_nodes, quad.log_weights)[0]) / (2 * eps)
+        fd = (
+            nll_and_grad(a + e, phi_mean, phi_nodes, quad.log_weights)[0]
+            - nll_and_grad(a - e, phi_mean, phi_nodes, quad.log_weights)[0]
+        ) / (2 * eps)
         assert at.grad[j].item() == pytest.approx(fd, rel=1e-5, abs=1e-8)
 
 

@@ -68,13 +68,17 @@ def test_param_with_all_is_refused(capsys) -> None:
     assert "single module" in capsys.readouterr().err
 
 
-def _result(
-    name: str, held: bool, figures: dict, seconds: float = 1.0, error: str | None = None
-) -> MemoResult:
+def _result(name: str, held: bool, figures: dict, seconds: float = 1.0, error: str | None = None) -> MemoResult:
     return MemoResult(
-        name=name, paper="A, B (2020)", claim=f"claim of {name} | with a pipe", held=held,
-        checks={} if error else {"c": held}, key_figures=figures,
-        metrics={"error": error} if error else {}, config={}, seconds=seconds,
+        name=name,
+        paper="A, B (2020)",
+        claim=f"claim of {name} | with a pipe",
+        held=held,
+        checks={} if error else {"c": held},
+        key_figures=figures,
+        metrics={"error": error} if error else {},
+        config={},
+        seconds=seconds,
     )
 
 
@@ -101,6 +105,7 @@ class _TinyConfig(MemoConfig):
 
 def _install_fake_modules(monkeypatch) -> None:
     """Register three stand-ins: one holds, one raises while running, one does not exist."""
+
     def fine(config: _TinyConfig) -> Outcome:
         return Outcome(metrics={"v": config.value}, checks={"ok": True}, key_figures={"v": config.value})
 
@@ -111,16 +116,23 @@ def _install_fake_modules(monkeypatch) -> None:
         module = types.ModuleType(f"_fake_memo_{name}")
         module.SPEC = MemoSpec(name=name, paper="P", claim=f"{name} claim", config_cls=_TinyConfig, run=run)
         monkeypatch.setitem(sys.modules, f"_fake_memo_{name}", module)
-    monkeypatch.setattr(base, "MODULES", {
-        "fine": "_fake_memo_fine", "broken": "_fake_memo_broken", "ghost": "_fake_memo_not_written_yet",
-    })
+    monkeypatch.setattr(
+        base,
+        "MODULES",
+        {
+            "fine": "_fake_memo_fine",
+            "broken": "_fake_memo_broken",
+            "ghost": "_fake_memo_not_written_yet",
+        },
+    )
 
 
 def test_run_all_records_failures_and_writes_the_summary(tmp_path, monkeypatch) -> None:
     _install_fake_modules(monkeypatch)
     seen: list[str] = []
-    results = runner.run_all(tmp_path, names=list(base.MODULES), quick=True,
-                             on_done=lambda name, result: seen.append(name))
+    results = runner.run_all(
+        tmp_path, names=list(base.MODULES), quick=True, on_done=lambda name, result: seen.append(name)
+    )
     assert seen == ["fine", "broken", "ghost"]
     assert [r.held for r in results] == [True, False, False]
     assert runner.error_of(results[1]) == "RuntimeError: diverged"
@@ -155,8 +167,9 @@ def test_help_texts(capsys) -> None:
     assert "--param KEY=VALUE" in out and "Exit status" in out and "runs/memo" in out
 
 
-@pytest.mark.parametrize("seed_args", [["--seed", "-1"], ["--seed", str(2**32)], ["--seeds", "0--1"],
-                                       ["--seeds", "3-1"], ["--seeds", "a"]])
+@pytest.mark.parametrize(
+    "seed_args", [["--seed", "-1"], ["--seed", str(2**32)], ["--seeds", "0--1"], ["--seeds", "3-1"], ["--seeds", "a"]]
+)
 def test_bad_seed_exits_2_naming_value_and_range(seed_args, tmp_path, capsys) -> None:
     code = main(["memo", "run", "rote_learning", "--quick", "--out", str(tmp_path), *seed_args])
     err = capsys.readouterr().err
@@ -208,6 +221,7 @@ def test_out_that_is_not_writable_fails_before_running(tmp_path, monkeypatch, ca
 
 def test_check_writable_dir_reports_an_unwritable_parent(tmp_path, monkeypatch) -> None:
     """Simulate an unwritable place (works under root too): mkdir raising PermissionError."""
+
     def refuse(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
@@ -240,10 +254,14 @@ class _SeededConfig(MemoConfig):
 
 def _install_seed_dependent_module(monkeypatch, fails_on: set[int]) -> None:
     """A module whose claim fails on the seeds in ``fails_on``; its sanity check always holds."""
+
     def run(config: _SeededConfig) -> Outcome:
         value = 0.4 if config.seed in fails_on else 0.6 + 0.01 * config.seed
-        return Outcome(metrics={}, key_figures={"value": value},
-                       checks={"value_high": claim(value, ">", 0.5, "half"), "built": sanity(1, ">=", 1)})
+        return Outcome(
+            metrics={},
+            key_figures={"value": value},
+            checks={"value_high": claim(value, ">", 0.5, "half"), "built": sanity(1, ">=", 1)},
+        )
 
     module = types.ModuleType("_fake_memo_seeded")
     module.SPEC = MemoSpec(name="seeded", paper="P", claim="c", config_cls=_SeededConfig, run=run)
@@ -278,8 +296,9 @@ def test_jobs_out_of_range_exits_2(capsys) -> None:
 def test_parallel_jobs_give_the_same_results_in_run_order(tmp_path) -> None:
     """Two worker processes, two seeds of a real (fast) module: same numbers as a serial run."""
     serial = runner.run_all(tmp_path / "serial", names=["interpolation_transition"], quick=True, seeds=[0, 1])
-    parallel = runner.run_all(tmp_path / "parallel", names=["interpolation_transition"], quick=True,
-                              seeds=[0, 1], jobs=2)
+    parallel = runner.run_all(
+        tmp_path / "parallel", names=["interpolation_transition"], quick=True, seeds=[0, 1], jobs=2
+    )
     assert [r.config["seed"] for r in parallel] == [0, 1]
     assert [r.checks for r in parallel] == [r.checks for r in serial]
     assert [r.key_figures for r in parallel] == [r.key_figures for r in serial]

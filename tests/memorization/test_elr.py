@@ -18,8 +18,9 @@ def test_target_update_on_a_hand_made_tensor() -> None:
     probs = torch.tensor([[0.2, 0.2, 0.4], [0.1, 0.6, 0.3]], requires_grad=True)  # row 0 sums to 0.8
     index = torch.tensor([0, 2])
     new = elr.update_targets(targets, index, probs, beta=0.7)
-    expected = torch.tensor([[0.7 * 0.5 + 0.3 * 0.25, 0.7 * 0.5 + 0.3 * 0.25, 0.3 * 0.5],
-                             [0.7 * 1.0 + 0.3 * 0.1, 0.3 * 0.6, 0.3 * 0.3]])
+    expected = torch.tensor(
+        [[0.7 * 0.5 + 0.3 * 0.25, 0.7 * 0.5 + 0.3 * 0.25, 0.3 * 0.5], [0.7 * 1.0 + 0.3 * 0.1, 0.3 * 0.6, 0.3 * 0.3]]
+    )
     torch.testing.assert_close(new, expected)
     torch.testing.assert_close(targets[index], expected)
     torch.testing.assert_close(targets[1], torch.zeros(3))  # rows not in the batch are untouched

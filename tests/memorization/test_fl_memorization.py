@@ -48,12 +48,22 @@ def test_fedavg_of_identical_clients_equals_central_sgd() -> None:
     init = flm.NextWordGRU(30, 8, 8)
     central = flm.NextWordGRU(30, 8, 8)
     set_arrays(central, get_arrays(init))
-    flm.sgd_train(central, rows, epochs=1, batch_size=len(rows), lr=0.5, grad_clip=1e9,
-                  generator=torch.Generator().manual_seed(0))
+    flm.sgd_train(
+        central, rows, epochs=1, batch_size=len(rows), lr=0.5, grad_clip=1e9, generator=torch.Generator().manual_seed(0)
+    )
     federated = flm.NextWordGRU(30, 8, 8)
     set_arrays(federated, get_arrays(init))
-    flm.train_federated(federated, [rows, rows, rows], rounds=1, clients_per_round=3, local_epochs=1,
-                        lr=0.5, grad_clip=1e9, dp=None, rng=np.random.default_rng(0))
+    flm.train_federated(
+        federated,
+        [rows, rows, rows],
+        rounds=1,
+        clients_per_round=3,
+        local_epochs=1,
+        lr=0.5,
+        grad_clip=1e9,
+        dp=None,
+        rng=np.random.default_rng(0),
+    )
     for a, b in zip(get_arrays(central), get_arrays(federated), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -70,8 +80,15 @@ def test_batched_local_training_matches_one_client_at_a_time() -> None:
     for rows_c, arrays in zip(clients, batched, strict=True):
         one = flm.NextWordGRU(30, 8, 8)
         set_arrays(one, get_arrays(model))
-        flm.sgd_train(one, rows_c, epochs=2, batch_size=len(rows_c), lr=0.5, grad_clip=0.3,
-                      generator=torch.Generator().manual_seed(0))
+        flm.sgd_train(
+            one,
+            rows_c,
+            epochs=2,
+            batch_size=len(rows_c),
+            lr=0.5,
+            grad_clip=0.3,
+            generator=torch.Generator().manual_seed(0),
+        )
         for a, b in zip(get_arrays(one), arrays, strict=True):
             np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -107,12 +124,15 @@ def test_epsilon_is_finite_and_falls_with_noise() -> None:
     assert rdp_epsilon(0.0, 0.1, 100, 1e-5) == float("inf")
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("noise_multiplier", -0.1, r"noise_multiplier=-0.1 is out of range; valid range: \[0.0, 1000.0\]"),
-    ("clip", 0.0, r"clip=0.0 is out of range; valid range: \(0.0, inf\)"),
-    ("delta", -0.1, r"delta=-0.1 is out of range; valid range: \[0.0, 1.0\)"),
-    ("clients_per_round", 0, r"clients_per_round=0 is out of range; valid range: \[1, 10000\]"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("noise_multiplier", -0.1, r"noise_multiplier=-0.1 is out of range; valid range: \[0.0, 1000.0\]"),
+        ("clip", 0.0, r"clip=0.0 is out of range; valid range: \(0.0, inf\)"),
+        ("delta", -0.1, r"delta=-0.1 is out of range; valid range: \[0.0, 1.0\)"),
+        ("clients_per_round", 0, r"clients_per_round=0 is out of range; valid range: \[1, 10000\]"),
+    ],
+)
 def test_bad_config_names_the_range(field: str, value: float, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         flm.FLMemorizationConfig(**{field: value})

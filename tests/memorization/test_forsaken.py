@@ -40,13 +40,16 @@ def test_generator_update_has_the_model_shapes_and_starts_at_zero() -> None:
     assert any(float(u.abs().max()) > 0.0 for u in generator.dummy_update(model, (x, y)))
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("n_users", 1, r"n_users=1 is out of range; valid range: \[2, 100\]"),
-    ("generator_lr", 0.0, r"generator_lr=0.0 is out of range; valid range: \(0.0, 1.0\]"),
-    ("mia_after_max", 0.4, r"mia_after_max=0.4 is out of range; valid range: \[0.5, 1.0\]"),
-    ("forget_user_size", 900, r"forget_user_size=900 is out of range; valid range: \[10, 600\]"),
-    ("atypical_noise", -1.0, r"atypical_noise=-1.0 is out of range; valid range: \[0.0, 10.0\]"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("n_users", 1, r"n_users=1 is out of range; valid range: \[2, 100\]"),
+        ("generator_lr", 0.0, r"generator_lr=0.0 is out of range; valid range: \(0.0, 1.0\]"),
+        ("mia_after_max", 0.4, r"mia_after_max=0.4 is out of range; valid range: \[0.5, 1.0\]"),
+        ("forget_user_size", 900, r"forget_user_size=900 is out of range; valid range: \[10, 600\]"),
+        ("atypical_noise", -1.0, r"atypical_noise=-1.0 is out of range; valid range: \[0.0, 10.0\]"),
+    ],
+)
 def test_bad_config_names_the_range(field: str, value: float, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         fs.ForsakenConfig(**{field: value})

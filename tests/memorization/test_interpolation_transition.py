@@ -66,11 +66,14 @@ def test_self_induced_lambda_values():
     assert 0.1 < self_induced_lambda("tanh") < 0.5
 
 
-@pytest.mark.parametrize("field, value, text", [
-    ("kernel_n", 1, "kernel_n=1 is out of range; valid range: [4, 20000]"),
-    ("noise_std", -1.0, "noise_std=-1.0 is out of range; valid range: [0.0, 100.0]"),
-    ("trials", 0, "trials=0 is out of range; valid range: [1, 1000]"),
-])
+@pytest.mark.parametrize(
+    "field, value, text",
+    [
+        ("kernel_n", 1, "kernel_n=1 is out of range; valid range: [4, 20000]"),
+        ("noise_std", -1.0, "noise_std=-1.0 is out of range; valid range: [0.0, 100.0]"),
+        ("trials", 0, "trials=0 is out of range; valid range: [1, 1000]"),
+    ],
+)
 def test_bad_config_raises(field, value, text):
     with pytest.raises(ConfigError, match=re.escape(text)):
         InterpolationTransitionConfig(**{field: value})
@@ -83,8 +86,7 @@ def test_bad_activation_rejected():
 
 def test_claim_fails_without_the_nonlinearity():
     """Ablation: a linear network's NT kernel is X Xᵀ (rank <= d), so λmin never leaves zero."""
-    result = run_module("interpolation_transition", quick=True, seed=0,
-                        overrides={"activations": ("linear",)})
+    result = run_module("interpolation_transition", quick=True, seed=0, overrides={"activations": ("linear",)})
     details = result.check_details
     assert details["lambda_min_positive_above_4n"]["kind"] == "claim"
     assert not details["lambda_min_positive_above_4n"]["held"]

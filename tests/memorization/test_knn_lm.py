@@ -40,8 +40,9 @@ def test_knn_distribution_sums_to_one_and_matches_brute_force() -> None:
     np.testing.assert_allclose(probs, brute, atol=1e-5)
 
     targets = np.arange(5) % vocab
-    np.testing.assert_allclose(knn_target_prob(dist, vals, targets, temperature),
-                               probs[np.arange(5), targets], atol=1e-12)
+    np.testing.assert_allclose(
+        knn_target_prob(dist, vals, targets, temperature), probs[np.arange(5), targets], atol=1e-12
+    )
 
 
 def test_knn_restricted_to_k_nearest() -> None:
@@ -86,8 +87,7 @@ def test_quick_run_holds(tmp_path) -> None:
     m = result.metrics
     assert m["in_domain"]["tuned_ppl"] < m["in_domain"]["lm_ppl"]
     assert m["domain_adaptation"]["tuned_lambda"] >= m["in_domain"]["tuned_lambda"]
-    assert m["domain_adaptation"]["test_ppl_by_lambda"][0] == pytest.approx(
-        m["domain_adaptation"]["lm_ppl"], rel=1e-4)
+    assert m["domain_adaptation"]["test_ppl_by_lambda"][0] == pytest.approx(m["domain_adaptation"]["lm_ppl"], rel=1e-4)
     assert m["train_unk_rate"] > 0  # the LM sees <unk> in training
     assert m["tokens"]["valid"] > 0 and m["tokens"]["test"] > 0 and m["tokens"]["domain_valid"] > 0
 

@@ -60,11 +60,14 @@ def test_duplicate_inputs_rejected():
         build_three_layer(x, np.arange(5.0), np.random.default_rng(0), draws=2)
 
 
-@pytest.mark.parametrize("field, value, text", [
-    ("input_dim", 0, "input_dim=0 is out of range; valid range: [1, 10000]"),
-    ("boundary_slack", 2.0, "boundary_slack=2.0 is out of range; valid range: [0.0, 1.0]"),
-    ("sizes", (1, 10), "N (sizes / train_sizes entry)=1 is out of range; valid range: [2, 100000]"),
-])
+@pytest.mark.parametrize(
+    "field, value, text",
+    [
+        ("input_dim", 0, "input_dim=0 is out of range; valid range: [1, 10000]"),
+        ("boundary_slack", 2.0, "boundary_slack=2.0 is out of range; valid range: [0.0, 1.0]"),
+        ("sizes", (1, 10), "N (sizes / train_sizes entry)=1 is out of range; valid range: [2, 100000]"),
+    ],
+)
 def test_bad_config_raises(field, value, text):
     with pytest.raises(ConfigError, match=re.escape(text)):
         SmallReluMemorizersConfig(**{field: value})
@@ -79,8 +82,7 @@ def test_narrow_width_respects_the_parameter_budget():
 
 def test_claim_fails_when_width_is_below_sqrt_n():
     """Ablation: width 0.3√N per layer (fewer parameters than points) cannot fit random labels."""
-    result = run_module("small_relu_memorizers", quick=True, seed=0,
-                        overrides={"train_width_factor": 0.3})
+    result = run_module("small_relu_memorizers", quick=True, seed=0, overrides={"train_width_factor": 0.3})
     details = result.check_details
     assert details["trained_largest_N_sign_accuracy"]["kind"] == "claim"
     assert not details["trained_largest_N_sign_accuracy"]["held"]

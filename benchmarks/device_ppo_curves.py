@@ -36,9 +36,28 @@ def train(out: Path, trainer: str, seed: int, args: argparse.Namespace) -> None:
     run = out / f"{trainer}_s{seed}"
     if (run / "model.zip").is_file():
         return
-    command = [sys.executable, "-m", "babyaipp.cli", "train", "--trainer", trainer, "--model", args.model,
-               "--steps", str(args.steps), "--n-envs", str(args.n_envs), "--set", "learning_rate=3e-4",
-               "--seed", str(seed), "--device", "cpu", "--out", str(run)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "babyaipp.cli",
+        "train",
+        "--trainer",
+        trainer,
+        "--model",
+        args.model,
+        "--steps",
+        str(args.steps),
+        "--n-envs",
+        str(args.n_envs),
+        "--set",
+        "learning_rate=3e-4",
+        "--seed",
+        str(seed),
+        "--device",
+        "cpu",
+        "--out",
+        str(run),
+    ]
     if (run / "config.json").is_file():
         command.append("--resume")
     subprocess.run(command, check=True)
@@ -85,10 +104,15 @@ def main() -> None:
                 train(args.out, trainer, seed, args)
     marks = np.arange(args.every, args.steps + 1, args.every, dtype=float)
     curves = {
-        t: np.array([success_at(args.out / f"{t}_s{s}", marks) for s in args.seeds if (args.out / f"{t}_s{s}"
-                     / "model.zip").is_file()])
+        t: np.array(
+            [
+                success_at(args.out / f"{t}_s{s}", marks)
+                for s in args.seeds
+                if (args.out / f"{t}_s{s}" / "model.zip").is_file()
+            ]
+        )
         for t in TRAINERS
-    }  # fmt: skip
+    }
     seeds = {t: len(c) for t, c in curves.items()}
     print(f"success rate (last 100 training episodes), mean over seeds ± {CONFIDENCE:.0%} t-interval; seeds {seeds}")
     print(f"{'frames':>8} {'sb3':>15} {'device':>15} {'device - sb3 (Welch)':>22}  indistinguishable")

@@ -14,6 +14,13 @@ value loss, entropy bonus, gradient clipping), so both learn alike; minibatches 
 sequences (``batch_size // n_steps`` envs, CleanRL's recurrent PPO) instead of sb3-contrib's padded
 episode pieces, so recurrent runs of the two trainers differ more than feed-forward ones.
 
+Feed-forward policies with a discrete action space take a lean path (:attr:`DevicePPO.lean`):
+the rollout's and the update's forwards run the policy's extractor and heads directly and compute
+log-probabilities, entropy and the sampled action from one ``log_softmax``, where SB3's
+``forward``/``evaluate_actions`` build a ``Categorical`` distribution object per call; Adam and
+gradient clipping use torch's multi-tensor (``foreach``) kernels. The values are SB3's to float
+rounding, and the action draw is the same ``torch.multinomial`` call on the same probabilities.
+
 TorchRL's ``ClipPPOLoss``, ``GAE`` and collector compute the same thing; measured side by side on
 the same data they cost more than this loop (``benchmarks/device_ppo_speed.py``, docs/performance.md),
 so the plain loop is the trainer.
@@ -90,9 +97,14 @@ class Rollout:
 
         return cls(
             obs={k: torch.zeros((n_steps, *v.shape), dtype=v.dtype, device=device) for k, v in obs.items()},
-            actions=zeros(torch.long), log_probs=zeros(), values=zeros(), rewards=zeros(), episode_starts=zeros(),
-            ended_returns=zeros(), ended_lengths=zeros(torch.long),
-        )  # fmt: skip
+            actions=zeros(torch.long),
+            log_probs=zeros(),
+            values=zeros(),
+            rewards=zeros(),
+            episode_starts=zeros(),
+            ended_returns=zeros(),
+            ended_lengths=zeros(torch.long),
+        )
 
 
 @dataclass
@@ -153,11 +165,24 @@ class DevicePPO:
     ``auto_reset=False``), update ``policy`` (its optimizer is ``policy.optimizer``); see the module
     docstring. Random draws (actions, minibatches) come from torch's generator of the device."""
 
+    lean: bool = True
+    """Run feed-forward Categorical policies through :meth:`_heads` (no distribution objects) and
+    Adam/clipping with ``foreach`` kernels; False keeps SB3's ``forward``/``evaluate_actions`` and
+    single-tensor Adam (the reference the benchmark and tests compare against)."""
+
     def __init__(self, engine: Any, policy: nn.Module, settings: PPOSettings, recurrent: bool = False):
+        from stable_baselines3.common.distributions import CategoricalDistribution
+
         self.engine, self.policy, self.settings, self.recurrent = engine, policy, settings, recurrent
         self.device = engine.device
         self.num_envs = engine.num_envs
         self._buffer: Rollout | None = None
+        self._lean = self.lean and not recurrent and isinstance(policy.action_dist, CategoricalDistribution)
+        # Multi-tensor Adam: one kernel per state tensor kind instead of one per parameter. The
+        # flag lives in the param group, so a checkpoint saved here carries it (same arithmetic).
+        for group in policy.optimizer.param_groups:
+            if "foreach" in group:
+                group["foreach"] = True if self.lean else None
 
     def initial_state(self) -> LoopState:
         """The loop's state at the engine's current observation, every env starting an episode."""
@@ -167,10 +192,12 @@ class DevicePPO:
             layers, _, hidden = self.policy.lstm_hidden_state_shape
             lstm = tuple(torch.zeros((layers, n, hidden), device=dev) for _ in range(4))
         return LoopState(
-            obs=self.engine.observation(), episode_starts=torch.ones(n, device=dev),
-            episode_returns=torch.zeros(n, device=dev), episode_lengths=torch.zeros(n, dtype=torch.long, device=dev),
+            obs=self.engine.observation(),
+            episode_starts=torch.ones(n, device=dev),
+            episode_returns=torch.zeros(n, device=dev),
+            episode_lengths=torch.zeros(n, dtype=torch.long, device=dev),
             lstm=lstm,
-        )  # fmt: skip
+        )
 
     def iterate(self, state: LoopState) -> tuple[LoopState, UpdateStats]:
         """One PPO iteration: a rollout, its advantages, ``n_epochs`` of minibatch updates."""
@@ -192,10 +219,16 @@ class DevicePPO:
         buf = self._buffer
         buf.lstm_start = state.lstm
         obs, starts, ep_return, ep_length, lstm = (
-            state.obs, state.episode_starts, state.episode_returns, state.episode_lengths, state.lstm,
-        )  # fmt: skip
+            state.obs,
+            state.episode_starts,
+            state.episode_returns,
+            state.episode_lengths,
+            state.lstm,
+        )
         for t in range(s.n_steps):
-            if lstm is None:
+            if self._lean:
+                actions, values, log_probs = self._act(obs)
+            elif lstm is None:
                 actions, values, log_probs = policy(obs)
             else:
                 actions, values, log_probs, states = policy(obs, _rnn_states(lstm), starts)
@@ -212,7 +245,9 @@ class DevicePPO:
             if bool(time_limit.any()):  # bootstrap a cut-off episode from its last observation's value
                 rows = time_limit.nonzero().squeeze(1)
                 last_obs = engine.observation(rows)
-                if lstm is None:
+                if self._lean:
+                    last_value = self._heads(last_obs)[1]
+                elif lstm is None:
                     last_value = policy.predict_values(last_obs)
                 else:
                     vf = (lstm[2][:, rows].contiguous(), lstm[3][:, rows].contiguous())
@@ -229,7 +264,9 @@ class DevicePPO:
             ep_return = torch.where(done, 0.0, ep_return)
             ep_length = torch.where(done, 0, ep_length)
             starts = done.to(torch.float32)
-        if lstm is None:
+        if self._lean:
+            last_values = self._heads(obs)[1].flatten()
+        elif lstm is None:
             last_values = policy.predict_values(obs).flatten()
         else:
             last_values = policy.predict_values(obs, (lstm[2], lstm[3]), starts).flatten()
@@ -259,7 +296,9 @@ class DevicePPO:
         """``n_epochs`` passes of clipped-PPO minibatch steps; the mean of each loss term."""
         s, policy = self.settings, self.policy
         policy.set_training_mode(True)
-        totals: dict[str, torch.Tensor] = {}
+        names = ("policy_gradient_loss", "value_loss", "entropy_loss", "loss", "approx_kl", "clip_fraction")
+        totals = torch.zeros(len(names), device=self.device)
+        parameters = [p for p in policy.parameters() if p.requires_grad]
         count = 0
         for _ in range(s.n_epochs):
             for batch in self._minibatches(rollout, advantages, returns):
@@ -278,27 +317,27 @@ class DevicePPO:
 
                 policy.optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(policy.parameters(), s.max_grad_norm)
+                nn.utils.clip_grad_norm_(parameters, s.max_grad_norm, foreach=True if self.lean else None)
                 policy.optimizer.step()
 
                 with torch.no_grad():
-                    step = {
-                        "policy_gradient_loss": policy_loss, "value_loss": value_loss, "entropy_loss": entropy_loss,
-                        "loss": loss, "approx_kl": ((ratio - 1) - log_ratio).mean(),
-                        "clip_fraction": ((ratio - 1).abs() > s.clip_range).float().mean(),
-                    }  # fmt: skip
-                    for name, value in step.items():
-                        totals[name] = totals.get(name, 0.0) + value.detach()
+                    approx_kl = ((ratio - 1) - log_ratio).mean()
+                    clip_fraction = ((ratio - 1).abs() > s.clip_range).float().mean()
+                    totals += torch.stack([policy_loss, value_loss, entropy_loss, loss, approx_kl, clip_fraction])
                 count += 1
-        return {name: float(value) / max(count, 1) for name, value in totals.items()}  # one host sync per update
+        means = (totals / max(count, 1)).tolist()  # one host sync per update
+        return dict(zip(names, means, strict=True))
 
     def _minibatches(self, rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor):
         """Shuffled minibatches: frames (feed-forward) or whole env sequences (recurrent), flattened."""
         s, n = self.settings, self.num_envs
         columns = {
-            "actions": rollout.actions, "log_probs": rollout.log_probs, "advantages": advantages,
-            "returns": returns, "episode_starts": rollout.episode_starts,
-        }  # fmt: skip
+            "actions": rollout.actions,
+            "log_probs": rollout.log_probs,
+            "advantages": advantages,
+            "returns": returns,
+            "episode_starts": rollout.episode_starts,
+        }
         if not self.recurrent:
             flat = {k: v.reshape(s.n_steps * n, *v.shape[2:]) for k, v in {**rollout.obs, **columns}.items()}
             order = torch.randperm(s.n_steps * n, device=self.device)
@@ -318,6 +357,31 @@ class DevicePPO:
 
     def _evaluate(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         obs = {key: batch[key] for key in self._buffer.obs}
+        if self._lean:
+            logits, values = self._heads(obs)
+            log_probs = logits.log_softmax(dim=-1)
+            log_prob = log_probs.gather(1, batch["actions"].view(-1, 1)).squeeze(1)
+            entropy = -(log_probs * log_probs.exp()).sum(dim=-1)
+            return values, log_prob, entropy
         if not self.recurrent:
             return self.policy.evaluate_actions(obs, batch["actions"])
         return self.policy.evaluate_actions(obs, batch["actions"], _rnn_states(batch["lstm"]), batch["episode_starts"])
+
+    # ----------------------------------------------------------------- the lean forward
+    def _heads(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action logits, values) of a feed-forward policy: SB3's forward up to the distribution."""
+        policy = self.policy
+        features = policy.extract_features(obs)
+        if policy.share_features_extractor:
+            latent_pi, latent_vf = policy.mlp_extractor(features)
+        else:
+            latent_pi = policy.mlp_extractor.forward_actor(features[0])
+            latent_vf = policy.mlp_extractor.forward_critic(features[1])
+        return policy.action_net(latent_pi), policy.value_net(latent_vf)
+
+    def _act(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(actions, values, log-probs) sampled as ``Categorical(logits=...).sample()`` samples."""
+        logits, values = self._heads(obs)
+        log_probs = logits.log_softmax(dim=-1)
+        actions = torch.multinomial(logits.softmax(dim=-1), 1, True)
+        return actions.squeeze(1), values, log_probs.gather(1, actions).squeeze(1)

@@ -22,9 +22,16 @@ TINY = {"n_steps": 16, "batch_size": 32}
 def _train(run: Path, model: str = "image", steps: int = 128, seed: int = 0, **kwargs) -> TrainResult:
     kwargs.setdefault("hyperparameters", TINY)
     return training.train(
-        run, model=model, steps=steps, n_envs=4, seed=seed, device="cpu", checkpoint_every=64, trainer="device",
+        run,
+        model=model,
+        steps=steps,
+        n_envs=4,
+        seed=seed,
+        device="cpu",
+        checkpoint_every=64,
+        trainer="device",
         **kwargs,
-    )  # fmt: skip
+    )
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -61,8 +68,11 @@ def test_train_checkpoint_resume_eval_round_trip(model, recurrent, tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["trainer"] == "device" and config["model"] == model and config["recurrent"] is recurrent
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "step_128.state.pt", "step_128.zip", "step_64.state.pt", "step_64.zip",
-    ]  # fmt: skip
+        "step_128.state.pt",
+        "step_128.zip",
+        "step_64.state.pt",
+        "step_64.zip",
+    ]
     assert [r["timesteps"] for r in read_progress(run)] == [64, 128]
     assert any((run / "tb").rglob("events.out.tfevents.*"))
 
@@ -196,3 +206,38 @@ def test_ctrl_c_checkpoints_the_last_update_and_resume_matches_the_uninterrupted
     training.resume(run, device="cpu")
     assert _curve(run) == _curve(straight.run_dir)
     assert _same(_weights(run), _weights(straight.run_dir))
+
+
+@pytest.mark.parametrize("model", ["image", "attention"])
+def test_the_lean_path_computes_what_sb3s_policy_computes(model, tmp_path):
+    """The lean forward (no distribution objects) gives SB3's values, log-probs, entropy and actions."""
+    from babyaipp.agents.device_ppo import DevicePPO, PPOSettings
+    from babyaipp.agents.device_training import make_engine_env
+    from babyaipp.agents.models import model_spec
+
+    config = model_spec(model).config.from_dict(TINY)
+    vec = make_engine_env(ENV, 4, 0, "full", {}, 0, "cpu")
+    try:
+        policy = build_agent(vec, model, config, False, 0, "cpu", tmp_path / "tb").policy
+        vec.reset()
+        engine = vec.venv.engine
+        engine.auto_reset = False
+        loop = DevicePPO(engine, policy, PPOSettings.from_config(config))
+        assert loop._lean, "a feed-forward Categorical policy takes the lean path"
+        loop.collect(loop.initial_state())
+        obs = {k: v.reshape(-1, *v.shape[2:]) for k, v in loop._buffer.obs.items()}
+        actions = torch.arange(obs["image"].shape[0]) % policy.action_space.n
+        with torch.no_grad():
+            lean = loop._evaluate({**obs, "actions": actions})
+            reference = policy.evaluate_actions(obs, actions)
+            for a, b in zip(lean, reference, strict=True):
+                assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+            torch.manual_seed(3)
+            lean_actions, lean_values, lean_log_probs = loop._act(obs)
+            torch.manual_seed(3)
+            sb3_actions, sb3_values, sb3_log_probs = policy(obs)
+        assert torch.equal(lean_actions, sb3_actions), "the same draw from the same generator state"
+        assert torch.allclose(lean_values, sb3_values) and torch.allclose(lean_log_probs, sb3_log_probs, atol=1e-6)
+        assert not torch.allclose(lean[1], lean[1].roll(1)), "the log-probs depend on the action"
+    finally:
+        vec.close()

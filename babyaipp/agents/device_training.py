@@ -86,10 +86,17 @@ def make_engine_env(
     check_range("seed", seed, 0, MAX_SEED)
     block = (seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1)
     inner = BatchedSB3VecEnv(
-        env_id, n_envs, device=device, pool_size=max(n_envs, BATCHED_POOL_SIZE), seed_range=block,
-        text=text, workers=1, refresh=True,
-        refresh_seed=REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset, **dict(env_kwargs or {}),
-    )  # fmt: skip
+        env_id,
+        n_envs,
+        device=device,
+        pool_size=max(n_envs, BATCHED_POOL_SIZE),
+        seed_range=block,
+        text=text,
+        workers=1,
+        refresh=True,
+        refresh_seed=REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset,
+        **dict(env_kwargs or {}),
+    )
     vec = VecMonitor(inner)
     seed_vec_env(vec, seed, seed_offset)
     return vec
@@ -138,17 +145,33 @@ def train_locked(
         vec.close()
         raise
     run_config = {
-        "package": "babyaipp", "version": package_version(), "env_id": env_id, "env_kwargs": env_kwargs,
-        "model": model, "recurrent": bool(recurrent), "algorithm": type(agent).__name__, "trainer": "device",
-        "text": text, "seed": seed, "steps": steps, "n_envs": n_envs, "engine": "batched", "device": resolved,
-        "checkpoint_every": checkpoint_every, "hyperparameters": config.to_dict(),
+        "package": "babyaipp",
+        "version": package_version(),
+        "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "model": model,
+        "recurrent": bool(recurrent),
+        "algorithm": type(agent).__name__,
+        "trainer": "device",
+        "text": text,
+        "seed": seed,
+        "steps": steps,
+        "n_envs": n_envs,
+        "engine": "batched",
+        "device": resolved,
+        "checkpoint_every": checkpoint_every,
+        "hyperparameters": config.to_dict(),
         "train_seed_range": {
-            "first": seed * SEEDS_PER_RUN, "last": seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1,
+            "first": seed * SEEDS_PER_RUN,
+            "last": seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1,
             "rule": "as --trainer sb3 --engine batched",
         },
-        "train_seeds_used": [train_seed(seed, i) for i in range(n_envs)], "init_from": warm_start,
-        "segments": [], "num_timesteps": 0, "completed": False,
-    }  # fmt: skip
+        "train_seeds_used": [train_seed(seed, i) for i in range(n_envs)],
+        "init_from": warm_start,
+        "segments": [],
+        "num_timesteps": 0,
+        "completed": False,
+    }
     atomic_write_json(run_dir / "config.json", run_config)
     try:
         return _run(agent, vec, run_dir, run_config, steps, checkpoint_every, resumed_from=None, restored=None)
@@ -159,9 +182,7 @@ def train_locked(
         raise
 
 
-def resume_locked(
-    run_dir: Path, run_config: dict[str, Any], path: Path, steps: int, every: int, device: str
-) -> Any:
+def resume_locked(run_dir: Path, run_config: dict[str, Any], path: Path, steps: int, every: int, device: str) -> Any:
     """Continue a device run from checkpoint ``path``: exactly with its sidecar, else on fresh levels
     (the next seeds of the run's block, as an SB3 run without a sidecar)."""
     n_envs, seed, recurrent = int(run_config["n_envs"]), int(run_config["seed"]), bool(run_config["recurrent"])
@@ -205,8 +226,10 @@ def _capture(agent: Any, vec: Any, state: LoopState, callback: ProgressCallback)
         "rng": {"torch": torch.get_rng_state(), "cuda": list(cuda)},
         "engine": vec.venv.snapshot(),
         "loop": state.tensors(),
-        "progress": {"returns": torch.tensor(list(callback.returns), dtype=torch.float64),
-                     "episodes": int(callback.episodes)},  # fmt: skip
+        "progress": {
+            "returns": torch.tensor(list(callback.returns), dtype=torch.float64),
+            "episodes": int(callback.episodes),
+        },
     }
 
 
@@ -303,8 +326,9 @@ def _run(
         kept = latest_checkpoint(run_dir)
         where = (
             f"it can continue from step {kept[0]} with `babyaipp train --resume --out {run_dir}` once that is fixed"
-            if kept else "no checkpoint was written"
-        )  # fmt: skip
+            if kept
+            else "no checkpoint was written"
+        )
         raise BabyAIPPError(f"cannot write {err.filename or run_dir}: {err.strerror or err}; {where}") from err
     finally:
         logger.close()

@@ -44,14 +44,26 @@ from babyaipp.defaults import DEFAULT_ENV  # noqa: E402
 OBS_KEYS = ("image", "direction", "mission", "description")
 
 
-def trainer_fps(trainer: str, model: str, n_envs: int, updates: int, n_steps: int, device: str) -> tuple[float, float]:
-    """(steady-state frames/s, first update's frames/s) of a short run."""
+def trainer_fps(
+    trainer: str, model: str, n_envs: int, updates: int, n_steps: int, device: str, lean: bool = True
+) -> tuple[float, float]:
+    """(steady-state frames/s, first update's frames/s) of a short run; ``lean``: DevicePPO.lean."""
+    from babyaipp.agents.device_ppo import DevicePPO
+
+    DevicePPO.lean = lean
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         training.train(
-            run, model=model, n_envs=n_envs, steps=updates * n_steps * n_envs, device=device, trainer=trainer,
-            hyperparameters={"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs)}, checkpoint_every=0,
-        )  # fmt: skip
+            run,
+            model=model,
+            n_envs=n_envs,
+            steps=updates * n_steps * n_envs,
+            device=device,
+            trainer=trainer,
+            hyperparameters={"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs)},
+            checkpoint_every=0,
+        )
+        DevicePPO.lean = True
         return steady_fps(read_progress(run))
 
 
@@ -61,6 +73,43 @@ def cap(model: str, threads: int | None) -> float:
 
     with limited_threads(threads):
         return update_bound(model, model_spec(model).config().n_epochs)[1]
+
+
+def lean_cap(model: str, threads: int | None, batch_size: int = 256, reps: int = 10) -> float:
+    """``update_bound``'s gradient step taken the lean way (DevicePPO's update path: the heads
+    without distribution objects, foreach clipping and Adam), in frames/s under ``threads``."""
+    from babyaipp.envs.threads import limited_threads
+
+    with limited_threads(threads):
+        vec, agent, loop = _setup(model, 2, 128, "cpu")
+        try:
+            from babyaipp.envs.batched import BatchedBabyAIPP
+
+            obs = BatchedBabyAIPP(DEFAULT_ENV, batch_size, seed=0).reset()
+            actions = torch.randint(7, (batch_size,), generator=torch.Generator().manual_seed(0))
+            loop._buffer = type("Keys", (), {"obs": obs})  # _evaluate reads the observation keys from it
+            policy = agent.policy
+            parameters = [p for p in policy.parameters() if p.requires_grad]
+
+            def step() -> None:
+                values, log_prob, entropy = loop._evaluate({**obs, "actions": actions})
+                loss = (
+                    -(log_prob.exp() * torch.randn_like(log_prob)).mean() + 0.5 * values.pow(2).mean() - entropy.mean()
+                )
+                policy.optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(parameters, 0.5, foreach=True)
+                policy.optimizer.step()
+
+            for _ in range(3):
+                step()
+            began = time.perf_counter()
+            for _ in range(reps):
+                step()
+            seconds = (time.perf_counter() - began) / reps
+        finally:
+            vec.close()
+    return batch_size / (model_spec(model).config().n_epochs * seconds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,9 +144,12 @@ def _torchrl_modules(policy: Any) -> tuple[Any, Any]:
 
         def forward(self, image, direction, mission, description):
             batch = image.shape[:-3]  # [N] when collecting, [N, T] in GAE: the SB3 policy takes one flat batch
-            obs = {"image": image.reshape(-1, *image.shape[-3:]), "direction": direction.reshape(-1),
-                   "mission": mission.reshape(-1, mission.shape[-1]),
-                   "description": description.reshape(-1, *description.shape[-2:])}  # fmt: skip
+            obs = {
+                "image": image.reshape(-1, *image.shape[-3:]),
+                "direction": direction.reshape(-1),
+                "mission": mission.reshape(-1, mission.shape[-1]),
+                "description": description.reshape(-1, *description.shape[-2:]),
+            }
             latent_pi, latent_vf = self.policy.mlp_extractor(self.policy.extract_features(obs))
             return latent_pi.reshape(*batch, -1), latent_vf.reshape(*batch, -1)
 
@@ -172,9 +224,14 @@ def torchrl_vs_plain(model: str, n_envs: int, n_steps: int, device: str, reps: i
                 times.setdefault("gae_torchrl", []).append(seconds)
 
             loss = ClipPPOLoss(
-                actor, critic, clip_epsilon=s.clip_range, entropy_coeff=s.ent_coef, critic_coeff=s.vf_coef,
-                loss_critic_type="l2", normalize_advantage=True,
-            )  # fmt: skip
+                actor,
+                critic,
+                clip_epsilon=s.clip_range,
+                entropy_coeff=s.ent_coef,
+                critic_coeff=s.vf_coef,
+                loss_critic_type="l2",
+                normalize_advantage=True,
+            )
             optimizer = agent.policy.optimizer
             flat = td.reshape(-1)
 
@@ -238,18 +295,34 @@ def main() -> None:
     np.seterr(all="ignore")
     load = os.getloadavg()
     threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "BABYAIPP_ENGINE_THREADS")}
-    print(f"{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; torch "
-          f"{torch.__version__}, {torch.get_num_threads()} torch threads; {threads}", flush=True)  # fmt: skip
+    print(
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; torch "
+        f"{torch.__version__}, {torch.get_num_threads()} torch threads; {threads}",
+        flush=True,
+    )
     if "trainers" not in args.skip:
-        caps = {"torch default": cap(args.model, None), "1 thread": cap(args.model, 1)}
-        print("gradient-step cap (frames/s): " + ", ".join(f"{k} {v:,.0f}" for k, v in caps.items()), flush=True)
         for n in args.n_envs:
-            fps = {t: trainer_fps(t, args.model, n, args.updates, args.n_steps, args.device) for t in ("sb3", "device")}
+            # The cap is measured beside each set of runs: on a shared machine it drifts with the load.
+            caps = {"torch default": cap(args.model, None), "1 thread": cap(args.model, 1)}
+            lean = {"torch default": lean_cap(args.model, None), "1 thread": lean_cap(args.model, 1)}
+            print(
+                "gradient-step cap (frames/s), SB3's step: "
+                + ", ".join(f"{k} {v:,.0f}" for k, v in caps.items())
+                + "; the lean step: "
+                + ", ".join(f"{k} {v:,.0f}" for k, v in lean.items()),
+                flush=True,
+            )
+            runs = {"sb3": ("sb3", True), "device-ref": ("device", False), "device": ("device", True)}
+            fps = {
+                name: trainer_fps(t, args.model, n, args.updates, args.n_steps, args.device, flag)
+                for name, (t, flag) in runs.items()
+            }
             best_cap = max(caps.values())
             print(
-                f"n_envs={n:4d} {args.model}: sb3 {fps['sb3'][0]:7.0f} ({fps['sb3'][1]:.0f})  "
-                f"device {fps['device'][0]:7.0f} ({fps['device'][1]:.0f})  device/sb3 "
-                f"{fps['device'][0] / fps['sb3'][0]:.2f}x  device/cap {fps['device'][0] / best_cap:.2f} "
+                f"n_envs={n:4d} {args.model}: sb3 {fps['sb3'][0]:7.0f} ({fps['sb3'][1]:.0f})  device, SB3 objects "
+                f"{fps['device-ref'][0]:7.0f} ({fps['device-ref'][1]:.0f})  device, lean {fps['device'][0]:7.0f} "
+                f"({fps['device'][1]:.0f})  lean/sb3 {fps['device'][0] / fps['sb3'][0]:.2f}x  lean/ref "
+                f"{fps['device'][0] / fps['device-ref'][0]:.2f}x  lean/cap {fps['device'][0] / best_cap:.2f}  "
                 f"(load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
@@ -263,8 +336,11 @@ def main() -> None:
             for piece in ("collect", "gae", "update"):
                 a, b = t[f"{piece}_torchrl"], t[f"{piece}_plain"]
                 print(f"    {piece:8s} {a:8.3f} {b:8.3f}  {100 * (a / b - 1):+6.0f}%")
-            print(f"    {'total':8s} {total_trl:8.3f} {total_plain:8.3f}  {100 * (total_trl / total_plain - 1):+6.0f}%"
-                  f"   frames/s {frames / total_trl:,.0f} vs {frames / total_plain:,.0f}", flush=True)  # fmt: skip
+            print(
+                f"    {'total':8s} {total_trl:8.3f} {total_plain:8.3f}  {100 * (total_trl / total_plain - 1):+6.0f}%"
+                f"   frames/s {frames / total_trl:,.0f} vs {frames / total_plain:,.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ TorchRL's PPO pieces beside the plain loop on the same data.
 1. *Trainers*: ``babyaipp.agents.training.train`` (the ``babyaipp train`` code path) with
    ``trainer="sb3"`` and ``trainer="device"`` at the same settings (batched engine, the model's
    PPO defaults, ``n_steps`` 128, batch 256), steady-state frames/s (updates 2.. of progress.csv,
-   as ``benchmarks/train_speed.py``), and the model's gradient-step cap
-   (``train_speed.update_bound``), under torch's thread count as this process starts and under
-   one thread. Thread settings are the defaults: leave ``OMP_NUM_THREADS`` unset to measure what a
+   as ``benchmarks/train_speed.py``), the device trainer twice (``DevicePPO.lean`` off, then on:
+   SB3's distribution objects and single-tensor Adam, then the lean path), and the model's
+   gradient-step cap (``train_speed.update_bound``, SB3's step; and :func:`lean_cap`, the lean
+   step) measured just before each set of runs, under torch's thread count as this process starts
+   and under one thread. Thread settings are the defaults: leave ``OMP_NUM_THREADS`` unset to measure what a
    user gets.
 2. *TorchRL vs the plain loop*, the same policy and engine: a rollout with TorchRL's
    ``SyncDataCollector`` over :class:`~babyaipp.envs.torchrl_env.BabyAIPPTorchRLEnv` against

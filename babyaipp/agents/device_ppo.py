@@ -18,7 +18,8 @@ Feed-forward policies with a discrete action space take a lean path (:attr:`Devi
 the rollout's and the update's forwards run the policy's extractor and heads directly and compute
 log-probabilities, entropy and the sampled action from one ``log_softmax``, where SB3's
 ``forward``/``evaluate_actions`` build a ``Categorical`` distribution object per call; Adam and
-gradient clipping use torch's multi-tensor (``foreach``) kernels. The values are SB3's to float
+gradient clipping use torch's multi-tensor (``foreach``) kernels, and on CPU the convolution
+weights are stored channels-last. The values are SB3's to float
 rounding, and the action draw is the same ``torch.multinomial`` call on the same probabilities.
 
 TorchRL's ``ClipPPOLoss``, ``GAE`` and collector compute the same thing; measured side by side on
@@ -166,9 +167,10 @@ class DevicePPO:
     docstring. Random draws (actions, minibatches) come from torch's generator of the device."""
 
     lean: bool = True
-    """Run feed-forward Categorical policies through :meth:`_heads` (no distribution objects) and
-    Adam/clipping with ``foreach`` kernels; False keeps SB3's ``forward``/``evaluate_actions`` and
-    single-tensor Adam (the reference the benchmark and tests compare against)."""
+    """Run feed-forward Categorical policies through :meth:`_heads` (no distribution objects),
+    Adam/clipping with ``foreach`` kernels and, on CPU, channels-last convolution weights; False
+    keeps SB3's ``forward``/``evaluate_actions``, single-tensor Adam and the weights' layout (the
+    reference the benchmark and tests compare against)."""
 
     def __init__(self, engine: Any, policy: nn.Module, settings: PPOSettings, recurrent: bool = False):
         from stable_baselines3.common.distributions import CategoricalDistribution
@@ -183,6 +185,11 @@ class DevicePPO:
         for group in policy.optimizer.param_groups:
             if "foreach" in group:
                 group["foreach"] = True if self.lean else None
+        if self.lean and self.device.type == "cpu":
+            # Channels-last convolution weights: oneDNN's kernels for the extractors' small 3x3
+            # convolutions ran the attention model's gradient step about 7% faster (median of 7
+            # alternated pairs, one thread). Layout only: the parameters stay the same objects.
+            policy.to(memory_format=torch.channels_last)
 
     def initial_state(self) -> LoopState:
         """The loop's state at the engine's current observation, every env starting an episode."""

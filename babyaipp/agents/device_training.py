@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from stable_baselines3.common.vec_env import VecMonitor
 
 from babyaipp.agents import resume_state
 from babyaipp.agents.device_ppo import DevicePPO, LoopState, PPOSettings
@@ -43,23 +42,22 @@ from babyaipp.agents.runs import (
     read_progress,
     record_segment,
     save_atomic,
+    write_failure,
 )
 from babyaipp.agents.training_setup import (
-    BATCHED_POOL_SIZE,
     MAX_SEED,
-    REFRESH_SEED_BASE,
     SEEDS_PER_RUN,
     TrainResult,
     build_agent,
+    make_batched_vec_env,
     package_version,
     seed_vec_env,
     train_seed,
 )
 from babyaipp.envs.registration import parse_env_id
-from babyaipp.envs.sb3 import BatchedSB3VecEnv
 from babyaipp.envs.text import TEXT_MODES
 from babyaipp.envs.threads import engine_thread_limit, limited_threads
-from babyaipp.errors import BabyAIPPError, CheckpointError, ConfigError, check_choice, check_range
+from babyaipp.errors import CheckpointError, ConfigError, check_choice, check_range
 from babyaipp.utils import atomic_write_json, resolve_device
 
 #: Training loops of ``babyaipp train --trainer``: SB3's PPO (the default) or :class:`DevicePPO`.
@@ -84,22 +82,7 @@ def make_engine_env(
     parse_env_id(env_id)
     check_choice("text mode", text, TEXT_MODES)
     check_range("seed", seed, 0, MAX_SEED)
-    block = (seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1)
-    inner = BatchedSB3VecEnv(
-        env_id,
-        n_envs,
-        device=device,
-        pool_size=max(n_envs, BATCHED_POOL_SIZE),
-        seed_range=block,
-        text=text,
-        workers=1,
-        refresh=True,
-        refresh_seed=REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset,
-        **dict(env_kwargs or {}),
-    )
-    vec = VecMonitor(inner)
-    seed_vec_env(vec, seed, seed_offset)
-    return vec
+    return make_batched_vec_env(env_id, n_envs, seed, text, env_kwargs, seed_offset, device)
 
 
 def _settings(run_config: dict[str, Any]) -> PPOSettings:
@@ -323,13 +306,7 @@ def _run(
         callback.save_boundary(run_dir / "model.zip", int(agent.num_timesteps))
         record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "completed")
     except OSError as err:  # disk full, directory removed or made read-only under the run
-        kept = latest_checkpoint(run_dir)
-        where = (
-            f"it can continue from step {kept[0]} with `babyaipp train --resume --out {run_dir}` once that is fixed"
-            if kept
-            else "no checkpoint was written"
-        )
-        raise BabyAIPPError(f"cannot write {err.filename or run_dir}: {err.strerror or err}; {where}") from err
+        raise write_failure(err, run_dir) from err
     finally:
         logger.close()
         vec.close()  # stops the engine's level worker

@@ -136,6 +136,18 @@ def checkpoints(run_dir: str | Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+def write_failure(err: OSError, run_dir: str | Path) -> BabyAIPPError:
+    """The one-line error for a run that could not be written (disk full, directory removed or made
+    read-only under it), saying from which checkpoint ``--resume`` continues once that is fixed."""
+    kept = latest_checkpoint(run_dir)
+    where = (
+        f"it can continue from step {kept[0]} with `babyaipp train --resume --out {run_dir}` once that is fixed"
+        if kept
+        else "no checkpoint was written"
+    )
+    return BabyAIPPError(f"cannot write {err.filename or run_dir}: {err.strerror or err}; {where}")
+
+
 def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
     """(step, path) of the most advanced checkpoint, counting ``model.zip``; None if there is none."""
     candidates = dict(checkpoints(run_dir))

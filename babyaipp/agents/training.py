@@ -36,6 +36,7 @@ from babyaipp.agents.runs import (
     record_segment,
     run_lock,
     save_atomic,
+    write_failure,
 )
 from babyaipp.agents.training_setup import (
     REFRESH_SEED_BASE,
@@ -62,7 +63,7 @@ from babyaipp.defaults import (
     DEFAULT_TRAINER,
     EVAL_SEED_START,
 )
-from babyaipp.errors import BabyAIPPError, CheckpointError, ConfigError, check_choice, check_range
+from babyaipp.errors import CheckpointError, ConfigError, check_choice, check_range
 from babyaipp.utils import atomic_write_json, check_out_dir, resolve_device
 
 # ---------------------------------------------------------------------------------------------
@@ -478,13 +479,7 @@ def _learn(
         callback.save_boundary(run_dir / "model.zip", int(agent.num_timesteps))
         record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "completed")
     except OSError as err:  # disk full, directory removed or made read-only under the run
-        kept = latest_checkpoint(run_dir)
-        where = (
-            f"it can continue from step {kept[0]} with `babyaipp train --resume --out {run_dir}` once that is fixed"
-            if kept
-            else "no checkpoint was written"
-        )
-        raise BabyAIPPError(f"cannot write {err.filename or run_dir}: {err.strerror or err}; {where}") from err
+        raise write_failure(err, run_dir) from err
     finally:
         agent.get_env().close()  # stops the engine's level workers, if any
     return TrainResult(run_dir, int(agent.num_timesteps), done, elapsed, fps, resumed_from, agent)

@@ -97,23 +97,41 @@ def make_vec_env(
     check_range("n_envs", n_envs, 1, SEEDS_PER_RUN)
     check_range("seed", seed, 0, MAX_SEED)
     if engine == "batched":
-        block = (seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1)
-        inner = BatchedSB3VecEnv(
-            env_id,
-            n_envs,
-            pool_size=max(n_envs, BATCHED_POOL_SIZE),
-            seed_range=block,
-            text=text,
-            workers=1,
-            refresh=True,
-            refresh_seed=REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset,
-            **dict(env_kwargs or {}),
-        )
-        vec = VecMonitor(inner)
-        seed_vec_env(vec, seed, seed_offset)
-        return vec
+        return make_batched_vec_env(env_id, n_envs, seed, text, env_kwargs, seed_offset)
     factory = partial(make_tokenized_env, env_id, text, dict(env_kwargs or {}))
     vec = VecMonitor(DummyVecEnv([factory] * n_envs))
+    seed_vec_env(vec, seed, seed_offset)
+    return vec
+
+
+def make_batched_vec_env(
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    text: str,
+    env_kwargs: dict[str, Any] | None,
+    seed_offset: int,
+    device: str = "cpu",
+) -> VecMonitor:
+    """The batched engine of ``make_vec_env(engine="batched")`` on ``device``, seeded and reset.
+
+    One home for how a run's engine is built (its pool, seed block and refresh seeds), shared by
+    both trainers; the arguments are checked by the caller.
+    """
+    block = (seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1)
+    inner = BatchedSB3VecEnv(
+        env_id,
+        n_envs,
+        device=device,
+        pool_size=max(n_envs, BATCHED_POOL_SIZE),
+        seed_range=block,
+        text=text,
+        workers=1,
+        refresh=True,
+        refresh_seed=REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset,
+        **dict(env_kwargs or {}),
+    )
+    vec = VecMonitor(inner)
     seed_vec_env(vec, seed, seed_offset)
     return vec
 

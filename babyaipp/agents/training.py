@@ -192,7 +192,7 @@ def _train_locked(
     checkpoint_every: int,
     progress_bar: bool,
     init_from: str | Path | None,
-    trainer: str = "sb3",
+    trainer: str = DEFAULT_TRAINER,
 ) -> TrainResult:
     if trainer == "device":
         return device_training.train_locked(

@@ -46,11 +46,10 @@ from babyaipp.agents.runs import (
 )
 from babyaipp.agents.training_setup import (
     MAX_SEED,
-    SEEDS_PER_RUN,
     TrainResult,
     build_agent,
     make_batched_vec_env,
-    package_version,
+    new_run_config,
     seed_vec_env,
     train_seed,
 )
@@ -127,34 +126,25 @@ def train_locked(
     except BaseException:
         vec.close()
         raise
-    run_config = {
-        "package": "babyaipp",
-        "version": package_version(),
-        "env_id": env_id,
-        "env_kwargs": env_kwargs,
-        "model": model,
-        "recurrent": bool(recurrent),
-        "algorithm": type(agent).__name__,
-        "trainer": "device",
-        "text": text,
-        "seed": seed,
-        "steps": steps,
-        "n_envs": n_envs,
-        "engine": "batched",
-        "device": resolved,
-        "checkpoint_every": checkpoint_every,
-        "hyperparameters": config.to_dict(),
-        "train_seed_range": {
-            "first": seed * SEEDS_PER_RUN,
-            "last": seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1,
-            "rule": "as --trainer sb3 --engine batched",
-        },
-        "train_seeds_used": [train_seed(seed, i) for i in range(n_envs)],
-        "init_from": warm_start,
-        "segments": [],
-        "num_timesteps": 0,
-        "completed": False,
-    }
+    run_config = new_run_config(
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        model=model,
+        recurrent=recurrent,
+        algorithm=type(agent).__name__,
+        trainer="device",
+        text=text,
+        seed=seed,
+        steps=steps,
+        n_envs=n_envs,
+        engine="batched",
+        device=resolved,
+        checkpoint_every=checkpoint_every,
+        hyperparameters=config.to_dict(),
+        seed_rule="as --trainer sb3 --engine batched",
+        train_seeds_used=[train_seed(seed, i) for i in range(n_envs)],
+        init_from=warm_start,
+    )
     atomic_write_json(run_dir / "config.json", run_config)
     try:
         return _run(agent, vec, run_dir, run_config, steps, checkpoint_every, resumed_from=None, restored=None)

@@ -46,7 +46,7 @@ from babyaipp.agents.training_setup import (
     check_batch,
     check_hyperparameters,
     make_vec_env,
-    package_version,
+    new_run_config,
     seed_vec_env,
     train_seed,
 )
@@ -224,36 +224,28 @@ def _train_locked(
     except BaseException:
         vec.close()
         raise
-    run_config = {
-        "package": "babyaipp",
-        "version": package_version(),
-        "env_id": env_id,
-        "env_kwargs": env_kwargs,
-        "model": model,
-        "recurrent": bool(recurrent),
-        "algorithm": algorithm.__name__,
-        "text": text,
-        "seed": seed,
-        "steps": steps,
-        "n_envs": n_envs,
-        "engine": engine,
-        "device": resolved,
-        "checkpoint_every": checkpoint_every,
-        "hyperparameters": config.to_dict(),
-        "train_seed_range": {
-            "first": seed * SEEDS_PER_RUN,
-            "last": seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1,
-            "rule": "env i of the r-th training segment is first reset with "
-            "seed*1000 + (r*n_envs + i) % 1000; later episodes continue its RNG (engine gym) or draw "
-            f"pool levels refreshed from seeds {REFRESH_SEED_BASE}*(seed+1) + 10**5*r*n_envs + k (engine batched); "
-            f"evaluation seeds start at {EVAL_SEED_START}",
-        },
-        "train_seeds_used": seeds,
-        "init_from": warm_start,
-        "segments": [],
-        "num_timesteps": 0,
-        "completed": False,
-    }
+    run_config = new_run_config(
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        model=model,
+        recurrent=recurrent,
+        algorithm=algorithm.__name__,
+        trainer=None,
+        text=text,
+        seed=seed,
+        steps=steps,
+        n_envs=n_envs,
+        engine=engine,
+        device=resolved,
+        checkpoint_every=checkpoint_every,
+        hyperparameters=config.to_dict(),
+        seed_rule="env i of the r-th training segment is first reset with "
+        "seed*1000 + (r*n_envs + i) % 1000; later episodes continue its RNG (engine gym) or draw "
+        f"pool levels refreshed from seeds {REFRESH_SEED_BASE}*(seed+1) + 10**5*r*n_envs + k (engine batched); "
+        f"evaluation seeds start at {EVAL_SEED_START}",
+        train_seeds_used=seeds,
+        init_from=warm_start,
+    )
     atomic_write_json(run_dir / "config.json", run_config)
     try:
         return _learn(agent, run_dir, run_config, steps, checkpoint_every, progress_bar, resumed_from=None)

@@ -136,6 +136,64 @@ def make_batched_vec_env(
     return vec
 
 
+def new_run_config(
+    *,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    model: str,
+    recurrent: bool,
+    algorithm: str,
+    trainer: str | None,
+    text: str,
+    seed: int,
+    steps: int,
+    n_envs: int,
+    engine: str,
+    device: str,
+    checkpoint_every: int,
+    hyperparameters: dict[str, Any],
+    seed_rule: str,
+    train_seeds_used: list[int],
+    init_from: Any,
+) -> dict[str, Any]:
+    """The ``config.json`` a new run starts with, one layout for both trainers (``trainer=None``
+    leaves the key out, as SB3 runs always have)."""
+    config: dict[str, Any] = {
+        "package": "babyaipp",
+        "version": package_version(),
+        "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "model": model,
+        "recurrent": bool(recurrent),
+        "algorithm": algorithm,
+    }
+    if trainer is not None:
+        config["trainer"] = trainer
+    config.update(
+        {
+            "text": text,
+            "seed": seed,
+            "steps": steps,
+            "n_envs": n_envs,
+            "engine": engine,
+            "device": device,
+            "checkpoint_every": checkpoint_every,
+            "hyperparameters": hyperparameters,
+            "train_seed_range": {
+                "first": seed * SEEDS_PER_RUN,
+                "last": seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1,
+                "rule": seed_rule,
+            },
+            "train_seeds_used": train_seeds_used,
+            "init_from": init_from,
+            "segments": [],
+            "num_timesteps": 0,
+            "completed": False,
+        }
+    )
+    return config
+
+
 def seed_vec_env(vec: Any, seed: int, seed_offset: int) -> list[int]:
     """Give every env its own first-reset seed (VecEnv.seed would use ``base + i``, which may wrap)."""
     seeds = [train_seed(seed, seed_offset + i) for i in range(vec.num_envs)]

@@ -18,7 +18,8 @@ DEFAULT_DEVICE = "auto"
 DEFAULT_STEPS = 100_000
 #: Parallel training envs of a run (and of each sweep trial).
 DEFAULT_N_ENVS = 8
-#: How training envs are stepped: the batched engine (``"batched"``) or single envs (``"gym"``).
+#: How training envs are stepped: the batched engine (``"batched"``; ``"device-levels"`` draws its levels on
+#: its device) or single envs (``"gym"``).
 DEFAULT_ENGINE = "batched"
 #: Training steps between checkpoints (0: none); what ``--resume`` continues from.
 DEFAULT_CHECKPOINT_EVERY = 50_000

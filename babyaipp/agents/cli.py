@@ -129,11 +129,13 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--text", default=None, help=f"description mode: {', '.join(TEXT_MODES)} (default: {DEFAULT_TEXT})")
     p.add_argument(
         "--engine",
-        choices=("gym", "batched"),
+        choices=("batched", "device-levels", "gym"),
         default=None,
         help="batched (default): all envs stepped by the batched tensor engine (docs/batched.md), its pool "
-        "starting from the run's 1000 training-seed levels and refreshed by one worker process with a new "
-        "level per finished episode; gym: single envs in a DummyVecEnv",
+        "starting from 256 levels of the run's training seeds and refreshed by one worker process with a new "
+        "level per finished episode; device-levels: the batched engine with every episode's floor, mapping and "
+        "description drawn on its device over the layouts of the run's 1000 training seeds (no worker); "
+        "gym: single envs in a DummyVecEnv",
     )
     p.add_argument(
         "--trainer",

@@ -5,9 +5,10 @@ A device run is laid out, checkpointed, resumed and evaluated like an SB3 one
 (:mod:`babyaipp.agents.runs`): ``config.json`` (with ``"trainer": "device"``), ``model.zip`` and
 ``checkpoints/step_N.zip`` in SB3's format (so ``babyaipp eval`` and ``--init-from`` read them
 unchanged), ``progress.csv`` written by the same :class:`~babyaipp.agents.runs.ProgressCallback`,
-and TensorBoard logs under ``tb/``. It plays the same levels as ``--trainer sb3 --engine batched``
-with the same seed (the engine's pool from the run's seed block, refreshed by one worker process)
-and starts from the same initial weights; only the training loop differs.
+and TensorBoard logs under ``tb/``. It plays the same levels as ``--trainer sb3`` with the same
+seed and ``--engine`` (``batched``: the engine's pool from the run's seed block, refreshed by one
+worker process; ``device-levels``: every level drawn on the engine's device over the layouts of the
+run's seed block, no worker) and starts from the same initial weights; only the training loop differs.
 
 Every checkpoint gets a sidecar ``step_N.state.pt`` with the engine, the loop's state (current
 observation, running episodes, LSTM states), torch's random state and the progress window, so
@@ -45,6 +46,7 @@ from babyaipp.agents.runs import (
     write_failure,
 )
 from babyaipp.agents.training_setup import (
+    BATCHED_ENGINES,
     MAX_SEED,
     TrainResult,
     build_agent,
@@ -71,9 +73,17 @@ def trainer_thread_limit(device: torch.device) -> int | None:
 
 
 def make_engine_env(
-    env_id: str, n_envs: int, seed: int, text: str, env_kwargs: dict[str, Any], seed_offset: int, device: str
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    text: str,
+    env_kwargs: dict[str, Any],
+    seed_offset: int,
+    device: str,
+    engine: str = "batched",
 ) -> Any:
-    """The engine of ``make_vec_env(engine="batched")`` on ``device``, seeded and reset the same way.
+    """The engine of ``make_vec_env(engine=engine)`` (``"batched"`` or ``"device-levels"``) on
+    ``device``, seeded and reset the same way.
 
     Returned inside SB3's ``VecMonitor`` (the PPO object that holds the policy wants a VecEnv);
     the loop steps ``vec.venv.engine`` directly.
@@ -81,7 +91,13 @@ def make_engine_env(
     parse_env_id(env_id)
     check_choice("text mode", text, TEXT_MODES)
     check_range("seed", seed, 0, MAX_SEED)
-    return make_batched_vec_env(env_id, n_envs, seed, text, env_kwargs, seed_offset, device)
+    if engine not in BATCHED_ENGINES:
+        raise ConfigError(
+            f"--trainer device steps the batched engine; --engine {engine!r} applies to --trainer sb3 "
+            f"(valid: {', '.join(BATCHED_ENGINES)})"
+        )
+    levels_on_device = engine == "device-levels"
+    return make_batched_vec_env(env_id, n_envs, seed, text, env_kwargs, seed_offset, device, levels_on_device)
 
 
 def _settings(run_config: dict[str, Any]) -> PPOSettings:
@@ -110,12 +126,11 @@ def train_locked(
     checkpoint_every: int,
     init_from: str | Path | None,
     engine: str = "batched",
+    progress_bar: bool = False,
 ) -> Any:
     """A new device run in ``run_dir`` (checked and locked by the caller)."""
-    if engine != "batched":
-        raise ConfigError(f"--trainer device steps the batched engine; --engine {engine!r} applies to --trainer sb3")
     resolved = resolve_device(device)
-    vec = make_engine_env(env_id, n_envs, seed, text, env_kwargs, 0, resolved)
+    vec = make_engine_env(env_id, n_envs, seed, text, env_kwargs, 0, resolved, engine)
     try:
         agent = build_agent(vec, model, config, recurrent, seed, resolved, run_dir / "tb")
         seed_vec_env(vec, seed, 0)  # the constructor re-seeded the envs with `seed + i`
@@ -137,17 +152,17 @@ def train_locked(
         seed=seed,
         steps=steps,
         n_envs=n_envs,
-        engine="batched",
+        engine=engine,
         device=resolved,
         checkpoint_every=checkpoint_every,
         hyperparameters=config.to_dict(),
-        seed_rule="as --trainer sb3 --engine batched",
+        seed_rule=f"as --trainer sb3 --engine {engine}",
         train_seeds_used=[train_seed(seed, i) for i in range(n_envs)],
         init_from=warm_start,
     )
     atomic_write_json(run_dir / "config.json", run_config)
     try:
-        return _run(agent, vec, run_dir, run_config, steps, checkpoint_every, resumed_from=None, restored=None)
+        return _run(agent, vec, run_dir, run_config, steps, checkpoint_every, None, None, progress_bar)
     except Exception:
         if latest_checkpoint(run_dir) is None:  # nothing to resume: leave no run behind
             for name in ("config.json", "progress.csv"):
@@ -155,7 +170,15 @@ def train_locked(
         raise
 
 
-def resume_locked(run_dir: Path, run_config: dict[str, Any], path: Path, steps: int, every: int, device: str) -> Any:
+def resume_locked(
+    run_dir: Path,
+    run_config: dict[str, Any],
+    path: Path,
+    steps: int,
+    every: int,
+    device: str,
+    progress_bar: bool = False,
+) -> Any:
     """Continue a device run from checkpoint ``path``: exactly with its sidecar, else on fresh levels
     (the next seeds of the run's block, as an SB3 run without a sidecar)."""
     n_envs, seed, recurrent = int(run_config["n_envs"]), int(run_config["seed"]), bool(run_config["recurrent"])
@@ -165,7 +188,7 @@ def resume_locked(run_dir: Path, run_config: dict[str, Any], path: Path, steps: 
     used = list(run_config.get("train_seeds_used", []))
     offset = 0 if exact else max(len(used), n_envs)
     env = (run_config["env_id"], n_envs, seed, run_config["text"], dict(run_config.get("env_kwargs") or {}))
-    vec = make_engine_env(*env, offset, device)
+    vec = make_engine_env(*env, offset, device, run_config.get("engine", "batched"))
     try:
         agent = load_algorithm(path, recurrent, device, env=vec, config=run_config)
         agent.tensorboard_log = str(run_dir / "tb")
@@ -182,7 +205,7 @@ def resume_locked(run_dir: Path, run_config: dict[str, Any], path: Path, steps: 
     run_config.update(steps=steps, device=device, checkpoint_every=every, train_seeds_used=used)
     atomic_write_json(run_dir / "config.json", run_config)
     start = int(agent.num_timesteps)
-    return _run(agent, vec, run_dir, run_config, steps, every, resumed_from=start, restored=state if exact else None)
+    return _run(agent, vec, run_dir, run_config, steps, every, start, state if exact else None, progress_bar)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,8 +251,10 @@ def _run(
     every: int,
     resumed_from: int | None,
     restored: dict[str, Any] | None,
+    progress_bar: bool = False,
 ) -> Any:
     from stable_baselines3.common.utils import configure_logger
+    from tqdm.auto import tqdm
 
     engine = vec.venv.engine
     engine.auto_reset = False
@@ -258,8 +283,10 @@ def _run(
     callback.on_training_start({}, {})
     lengths: deque[int] = deque(maxlen=PROGRESS_WINDOW)
     frames = settings.n_steps * engine.num_envs
+    # The frames still to train, as SB3's progress bar counts them (on stderr, only when asked).
+    bar = tqdm(total=steps - start, desc="train", unit="frame", unit_scale=True, disable=not progress_bar)
     try:
-        with limited_threads(trainer_thread_limit(engine.device)):
+        with bar, limited_threads(trainer_thread_limit(engine.device)):
             callback.boundary = _capture(agent, vec, state, callback)
             updating = False
             try:
@@ -281,6 +308,7 @@ def _run(
                     callback.boundary = _capture(agent, vec, state, callback)
                     callback.after_update()
                     _log(logger, callback, lengths, losses, agent)
+                    bar.update(min(frames, bar.total - bar.n))
             except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM turned into one by the CLI
                 if updating:  # the weights are part-way through an update: no exact state matches them
                     callback.boundary = None

@@ -5,7 +5,7 @@ What a run leaves on disk (``config.json``, ``model.zip``, ``checkpoints/step_N.
 the training envs, their seeds and the agent every trainer starts from live in
 :mod:`babyaipp.agents.training_setup`. Ctrl-C saves a checkpoint first, so ``--resume`` loses nothing.
 
-Resuming: a checkpoint of a run on the batched engine carries the whole training state
+Resuming: a checkpoint of a run on the batched engine (either level source) carries the whole training state
 (:mod:`babyaipp.agents.resume_state`), so ``--resume`` continues exactly as if the run had not
 stopped; without it (``engine="gym"``) the envs start fresh episodes, as the seeding rule below says.
 
@@ -39,6 +39,7 @@ from babyaipp.agents.runs import (
     write_failure,
 )
 from babyaipp.agents.training_setup import (
+    BATCHED_ENGINES,
     REFRESH_SEED_BASE,
     SEEDS_PER_RUN,
     TrainResult,
@@ -210,6 +211,7 @@ def _train_locked(
             checkpoint_every=checkpoint_every,
             init_from=init_from,
             engine=engine,
+            progress_bar=progress_bar,
         )
     resolved = resolve_device(device)
     vec = make_vec_env(env_id, n_envs, seed, text, env_kwargs, engine=engine)
@@ -241,7 +243,8 @@ def _train_locked(
         hyperparameters=config.to_dict(),
         seed_rule="env i of the r-th training segment is first reset with "
         "seed*1000 + (r*n_envs + i) % 1000; later episodes continue its RNG (engine gym) or draw "
-        f"pool levels refreshed from seeds {REFRESH_SEED_BASE}*(seed+1) + 10**5*r*n_envs + k (engine batched); "
+        f"pool levels refreshed from seeds {REFRESH_SEED_BASE}*(seed+1) + 10**5*r*n_envs + k (engine batched) "
+        "or levels drawn on the device over the layouts of seeds seed*1000 .. seed*1000 + 999 (engine device-levels); "
         f"evaluation seeds start at {EVAL_SEED_START}",
         train_seeds_used=seeds,
         init_from=warm_start,
@@ -310,11 +313,11 @@ def _resume_locked(
         return TrainResult(run_dir, step, 0, 0.0, 0.0, step, agent)
 
     if run_config.get("trainer") == "device":
-        return device_training.resume_locked(run_dir, run_config, path, steps, every, resolved)
+        return device_training.resume_locked(run_dir, run_config, path, steps, every, resolved, progress_bar)
     n_envs, seed = int(run_config["n_envs"]), int(run_config["seed"])
     used = list(run_config.get("train_seeds_used", []))
     engine = run_config.get("engine", "gym")
-    state = resume_state.load(resume_state.state_path(path)) if engine == "batched" else None
+    state = resume_state.load(resume_state.state_path(path)) if engine in BATCHED_ENGINES else None
     if state is not None and int(state["num_timesteps"]) == step:
         return _resume_exactly(run_dir, run_config, path, state, steps, every, resolved, progress_bar)
     offset = max(len(used), n_envs)  # seeds already handed out, counted across resumes
@@ -367,7 +370,12 @@ def _resume_exactly(
     same levels, random draws and updates as if the run had never stopped."""
     n_envs, seed = int(run_config["n_envs"]), int(run_config["seed"])
     vec = make_vec_env(
-        run_config["env_id"], n_envs, seed, run_config["text"], run_config.get("env_kwargs"), engine="batched"
+        run_config["env_id"],
+        n_envs,
+        seed,
+        run_config["text"],
+        run_config.get("env_kwargs"),
+        engine=run_config["engine"],
     )
     try:
         agent = load_algorithm(path, bool(run_config["recurrent"]), device, env=vec, config=run_config)

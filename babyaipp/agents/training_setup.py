@@ -38,8 +38,12 @@ from babyaipp.errors import ConfigError, check_choice, check_range
 SEEDS_PER_RUN = 1000
 #: The largest run seed, so that every training seed lies below :data:`~babyaipp.defaults.EVAL_SEED_START`.
 MAX_SEED = 999
-#: How training envs are stepped: the batched engine (default), or single envs in a DummyVecEnv.
-ENGINES = ("batched", "gym")
+#: How training envs are stepped: the batched engine with its pool of levels refreshed by a CPU
+#: worker (default), the batched engine with every level drawn on its device from a pool of layouts
+#: (``"device-levels"``), or single envs in a DummyVecEnv (``"gym"``).
+ENGINES = ("batched", "device-levels", "gym")
+#: The engines that step every env at once on one torch device (their runs resume exactly).
+BATCHED_ENGINES = ("batched", "device-levels")
 #: Levels that refresh the batched engine's pool come from seeds ``REFRESH_SEED_BASE * (seed + 1) +
 #: 10**5 * seed_offset + k``: never a training seed block, never an evaluation seed.
 REFRESH_SEED_BASE = 10**9
@@ -90,14 +94,19 @@ def make_vec_env(
     it, one new level per finished episode on average (seeds from :data:`REFRESH_SEED_BASE`), so,
     as with single envs, almost every episode plays a level not seen before. ``engine="gym"`` uses
     single envs in a ``DummyVecEnv``, whose later episodes continue each env's RNG.
+    ``engine="device-levels"`` is the batched engine with no worker: the minigrid layouts of the
+    run's whole seed block (:data:`SEEDS_PER_RUN`) are made once, and every episode gets a floor,
+    mapping and description drawn on the engine's device (:mod:`babyaipp.envs.device_levels`).
     """
     parse_env_id(env_id)
     check_choice("text mode", text, TEXT_MODES)
     check_choice("engine", engine, ENGINES)
     check_range("n_envs", n_envs, 1, SEEDS_PER_RUN)
     check_range("seed", seed, 0, MAX_SEED)
-    if engine == "batched":
-        return make_batched_vec_env(env_id, n_envs, seed, text, env_kwargs, seed_offset)
+    if engine in BATCHED_ENGINES:
+        return make_batched_vec_env(
+            env_id, n_envs, seed, text, env_kwargs, seed_offset, device_levels=engine == "device-levels"
+        )
     factory = partial(make_tokenized_env, env_id, text, dict(env_kwargs or {}))
     vec = VecMonitor(DummyVecEnv([factory] * n_envs))
     seed_vec_env(vec, seed, seed_offset)
@@ -112,24 +121,27 @@ def make_batched_vec_env(
     env_kwargs: dict[str, Any] | None,
     seed_offset: int,
     device: str = "cpu",
+    device_levels: bool = False,
 ) -> VecMonitor:
-    """The batched engine of ``make_vec_env(engine="batched")`` on ``device``, seeded and reset.
+    """The batched engine of ``make_vec_env(engine="batched" | "device-levels")`` on ``device``,
+    seeded and reset.
 
     One home for how a run's engine is built (its pool, seed block and refresh seeds), shared by
     both trainers; the arguments are checked by the caller.
     """
     block = (seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1)
+    levels: dict[str, Any] = (
+        {"pool_size": SEEDS_PER_RUN, "device_levels": True}  # layouts of the whole block; no worker
+        if device_levels
+        else {
+            "pool_size": max(n_envs, BATCHED_POOL_SIZE),
+            "workers": 1,
+            "refresh": True,
+            "refresh_seed": REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset,
+        }
+    )
     inner = BatchedSB3VecEnv(
-        env_id,
-        n_envs,
-        device=device,
-        pool_size=max(n_envs, BATCHED_POOL_SIZE),
-        seed_range=block,
-        text=text,
-        workers=1,
-        refresh=True,
-        refresh_seed=REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset,
-        **dict(env_kwargs or {}),
+        env_id, n_envs, device=device, seed_range=block, text=text, **levels, **dict(env_kwargs or {})
     )
     vec = VecMonitor(inner)
     seed_vec_env(vec, seed, seed_offset)
@@ -267,6 +279,7 @@ def check_hyperparameters(config_class: type[ModelConfig], values: dict[str, Any
 
 __all__ = [
     "BATCHED_POOL_SIZE",
+    "BATCHED_ENGINES",
     "ENGINES",
     "MAX_SEED",
     "REFRESH_SEED_BASE",

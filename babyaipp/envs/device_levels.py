@@ -147,18 +147,47 @@ class DeviceLevels:
         """
         layouts = dict(pool)
         layouts["cells"] = pool["cells"] | FLOOR_FIELD  # every cell plain
+        self._use_layouts(layouts, pool["level_seed"].clone())
+        self.stock = {}
+        self._refill()
+        self.cursor = self.engine.num_envs
+        return self.stock
+
+    def _use_layouts(self, layouts: dict[str, torch.Tensor], seeds: torch.Tensor) -> None:
+        """Take ``layouts`` (floors plain) and the masks every draw reads from them."""
         masks = layout_masks(layouts["cells"], layouts["agent_pos"], self.hp)
-        self.layout_seeds = pool["level_seed"].clone()
+        self.layout_seeds = seeds
         self.masks = masks
         self.n_free = masks["free"].sum(1)
         self.plain_targets = reachable_targets(masks, layouts["agent_pos"], self.hp)
         if self.dense:  # routes go to what the instruction needs, not to every object
             self.masks.update(dense_layout_masks(layouts, masks, self.hp))
         self.layouts = layouts
-        self.stock = {}
-        self._refill()
-        self.cursor = self.engine.num_envs
-        return self.stock
+
+    # ----------------------------------------------------------------- snapshots (exact resume)
+    def snapshot(self) -> dict[str, Any]:
+        """What the next draws depend on besides the stock (the engine's pool) and the generator
+        (the engine's), as tensors and ints; the masks follow from the layouts."""
+        return {
+            "layouts": {k: v.cpu().clone() for k, v in self.layouts.items()},
+            "layout_seeds": self.layout_seeds.cpu().clone(),
+            "stock_layout": self.stock_layout.cpu().clone(),
+            "stock_mapping": self.stock_mapping.cpu().clone(),
+            "cursor": int(self.cursor),
+            "levels_drawn": int(self.levels_drawn),
+            "redraws": int(self.redraws),
+        }
+
+    def restore(self, snapshot: dict[str, Any], stock: dict[str, torch.Tensor]) -> None:
+        """Put the draws back where :meth:`snapshot` found them; ``stock`` is the engine's restored
+        pool (refilled in place from now on)."""
+        dev = self.device
+        self._use_layouts({k: v.to(dev) for k, v in snapshot["layouts"].items()}, snapshot["layout_seeds"].to(dev))
+        self.stock = stock
+        self.stock_size = int(stock["cells"].shape[0])
+        self.stock_layout = snapshot["stock_layout"].to(dev)
+        self.stock_mapping = snapshot["stock_mapping"].to(dev)
+        self.cursor, self.levels_drawn, self.redraws = (int(snapshot[k]) for k in ("cursor", "levels_drawn", "redraws"))
 
     def _refill(self) -> None:
         """Replace the stock by ``stock_size`` fresh levels (in place: the engine holds the dict)."""

@@ -82,6 +82,7 @@ class BatchedSB3VecEnv(VecEnv):
         refresh: bool = False,
         refresh_seed: int | None = None,
         compile: bool = False,
+        device_levels: bool = False,
         **env_kwargs: Any,
     ):
         self.engine = BatchedBabyAIPP(
@@ -95,6 +96,7 @@ class BatchedSB3VecEnv(VecEnv):
             refresh=refresh,
             refresh_seed=refresh_seed,
             compile=compile,
+            device_levels=device_levels,
             **env_kwargs,
         )
         self.env_id, self.seed_range, self.default_seed = env_id, seed_range, int(seed)
@@ -163,8 +165,9 @@ class BatchedSB3VecEnv(VecEnv):
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the next steps depend on, as tensors and ints (``torch.load(weights_only=True)``
-        reads it back): the pool, every slot's state, the draw generator, the refresh counters and
-        which refresh chunks are in flight (their seeds follow from the counters). Taking it changes
+        reads it back): the pool, every slot's state, the draw generator, the refresh counters,
+        which refresh chunks are in flight (their seeds follow from the counters) and, with
+        ``device_levels``, the layouts and the stock's cursor. Taking it changes
         nothing, so a run that takes snapshots steps exactly as one that does not."""
         engine = self.engine
         assert engine.pool is not None, "reset first"
@@ -176,6 +179,7 @@ class BatchedSB3VecEnv(VecEnv):
             "ended_device": engine._ended_device.cpu().clone(),
             "pending_seeds": len(engine._pending) * CHUNK,
             **{name: int(getattr(engine, name)) for name in self._SCALARS},
+            **({"device_levels": engine.device_levels.snapshot()} if engine.device_levels is not None else {}),
         }
 
     def restore(self, snapshot: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -186,7 +190,14 @@ class BatchedSB3VecEnv(VecEnv):
         device = engine.device
         for future in engine._pending:
             future.cancel()
+        if (engine.device_levels is None) != ("device_levels" not in snapshot):
+            raise ConfigError(
+                "the snapshot and this engine disagree on device_levels; restore it into an engine made "
+                "with the same device_levels setting"
+            )
         engine.pool = LevelPool({k: v.to(device) for k, v in snapshot["pool"].items()})
+        if engine.device_levels is not None:  # the pool is the stock of drawn levels
+            engine.device_levels.restore(snapshot["device_levels"], engine.pool.tensors)
         engine.state = {k: v.to(device) for k, v in snapshot["state"].items()}
         engine.generator.set_state(snapshot["generator"])
         engine.last_pick = snapshot["last_pick"].to(device)

@@ -171,7 +171,9 @@ def add_parsers(subparsers: Any) -> None:
     add_env_kwarg_option(p, "keyword for every trial's env constructor (repeatable)")
     add_set_option(p, "hyperparameter override for every trial (repeatable)")
     p.add_argument(
-        "--engine", default=DEFAULT_ENGINE, help=f"training env stepping: batched or gym (default: {DEFAULT_ENGINE})"
+        "--engine",
+        default=DEFAULT_ENGINE,
+        help=f"training env stepping: batched, device-levels or gym (default: {DEFAULT_ENGINE})",
     )
     p.add_argument(
         "--trainer",

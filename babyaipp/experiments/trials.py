@@ -79,7 +79,7 @@ class TrialConfig:
     demos: str | None = None
     #: Evaluate with argmax actions instead of sampling from the policy (``babyaipp eval --greedy``).
     greedy: bool = DEFAULT_GREEDY
-    #: How training envs are stepped (``babyaipp train --engine``): ``batched`` or ``gym``.
+    #: How training envs are stepped (``babyaipp train --engine``): ``batched``, ``device-levels`` or ``gym``.
     engine: str = DEFAULT_ENGINE
     #: The training loop (``babyaipp train --trainer``): ``sb3`` or ``device``.
     trainer: str = DEFAULT_TRAINER

@@ -23,8 +23,10 @@ The run prints, for ``--sizes`` (default 256 4096 65536):
   same actions, the CPU engine's pool draws replayed through the device's ``torch.where`` reset):
   observations, rewards, terminated and truncated compared at every step;
 * training frames/s of ``babyaipp train --model attention --device DEVICE`` (short), with
-  ``--trainer sb3`` and ``--trainer device`` at the same settings, and the device trainer at
-  N = 4096 with minibatches of 16384 (``--quick``: no such row), where a GPU has work to do.
+  ``--trainer sb3`` and ``--trainer device`` at the same settings (the device trainer also with
+  ``--engine device-levels``), and the device trainer at N = 4096 with minibatches of 16384, with the
+  pool refreshed by a CPU worker and with levels drawn on the device (``--quick``: no such rows),
+  where a GPU has work to do.
 
 ``--device cpu --quick`` runs the same code with small N and few steps (the CPU smoke test).
 """
@@ -360,8 +362,10 @@ def main(argv: list[str] | None = None) -> dict | None:
     if "train" not in args.skip:
         n_envs, train_steps = (8, 2048) if quick else (64, 3 * 64 * 128)
         runs = [(n_envs, train_steps, trainer) for trainer in ("sb3", "device")]
+        runs.append((n_envs, train_steps, "device", "--engine", "device-levels"))
         if not quick:  # the device trainer where a GPU has work: 4096 envs, minibatches of 16384
-            runs.append((4096, 3 * 4096 * 32, "device", "--set", "n_steps=32", "--set", "batch_size=16384"))
+            big = (4096, 3 * 4096 * 32, "device", "--set", "n_steps=32", "--set", "batch_size=16384")
+            runs += [big, (*big, "--engine", "device-levels")]  # pool refreshed by a CPU worker, or none
         report["training"] = []
         for run in runs:
             report["training"].append(_guarded(training, args.device, run[0], run[1], 600, *run[2:]))

@@ -1,4 +1,4 @@
-"""Tables and figure of the behaviour-cloning reading study on the dense floor (docs/results.md).
+"""Tables and figures of the reading study on the dense floor (docs/results.md): BC or PPO sweeps.
 
 Reads the trials of one or more ``babyaipp sweep`` directories (BC of the oracle on
 ``GoToRedBallDense-Easy-Train``), groups them by model, attention options and text mode, and
@@ -8,6 +8,9 @@ references (a JSON from :func:`babyaipp.agents.evaluation.evaluate_references`) 
 
     python examples/reading_study.py runs/sweeps/bc-dense-easy runs/sweeps/bc-dense-easy-colour-keys \
         --references runs/refs-dense-easy-1000.json --out docs/images/bc_dense_easy_tpo.png
+
+With ``--curves PNG`` (PPO sweeps) it also draws the learning curves: success rate over the last 100
+training episodes (``progress.csv``) against frames, mean over seeds with the seeds' range shaded.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ def main() -> None:
     parser.add_argument("sweeps", nargs="+", type=Path)
     parser.add_argument("--references", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="PNG of TargetPairOnly success")
+    parser.add_argument("--curves", type=Path, help="PNG of the training curves (PPO sweeps)")
+    parser.add_argument("--title", default="BC of the oracle", help="what trained the policies, for the figures")
     args = parser.parse_args()
     groups = collect(args.sweeps)
     refs = json.loads(args.references.read_text())
@@ -117,10 +122,46 @@ def main() -> None:
     ax.set_xticklabels(names, rotation=20, ha="right", fontsize=7)
     ax.set_ylabel("TargetPairOnly success")
     ax.set_ylim(0, 1)
-    title = "BC of the oracle, GoToRedBallDense-Easy: mean over seeds, 95% interval of the pooled episodes"
+    title = f"{args.title}, GoToRedBallDense-Easy: mean over seeds, 95% interval of the pooled episodes"
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
+    if args.curves:
+        plot_curves(args.sweeps, args.curves, args.title)
+
+
+def read_curve(trial: Path) -> tuple[list[float], list[float]]:
+    import csv
+
+    with open(trial / "progress.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [float(r["timesteps"]) for r in rows], [float(r["success_rate"]) for r in rows]
+
+
+def plot_curves(sweeps: list[Path], out: Path, title: str) -> None:
+    """Training success against frames per group: mean over seeds, range shaded (finished trials only)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    curves: dict[str, list[tuple[list[float], list[float]]]] = defaultdict(list)
+    for sweep in sweeps:
+        for trial in sorted((sweep / "trials").iterdir()):
+            if (trial / "eval" / "results.json").is_file() and (trial / "progress.csv").is_file():
+                curves[label(json.loads((trial / "config.json").read_text()))].append(read_curve(trial))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, runs in curves.items():
+        grid = np.linspace(0, min(max(x) for x, _ in runs), 200)
+        ys = np.array([np.interp(grid, x, y) for x, y in runs])
+        ax.plot(grid, ys.mean(0), label=f"{name} ({len(runs)} seeds)")
+        if len(runs) > 1:
+            ax.fill_between(grid, ys.min(0), ys.max(0), alpha=0.2)
+    ax.set_xlabel("frames")
+    ax.set_ylabel("training success (last 100 episodes)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title(f"{title}, GoToRedBallDense-Easy-Train: mean over seeds, range shaded", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 TorchRL's PPO pieces beside the plain loop on the same data.
 
     python benchmarks/device_ppo_speed.py [--model attention] [--n-envs 16 64] [--updates 4]
-        [--device cpu] [--skip trainers torchrl]
+        [--device cpu] [--skip trainers torchrl] [--compare-text-cache]
 
 1. *Trainers*: ``babyaipp.agents.training.train`` (the ``babyaipp train`` code path) with
    ``trainer="sb3"`` and ``trainer="device"`` at the same settings (batched engine, the model's
@@ -12,7 +12,8 @@ TorchRL's PPO pieces beside the plain loop on the same data.
    gradient-step cap (``train_speed.update_bound``, SB3's step; and :func:`lean_cap`, the lean
    step) measured just before each set of runs, under torch's thread count as this process starts
    and under one thread. Thread settings are the defaults: leave ``OMP_NUM_THREADS`` unset to measure what a
-   user gets.
+   user gets. ``--compare-text-cache`` adds a lean run whose collection re-encodes every env's text at
+   every step (``DevicePPO.cache_text`` off), beside the default that encodes a text when an env's changes.
 2. *TorchRL vs the plain loop*, the same policy and engine: a rollout with TorchRL's
    ``SyncDataCollector`` over :class:`~babyaipp.envs.torchrl_env.BabyAIPPTorchRLEnv` against
    :meth:`DevicePPO.collect`; on one and the same rollout, TorchRL's ``GAE`` against
@@ -47,12 +48,20 @@ OBS_KEYS = ("image", "direction", "mission", "description")
 
 
 def trainer_fps(
-    trainer: str, model: str, n_envs: int, updates: int, n_steps: int, device: str, lean: bool = True
+    trainer: str,
+    model: str,
+    n_envs: int,
+    updates: int,
+    n_steps: int,
+    device: str,
+    lean: bool = True,
+    cache_text: bool = True,
 ) -> tuple[float, float]:
-    """(steady-state frames/s, first update's frames/s) of a short run; ``lean``: DevicePPO.lean."""
+    """(steady-state frames/s, first update's frames/s) of a short run; ``lean``: DevicePPO.lean,
+    ``cache_text``: DevicePPO.cache_text."""
     from babyaipp.agents.device_ppo import DevicePPO
 
-    DevicePPO.lean = lean
+    DevicePPO.lean, DevicePPO.cache_text = lean, cache_text
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         training.train(
@@ -65,7 +74,7 @@ def trainer_fps(
             hyperparameters={"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs)},
             checkpoint_every=0,
         )
-        DevicePPO.lean = True
+        DevicePPO.lean, DevicePPO.cache_text = True, True
         return steady_fps(read_progress(run))
 
 
@@ -293,6 +302,9 @@ def main() -> None:
     parser.add_argument("--n-steps", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip", nargs="*", default=[], choices=["trainers", "torchrl"])
+    parser.add_argument(
+        "--compare-text-cache", action="store_true", help="also run the lean device trainer without its text cache"
+    )
     args = parser.parse_args()
     np.seterr(all="ignore")
     load = os.getloadavg()
@@ -314,10 +326,13 @@ def main() -> None:
                 + ", ".join(f"{k} {v:,.0f}" for k, v in lean.items()),
                 flush=True,
             )
-            runs = {"sb3": ("sb3", True), "device-ref": ("device", False), "device": ("device", True)}
+            runs = {"sb3": ("sb3", True, True), "device-ref": ("device", False, True)}
+            if args.compare_text_cache:
+                runs["device-uncached"] = ("device", True, False)
+            runs["device"] = ("device", True, True)
             fps = {
-                name: trainer_fps(t, args.model, n, args.updates, args.n_steps, args.device, flag)
-                for name, (t, flag) in runs.items()
+                name: trainer_fps(t, args.model, n, args.updates, args.n_steps, args.device, lean, cache)
+                for name, (t, lean, cache) in runs.items()
             }
             best_cap = max(caps.values())
             print(
@@ -328,6 +343,14 @@ def main() -> None:
                 f"(load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
+            if args.compare_text_cache:
+                uncached = fps["device-uncached"]
+                print(
+                    f"n_envs={n:4d} {args.model}: device, lean, text re-encoded every step {uncached[0]:7.0f} "
+                    f"({uncached[1]:.0f})  cached/uncached {fps['device'][0] / uncached[0]:.2f}x  "
+                    f"uncached/cap {uncached[0] / best_cap:.2f}",
+                    flush=True,
+                )
     if "torchrl" not in args.skip:
         for n in args.n_envs:
             t = torchrl_vs_plain(args.model, n, args.n_steps, args.device)

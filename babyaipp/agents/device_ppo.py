@@ -21,6 +21,9 @@ log-probabilities, entropy and the sampled action from one ``log_softmax``, wher
 gradient clipping use torch's multi-tensor (``foreach``) kernels, and on CPU the convolution
 weights are stored channels-last. The values are SB3's to float
 rounding, and the action draw is the same ``torch.multinomial`` call on the same probabilities.
+On the lean path collection also keeps every env's text features (:class:`TextCache`): an env's
+mission and description change only when its episode restarts, so the text encoders run on the
+rows whose tokens changed instead of on every env at every step (:attr:`DevicePPO.cache_text`).
 
 TorchRL's ``ClipPPOLoss``, ``GAE`` and collector compute the same thing; measured side by side on
 the same data they cost more than this loop (``benchmarks/device_ppo_speed.py``, docs/performance.md),
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from stable_baselines3.common.preprocessing import preprocess_obs
 from torch import nn
 
 from babyaipp.agents.models import ModelConfig
@@ -149,6 +153,69 @@ class UpdateStats:
     losses: dict[str, float] = field(default_factory=dict)
 
 
+class TextCache:
+    """Every env's text features (the extractor's :meth:`~babyaipp.agents.models.BabyAIExtractor.text_features`)
+    beside the tokens they were computed from, for one set of weights: one rollout.
+
+    Why: the forward at the rollout's small batch spent about a fifth of collection re-encoding
+    mission and description tokens that change only when an episode restarts, and a level's text
+    is mostly one already seen (a task has few missions, a split few sentences). A lookup compares
+    every env's tokens with the ones its features came from; a row that changed takes the
+    features of the same tokens from a table of the texts seen this rollout, and only a text new
+    to the rollout is encoded. Comparing tokens needs no restart mask and stays right after a
+    restore or anything else that replaces an observation. The first lookup's features are the
+    uncached forward's bit for bit; a text encoded later, in a smaller batch, equals the uncached
+    forward's to float rounding (about 1e-8: the encoders' matrix products see fewer rows). Built
+    from the observation, never saved.
+    """
+
+    def __init__(self, extractor: nn.Module, obs: dict[str, torch.Tensor]):
+        from babyaipp.agents.models import distinct_rows
+
+        self.encoders = {"mission": extractor.mission_features, "description": extractor.description_features}
+        self.tokens: dict[str, torch.Tensor] = {}  # source -> every env's tokens (N, ...)
+        self.seen: dict[str, torch.Tensor] = {}  # source -> the distinct token rows seen (T, ...)
+        self.table: dict[str, dict[str, torch.Tensor]] = {}  # source -> feature name -> (T, ...)
+        self.features: dict[str, torch.Tensor] = {}  # feature name -> every env's rows (N, ...)
+        for source, encode in self.encoders.items():
+            tokens = obs[source]
+            fresh = encode(tokens)  # the whole batch, as the uncached forward encodes it
+            first, _ = distinct_rows(tokens.flatten(1))
+            self.tokens[source] = tokens.clone()
+            self.seen[source] = tokens[first]
+            self.table[source] = {name: value[first] for name, value in fresh.items()}
+            self.features.update(fresh)
+
+    def lookup(self, obs: dict[str, torch.Tensor], rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The text features of ``obs``, the observation of envs ``rows`` (all envs when None)."""
+        envs = slice(None) if rows is None else rows
+        changed = {s: (obs[s] != self.tokens[s][envs]).flatten(1).any(dim=1) for s in self.encoders}
+        if bool(torch.stack(list(changed.values())).any()):
+            for source, mask in changed.items():
+                index = mask.nonzero().squeeze(1)
+                if index.numel():
+                    self._refresh(source, obs[source][index], index if rows is None else rows[index])
+        if rows is None:
+            return self.features
+        return {name: value[rows] for name, value in self.features.items()}
+
+    def _refresh(self, source: str, tokens: torch.Tensor, envs: torch.Tensor) -> None:
+        """Give envs ``envs`` the features of their new ``tokens``, encoding the texts not seen yet."""
+        seen = self.seen[source]
+        same = (tokens.unsqueeze(1) == seen.unsqueeze(0)).flatten(2).all(dim=2)  # (rows, seen)
+        slot = same.to(torch.uint8).argmax(dim=1)
+        unseen = (~same.any(dim=1)).nonzero().squeeze(1)
+        if unseen.numel():
+            fresh = self.encoders[source](tokens[unseen])
+            slot[unseen] = torch.arange(seen.shape[0], seen.shape[0] + unseen.numel(), device=slot.device)
+            self.seen[source] = torch.cat([seen, tokens[unseen]])
+            for name, value in fresh.items():
+                self.table[source][name] = torch.cat([self.table[source][name], value])
+        self.tokens[source][envs] = tokens
+        for name, value in self.table[source].items():
+            self.features[name][envs] = value[slot]
+
+
 def _rnn_states(lstm: tuple[torch.Tensor, ...]) -> Any:
     from sb3_contrib.common.recurrent.type_aliases import RNNStates
 
@@ -172,6 +239,11 @@ class DevicePPO:
     keeps SB3's ``forward``/``evaluate_actions``, single-tensor Adam and the weights' layout (the
     reference the benchmark and tests compare against)."""
 
+    cache_text: bool = True
+    """On the lean path, collect with a :class:`TextCache` (text encoded when an env's tokens
+    change); False re-encodes every env's text at every step (the reference the benchmark and
+    tests compare against). The update always encodes the text: its gradient flows through it."""
+
     def __init__(self, engine: Any, policy: nn.Module, settings: PPOSettings, recurrent: bool = False):
         from stable_baselines3.common.distributions import CategoricalDistribution
 
@@ -180,6 +252,14 @@ class DevicePPO:
         self.num_envs = engine.num_envs
         self._buffer: Rollout | None = None
         self._lean = self.lean and not recurrent and isinstance(policy.action_dist, CategoricalDistribution)
+        extractor = getattr(policy, "features_extractor", None)
+        self._cache_text = (
+            self._lean
+            and self.cache_text
+            and policy.share_features_extractor
+            and bool(getattr(extractor, "uses_text", False))
+            and hasattr(extractor, "text_features")
+        )
         # Multi-tensor Adam: one kernel per state tensor kind instead of one per parameter. The
         # flag lives in the param group, so a checkpoint saved here carries it (same arithmetic).
         for group in policy.optimizer.param_groups:
@@ -232,9 +312,11 @@ class DevicePPO:
             state.episode_lengths,
             state.lstm,
         )
+        # Rebuilt every rollout: the update since the last one changed the text encoders' weights.
+        cache = TextCache(policy.features_extractor, obs) if self._cache_text else None
         for t in range(s.n_steps):
             if self._lean:
-                actions, values, log_probs = self._act(obs)
+                actions, values, log_probs = self._act(obs, None if cache is None else cache.lookup(obs))
             elif lstm is None:
                 actions, values, log_probs = policy(obs)
             else:
@@ -253,7 +335,7 @@ class DevicePPO:
                 rows = time_limit.nonzero().squeeze(1)
                 last_obs = engine.observation(rows)
                 if self._lean:
-                    last_value = self._heads(last_obs)[1]
+                    last_value = self._heads(last_obs, None if cache is None else cache.lookup(last_obs, rows))[1]
                 elif lstm is None:
                     last_value = policy.predict_values(last_obs)
                 else:
@@ -272,7 +354,7 @@ class DevicePPO:
             ep_length = torch.where(done, 0, ep_length)
             starts = done.to(torch.float32)
         if self._lean:
-            last_values = self._heads(obs)[1].flatten()
+            last_values = self._heads(obs, None if cache is None else cache.lookup(obs))[1].flatten()
         elif lstm is None:
             last_values = policy.predict_values(obs).flatten()
         else:
@@ -375,10 +457,18 @@ class DevicePPO:
         return self.policy.evaluate_actions(obs, batch["actions"], _rnn_states(batch["lstm"]), batch["episode_starts"])
 
     # ----------------------------------------------------------------- the lean forward
-    def _heads(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(action logits, values) of a feed-forward policy: SB3's forward up to the distribution."""
+    def _heads(
+        self, obs: dict[str, torch.Tensor], text: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action logits, values) of a feed-forward policy: SB3's forward up to the distribution.
+
+        ``text``: the rows' text features (a :class:`TextCache` lookup; shared extractor only)."""
         policy = self.policy
-        features = policy.extract_features(obs)
+        if text is None:
+            features = policy.extract_features(obs)
+        else:
+            preprocessed = preprocess_obs(obs, policy.observation_space, normalize_images=policy.normalize_images)
+            features = policy.features_extractor(preprocessed, text)
         if policy.share_features_extractor:
             latent_pi, latent_vf = policy.mlp_extractor(features)
         else:
@@ -386,9 +476,11 @@ class DevicePPO:
             latent_vf = policy.mlp_extractor.forward_critic(features[1])
         return policy.action_net(latent_pi), policy.value_net(latent_vf)
 
-    def _act(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _act(
+        self, obs: dict[str, torch.Tensor], text: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(actions, values, log-probs) sampled as ``Categorical(logits=...).sample()`` samples."""
-        logits, values = self._heads(obs)
+        logits, values = self._heads(obs, text)
         log_probs = logits.log_softmax(dim=-1)
         actions = torch.multinomial(logits.softmax(dim=-1), 1, True)
         return actions.squeeze(1), values, log_probs.gather(1, actions).squeeze(1)

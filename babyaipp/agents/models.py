@@ -296,6 +296,13 @@ class BabyAIExtractor(BaseFeaturesExtractor):
     one-hot is appended to it before the final ``Linear -> ReLU`` to ``features_dim``, because the
     ``magic`` property pushes the agent along the absolute +y axis, which an egocentric view alone
     cannot tell apart from other directions.
+
+    :meth:`text_features` is everything the forward computes from the mission and the description
+    alone, one row per observation (:meth:`mission_features` from the mission tokens,
+    :meth:`description_features` from the description's). A rollout's text changes only when an
+    episode restarts, so a collector may keep these rows per env and pass them back as
+    ``forward(observations, text)``, which then skips the text encoders; without ``text`` the forward
+    computes them in place, in the same order as always.
     """
 
     uses_text = True
@@ -333,8 +340,29 @@ class BabyAIExtractor(BaseFeaturesExtractor):
     def fused_dim(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def fuse(self, feature_map: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+    def fuse(
+        self,
+        feature_map: torch.Tensor,
+        observations: dict[str, torch.Tensor],
+        text: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover
+
+    def text_features(self, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The forward's per-row features of ``observations["mission"]`` and ``["description"]``
+        (tokens, any numeric dtype); empty for a model that ignores the text."""
+        return {
+            **self.mission_features(observations["mission"]),
+            **self.description_features(observations["description"]),
+        }
+
+    def mission_features(self, mission: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The part of :meth:`text_features` that depends on the mission tokens only."""
+        return {"mission": self.mission_encoder(mission)} if self.uses_text else {}
+
+    def description_features(self, description: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The part of :meth:`text_features` that depends on the description tokens only."""
+        return {"description": self.pooled_description(description)} if self.uses_text else {}
 
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -353,9 +381,12 @@ class BabyAIExtractor(BaseFeaturesExtractor):
         weights = present.to(encoded.dtype).unsqueeze(-1)
         return (encoded * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
-    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, observations: dict[str, torch.Tensor], text: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Features of ``observations``; ``text``: their rows of :meth:`text_features`, when the caller has them."""
         feature_map = self.image_features(observations["image"])
-        fused = self.fuse(feature_map, observations)
+        fused = self.fuse(feature_map, observations, text)
         # One-hot of Discrete(4): (B, 4) from live envs, (B, 1, 4) from SB3's rollout buffer.
         direction = observations["direction"].float().reshape(fused.shape[0], -1)
         return self.output(torch.cat([fused, direction], dim=1))
@@ -369,7 +400,12 @@ class ImageExtractor(BabyAIExtractor):
     def fused_dim(self) -> int:
         return self.conv_channels * self.grid_cells
 
-    def fuse(self, feature_map: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+    def fuse(
+        self,
+        feature_map: torch.Tensor,
+        observations: dict[str, torch.Tensor],
+        text: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         return feature_map.flatten(1)
 
 
@@ -379,10 +415,14 @@ class ConcatExtractor(BabyAIExtractor):
     def fused_dim(self) -> int:
         return self.conv_channels * self.grid_cells + 2 * self.text_hidden_dim
 
-    def fuse(self, feature_map: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        mission = self.mission_encoder(observations["mission"])
-        description = self.pooled_description(observations["description"])
-        return torch.cat([feature_map.flatten(1), mission, description], dim=1)
+    def fuse(
+        self,
+        feature_map: torch.Tensor,
+        observations: dict[str, torch.Tensor],
+        text: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        text = self.text_features(observations) if text is None else text
+        return torch.cat([feature_map.flatten(1), text["mission"], text["description"]], dim=1)
 
 
 class FiLMExtractor(BabyAIExtractor):
@@ -396,14 +436,14 @@ class FiLMExtractor(BabyAIExtractor):
     def fused_dim(self) -> int:
         return self.conv_channels * self.grid_cells
 
-    def fuse(self, feature_map: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        condition = torch.cat(
-            [
-                self.mission_encoder(observations["mission"]),
-                self.pooled_description(observations["description"]),
-            ],
-            dim=1,
-        )
+    def fuse(
+        self,
+        feature_map: torch.Tensor,
+        observations: dict[str, torch.Tensor],
+        text: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        text = self.text_features(observations) if text is None else text
+        condition = torch.cat([text["mission"], text["description"]], dim=1)
         x = feature_map
         for block in self.blocks:
             x = block(x, condition)
@@ -464,27 +504,52 @@ class AttentionExtractor(BabyAIExtractor):
     def fused_dim(self) -> int:
         return self.conv_channels * self.grid_cells
 
+    def description_features(self, description: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The sentences' mask ``present`` (B, K), ``values`` (B, K, A) and keys (``keys``, or
+        ``sentence_colour`` with ``keys="colour"``); the mission's is its encoding (B, hidden)."""
+        sentences, present = self.encode_sentences(description)
+        text = {"present": present, "values": self.sentence_values(description, sentences)}
+        if self.keys == "colour":
+            text["sentence_colour"] = self.sentence_colour(description)
+        else:
+            text["keys"] = self.key(sentences)
+        return text
+
+    def sentence_colour(self, description: torch.Tensor) -> torch.Tensor:
+        """The unit colour embedding of the colour each sentence names, ``(B, K, A)`` (``keys="colour"``)."""
+        named = self.word_colour[description[..., 0].long().clamp(0, len(self.word_colour) - 1)]
+        return nn.functional.normalize(self.colour_embedding(named), dim=-1)
+
     def attend(
-        self, feature_map: torch.Tensor, description: torch.Tensor, image: torch.Tensor | None = None
+        self,
+        feature_map: torch.Tensor,
+        description: torch.Tensor,
+        image: torch.Tensor | None = None,
+        text: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attended text per cell ``(B, A, H, W)`` and the weights ``(B, H*W, K+1)``.
 
-        ``image`` (channels last) is needed with ``keys="colour"``, whose queries are the cells' colours.
+        ``image`` (channels last) is needed with ``keys="colour"``, whose queries are the cells' colours;
+        ``text``: the rows' :meth:`text_features`, else the sentences are encoded here.
         """
         b, _, h, w = feature_map.shape
-        sentences, present = self.encode_sentences(description)  # (B, K, hidden), (B, K)
-        values = torch.cat([self.sentence_values(description, sentences), self.null_value.expand(b, 1, -1)], dim=1)
+        if text is None:
+            sentences, present = self.encode_sentences(description)  # (B, K, hidden), (B, K)
+            values = self.sentence_values(description, sentences)
+        else:
+            present, values = text["present"], text["values"]
+        values = torch.cat([values, self.null_value.expand(b, 1, -1)], dim=1)
         available = torch.cat([present, present.new_ones((b, 1))], dim=1)  # the null slot always is
         if self.keys == "colour":
             cells = image.long().clamp(0, CELL_VALUES - 1).reshape(b, h * w, 3)  # (B, HW, 3): x-major
             cell_colour = nn.functional.normalize(self.colour_embedding(cells[..., 1]), dim=-1)  # (B, HW, A)
-            named = self.word_colour[description[..., 0].long().clamp(0, len(self.word_colour) - 1)]
-            sentence_colour = nn.functional.normalize(self.colour_embedding(named), dim=-1)  # (B, K, A)
+            sentence_colour = self.sentence_colour(description) if text is None else text["sentence_colour"]
             scores = self.sharpness * cell_colour @ sentence_colour.transpose(1, 2)  # (B, HW, K)
             scores = torch.cat([scores, self.null_score(cells[..., 0])], dim=2)  # (B, HW, K+1)
         else:
             queries = self.query(feature_map).flatten(2).transpose(1, 2)  # (B, HW, A)
-            keys = torch.cat([self.key(sentences), self.null_key.expand(b, 1, -1)], dim=1)  # (B, K+1, A)
+            keys = self.key(sentences) if text is None else text["keys"]
+            keys = torch.cat([keys, self.null_key.expand(b, 1, -1)], dim=1)  # (B, K+1, A)
             scores = queries @ keys.transpose(1, 2) / math.sqrt(self.attention_dim)  # (B, HW, K+1)
         scores = scores.masked_fill(~available.unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1)
@@ -502,13 +567,19 @@ class AttentionExtractor(BabyAIExtractor):
             sentences, _ = self.encode_sentences(description)
         return self.value(sentences)
 
-    def fuse(self, feature_map: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+    def fuse(
+        self,
+        feature_map: torch.Tensor,
+        observations: dict[str, torch.Tensor],
+        text: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         image = observations["image"]
         image = image if self.channels_last else image.permute(0, 2, 3, 1)
-        attended, weights = self.attend(feature_map, observations["description"], image)
+        attended, weights = self.attend(feature_map, observations["description"], image, text)
         self.last_attention = weights.detach()
         x = self.mix(torch.cat([feature_map, attended], dim=1))
-        x = self.head(x, self.mission_encoder(observations["mission"]))
+        mission = self.mission_encoder(observations["mission"]) if text is None else text["mission"]
+        x = self.head(x, mission)
         return x.flatten(1)
 
 

@@ -241,3 +241,102 @@ def test_the_lean_path_computes_what_sb3s_policy_computes(model, tmp_path):
         assert not torch.allclose(lean[1], lean[1].roll(1)), "the log-probs depend on the action"
     finally:
         vec.close()
+
+
+def _lean_loop(model: str, config, tmp_path: Path, policy=None, n_envs: int = 4, seed: int = 0):
+    """(vec, policy, DevicePPO) on a fresh engine; ``policy``: share one policy between loops."""
+    from babyaipp.agents.device_ppo import DevicePPO, PPOSettings
+    from babyaipp.agents.device_training import make_engine_env
+
+    vec = make_engine_env(ENV, n_envs, seed, "full", {}, 0, "cpu")
+    if policy is None:
+        policy = build_agent(vec, model, config, False, 0, "cpu", tmp_path / "tb").policy
+    vec.reset()
+    engine = vec.venv.engine
+    engine.auto_reset = False
+    return vec, policy, DevicePPO(engine, policy, PPOSettings.from_config(config))
+
+
+@pytest.mark.parametrize(
+    ("model", "options"),
+    [
+        ("image", {}),
+        ("concat", {}),
+        ("film", {}),
+        ("attention", {}),
+        ("attention", {"keys": "colour"}),
+        ("attention", {"values": "properties"}),
+    ],
+)
+def test_collection_with_the_text_cache_matches_the_uncached_forward(model, options, tmp_path):
+    """Same actions and rewards; values and log-probs to float rounding (a text first met mid-rollout
+    is encoded in a smaller batch than the uncached forward's, so its last bits may differ)."""
+    from babyaipp.agents.models import model_spec
+
+    config = model_spec(model).config.from_dict({"n_steps": 64, "batch_size": 32, **options})
+    vec_a, policy, cached = _lean_loop(model, config, tmp_path)
+    vec_b, _, uncached = _lean_loop(model, config, tmp_path, policy)
+    try:
+        uncached._cache_text = False
+        assert cached._cache_text == (model != "image"), "the cache serves the models that read text"
+        torch.manual_seed(5)
+        a, state_a, last_a = cached.collect(cached.initial_state())
+        a = {k: getattr(a, k).clone() for k in ("actions", "log_probs", "values", "rewards", "episode_starts")}
+        torch.manual_seed(5)
+        b, state_b, last_b = uncached.collect(uncached.initial_state())
+        assert a["episode_starts"][1:].any(), "an episode restarts mid-rollout, so its env's text is looked up anew"
+        assert torch.equal(a["actions"], b.actions) and torch.equal(a["rewards"], b.rewards)
+        assert torch.equal(a["episode_starts"], b.episode_starts)
+        for x, y in ((a["values"], b.values), (a["log_probs"], b.log_probs), (last_a, last_b)):
+            assert torch.allclose(x, y, atol=1e-6), (x - y).abs().max()
+        assert all(torch.equal(state_a.obs[k], state_b.obs[k]) for k in state_a.obs)
+    finally:
+        vec_a.close()
+        vec_b.close()
+
+
+def test_the_text_cache_encodes_only_texts_new_to_the_rollout(tmp_path):
+    from babyaipp.agents.device_ppo import TextCache
+    from babyaipp.agents.models import model_spec
+
+    config = model_spec("attention").config.from_dict(TINY)
+    vec, policy, loop = _lean_loop("attention", config, tmp_path, n_envs=6)
+    other_vec, _, other = _lean_loop("attention", config, tmp_path, policy, n_envs=6, seed=7)
+    try:
+        extractor = policy.features_extractor
+        obs, fresh_levels = loop.engine.observation(), other.engine.observation()
+        with torch.no_grad():
+            cache = TextCache(extractor, obs)
+            encoded: list[int] = []
+            for source, encode in list(cache.encoders.items()):
+
+                def counted(tokens, encode=encode):
+                    encoded.append(tokens.shape[0])
+                    return encode(tokens)
+
+                cache.encoders[source] = counted
+            before = {k: v.clone() for k, v in cache.lookup(obs).items()}
+            assert encoded == [], "unchanged tokens are not encoded again"
+            # Env 0 takes env 5's text (seen), envs 1-2 the texts of other levels (mostly unseen).
+            mixed = {k: v.clone() for k, v in obs.items()}
+            for key in ("mission", "description"):
+                mixed[key][0] = obs[key][5]
+                mixed[key][1:3] = fresh_levels[key][:2]
+            seen = {k: {tuple(row.flatten().tolist()) for row in obs[k]} for k in ("mission", "description")}
+            unseen = sum(tuple(row.flatten().tolist()) not in seen[k] for k in seen for row in mixed[k][:3])
+            assert unseen > 0, "the other levels bring a text this rollout has not met"
+            looked_up = {k: v.clone() for k, v in cache.lookup(mixed).items()}
+            assert sum(encoded) == unseen, "only the texts not seen yet are encoded"
+            expected = extractor.text_features(mixed)
+            assert looked_up.keys() == expected.keys()
+            for key, value in expected.items():
+                assert torch.allclose(looked_up[key].float(), value.float(), atol=1e-6), key
+                assert torch.equal(looked_up[key][3:], before[key][3:]), "untouched envs keep their rows"
+            stale = [not torch.allclose(before[k][:3].float(), value[:3].float()) for k, value in expected.items()]
+            assert any(stale), "the changed envs' features differ from the stale ones"
+            rows = torch.tensor([2, 0])
+            subset = {k: v[rows] for k, v in mixed.items()}
+            assert all(torch.equal(v, looked_up[k][rows]) for k, v in cache.lookup(subset, rows).items())
+    finally:
+        vec.close()
+        other_vec.close()

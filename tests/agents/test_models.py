@@ -103,6 +103,45 @@ def test_sentence_order_does_not_matter(name, batch):
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("image", {}),
+        ("concat", {}),
+        ("film", {}),
+        ("attention", {}),
+        ("attention", {"keys": "colour"}),
+        ("attention", {"values": "properties"}),
+    ],
+)
+def test_the_forward_given_its_own_text_features_is_the_forward_bit_for_bit(name, options, batch):
+    """``forward(obs, text_features(obs))`` is ``forward(obs)``; the text features split by source."""
+    space, obs = batch
+    torch.manual_seed(0)
+    spec = MODELS[name]
+    extractor = spec.extractor(space, **{**spec.config().extractor_kwargs(), **options})
+    for p in extractor.parameters():  # FiLM starts as the identity modulation; let the text show
+        p.data.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    tensors = preprocess_obs(obs_as_tensor(obs, "cpu"), space, normalize_images=False)
+    with torch.no_grad():
+        features = extractor(tensors)
+        text = extractor.text_features(tensors)
+        assert torch.equal(extractor(tensors, text), features)
+        by_source = {
+            **extractor.mission_features(tensors["mission"]),
+            **extractor.description_features(tensors["description"]),
+        }
+        assert by_source.keys() == text.keys() and all(torch.equal(by_source[k], text[k]) for k in text)
+        if name == "image":
+            assert text == {}
+            return
+        assert all(value.shape[0] == 6 for value in text.values()), "one row per observation"
+        # The forward reads the features it is given: another env's text gives other features.
+        assert not torch.equal(tensors["description"], tensors["description"].roll(1, 0))
+        moved = extractor(tensors, {k: v.roll(1, 0) for k, v in text.items()})
+        assert (moved - features).abs().max() > 1e-4
+
+
 def test_attention_weights_sum_to_one_and_skip_padding(batch):
     space, obs = batch
     extractor = _build("attention", space)

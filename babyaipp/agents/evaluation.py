@@ -65,6 +65,7 @@ from babyaipp.envs.oracle import NoPlanError
 from babyaipp.envs.physics import DONE
 from babyaipp.envs.reference_planners import make_reference_planner
 from babyaipp.envs.registration import make_tokenized
+from babyaipp.envs.threads import engine_thread_limit, limited_threads
 from babyaipp.errors import (
     BabyAIPPError,
     CheckpointError,
@@ -161,7 +162,9 @@ def evaluate_policy_on_splits(
     results: dict[str, Any] = {}
     for split in splits:
         split_env = ids[split]
-        with torch.random.fork_rng(devices=[]):
+        # The policy's forward passes under the engine's thread rule, as in training: split over
+        # torch's default threads they run ~10x slower while another process holds a core.
+        with torch.random.fork_rng(devices=[]), limited_threads(engine_thread_limit()):
             torch.manual_seed(seed_base)
             records = rollout_vectorised(
                 lambda split_env=split_env: make_tokenized(split_env, text=text, **env_kwargs),

@@ -64,6 +64,7 @@ from babyaipp.defaults import (
     DEFAULT_TRAINER,
     EVAL_SEED_START,
 )
+from babyaipp.envs.threads import limited_threads
 from babyaipp.errors import CheckpointError, ConfigError, check_choice, check_range
 from babyaipp.utils import atomic_write_json, check_out_dir, resolve_device
 
@@ -452,16 +453,18 @@ def _learn(
         callback.returns.extend(restored["progress"]["returns"].tolist())
         callback.episodes = int(restored["progress"]["episodes"])
     remaining = max(steps - start, 0)
+    threads = device_training.trainer_thread_limit(agent.device)  # the engine's rule, as the device trainer
     try:
         if remaining > 0:
             try:
-                agent.learn(
-                    total_timesteps=remaining,
-                    callback=callback,
-                    reset_num_timesteps=resumed_from is None,
-                    tb_log_name="run",
-                    progress_bar=progress_bar,
-                )
+                with limited_threads(threads):
+                    agent.learn(
+                        total_timesteps=remaining,
+                        callback=callback,
+                        reset_num_timesteps=resumed_from is None,
+                        tb_log_name="run",
+                        progress_bar=progress_bar,
+                    )
             except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM turned into one by the CLI
                 saved = callback.save_interrupted(agent)
                 record_segment(run_config, run_dir, start, int(agent.num_timesteps), began, "interrupted")

@@ -329,3 +329,29 @@ def test_the_same_seed_gives_the_same_training_curve_and_weights(tmp_path):
     weights = [load_run(run)[0].policy.state_dict() for run in runs]
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+@pytest.mark.parametrize(("engine_threads", "expected"), [("3", 3), ("0", None)])
+def test_the_sb3_trainer_updates_under_the_engines_thread_rule(engine_threads, expected, tmp_path, monkeypatch):
+    """Under load, gradient steps split over torch's default threads run several times slower
+    (docs/performance.md), so SB3's loop runs under the engine's rule, as the device trainer does;
+    a count the user chose (here ``BABYAIPP_ENGINE_THREADS=0``: torch's own) is left alone."""
+    from stable_baselines3 import PPO
+
+    from babyaipp.envs import threads
+
+    for name in threads.USER_THREAD_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(threads.ENV_VAR, engine_threads)
+    seen: list[int] = []
+    original = PPO.train
+
+    def recording(self):
+        seen.append(torch.get_num_threads())
+        return original(self)
+
+    monkeypatch.setattr(PPO, "train", recording)
+    before = torch.get_num_threads()
+    assert _train(tmp_path / "run", steps=128) == 0
+    assert seen and set(seen) == {before if expected is None else expected}
+    assert torch.get_num_threads() == before, "torch's setting is restored"

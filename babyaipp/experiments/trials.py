@@ -292,6 +292,7 @@ def run_trial(
             greedy=trial.greedy,
         )
         result["run_dir"] = ".."  # the run, relative to eval/: no absolute path in the results
+        result["run_name"] = trial.key  # for titles, as `babyaipp eval` names the run
         write_results(result, path / EVAL_SUBDIR)
         (path / ERROR_TXT).unlink(missing_ok=True)
         seconds = time.perf_counter() - began

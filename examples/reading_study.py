@@ -11,6 +11,10 @@ references (a JSON from :func:`babyaipp.agents.evaluation.evaluate_references`) 
 
 With ``--curves PNG`` (PPO sweeps) it also draws the learning curves: success rate over the last 100
 training episodes (``progress.csv``) against frames, mean over seeds with the seeds' range shaded.
+With ``--trap-attention K`` it prints, for every attention run, the mean weight of the trap sentence
+on the trap-coloured cells and on the other tiles of the first view of TargetPairOnly levels
+(seeds 10^6 .. 10^6 + K - 1) whose trap is the held-out green one
+(:func:`babyaipp.agents.attention_maps.trap_attention`).
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="PNG of TargetPairOnly success")
     parser.add_argument("--curves", type=Path, help="PNG of the training curves (PPO sweeps)")
     parser.add_argument("--title", default="BC of the oracle", help="what trained the policies, for the figures")
+    parser.add_argument("--trap-attention", type=int, metavar="K", help="levels for the trap-attention check")
     args = parser.parse_args()
     groups = collect(args.sweeps)
     refs = json.loads(args.references.read_text())
@@ -128,6 +133,39 @@ def main() -> None:
     fig.savefig(args.out, dpi=110)
     if args.curves:
         plot_curves(args.sweeps, args.curves, args.title)
+    if args.trap_attention:
+        print_trap_attention(args.sweeps, args.trap_attention)
+
+
+def print_trap_attention(sweeps: list[Path], levels: int) -> None:
+    """Per attention run: where the held-out trap's sentence lands in the first view of each level."""
+    from babyaipp.agents.attention_maps import attention_map, trap_attention
+    from babyaipp.agents.runs import load_run
+    from babyaipp.defaults import EVAL_SEED_START
+    from babyaipp.envs import split_ids
+
+    seeds = f"seeds 10^6 + 0..{levels - 1}"
+    print(f"\nTrap sentence weight, first view of TargetPairOnly levels with green traps ({seeds}):\n")
+    print("| run | seed | levels with both in view | on green cells | on other tiles |\n|---|---|---|---|---|")
+    for sweep in sweeps:
+        for trial in sorted((sweep / "trials").iterdir()):
+            if not (trial / "eval" / "results.json").is_file():
+                continue
+            config = json.loads((trial / "config.json").read_text())
+            if config["model"] != "attention":
+                continue
+            model, _ = load_run(trial)
+            env_id = split_ids(config["env_id"])["TargetPairOnly"]
+            on, off = [], []
+            for k in range(levels):
+                amap = attention_map(model, env_id, EVAL_SEED_START + k, text=config["text"])
+                found = trap_attention(amap)
+                if found is not None and "trap" in amap.dynamics.get("green", ()):
+                    on.append(found["trap_colour_cells"])
+                    off.append(found["other_tile_cells"])
+            if on:
+                means = f"{sum(on) / len(on):.3f} | {sum(off) / len(off):.3f}"
+                print(f"| {label(config)} | {config['seed']} | {len(on)} | {means} |")
 
 
 def read_curve(trial: Path) -> tuple[list[float], list[float]]:

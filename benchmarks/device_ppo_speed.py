@@ -207,7 +207,7 @@ def torchrl_vs_plain(model: str, n_envs: int, n_steps: int, device: str, reps: i
     actor, critic = _torchrl_modules(agent.policy)
     env = BabyAIPPTorchRLEnv(engine=loop.engine)
     times: dict[str, list[float]] = {}
-    from babyaipp.agents.device_training import trainer_thread_limit
+    from babyaipp.agents.training_setup import trainer_thread_limit
 
     try:
         with limited_threads(trainer_thread_limit(dev)):

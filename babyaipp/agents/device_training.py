@@ -54,10 +54,11 @@ from babyaipp.agents.training_setup import (
     new_run_config,
     seed_vec_env,
     train_seed,
+    trainer_thread_limit,
 )
 from babyaipp.envs.registration import parse_env_id
 from babyaipp.envs.text import TEXT_MODES
-from babyaipp.envs.threads import engine_thread_limit, limited_threads
+from babyaipp.envs.threads import limited_threads
 from babyaipp.errors import CheckpointError, ConfigError, check_choice, check_range
 from babyaipp.utils import atomic_write_json, resolve_device
 
@@ -65,11 +66,6 @@ from babyaipp.utils import atomic_write_json, resolve_device
 TRAINERS = ("sb3", "device")
 #: The ``format`` of a device run's checkpoint sidecar.
 SIDECAR_FORMAT = "device-ppo-1"
-
-
-def trainer_thread_limit(device: torch.device) -> int | None:
-    """Threads the loop runs under on ``device`` (None: torch's setting); see the module docstring."""
-    return engine_thread_limit() if device.type == "cpu" else None
 
 
 def make_engine_env(

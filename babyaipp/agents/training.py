@@ -50,6 +50,7 @@ from babyaipp.agents.training_setup import (
     new_run_config,
     seed_vec_env,
     train_seed,
+    trainer_thread_limit,
 )
 from babyaipp.defaults import (
     DEFAULT_ALGO,
@@ -453,7 +454,7 @@ def _learn(
         callback.returns.extend(restored["progress"]["returns"].tolist())
         callback.episodes = int(restored["progress"]["episodes"])
     remaining = max(steps - start, 0)
-    threads = device_training.trainer_thread_limit(agent.device)  # the engine's rule, as the device trainer
+    threads = trainer_thread_limit(agent.device)  # the engine's rule, as the device trainer
     try:
         if remaining > 0:
             try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
@@ -32,6 +33,7 @@ from babyaipp.defaults import DEFAULT_ENGINE, DEFAULT_TEXT
 from babyaipp.envs.registration import make_tokenized, parse_env_id
 from babyaipp.envs.sb3 import BatchedSB3VecEnv, SuccessInfo
 from babyaipp.envs.text import TEXT_MODES
+from babyaipp.envs.threads import engine_thread_limit
 from babyaipp.errors import ConfigError, check_choice, check_range
 
 #: Seeds in a run's block of training seeds (``[seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1]``).
@@ -67,6 +69,14 @@ class TrainResult:
 def make_tokenized_env(env_id: str, text: str, env_kwargs: dict[str, Any]) -> gym.Env:
     """One training env: token observations, with ``is_success`` in the final step's info."""
     return SuccessInfo(make_tokenized(env_id, text=text, **env_kwargs))
+
+
+def trainer_thread_limit(device: torch.device) -> int | None:
+    """Threads a trainer runs under on ``device`` (None: torch's setting): on CPU the engine's rule
+    (:func:`babyaipp.envs.threads.engine_thread_limit`: one thread unless the user chose a count),
+    because a gradient step's small ops split over threads collapse when another process holds a
+    core; off the CPU, torch's setting."""
+    return engine_thread_limit() if device.type == "cpu" else None
 
 
 def train_seed(seed: int, index: int) -> int:
@@ -293,4 +303,5 @@ __all__ = [
     "package_version",
     "seed_vec_env",
     "train_seed",
+    "trainer_thread_limit",
 ]

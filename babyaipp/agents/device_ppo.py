@@ -39,7 +39,7 @@ import torch
 from stable_baselines3.common.preprocessing import preprocess_obs
 from torch import nn
 
-from babyaipp.agents.models import ModelConfig
+from babyaipp.agents.models import ModelConfig, distinct_rows
 
 
 @dataclass(frozen=True)
@@ -170,8 +170,6 @@ class TextCache:
     """
 
     def __init__(self, extractor: nn.Module, obs: dict[str, torch.Tensor]):
-        from babyaipp.agents.models import distinct_rows
-
         self.encoders = {"mission": extractor.mission_features, "description": extractor.description_features}
         self.tokens: dict[str, torch.Tensor] = {}  # source -> every env's tokens (N, ...)
         self.seen: dict[str, torch.Tensor] = {}  # source -> the distinct token rows seen (T, ...)

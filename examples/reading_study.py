@@ -39,7 +39,7 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def label(config: dict) -> str:
     hp = config.get("hyperparameters") or {}
     name = config["model"]
-    options = [f"{k}={hp[k]}" for k in ("keys", "values") if k in hp]
+    options = [f"{k}={hp[k]}" for k in ("keys", "values") if hp.get(k, "sentence") != "sentence"]  # non-defaults
     text = config.get("text", "full")
     return f"{name}" + (f" ({', '.join(options)})" if options else "") + ("" if text == "full" else f", text {text}")
 

@@ -62,6 +62,7 @@ examples:
   babyaipp train --model attention --n-envs 64 --out runs/attn-64   # 64 envs on the batched engine
   babyaipp train --model attention --engine gym --out runs/attn-gym  # single envs in a DummyVecEnv
   babyaipp train --model attention --trainer device --out runs/attn-dev  # engine, buffer, policy on one device
+  babyaipp train --model attention --trainer device --engine device-levels --out runs/attn-dl  # no level worker
   babyaipp train --algo bc --demos demos/gtrb --model film --epochs 20 --out runs/film-bc
   babyaipp train --init-from runs/film-bc --model film --out runs/film-bc-ppo   # warm-start PPO
 

@@ -39,7 +39,8 @@ import torch
 from stable_baselines3.common.preprocessing import preprocess_obs
 from torch import nn
 
-from babyaipp.agents.models import ModelConfig, distinct_rows
+from babyaipp.agents.model_blocks import distinct_rows
+from babyaipp.agents.model_config import ModelConfig
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ import torch
 from babyaipp.agents import resume_state
 from babyaipp.agents.device_ppo import DevicePPO, LoopState, PPOSettings
 from babyaipp.agents.imitation import warm_start_from
-from babyaipp.agents.models import ModelConfig, model_spec
+from babyaipp.agents.model_config import ModelConfig
+from babyaipp.agents.models import model_spec
 from babyaipp.agents.runs import (
     PROGRESS_WINDOW,
     ProgressCallback,

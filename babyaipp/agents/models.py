@@ -35,7 +35,6 @@ machine (load average ~7, so treat as lower bounds)::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
 
 import torch
@@ -43,240 +42,18 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from babyaipp.agents.model_blocks import CELL_VALUES, N_DIRECTIONS, CellEmbedding, FiLMBlock, TokenEncoder, conv3x3
+from babyaipp.agents.model_config import (
+    ATTENTION_KEYS,
+    ATTENTION_VALUES,
+    AttentionConfig,
+    ConcatConfig,
+    FiLMConfig,
+    ImageConfig,
+    ModelConfig,
+)
 from babyaipp.envs.text import VOCABULARY
-from babyaipp.errors import ConfigError, check_choice, check_range
-
-#: Cell values are minigrid's object (<= 10), colour (<= 5) and state (<= 2) indices; 16 leaves room.
-CELL_VALUES = 16
-N_DIRECTIONS = 4
-
-
-# ---------------------------------------------------------------------------------------------
-# Hyperparameters
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ModelConfig:
-    """PPO and network hyperparameters shared by every model.
-
-    The PPO values are BabyAI++'s (from BabyAI's ``train_rl.py``): lr 1e-4, gamma 0.99, GAE lambda
-    0.99, clip 0.2, entropy 0.01, value coefficient 0.5, gradient clip 0.5, 4 epochs, Adam eps
-    1e-5. Rollout and network sizes are ours, chosen for CPU speed (see the comments).
-    """
-
-    learning_rate: float = 1e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.99
-    clip_range: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    n_epochs: int = 4
-    adam_eps: float = 1e-5
-    # BabyAI collects 40 frames x 64 processes per update with batch 1280; with the 8 CPU envs we
-    # use, 128 steps x 8 envs = 1024 frames per update in 4 minibatches of 256 keeps a similar
-    # number of gradient steps per frame while finishing an update every few seconds.
-    n_steps: int = 128
-    batch_size: int = 256
-    # BabyAI uses 128-wide image and instruction encodings; half that is enough for 7x7 views and
-    # a 50-word vocabulary and roughly halves the CPU time per frame.
-    cell_embedding_dim: int = 16
-    conv_channels: int = 32
-    word_embedding_dim: int = 32
-    text_hidden_dim: int = 64
-    features_dim: int = 128
-    head_hidden_dim: int = 64  # actor and critic MLPs after the extractor (BabyAI: 64)
-    lstm_hidden_dim: int = 64  # --recurrent only (BabyAI's memory is 128 wide)
-
-    def __post_init__(self) -> None:
-        check_range("learning_rate", self.learning_rate, 0.0, 1.0, low_inclusive=False)
-        check_range("gamma", self.gamma, 0.0, 1.0)
-        check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        check_range("clip_range", self.clip_range, 0.0, None, low_inclusive=False)
-        check_range("ent_coef", self.ent_coef, 0.0, None)
-        check_range("vf_coef", self.vf_coef, 0.0, None)
-        check_range("max_grad_norm", self.max_grad_norm, 0.0, None, low_inclusive=False)
-        check_range("adam_eps", self.adam_eps, 0.0, 1.0, low_inclusive=False)
-        for name in (
-            "n_epochs",
-            "n_steps",
-            "cell_embedding_dim",
-            "conv_channels",
-            "word_embedding_dim",
-            "text_hidden_dim",
-            "features_dim",
-            "head_hidden_dim",
-            "lstm_hidden_dim",
-        ):
-            check_range(name, getattr(self, name), 1, None)
-        check_range("batch_size", self.batch_size, 2, None)
-
-    #: Fields that shape the network (passed to the extractor); the rest configure PPO.
-    ARCHITECTURE_FIELDS = (
-        "cell_embedding_dim",
-        "conv_channels",
-        "word_embedding_dim",
-        "text_hidden_dim",
-        "features_dim",
-    )
-
-    def extractor_kwargs(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.ARCHITECTURE_FIELDS}
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        """Build from a (possibly partial) dict, naming an unknown key and the valid ones."""
-        valid = [f.name for f in fields(cls)]
-        for key in values:
-            if key not in valid:
-                raise ConfigError(f"unknown hyperparameter {key!r} for {cls.__name__}; valid: {', '.join(valid)}")
-        return cls(**values)
-
-
-@dataclass
-class ImageConfig(ModelConfig):
-    """Image-only CNN: the shared defaults."""
-
-
-@dataclass
-class ConcatConfig(ModelConfig):
-    """CNN + GRU text encodings, concatenated: the shared defaults."""
-
-
-@dataclass
-class FiLMConfig(ModelConfig):
-    film_blocks: int = 2  # BabyAI's FiLM models use two FiLM-ed conv blocks
-
-    ARCHITECTURE_FIELDS = (*ModelConfig.ARCHITECTURE_FIELDS, "film_blocks")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("film_blocks", self.film_blocks, 1, None)
-
-
-#: Where the attention model's keys come from (see :class:`AttentionExtractor`).
-ATTENTION_KEYS: tuple[str, ...] = ("sentence", "colour")
-#: Where its values come from.
-ATTENTION_VALUES: tuple[str, ...] = ("sentence", "properties")
-
-
-@dataclass
-class AttentionConfig(ModelConfig):
-    attention_dim: int = 32  # query/key/value width; 32 keeps 49 cells x 4 slots cheap
-    # "sentence": a cell's query (its conv features) meets a GRU encoding of the whole sentence.
-    # "colour": the cell's colour meets the colour the sentence names, in one shared embedding.
-    keys: str = "sentence"
-    # "sentence": the value encodes the whole sentence; "properties": only the words after
-    # "floors are", so what a property does is learnt apart from the colour it came with.
-    values: str = "sentence"
-
-    ARCHITECTURE_FIELDS = (*ModelConfig.ARCHITECTURE_FIELDS, "attention_dim", "keys", "values")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("attention_dim", self.attention_dim, 1, None)
-        check_choice("attention keys", self.keys, ATTENTION_KEYS)
-        check_choice("attention values", self.values, ATTENTION_VALUES)
-
-
-# ---------------------------------------------------------------------------------------------
-# Building blocks
-# ---------------------------------------------------------------------------------------------
-
-
-class CellEmbedding(nn.Module):
-    """Embed each cell's (type, colour, state) indices and sum them: (B, 7, 7, 3) -> (B, D, 7, 7)."""
-
-    def __init__(self, dim: int, values_per_channel: int = CELL_VALUES):
-        super().__init__()
-        self.values_per_channel = values_per_channel
-        self.embedding = nn.Embedding(3 * values_per_channel, dim)
-        self.register_buffer("offsets", torch.arange(3) * values_per_channel, persistent=False)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        idx = image.long().clamp(0, self.values_per_channel - 1) + self.offsets
-        return self.embedding(idx).sum(dim=-2).permute(0, 3, 1, 2).contiguous()
-
-
-class TokenEncoder(nn.Module):
-    """A GRU over right-padded token rows; the encoding is the hidden state at the last real token.
-
-    Padding (id 0) never enters the encoding, and an all-padding row encodes to zeros, which the
-    models treat as "no text". Rows are cut to the longest real row of the batch first, so a
-    32-token mission slot costs only as many GRU steps as the longest mission, and each distinct
-    row is encoded once per batch.
-    """
-
-    def __init__(self, embedding: nn.Embedding, hidden_dim: int):
-        super().__init__()
-        self.embedding = embedding
-        self.gru = nn.GRU(embedding.embedding_dim, hidden_dim, batch_first=True)
-        self.hidden_dim = hidden_dim
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        # A batch repeats few distinct rows (one mission per task, a handful of sentences per
-        # split), so only the distinct rows are encoded; outputs and gradients are unchanged.
-        tokens = tokens.long()
-        if tokens.shape[0] == 0:
-            return tokens.new_zeros((0, self.hidden_dim), dtype=torch.float32)
-        longest = int((tokens != 0).sum(dim=1).max().item())
-        tokens = tokens[:, : max(longest, 1)]  # right-padded: the columns after the longest row are all 0
-        first, inverse = distinct_rows(tokens)
-        # A lookup, not ``encoded[inverse]``: indexing's backward accumulates with atomic adds when
-        # torch uses several CPU threads, which made training differ between runs of one seed.
-        return nn.functional.embedding(inverse, self.encode_rows(tokens[first]))
-
-    def encode_rows(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The GRU encoding of every row (no deduplication)."""
-        lengths = (tokens != 0).sum(dim=1)
-        n = tokens.shape[0]
-        longest = int(lengths.max().item()) if n else 0
-        if longest == 0:
-            return tokens.new_zeros((n, self.hidden_dim), dtype=torch.float32)
-        out, _ = self.gru(self.embedding(tokens[:, :longest]))
-        last = out[torch.arange(n, device=tokens.device), (lengths - 1).clamp(min=0)]
-        return last * (lengths > 0).unsqueeze(1).to(last.dtype)
-
-
-def distinct_rows(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(first, inverse)``: one row index per distinct row of ``tokens`` (B, L), and each row's distinct id.
-
-    Rows are numbered column by column with one 1-D ``torch.unique`` each (ids stay below B, so
-    ``id * base + token`` never overflows); ``torch.unique(dim=0)`` gives the same partition but is
-    about 8x slower on CPU (768 rows of 6 tokens: 0.76 ms against 0.10 ms).
-    """
-    n = tokens.shape[0]
-    base = int(tokens.max().item()) + 1
-    ids = tokens.new_zeros(n)
-    for column in tokens.unbind(1):
-        ids = torch.unique(ids * base + column, return_inverse=True)[1]
-    first = ids.new_empty(int(ids.max().item()) + 1).scatter_(0, ids, torch.arange(n, device=tokens.device))
-    return first, ids
-
-
-def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
-
-
-class FiLMBlock(nn.Module):
-    """Residual conv block whose channels are scaled and shifted by the conditioning vector."""
-
-    def __init__(self, channels: int, condition_dim: int):
-        super().__init__()
-        self.conv = conv3x3(channels, channels)
-        self.film = nn.Linear(condition_dim, 2 * channels)
-        # Start as the identity modulation (gamma = 1, beta = 0) so early training sees a plain CNN.
-        nn.init.zeros_(self.film.weight)
-        nn.init.zeros_(self.film.bias)
-
-    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.film(condition).chunk(2, dim=1)
-        h = self.conv(x) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
-        return x + torch.relu(h)
+from babyaipp.errors import check_choice
 
 
 def _is_channels_last(image_space: spaces.Box) -> bool:
@@ -638,16 +415,11 @@ def policy_kwargs(name: str, config: ModelConfig, recurrent: bool = False) -> di
 
 __all__ = [
     "MODELS",
-    "AttentionConfig",
     "AttentionExtractor",
     "BabyAIExtractor",
-    "ConcatConfig",
     "ConcatExtractor",
-    "FiLMConfig",
     "FiLMExtractor",
-    "ImageConfig",
     "ImageExtractor",
-    "ModelConfig",
     "ModelSpec",
     "model_spec",
     "policy_kwargs",

@@ -25,7 +25,8 @@ from stable_baselines3.common.utils import set_random_seed
 
 from babyaipp.agents import device_training, resume_state
 from babyaipp.agents.imitation import train_bc, warm_start_from
-from babyaipp.agents.models import ModelConfig, model_spec
+from babyaipp.agents.model_config import ModelConfig
+from babyaipp.agents.models import model_spec
 from babyaipp.agents.runs import (
     ProgressCallback,
     latest_checkpoint,

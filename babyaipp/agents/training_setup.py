@@ -27,7 +27,8 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 from babyaipp import __version__
-from babyaipp.agents.models import ModelConfig, policy_kwargs
+from babyaipp.agents.model_config import ModelConfig
+from babyaipp.agents.models import policy_kwargs
 from babyaipp.agents.runs import algorithm_class
 from babyaipp.defaults import DEFAULT_ENGINE, DEFAULT_TEXT
 from babyaipp.envs.registration import make_tokenized, parse_env_id

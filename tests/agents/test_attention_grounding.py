@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from babyaipp.agents.models import AttentionConfig, AttentionExtractor
+from babyaipp.agents.model_config import AttentionConfig
+from babyaipp.agents.models import AttentionExtractor
 from babyaipp.envs.registration import make_tokenized
 from babyaipp.envs.text import tokenize_description
 from babyaipp.envs.wrappers import MAX_SENTENCES, SENTENCE_LENGTH

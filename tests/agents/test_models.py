@@ -10,13 +10,9 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.utils import obs_as_tensor
 
 import babyaipp  # noqa: F401  (registers the ids)
-from babyaipp.agents.models import (
-    MODELS,
-    AttentionExtractor,
-    ModelConfig,
-    TokenEncoder,
-    policy_kwargs,
-)
+from babyaipp.agents.model_blocks import TokenEncoder
+from babyaipp.agents.model_config import ModelConfig
+from babyaipp.agents.models import MODELS, AttentionExtractor, policy_kwargs
 from babyaipp.agents.training_setup import make_vec_env
 from babyaipp.errors import ConfigError, InvalidChoiceError
 
@@ -220,7 +216,7 @@ def test_token_encoder_gradients_are_deterministic_with_several_threads():
 
 
 def test_distinct_rows_partitions_rows_as_unique_does():
-    from babyaipp.agents.models import distinct_rows
+    from babyaipp.agents.model_blocks import distinct_rows
 
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, 3, (500, 6), generator=generator)  # many repeats, some all-zero rows

@@ -48,19 +48,16 @@ from babyaipp.agents.runs import (
 )
 from babyaipp.agents.training_setup import (
     BATCHED_ENGINES,
-    MAX_SEED,
     TrainResult,
     build_agent,
-    make_batched_vec_env,
+    make_vec_env,
     new_run_config,
     seed_vec_env,
     train_seed,
     trainer_thread_limit,
 )
-from babyaipp.envs.registration import parse_env_id
-from babyaipp.envs.text import TEXT_MODES
 from babyaipp.envs.threads import limited_threads
-from babyaipp.errors import CheckpointError, ConfigError, check_choice, check_range
+from babyaipp.errors import CheckpointError, ConfigError
 from babyaipp.utils import atomic_write_json, resolve_device
 
 #: Training loops of ``babyaipp train --trainer``: SB3's PPO (the default) or :class:`DevicePPO`.
@@ -85,16 +82,12 @@ def make_engine_env(
     Returned inside SB3's ``VecMonitor`` (the PPO object that holds the policy wants a VecEnv);
     the loop steps ``vec.venv.engine`` directly.
     """
-    parse_env_id(env_id)
-    check_choice("text mode", text, TEXT_MODES)
-    check_range("seed", seed, 0, MAX_SEED)
     if engine not in BATCHED_ENGINES:
         raise ConfigError(
             f"--trainer device steps the batched engine; --engine {engine!r} applies to --trainer sb3 "
             f"(valid: {', '.join(BATCHED_ENGINES)})"
         )
-    levels_on_device = engine == "device-levels"
-    return make_batched_vec_env(env_id, n_envs, seed, text, env_kwargs, seed_offset, device, levels_on_device)
+    return make_vec_env(env_id, n_envs, seed, text, env_kwargs, seed_offset, engine, device)
 
 
 def _settings(run_config: dict[str, Any]) -> PPOSettings:

@@ -93,6 +93,7 @@ def make_vec_env(
     env_kwargs: dict[str, Any] | None = None,
     seed_offset: int = 0,
     engine: str = DEFAULT_ENGINE,
+    device: str = "cpu",
 ) -> VecMonitor:
     """``n_envs`` TokenObsWrapper training envs wrapped in VecMonitor (episode returns).
 
@@ -108,6 +109,7 @@ def make_vec_env(
     ``engine="device-levels"`` is the batched engine with no worker: the minigrid layouts of the
     run's whole seed block (:data:`SEEDS_PER_RUN`) are made once, and every episode gets a floor,
     mapping and description drawn on the engine's device (:mod:`babyaipp.envs.device_levels`).
+    ``device``: the torch device the batched engines step on (single envs are NumPy).
     """
     parse_env_id(env_id)
     check_choice("text mode", text, TEXT_MODES)
@@ -116,7 +118,7 @@ def make_vec_env(
     check_range("seed", seed, 0, MAX_SEED)
     if engine in BATCHED_ENGINES:
         return make_batched_vec_env(
-            env_id, n_envs, seed, text, env_kwargs, seed_offset, device_levels=engine == "device-levels"
+            env_id, n_envs, seed, text, env_kwargs, seed_offset, device, device_levels=engine == "device-levels"
         )
     factory = partial(make_tokenized_env, env_id, text, dict(env_kwargs or {}))
     vec = VecMonitor(DummyVecEnv([factory] * n_envs))
@@ -137,8 +139,8 @@ def make_batched_vec_env(
     """The batched engine of ``make_vec_env(engine="batched" | "device-levels")`` on ``device``,
     seeded and reset.
 
-    One home for how a run's engine is built (its pool, seed block and refresh seeds), shared by
-    both trainers; the arguments are checked by the caller.
+    One home for how a run's engine is built (its pool, seed block and refresh seeds); both
+    trainers reach it through :func:`make_vec_env`, which checks the arguments.
     """
     block = (seed * SEEDS_PER_RUN, seed * SEEDS_PER_RUN + SEEDS_PER_RUN - 1)
     levels: dict[str, Any] = (

@@ -40,7 +40,7 @@ from train_speed import steady_fps, update_bound  # noqa: E402
 
 from babyaipp.agents import training  # noqa: E402
 from babyaipp.agents.models import model_spec  # noqa: E402
-from babyaipp.agents.runs import read_progress  # noqa: E402
+from babyaipp.agents.progress import read_progress  # noqa: E402
 from babyaipp.agents.training_setup import build_agent  # noqa: E402
 from babyaipp.defaults import DEFAULT_ENV  # noqa: E402
 

@@ -35,7 +35,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 from babyaipp.agents import training
 from babyaipp.agents.models import model_spec, policy_kwargs
-from babyaipp.agents.runs import read_progress
+from babyaipp.agents.progress import read_progress
 from babyaipp.agents.training_setup import build_agent, make_vec_env
 from babyaipp.defaults import DEFAULT_ENV
 

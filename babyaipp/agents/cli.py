@@ -290,7 +290,7 @@ def _check_algo_args(args: argparse.Namespace) -> None:
 
 def _cmd_bc(args: argparse.Namespace) -> int:
     from babyaipp.agents.imitation import train_bc  # torch and SB3 load only when the command runs
-    from babyaipp.agents.runs import read_progress
+    from babyaipp.agents.progress import read_progress
 
     result = train_bc(
         args.out,
@@ -317,7 +317,7 @@ def _cmd_bc(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from babyaipp.agents import training  # torch and SB3 load only when the command runs
+    from babyaipp.agents import training, training_resume  # torch and SB3 load only when the command runs
     from babyaipp.agents.runs import read_config
 
     _check_algo_args(args)
@@ -335,7 +335,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress_bar = sys.stderr.isatty()
     if args.resume:
         _check_resume_args(args, read_config(args.out))
-        result = training.resume(
+        result = training_resume.resume(
             args.out,
             steps=args.steps,
             device=args.device,

@@ -4,7 +4,7 @@ usual run directory.
 A device run is laid out, checkpointed, resumed and evaluated like an SB3 one
 (:mod:`babyaipp.agents.runs`): ``config.json`` (with ``"trainer": "device"``), ``model.zip`` and
 ``checkpoints/step_N.zip`` in SB3's format (so ``babyaipp eval`` and ``--init-from`` read them
-unchanged), ``progress.csv`` written by the same :class:`~babyaipp.agents.runs.ProgressCallback`,
+unchanged), ``progress.csv`` written by the same :class:`~babyaipp.agents.progress.ProgressCallback`,
 and TensorBoard logs under ``tb/``. It plays the same levels as ``--trainer sb3`` with the same
 seed and ``--engine`` (``batched``: the engine's pool from the run's seed block, refreshed by one
 worker process; ``device-levels``: every level drawn on the engine's device over the layouts of the
@@ -35,13 +35,11 @@ from babyaipp.agents.device_ppo import DevicePPO, LoopState, PPOSettings
 from babyaipp.agents.imitation import warm_start_from
 from babyaipp.agents.model_config import ModelConfig
 from babyaipp.agents.models import model_spec
+from babyaipp.agents.progress import PROGRESS_WINDOW, ProgressCallback, read_progress
 from babyaipp.agents.runs import (
-    PROGRESS_WINDOW,
-    ProgressCallback,
     latest_checkpoint,
     load_algorithm,
     mark_killed_segments,
-    read_progress,
     record_segment,
     save_atomic,
     write_failure,

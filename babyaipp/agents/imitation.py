@@ -50,7 +50,7 @@ from babyaipp.agents.evaluation import sb3_act_fn, spaces_match
 from babyaipp.agents.evaluation_episodes import rollout_vectorised
 from babyaipp.agents.imitation_data import Batch, StepData, check_demos_match, episode_batches, load_steps, step_batches
 from babyaipp.agents.models import model_spec
-from babyaipp.agents.runs import PROGRESS_COLUMNS as PPO_PROGRESS_COLUMNS
+from babyaipp.agents.progress import PROGRESS_COLUMNS as PPO_PROGRESS_COLUMNS
 from babyaipp.agents.runs import load_run, run_lock, save_atomic
 from babyaipp.agents.training_setup import (
     MAX_SEED,

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from babyaipp.agents.runs import read_progress
+from babyaipp.agents.progress import read_progress
 from babyaipp.errors import CheckpointError, ConfigError
 from babyaipp.experiments.bootstrap import (
     DEFAULT_BOOTSTRAP_SEED,

@@ -1,6 +1,6 @@
 """Seeded sweeps of ``train`` + ``eval`` on Ray core tasks, resumable, one run directory per trial.
 
-Every trial calls :func:`babyaipp.agents.training.train` (or ``resume``) and then
+Every trial calls :func:`babyaipp.agents.training.train` (or :func:`~babyaipp.agents.training_resume.resume`) and then
 :func:`babyaipp.agents.evaluation.evaluate_run` + ``write_results``, exactly what ``babyaipp train``
 and ``babyaipp eval`` call, so a trial directory is a normal run directory::
 

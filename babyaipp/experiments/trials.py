@@ -27,7 +27,8 @@ from babyaipp.agents.evaluation import EVAL_SUBDIR, RESULTS_JSON, evaluate_run
 from babyaipp.agents.models import MODELS, model_spec
 from babyaipp.agents.reports import write_results
 from babyaipp.agents.runs import latest_checkpoint, read_config
-from babyaipp.agents.training import ALGOS, resume, train
+from babyaipp.agents.training import ALGOS, train
+from babyaipp.agents.training_resume import resume
 from babyaipp.agents.training_setup import ENGINES, MAX_SEED, check_hyperparameters
 from babyaipp.defaults import (
     DEFAULT_ALGO,

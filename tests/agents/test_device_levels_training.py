@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import babyaipp  # noqa: F401  (registers the ids)
-from babyaipp.agents import training
-from babyaipp.agents.runs import load_run, read_progress
+from babyaipp.agents import training, training_resume
+from babyaipp.agents.progress import read_progress
+from babyaipp.agents.runs import load_run
 from babyaipp.agents.training_setup import SEEDS_PER_RUN, TrainResult, make_vec_env
 from babyaipp.envs.sb3 import BatchedSB3VecEnv
 from babyaipp.errors import ConfigError
@@ -59,7 +60,7 @@ def test_the_run_engine_draws_levels_on_the_device_with_no_worker():
 def test_resume_ends_where_the_uninterrupted_run_ends(trainer, tmp_path):
     straight = _train(tmp_path / "straight", trainer, 192)
     _train(tmp_path / "split", trainer, 64)
-    resumed = training.resume(tmp_path / "split", steps=192, device="cpu")
+    resumed = training_resume.resume(tmp_path / "split", steps=192, device="cpu")
     assert resumed.resumed_from == 64
     config = json.loads((tmp_path / "split" / "config.json").read_text())
     assert config["engine"] == "device-levels"

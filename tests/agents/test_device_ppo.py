@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import babyaipp  # noqa: F401  (registers the ids)
-from babyaipp.agents import training
-from babyaipp.agents.runs import load_run, read_progress
+from babyaipp.agents import training, training_resume
+from babyaipp.agents.progress import read_progress
+from babyaipp.agents.runs import load_run
 from babyaipp.agents.training_setup import TrainResult, build_agent, make_vec_env
 from babyaipp.cli import main
 
@@ -76,7 +77,7 @@ def test_train_checkpoint_resume_eval_round_trip(model, recurrent, tmp_path):
     assert [r["timesteps"] for r in read_progress(run)] == [64, 128]
     assert any((run / "tb").rglob("events.out.tfevents.*"))
 
-    resumed = training.resume(run, steps=192, device="cpu")
+    resumed = training_resume.resume(run, steps=192, device="cpu")
     assert (resumed.resumed_from, resumed.num_timesteps) == (128, 192)
     assert [r["timesteps"] for r in read_progress(run)] == [64, 128, 192]
     assert json.loads((run / "config.json").read_text())["segments"][-1]["ended"] == "completed"
@@ -97,7 +98,7 @@ def test_the_same_seed_gives_the_same_curve_and_weights(tmp_path):
 def test_resume_ends_where_the_uninterrupted_run_ends(tmp_path):
     straight = _train(tmp_path / "straight", "film", steps=192)
     _train(tmp_path / "split", "film", steps=64)
-    resumed = training.resume(tmp_path / "split", steps=192, device="cpu")
+    resumed = training_resume.resume(tmp_path / "split", steps=192, device="cpu")
     assert resumed.resumed_from == 64
     assert _curve(straight.run_dir) == _curve(resumed.run_dir)
     assert _same(_weights(straight.run_dir), _weights(resumed.run_dir))
@@ -109,7 +110,7 @@ def test_resume_without_the_sidecar_continues_on_fresh_levels(tmp_path):
     straight = _train(tmp_path / "straight", steps=128)
     (run / "model.state.pt").unlink()
     (run / "checkpoints" / "step_64.state.pt").unlink()
-    training.resume(run, steps=128, device="cpu")
+    training_resume.resume(run, steps=128, device="cpu")
     config = json.loads((run / "config.json").read_text())
     assert len(config["train_seeds_used"]) == 8, "the resumed segment takes the next seeds of the run's block"
     assert not _same(_weights(run), _weights(straight.run_dir))
@@ -203,7 +204,7 @@ def test_ctrl_c_checkpoints_the_last_update_and_resume_matches_the_uninterrupted
     config = json.loads((run / "config.json").read_text())
     assert config["segments"][-1]["ended"] == "interrupted" and config["segments"][-1]["to"] == 128
     assert (run / "checkpoints" / "step_128.state.pt").is_file()
-    training.resume(run, device="cpu")
+    training_resume.resume(run, device="cpu")
     assert _curve(run) == _curve(straight.run_dir)
     assert _same(_weights(run), _weights(straight.run_dir))
 

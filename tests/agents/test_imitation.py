@@ -11,12 +11,13 @@ import pytest
 import torch
 
 import babyaipp  # noqa: F401  (registers the ids)
-from babyaipp.agents import imitation, training
+from babyaipp.agents import imitation, training_resume
 from babyaipp.agents.demos import dataset_id_for, record_demos
 from babyaipp.agents.demos_loading import load_demos
 from babyaipp.agents.imitation_data import StepData, episode_batches, load_steps, step_batches
 from babyaipp.agents.models import MODELS
-from babyaipp.agents.runs import load_run, read_config, read_progress
+from babyaipp.agents.progress import read_progress
+from babyaipp.agents.runs import load_run, read_config
 from babyaipp.agents.training_setup import build_agent, make_vec_env
 from babyaipp.cli import main
 from babyaipp.envs.registration import make_tokenized
@@ -241,7 +242,7 @@ def test_warm_start_copies_the_policy_and_checks_shape(tmp_path, small_demos):
     with pytest.raises(ConfigError, match="features_dim"):
         imitation.warm_start_from(agent, bc, "concat", False, MODELS["concat"].config(features_dim=64), "cpu")
     with pytest.raises(ConfigError, match="cannot be resumed"):
-        training.resume(bc)
+        training_resume.resume(bc)
 
 
 def test_bc_eval_compare_through_the_cli(tmp_path, small_demos, capsys):

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 import babyaipp  # noqa: F401  (registers the ids)
-from babyaipp.agents import runs, training
-from babyaipp.agents.runs import ProgressCallback, checkpoints, latest_checkpoint, load_run, read_progress
+from babyaipp.agents import progress, runs, training_resume
+from babyaipp.agents.progress import ProgressCallback, read_progress
+from babyaipp.agents.runs import checkpoints, latest_checkpoint, load_run
 from babyaipp.cli import EXIT_TERMINATED, Terminated, main
 from babyaipp.envs import pool
 from babyaipp.errors import CheckpointError
@@ -270,18 +271,18 @@ def test_resume_keeps_every_segment_and_never_lowers_the_recorded_steps(tmp_path
 def test_a_checkpoint_written_during_training_records_its_segment(tmp_path):
     run = tmp_path / "run"
     seen = []
-    original = runs.ProgressCallback.save_checkpoint
+    original = progress.ProgressCallback.save_checkpoint
 
     def spy(self):
         path = original(self)
         seen.append(_config(run)["segments"][-1])
         return path
 
-    runs.ProgressCallback.save_checkpoint = spy
+    progress.ProgressCallback.save_checkpoint = spy
     try:
         assert _train(run, "--checkpoint-every", "128", steps=256) == 0
     finally:
-        runs.ProgressCallback.save_checkpoint = original
+        progress.ProgressCallback.save_checkpoint = original
     assert [(s["to"], s["ended"]) for s in seen] == [(128, "running"), (256, "running")]
     assert _config(run)["segments"][-1]["ended"] == "completed"
 
@@ -289,14 +290,14 @@ def test_a_checkpoint_written_during_training_records_its_segment(tmp_path):
 # ------------------------------------------------------------------ disk full
 def test_disk_full_during_training_is_one_line_and_keeps_the_checkpoints(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
-    original = runs.save_atomic
+    original = progress.save_atomic
 
     def full_after_the_first(model, path):
         if checkpoints(run):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return original(model, path)
 
-    monkeypatch.setattr(runs, "save_atomic", full_after_the_first)
+    monkeypatch.setattr(progress, "save_atomic", full_after_the_first)
     assert _train(run, "--checkpoint-every", "128", steps=256) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "No space left on device" in err and "step 128" in err
@@ -511,13 +512,13 @@ def test_a_resumed_segment_draws_from_its_own_random_stream(tmp_path, monkeypatc
     (run / "model.zip").unlink()
     (run / "checkpoints" / "step_256.zip").unlink()
     seen = []
-    original = training._learn
+    original = training_resume.learn
 
     def record(agent, *args, **kwargs):
         seen.append(torch.initial_seed())
         return original(agent, *args, **kwargs)
 
-    monkeypatch.setattr(training, "_learn", record)
+    monkeypatch.setattr(training_resume, "learn", record)
     assert main(["train", "--resume", "--out", str(run), "--device", "cpu"]) == 0
     assert seen == [0 + 1]  # seed + segment, not the run's seed the checkpoint's load applies
 
@@ -589,7 +590,7 @@ def test_without_its_state_file_a_checkpoint_resumes_as_documented(tmp_path):
     assert _config(run)["train_seeds_used"] == [0, 1, 2, 3]  # fresh envs from the next seeds
     (run / "model.state.pt").write_bytes(b"not a state")
     with pytest.raises(CheckpointError, match="model.state.pt is corrupt"):
-        training.resume(run, steps=384, device="cpu")
+        training_resume.resume(run, steps=384, device="cpu")
 
 
 @pytest.mark.slow

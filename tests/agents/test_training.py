@@ -11,11 +11,10 @@ import pytest
 import torch
 
 import babyaipp  # noqa: F401  (registers the ids)
-from babyaipp.agents import training
+from babyaipp.agents import training_resume
 from babyaipp.agents.models import MODELS, AttentionExtractor
+from babyaipp.agents.progress import PROGRESS_COLUMNS, ProgressCallback
 from babyaipp.agents.runs import (
-    PROGRESS_COLUMNS,
-    ProgressCallback,
     checkpoints,
     latest_checkpoint,
     load_algorithm,
@@ -152,7 +151,7 @@ def test_resume_refuses_a_different_run_definition(tmp_path, capsys):
 
 def test_resume_without_checkpoint_raises(tmp_path, capsys):
     with pytest.raises(CheckpointError, match="config.json"):
-        training.resume(tmp_path / "nothing")
+        training_resume.resume(tmp_path / "nothing")
     run = tmp_path / "bare"
     run.mkdir()
     (run / "config.json").write_text(
@@ -169,7 +168,7 @@ def test_resume_without_checkpoint_raises(tmp_path, capsys):
         )
     )
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        training.resume(run, device="cpu")
+        training_resume.resume(run, device="cpu")
     assert main(["train", "--resume", "--out", str(run)]) == 2
     assert "no checkpoint" in capsys.readouterr().err
 

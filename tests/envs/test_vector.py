@@ -214,7 +214,7 @@ def test_sb3_adapter_same_step_reset_terminal_observation_and_vecmonitor() -> No
 
 def test_train_and_resume_with_the_batched_engine(tmp_path) -> None:
     """``babyaipp train --engine batched`` trains, records the engine, and resumes on it."""
-    from babyaipp.agents import training
+    from babyaipp.agents import training, training_resume
 
     hparams = {"n_steps": 16, "batch_size": 32}
     first = training.train(
@@ -229,7 +229,7 @@ def test_train_and_resume_with_the_batched_engine(tmp_path) -> None:
     assert first.num_timesteps == 64
     config = read_config(tmp_path / "run")
     assert config["engine"] == "batched" and config["train_seeds_used"] == [0, 1, 2, 3]
-    again = training.resume(tmp_path / "run", steps=128, device="cpu")
+    again = training_resume.resume(tmp_path / "run", steps=128, device="cpu")
     assert again.num_timesteps == 128 and again.resumed_from == 64
     inner = again.model.get_env().unwrapped
     assert type(inner).__name__ == "BatchedSB3VecEnv"

@@ -94,7 +94,7 @@ def _settings(run_config: dict[str, Any]) -> PPOSettings:
 
 
 # ---------------------------------------------------------------------------------------------
-# Train and resume (called by babyaipp.agents.training with the run's lock held)
+# Train and resume (called by babyaipp.agents.training and training_resume with the run's lock held)
 # ---------------------------------------------------------------------------------------------
 
 

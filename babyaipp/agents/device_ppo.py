@@ -1,9 +1,10 @@
 """PPO with the batched engine, the rollout buffer and the policy on one torch device (CPU or CUDA).
 
 ``babyaipp train --trainer device`` runs this loop. It reads top to bottom like CleanRL's
-``ppo.py``: the settings, the rollout buffer, collection, GAE, the update. Nothing is copied to
-NumPy, no Python runs per env and no info dicts are built: a step is the engine's tensor step, one
-policy forward and a few writes into preallocated tensors.
+``ppo.py``: the settings, collection, GAE, the update (the rollout buffer and the state carried
+between rollouts are in :mod:`babyaipp.agents.rollout`). Nothing is copied to NumPy, no Python
+runs per env and no info dicts are built: a step is the engine's tensor step, one policy forward
+and a few writes into preallocated tensors.
 
 The policy is the one ``--trainer sb3`` trains (SB3's ``ActorCriticPolicy``, sb3-contrib's
 ``RecurrentActorCriticPolicy`` with ``--recurrent``, the package's four feature extractors), so the
@@ -21,9 +22,10 @@ log-probabilities, entropy and the sampled action from one ``log_softmax``, wher
 gradient clipping use torch's multi-tensor (``foreach``) kernels, and on CPU the convolution
 weights are stored channels-last. The values are SB3's to float
 rounding, and the action draw is the same ``torch.multinomial`` call on the same probabilities.
-On the lean path collection also keeps every env's text features (:class:`TextCache`): an env's
-mission and description change only when its episode restarts, so the text encoders run on the
-rows whose tokens changed instead of on every env at every step (:attr:`DevicePPO.cache_text`).
+On the lean path collection also keeps every env's text features
+(:class:`~babyaipp.agents.text_cache.TextCache`): an env's mission and description change only
+when its episode restarts, so the text encoders run on the rows whose tokens changed instead of
+on every env at every step (:attr:`DevicePPO.cache_text`).
 
 TorchRL's ``ClipPPOLoss``, ``GAE`` and collector compute the same thing; measured side by side on
 the same data they cost more than this loop (``benchmarks/device_ppo_speed.py``, docs/performance.md),
@@ -32,15 +34,16 @@ so the plain loop is the trainer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from stable_baselines3.common.preprocessing import preprocess_obs
 from torch import nn
 
-from babyaipp.agents.model_blocks import distinct_rows
 from babyaipp.agents.model_config import ModelConfig
+from babyaipp.agents.rollout import LoopState, Rollout, UpdateStats
+from babyaipp.agents.text_cache import TextCache
 
 
 @dataclass(frozen=True)
@@ -73,146 +76,6 @@ class PPOSettings:
     def from_config(cls, config: ModelConfig) -> PPOSettings:
         names = [f for f in cls.__dataclass_fields__ if f != "normalize_advantage"]
         return cls(**{name: getattr(config, name) for name in names})
-
-
-# ---------------------------------------------------------------------------------------------
-# The rollout buffer and the loop's carried state
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Rollout:
-    """``n_steps`` x ``num_envs`` of everything the update needs, preallocated on the device."""
-
-    obs: dict[str, torch.Tensor]
-    actions: torch.Tensor
-    log_probs: torch.Tensor
-    values: torch.Tensor
-    rewards: torch.Tensor
-    episode_starts: torch.Tensor  # 1.0 where obs[t] is the first of an episode
-    ended_returns: torch.Tensor  # the return of an episode ended at step t, NaN elsewhere
-    ended_lengths: torch.Tensor
-    lstm_start: tuple[torch.Tensor, ...] | None = None  # (h_pi, c_pi, h_vf, c_vf) at step 0
-
-    @classmethod
-    def empty(cls, n_steps: int, obs: dict[str, torch.Tensor]) -> Rollout:
-        n, device = next(iter(obs.values())).shape[0], next(iter(obs.values())).device
-
-        def zeros(dtype: torch.dtype = torch.float32) -> torch.Tensor:
-            return torch.zeros((n_steps, n), dtype=dtype, device=device)
-
-        return cls(
-            obs={k: torch.zeros((n_steps, *v.shape), dtype=v.dtype, device=device) for k, v in obs.items()},
-            actions=zeros(torch.long),
-            log_probs=zeros(),
-            values=zeros(),
-            rewards=zeros(),
-            episode_starts=zeros(),
-            ended_returns=zeros(),
-            ended_lengths=zeros(torch.long),
-        )
-
-
-@dataclass
-class LoopState:
-    """What one rollout hands to the next: the current observation, which envs start an episode,
-    the LSTM states, and the running return and length of every env's episode."""
-
-    obs: dict[str, torch.Tensor]
-    episode_starts: torch.Tensor
-    episode_returns: torch.Tensor
-    episode_lengths: torch.Tensor
-    lstm: tuple[torch.Tensor, ...] | None = None  # (h_pi, c_pi, h_vf, c_vf)
-
-    def tensors(self) -> dict[str, Any]:
-        """Plain tensors on the CPU (a checkpoint's sidecar)."""
-        return {
-            "obs": {k: v.cpu().clone() for k, v in self.obs.items()},
-            "episode_starts": self.episode_starts.cpu().clone(),
-            "episode_returns": self.episode_returns.cpu().clone(),
-            "episode_lengths": self.episode_lengths.cpu().clone(),
-            "lstm": None if self.lstm is None else [t.cpu().clone() for t in self.lstm],
-        }
-
-    @classmethod
-    def from_tensors(cls, saved: dict[str, Any], device: torch.device) -> LoopState:
-        return cls(
-            obs={k: v.to(device) for k, v in saved["obs"].items()},
-            episode_starts=saved["episode_starts"].to(device),
-            episode_returns=saved["episode_returns"].to(device),
-            episode_lengths=saved["episode_lengths"].to(device),
-            lstm=None if saved["lstm"] is None else tuple(t.to(device) for t in saved["lstm"]),
-        )
-
-
-@dataclass
-class UpdateStats:
-    """One iteration's episodes (in the order they ended) and the update's mean losses."""
-
-    returns: list[float]
-    lengths: list[int]
-    losses: dict[str, float] = field(default_factory=dict)
-
-
-class TextCache:
-    """Every env's text features (the extractor's :meth:`~babyaipp.agents.models.BabyAIExtractor.text_features`)
-    beside the tokens they were computed from, for one set of weights: one rollout.
-
-    Why: the forward at the rollout's small batch spent about a fifth of collection re-encoding
-    mission and description tokens that change only when an episode restarts, and a level's text
-    is mostly one already seen (a task has few missions, a split few sentences). A lookup compares
-    every env's tokens with the ones its features came from; a row that changed takes the
-    features of the same tokens from a table of the texts seen this rollout, and only a text new
-    to the rollout is encoded. Comparing tokens needs no restart mask and stays right after a
-    restore or anything else that replaces an observation. The first lookup's features are the
-    uncached forward's bit for bit; a text encoded later, in a smaller batch, equals the uncached
-    forward's to float rounding (about 1e-8: the encoders' matrix products see fewer rows). Built
-    from the observation, never saved.
-    """
-
-    def __init__(self, extractor: nn.Module, obs: dict[str, torch.Tensor]):
-        self.encoders = {"mission": extractor.mission_features, "description": extractor.description_features}
-        self.tokens: dict[str, torch.Tensor] = {}  # source -> every env's tokens (N, ...)
-        self.seen: dict[str, torch.Tensor] = {}  # source -> the distinct token rows seen (T, ...)
-        self.table: dict[str, dict[str, torch.Tensor]] = {}  # source -> feature name -> (T, ...)
-        self.features: dict[str, torch.Tensor] = {}  # feature name -> every env's rows (N, ...)
-        for source, encode in self.encoders.items():
-            tokens = obs[source]
-            fresh = encode(tokens)  # the whole batch, as the uncached forward encodes it
-            first, _ = distinct_rows(tokens.flatten(1))
-            self.tokens[source] = tokens.clone()
-            self.seen[source] = tokens[first]
-            self.table[source] = {name: value[first] for name, value in fresh.items()}
-            self.features.update(fresh)
-
-    def lookup(self, obs: dict[str, torch.Tensor], rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The text features of ``obs``, the observation of envs ``rows`` (all envs when None)."""
-        envs = slice(None) if rows is None else rows
-        changed = {s: (obs[s] != self.tokens[s][envs]).flatten(1).any(dim=1) for s in self.encoders}
-        if bool(torch.stack(list(changed.values())).any()):
-            for source, mask in changed.items():
-                index = mask.nonzero().squeeze(1)
-                if index.numel():
-                    self._refresh(source, obs[source][index], index if rows is None else rows[index])
-        if rows is None:
-            return self.features
-        return {name: value[rows] for name, value in self.features.items()}
-
-    def _refresh(self, source: str, tokens: torch.Tensor, envs: torch.Tensor) -> None:
-        """Give envs ``envs`` the features of their new ``tokens``, encoding the texts not seen yet."""
-        seen = self.seen[source]
-        same = (tokens.unsqueeze(1) == seen.unsqueeze(0)).flatten(2).all(dim=2)  # (rows, seen)
-        slot = same.to(torch.uint8).argmax(dim=1)
-        unseen = (~same.any(dim=1)).nonzero().squeeze(1)
-        if unseen.numel():
-            fresh = self.encoders[source](tokens[unseen])
-            slot[unseen] = torch.arange(seen.shape[0], seen.shape[0] + unseen.numel(), device=slot.device)
-            self.seen[source] = torch.cat([seen, tokens[unseen]])
-            for name, value in fresh.items():
-                self.table[source][name] = torch.cat([self.table[source][name], value])
-        self.tokens[source][envs] = tokens
-        for name, value in self.table[source].items():
-            self.features[name][envs] = value[slot]
 
 
 def _rnn_states(lstm: tuple[torch.Tensor, ...]) -> Any:

@@ -31,11 +31,11 @@ from typing import Any
 import torch
 
 from babyaipp.agents import resume_state
-from babyaipp.agents.device_ppo import DevicePPO, LoopState, PPOSettings
-from babyaipp.agents.imitation import warm_start_from
+from babyaipp.agents.device_ppo import DevicePPO, PPOSettings
 from babyaipp.agents.model_config import ModelConfig
 from babyaipp.agents.models import model_spec
 from babyaipp.agents.progress import PROGRESS_WINDOW, ProgressCallback, read_progress
+from babyaipp.agents.rollout import LoopState
 from babyaipp.agents.runs import (
     latest_checkpoint,
     load_algorithm,
@@ -54,6 +54,7 @@ from babyaipp.agents.training_setup import (
     train_seed,
     trainer_thread_limit,
 )
+from babyaipp.agents.warm_start import warm_start_from
 from babyaipp.envs.threads import limited_threads
 from babyaipp.errors import CheckpointError, ConfigError
 from babyaipp.utils import atomic_write_json, resolve_device

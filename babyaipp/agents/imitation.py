@@ -13,7 +13,9 @@ Feed-forward models see shuffled single steps (minibatches of ``batch_size`` fra
 models see whole episodes: each minibatch is a set of episodes (about ``batch_size`` frames in
 all), padded to the longest, run through the LSTM from a zero state with ``episode_starts`` set
 at ``t = 0``; padded steps are masked out of the loss. Only successful demonstrations are used.
-The dataset's steps and minibatches live in :mod:`babyaipp.agents.imitation_data`.
+The dataset's steps and minibatches live in :mod:`babyaipp.agents.imitation_data`, the policy's
+logits and values in :mod:`babyaipp.agents.policy_forward`, and the warm start that loads a clone
+into a PPO run in :mod:`babyaipp.agents.warm_start`.
 
 The run directory is the one PPO writes (``config.json`` with ``"algo": "bc"``, ``model.zip``,
 ``checkpoints/``, ``progress.csv``, ``tb/``), so ``load_run``, ``babyaipp eval`` and
@@ -46,12 +48,13 @@ import torch
 import torch.nn.functional as F
 
 from babyaipp.agents.demos_loading import Demonstrations, load_demos
-from babyaipp.agents.evaluation import sb3_act_fn, spaces_match
+from babyaipp.agents.evaluation import sb3_act_fn
 from babyaipp.agents.evaluation_episodes import rollout_vectorised
 from babyaipp.agents.imitation_data import Batch, StepData, check_demos_match, episode_batches, load_steps, step_batches
 from babyaipp.agents.models import model_spec
+from babyaipp.agents.policy_forward import forward_sequences, forward_steps
 from babyaipp.agents.progress import PROGRESS_COLUMNS as PPO_PROGRESS_COLUMNS
-from babyaipp.agents.runs import load_run, run_lock, save_atomic
+from babyaipp.agents.runs import run_lock, save_atomic
 from babyaipp.agents.training_setup import (
     MAX_SEED,
     TrainResult,
@@ -62,65 +65,13 @@ from babyaipp.agents.training_setup import (
     package_version,
 )
 from babyaipp.defaults import DEFAULT_BC_EPOCHS, DEFAULT_DEVICE, EVAL_SEED_START
-from babyaipp.errors import BabyAIPPError, ConfigError, check_range
+from babyaipp.errors import ConfigError, check_range
 from babyaipp.utils import atomic_write_json, atomic_write_text, check_out_dir, resolve_device
 
 #: BC's own defaults for shared hyperparameters (``--set`` still overrides them).
 BC_DEFAULTS: dict[str, Any] = {"learning_rate": 3e-4, "batch_size": 64}
 DEFAULT_PROGRESS_EPISODES = 20
 PROGRESS_COLUMNS = (*PPO_PROGRESS_COLUMNS, "loss", "accuracy")
-#: Hyperparameters that shape the network: a warm start needs them equal.
-_SHAPE_FIELDS = ("head_hidden_dim", "lstm_hidden_dim")
-
-
-# ---------------------------------------------------------------------------------------------
-# Forward passes
-# ---------------------------------------------------------------------------------------------
-
-
-def _heads(policy: Any, latent_pi: torch.Tensor, latent_vf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = policy.action_net(policy.mlp_extractor.forward_actor(latent_pi))
-    values = policy.value_net(policy.mlp_extractor.forward_critic(latent_vf)).flatten()
-    return logits, values
-
-
-def _split_features(policy: Any, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    features = policy.extract_features(obs)
-    return (features, features) if policy.share_features_extractor else features
-
-
-def forward_steps(policy: Any, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Action logits and values of a feed-forward SB3 policy (what ``evaluate_actions`` computes)."""
-    pi_features, vf_features = _split_features(policy, obs)
-    return _heads(policy, pi_features, vf_features)
-
-
-def forward_sequences(
-    policy: Any, obs: dict[str, torch.Tensor], n_sequences: int, episode_starts: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and values of a RecurrentPPO policy over ``n_sequences`` sequences laid out
-    sequence-major (all steps of sequence 0, then sequence 1, ...), from zero LSTM states."""
-    from sb3_contrib.common.recurrent.type_aliases import RNNStates
-
-    def zeros(lstm: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (lstm.num_layers, n_sequences, lstm.hidden_size)
-        return torch.zeros(shape, device=policy.device), torch.zeros(shape, device=policy.device)
-
-    states = RNNStates(zeros(policy.lstm_actor), zeros(policy.lstm_critic or policy.lstm_actor))
-    pi_features, vf_features = _split_features(policy, obs)
-    latent_pi, _ = policy._process_sequence(pi_features, states.pi, episode_starts, policy.lstm_actor)
-    if policy.lstm_critic is not None:
-        latent_vf, _ = policy._process_sequence(vf_features, states.vf, episode_starts, policy.lstm_critic)
-    elif policy.shared_lstm:
-        latent_vf = latent_pi.detach()
-    else:
-        latent_vf = policy.critic(vf_features)
-    return _heads(policy, latent_pi, latent_vf)
-
-
-# ---------------------------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------------------------
 
 
 def train_bc(
@@ -419,51 +370,8 @@ def _write_progress(run_dir: Path, rows: list[dict[str, float]]) -> None:
     atomic_write_text(run_dir / "progress.csv", buffer.getvalue())
 
 
-# ---------------------------------------------------------------------------------------------
-# Warm start
-# ---------------------------------------------------------------------------------------------
-
-
-def warm_start_from(
-    agent: Any, source_dir: str | Path, model: str, recurrent: bool, config: Any, device: str
-) -> dict[str, Any]:
-    """Copy a finished run's policy weights into ``agent``; a clear error naming what differs
-    (model, recurrence, network sizes, observation space) when they cannot fit."""
-    source, source_config = load_run(source_dir, device=device)
-    where = f"--init-from {source_dir}"
-    if source_config["model"] != model:
-        raise ConfigError(
-            f"{where} holds a {source_config['model']!r} model, not {model!r}; pass --model {source_config['model']}"
-        )
-    if bool(source_config["recurrent"]) != bool(recurrent):
-        raise ConfigError(
-            f"{where} is {'' if source_config['recurrent'] else 'not '}recurrent; "
-            f"{'add' if source_config['recurrent'] else 'drop'} --recurrent"
-        )
-    saved = source_config.get("hyperparameters") or {}
-    for name in (*config.ARCHITECTURE_FIELDS, *_SHAPE_FIELDS):
-        if name in saved and saved[name] != getattr(config, name):
-            raise ConfigError(
-                f"{where} has {name}={saved[name]}, this run {getattr(config, name)}; pass --set {name}={saved[name]}"
-            )
-    if not spaces_match(agent.observation_space, source.observation_space):
-        raise BabyAIPPError(
-            f"{where} was trained on another observation space ({source.observation_space}) "
-            f"than this run's ({agent.observation_space})"
-        )
-    agent.policy.load_state_dict(source.policy.state_dict())
-    return {
-        "run_dir": str(source_dir),
-        "algo": source_config.get("algo", "ppo"),
-        "num_timesteps": source_config.get("num_timesteps"),
-    }
-
-
 __all__ = [
     "BC_DEFAULTS",
     "PROGRESS_COLUMNS",
-    "forward_sequences",
-    "forward_steps",
     "train_bc",
-    "warm_start_from",
 ]

@@ -22,7 +22,7 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from babyaipp.agents import device_training
-from babyaipp.agents.imitation import train_bc, warm_start_from
+from babyaipp.agents.imitation import train_bc
 from babyaipp.agents.model_config import ModelConfig
 from babyaipp.agents.models import model_spec
 from babyaipp.agents.progress import ProgressCallback, read_progress
@@ -40,6 +40,7 @@ from babyaipp.agents.training_setup import (
     train_seed,
     trainer_thread_limit,
 )
+from babyaipp.agents.warm_start import warm_start_from
 from babyaipp.defaults import (
     DEFAULT_ALGO,
     DEFAULT_CHECKPOINT_EVERY,

@@ -297,8 +297,8 @@ def test_collection_with_the_text_cache_matches_the_uncached_forward(model, opti
 
 
 def test_the_text_cache_encodes_only_texts_new_to_the_rollout(tmp_path):
-    from babyaipp.agents.device_ppo import TextCache
     from babyaipp.agents.models import model_spec
+    from babyaipp.agents.text_cache import TextCache
 
     config = model_spec("attention").config.from_dict(TINY)
     vec, policy, loop = _lean_loop("attention", config, tmp_path, n_envs=6)

@@ -19,6 +19,7 @@ from babyaipp.agents.models import MODELS
 from babyaipp.agents.progress import read_progress
 from babyaipp.agents.runs import load_run, read_config
 from babyaipp.agents.training_setup import build_agent, make_vec_env
+from babyaipp.agents.warm_start import warm_start_from
 from babyaipp.cli import main
 from babyaipp.envs.registration import make_tokenized
 from babyaipp.errors import BabyAIPPError, ConfigError
@@ -234,13 +235,13 @@ def test_warm_start_copies_the_policy_and_checks_shape(tmp_path, small_demos):
     config = MODELS["concat"].config()
     vec = make_vec_env(ENV_ID, 2, 0)
     agent = build_agent(vec, "concat", config, False, 1, "cpu", tmp_path / "tb")
-    imitation.warm_start_from(agent, bc, "concat", False, config, "cpu")
+    warm_start_from(agent, bc, "concat", False, config, "cpu")
     for (name, a), b in zip(agent.policy.state_dict().items(), source.policy.state_dict().values()):
         assert torch.equal(a, b), name
     with pytest.raises(ConfigError, match="'concat' model"):
-        imitation.warm_start_from(agent, bc, "film", False, config, "cpu")
+        warm_start_from(agent, bc, "film", False, config, "cpu")
     with pytest.raises(ConfigError, match="features_dim"):
-        imitation.warm_start_from(agent, bc, "concat", False, MODELS["concat"].config(features_dim=64), "cpu")
+        warm_start_from(agent, bc, "concat", False, MODELS["concat"].config(features_dim=64), "cpu")
     with pytest.raises(ConfigError, match="cannot be resumed"):
         training_resume.resume(bc)
 

@@ -2,7 +2,7 @@
 TorchRL's PPO pieces beside the plain loop on the same data.
 
     python benchmarks/device_ppo_speed.py [--model attention] [--n-envs 16 64] [--updates 4]
-        [--device cpu] [--skip trainers torchrl] [--compare-text-cache]
+        [--device cpu] [--skip trainers bound torchrl] [--compare-text-cache] [--bound-reps 5]
 
 1. *Trainers*: ``babyaipp.agents.training.train`` (the ``babyaipp train`` code path) with
    ``trainer="sb3"`` and ``trainer="device"`` at the same settings (batched engine, the model's
@@ -14,7 +14,10 @@ TorchRL's PPO pieces beside the plain loop on the same data.
    and under one thread. Thread settings are the defaults: leave ``OMP_NUM_THREADS`` unset to measure what a
    user gets. ``--compare-text-cache`` adds a lean run whose collection re-encodes every env's text at
    every step (``DevicePPO.cache_text`` off), beside the default that encodes a text when an env's changes.
-2. *TorchRL vs the plain loop*, the same policy and engine: a rollout with TorchRL's
+2. *The loop's bound*: the device trainer's collect and update alternated in one process (first pair
+   dropped), min (median) seconds of each and 1 / (1 + collect/update), the most of the gradient-step
+   cap any loop that collects with one forward per frame can reach (the update runs at the cap).
+3. *TorchRL vs the plain loop*, the same policy and engine: a rollout with TorchRL's
    ``SyncDataCollector`` over :class:`~babyaipp.envs.torchrl_env.BabyAIPPTorchRLEnv` against
    :meth:`DevicePPO.collect`; on one and the same rollout, TorchRL's ``GAE`` against
    :meth:`DevicePPO.advantages`, and ``n_epochs`` of minibatch steps with ``ClipPPOLoss`` against
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -294,6 +298,29 @@ def _as_tensordict(rollout: Any, state: Any, batch: Any) -> Any:
     )
 
 
+def loop_bound(model: str, n_envs: int, n_steps: int, device: str, reps: int = 5) -> dict[str, list[float]]:
+    """Seconds of the device trainer's collect and update, alternated in this process (the first of
+    each dropped as warm-up): how far below the gradient-step cap the loop must stay, as
+    1 / (1 + collect / update), since its update runs the same gradient steps as the cap."""
+    from babyaipp.agents.training_setup import trainer_thread_limit
+    from babyaipp.envs.threads import limited_threads
+
+    vec, _, loop = _setup(model, n_envs, n_steps, device)
+    times: dict[str, list[float]] = {"collect": [], "update": []}
+    try:
+        with limited_threads(trainer_thread_limit(loop.device)):
+            state = loop.initial_state()
+            for _ in range(reps):
+                (rollout, state, last_values), seconds = _timed(lambda st=state: loop.collect(st), loop.device)
+                times["collect"].append(seconds)
+                advantages, returns = loop.advantages(rollout, last_values, state.episode_starts)
+                _, seconds = _timed(lambda r=rollout, a=advantages, g=returns: loop.update(r, a, g), loop.device)
+                times["update"].append(seconds)
+    finally:
+        vec.close()
+    return {k: v[1:] for k, v in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="attention")
@@ -301,7 +328,8 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=4)
     parser.add_argument("--n-steps", type=int, default=128)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["trainers", "torchrl"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["trainers", "torchrl", "bound"])
+    parser.add_argument("--bound-reps", type=int, default=5, help="alternated collect/update pairs (first dropped)")
     parser.add_argument(
         "--compare-text-cache", action="store_true", help="also run the lean device trainer without its text cache"
     )
@@ -351,6 +379,18 @@ def main() -> None:
                     f"uncached/cap {uncached[0] / best_cap:.2f}",
                     flush=True,
                 )
+    if "bound" not in args.skip:
+        for n in args.n_envs:
+            b = loop_bound(args.model, n, args.n_steps, args.device, args.bound_reps)
+            c, u = b["collect"], b["update"]
+            print(
+                f"n_envs={n:4d} collect {min(c):.3f} ({statistics.median(c):.3f}) s, update {min(u):.3f} "
+                f"({statistics.median(u):.3f}) s per {n * args.n_steps} frames, min (median); "
+                f"bound 1/(1+collect/update) "
+                f"{1 / (1 + min(c) / min(u)):.2f} ({1 / (1 + statistics.median(c) / statistics.median(u)):.2f})  "
+                f"(load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
     if "torchrl" not in args.skip:
         for n in args.n_envs:
             t = torchrl_vs_plain(args.model, n, args.n_steps, args.device)

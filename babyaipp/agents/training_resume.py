@@ -100,15 +100,7 @@ def _resume_locked(
         return _resume_exactly(run_dir, run_config, path, state, steps, every, resolved, progress_bar)
     offset = max(len(used), n_envs)  # seeds already handed out, counted across resumes
     segment = offset // n_envs
-    vec = make_vec_env(
-        run_config["env_id"],
-        n_envs,
-        seed,
-        run_config["text"],
-        run_config.get("env_kwargs"),
-        offset,
-        engine=run_config.get("engine", "gym"),
-    )
+    vec = _run_vec_env(run_config, offset)
     try:
         agent = load_algorithm(path, recurrent, resolved, env=vec, config=run_config)
         set_random_seed(seed + segment)  # after the load, which reseeds everything with the run's seed
@@ -134,6 +126,20 @@ def _resume_locked(
     return learn(agent, run_dir, run_config, steps, every, progress_bar, resumed_from=int(agent.num_timesteps))
 
 
+def _run_vec_env(run_config: dict[str, Any], seed_offset: int = 0) -> Any:
+    """The run's training envs as its ``config.json`` records them, the first reset from training
+    seed ``seed_offset`` of its block (0: the run's own first envs, as on an exact resume)."""
+    return make_vec_env(
+        run_config["env_id"],
+        int(run_config["n_envs"]),
+        int(run_config["seed"]),
+        run_config["text"],
+        run_config.get("env_kwargs"),
+        seed_offset,
+        engine=run_config.get("engine", "gym"),
+    )
+
+
 def _resume_exactly(
     run_dir: Path,
     run_config: dict[str, Any],
@@ -146,15 +152,7 @@ def _resume_exactly(
 ) -> TrainResult:
     """Continue from ``path`` with its sidecar's state (:mod:`babyaipp.agents.resume_state`): the
     same levels, random draws and updates as if the run had never stopped."""
-    n_envs, seed = int(run_config["n_envs"]), int(run_config["seed"])
-    vec = make_vec_env(
-        run_config["env_id"],
-        n_envs,
-        seed,
-        run_config["text"],
-        run_config.get("env_kwargs"),
-        engine=run_config["engine"],
-    )
+    vec = _run_vec_env(run_config)
     try:
         agent = load_algorithm(path, bool(run_config["recurrent"]), device, env=vec, config=run_config)
         agent.tensorboard_log = str(run_dir / "tb")

@@ -49,25 +49,25 @@ from babyaipp.agents.text_cache import TextCache
 @dataclass(frozen=True)
 class PPOSettings:
     """The loop's hyperparameters. Read from the run's model config (:meth:`from_config`), so
-    ``--set name=value`` means the same for both trainers."""
+    ``--set name=value`` means the same for both trainers; the defaults are the config's."""
 
-    n_steps: int = 128
+    n_steps: int = ModelConfig.n_steps
     """Steps collected from every env before each update (the rollout is ``n_steps * num_envs`` frames)."""
-    batch_size: int = 256
+    batch_size: int = ModelConfig.batch_size
     """Frames per gradient step (recurrent: rounded down to whole env sequences, at least one)."""
-    n_epochs: int = 4
+    n_epochs: int = ModelConfig.n_epochs
     """Passes over the rollout per update."""
-    gamma: float = 0.99
+    gamma: float = ModelConfig.gamma
     """Discount factor."""
-    gae_lambda: float = 0.99
+    gae_lambda: float = ModelConfig.gae_lambda
     """GAE's lambda: 1 is the Monte Carlo return, 0 the one-step TD error."""
-    clip_range: float = 0.2
+    clip_range: float = ModelConfig.clip_range
     """PPO's clip on the probability ratio."""
-    ent_coef: float = 0.01
+    ent_coef: float = ModelConfig.ent_coef
     """Weight of the entropy bonus in the loss."""
-    vf_coef: float = 0.5
+    vf_coef: float = ModelConfig.vf_coef
     """Weight of the value loss in the loss."""
-    max_grad_norm: float = 0.5
+    max_grad_norm: float = ModelConfig.max_grad_norm
     """Gradients are rescaled to at most this global norm."""
     normalize_advantage: bool = True
     """Normalise advantages per minibatch (SB3's default)."""

@@ -5,16 +5,31 @@ The steps are the single env's, each written for all levels together on the grid
 
 1. routes: for every colour X (in a random order), the shortest-path tree from the start under
    random cell weights (Bellman-Ford relaxation: the same tree as Dijkstra's, ties having
-   probability zero), plus a penalty where the route would make a cell plain; the path to the
-   nearest walkable neighbour of each needed target is painted with the route's carrier colour
-   (the next colour in the order) and forbids X;
+   probability zero), plus a penalty where the route would make a cell plain (with three colours,
+   a smaller one where another route already crosses the cell); the path to the nearest walkable
+   neighbour of each needed target is painted with the route's carrier colour (the next colour in
+   the order) and forbids X;
+
+with two colours (Easy):
+
 2. claims: a route cell takes its carrier colour if no route there forbids it, else the first
    allowed colour in the order; a cell every colour is forbidden on stays plain;
 3. every colour appears (a random open candidate cell for a missing one);
 4. region growth: the single env pops a uniformly random entry of a frontier holding one
    (cell, colour) entry per claimed neighbour, so the next cell and colour are drawn with
    probability proportional to the number of that colour's claimed neighbours (a random cell and
-   colour where nothing borders an unclaimed cell).
+   colour where nothing borders an unclaimed cell);
+
+with three colours (Hard):
+
+2. proper colouring: the candidate cells in order of (allowed colours, then a uniform random
+   key), each taking a uniformly random allowed colour that no claimed 4-neighbour has (any
+   allowed colour if none is left; plain if none is allowed): sequential within a level, one
+   position per step for every level at once; a level missing a colour is not placed;
+3. layout redraws: while plain cells and the cells of one colour reach an object of every
+   object description of the instruction (``groups``), routes and fill are drawn again, at most
+   :data:`~babyaipp.envs.tiles.PAIR_REDRAWS` times (levels no layout can fix, one tile away:
+   :func:`dense_layout_masks`'s ``one_tile``, are the caller's to redraw or to pass without groups).
 """
 
 from __future__ import annotations
@@ -33,8 +48,16 @@ from babyaipp.envs.batched_state import (
     T_KEY,
     TYPE_BITS,
 )
-from babyaipp.envs.device_floor import PLAIN, StateSearch, inner_cells, offsets4, reachable_targets, shifted_or
-from babyaipp.envs.tiles import SHARED_CELL_PENALTY
+from babyaipp.envs.device_floor import (
+    PLAIN,
+    StateSearch,
+    flood_fill,
+    inner_cells,
+    offsets4,
+    reachable_targets,
+    shifted_or,
+)
+from babyaipp.envs.tiles import PAIR_REDRAWS, PAIR_SHARED_PENALTY, SHARED_CELL_PENALTY
 
 _UNCLAIMED, _CONTESTED = -1, -2
 _CHECK_EVERY = 8
@@ -49,7 +72,11 @@ def dense_layout_masks(
     cells and unlocked doors (routes need no key); ``groups`` (layouts, G, cells) with
     ``group_valid``: the cells of each object description of the instruction (the verifier's
     object sets) and the keys of each locked door colour; ``needed``: what the routes must reach,
-    the groups' cells the agent reaches before it holds a key.
+    the groups' cells the agent reaches before it holds a key; ``pair_groups``: each group's
+    needed cells (what the three-colour layout redraws read, as the single env's
+    ``[group & needed for group in groups if group & needed]``); ``one_tile``: whether at most one
+    candidate cell lies on the best way to the only such group, or none on the ways to them all
+    (``tiles._one_tile_away``: every three-colour layout lets plain cells and one colour through).
     """
     cells, start = layouts["cells"], layouts["agent_pos"]
     rows, width = cells.shape
@@ -77,15 +104,33 @@ def dense_layout_masks(
         groups.append((kind == T_KEY) & (colour == c) & has_locked.unsqueeze(1))
         valid.append(has_locked)
     groups_t, valid_t = torch.stack(groups, 1), torch.stack(valid, 1)
+    used = valid_t.any(0)  # only the groups some layout has (most levels have one or two)
+    groups_t, valid_t = groups_t[:, used], valid_t[:, used]
     wanted = (groups_t & valid_t.unsqueeze(2)).any(1)
     before_keys = reachable_targets(masks, start, hp, blocked=locked)
+    candidate, route_walkable, needed = masks["free"] & ~near4, masks["free"] | (door & ~locked), wanted & before_keys
+    pair_groups = groups_t & valid_t.unsqueeze(2) & needed.unsqueeze(1)
     return {
-        "candidate4": masks["free"] & ~near4,
-        "route_walkable": masks["free"] | (door & ~locked),
+        "candidate4": candidate,
+        "route_walkable": route_walkable,
         "groups": groups_t,
         "group_valid": valid_t,
-        "needed": wanted & before_keys,
+        "needed": needed,
+        "pair_groups": pair_groups,
+        "one_tile": _one_tile_away(candidate, route_walkable, start, pair_groups, hp),
     }
+
+
+def _one_tile_away(candidate, walkable, start, groups, hp: int) -> torch.Tensor:
+    """``tiles._one_tile_away`` per row: the fewest candidate cells entered on a way to a walkable
+    neighbour of each group (a shortest path where entering a candidate costs 1); False without a group."""
+    dist, _ = _relax_shortest_paths(candidate.double(), walkable, start, hp)
+    inf = torch.tensor(float("inf"), dtype=dist.dtype, device=dist.device)
+    nearest = _neighbour_values(dist, offsets4(hp), inf).min(2).values  # unwalkable cells are at inf
+    present = groups.any(2)
+    cost = torch.where(groups, nearest.unsqueeze(1), inf).min(2).values
+    worst = torch.where(present, cost, 0.0).max(1).values
+    return present.any(1) & ((worst == 0) | ((present.sum(1) == 1) & (worst <= 1)))
 
 
 def _relax_shortest_paths(weights: torch.Tensor, walkable: torch.Tensor, start: torch.Tensor, height: int):
@@ -132,26 +177,66 @@ def place_dense(
     start: torch.Tensor,
     n_colours: int,
     hp: int,
+    groups: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Colour slots (0..k-1, or :data:`PLAIN`) of every padded cell, and whether every colour appears."""
+    """Colour slots (0..k-1, or :data:`PLAIN`) of every padded cell, and whether every colour appears.
+
+    ``groups`` (rows, G, cells), with three colours: the cells of each object description the
+    layout redraws are about (:func:`dense_layout_masks`'s ``pair_groups``; an empty group is
+    ignored, a row without any is drawn once), as ``place_dense_tiles``'s ``groups``.
+    """
     rows, width = candidate.shape
     device = candidate.device
     inner = inner_cells(width, hp, device)
     height = hp - 2 * PAD
     slot_of = torch.zeros(width, dtype=torch.long, device=device)
     slot_of[inner] = torch.arange(len(inner), device=device)
+    inner_groups = None
+    if groups is not None and n_colours >= 3:
+        inner_groups = groups[:, :, inner]
+        inner_groups = inner_groups[:, inner_groups.any(2).any(0)]  # only groups some row has
     claim, ok = _place_inner(
-        generator, candidate[:, inner], walkable[:, inner], needed[:, inner], slot_of[start], n_colours, height
+        generator,
+        candidate[:, inner],
+        walkable[:, inner],
+        needed[:, inner],
+        slot_of[start],
+        n_colours,
+        height,
+        inner_groups,
     )
     out = torch.full((rows, width), PLAIN, dtype=torch.long, device=device)
     out[:, inner] = torch.where(claim >= 0, claim, PLAIN)
     return out, ok
 
 
-def _place_inner(generator, candidate, walkable, needed, start, k: int, height: int):
+def _place_inner(generator, candidate, walkable, needed, start, k: int, height: int, groups=None):
+    """:func:`place_dense` on the grid's own cells: ``(claim, ok)``, claim a colour slot, or
+    ``_UNCLAIMED`` / ``_CONTESTED`` (plain)."""
+    if k < 3:
+        forbidden, carrier_of, order = _routes(generator, candidate, walkable, needed, start, k, height)
+        return _grow_regions(generator, candidate, forbidden, carrier_of, order, k, height)
+    claim, ok = _pair_layout(generator, candidate, walkable, needed, start, k, height)
+    if groups is None or groups.shape[1] == 0:
+        return claim, ok
+    has_group = groups.any(2).any(1)
+    redo = ok & has_group & _single_colour_reaches(claim, walkable, start, groups, k, height)
+    for _ in range(PAIR_REDRAWS):
+        rows = redo.nonzero().squeeze(1)
+        if not rows.numel():
+            break
+        again, again_ok = _pair_layout(generator, candidate[rows], walkable[rows], needed[rows], start[rows], k, height)
+        claim[rows], ok[rows] = again, again_ok
+        redo = torch.zeros_like(redo)
+        redo[rows] = again_ok & _single_colour_reaches(again, walkable[rows], start[rows], groups[rows], k, height)
+    return claim, ok
+
+
+def _routes(generator, candidate, walkable, needed, start, k: int, height: int):
+    """Step 1: per route the colour it avoids, painted into ``forbidden`` (bits of the colours some
+    route through the cell avoids) and ``carrier_of`` (the first route's carrier); and the order."""
     rows, width = candidate.shape
     device = candidate.device
-    arange = torch.arange(rows, device=device)
     everyone = (1 << k) - 1
     order = torch.rand(rows, k, generator=generator, device=device).argsort(1)  # a uniform permutation
     offsets = offsets4(height)
@@ -166,6 +251,8 @@ def _place_inner(generator, candidate, walkable, needed, start, k: int, height: 
         weights = torch.rand(rows, width, generator=generator, device=device, dtype=torch.float64)
         crossing = (forbidden != 0) & ((forbidden | avoid) == everyone)
         weights = torch.where(crossing, weights + SHARED_CELL_PENALTY, weights)
+        if k >= 3:  # crossing would leave the cell a single allowed colour
+            weights = torch.where((forbidden != 0) & ~crossing, weights + PAIR_SHARED_PENALTY, weights)
         dist, parent = _relax_shortest_paths(weights, walkable, start, height)
         # Each needed target's end: its walkable neighbour nearest the start.
         near = torch.where(
@@ -187,6 +274,17 @@ def _place_inner(generator, candidate, walkable, needed, start, k: int, height: 
         painted = on_path & candidate
         forbidden = torch.where(painted, forbidden | avoid, forbidden)
         carrier_of = torch.where(painted & (carrier_of == _UNCLAIMED), carrier, carrier_of)
+    return forbidden, carrier_of, order
+
+
+def _grow_regions(generator, candidate, forbidden, carrier_of, order, k: int, height: int):
+    """Steps 2-4 with two colours: claims, every colour appears, region growth."""
+    rows, width = candidate.shape
+    device = candidate.device
+    arange = torch.arange(rows, device=device)
+    offsets = offsets4(height)
+    offset_t = torch.tensor(offsets, device=device)
+    everyone = (1 << k) - 1
     allowed = everyone & ~forbidden
     first = torch.full_like(forbidden, _UNCLAIMED)
     for j in range(k):
@@ -225,6 +323,68 @@ def _place_inner(generator, candidate, walkable, needed, start, k: int, height: 
         around = (cell.unsqueeze(1) + offset_t).clamp(0, width - 1)
         counts.view(rows, -1).scatter_add_(1, around * k + colour.unsqueeze(1), todo.long().unsqueeze(1).expand(-1, 4))
     return claim, ok
+
+
+def _pair_layout(generator, candidate, walkable, needed, start, k: int, height: int):
+    """One layout with three colours: routes, then the proper colouring (step 2)."""
+    forbidden, _, _ = _routes(generator, candidate, walkable, needed, start, k, height)
+    return _proper_claim(generator, forbidden, candidate, k, height)
+
+
+def _proper_claim(generator, forbidden, candidate, k: int, height: int):
+    """Step 2 with three colours (``tiles._proper_claim``): one candidate position per step, every
+    level at once; ``(claim, ok)``, ok where every colour appears."""
+    rows, width = candidate.shape
+    device = candidate.device
+    arange = torch.arange(rows, device=device)
+    allowed = torch.where(candidate, ((1 << k) - 1) & ~forbidden, 0)
+    n_allowed = sum((allowed >> c) & 1 for c in range(k))
+    claim = torch.full_like(forbidden, _UNCLAIMED)
+    claim = torch.where(candidate & (allowed == 0), _CONTESTED, claim)
+    todo = allowed != 0
+    keys = torch.rand(rows, width, generator=generator, device=device, dtype=torch.float64)
+    order = torch.where(todo, n_allowed + keys, float("inf")).argsort(1)  # fewest allowed colours first
+    count = todo.sum(1)
+    last = int(count.max()) if rows else 0
+    allowed_in_order = allowed.gather(1, order[:, :last])
+    draws = torch.rand(rows, last, generator=generator, device=device, dtype=torch.float64)
+    nb_offsets = torch.tensor(offsets4(height), device=device)
+    for p in range(last):
+        cell = order[:, p]
+        nb = claim.gather(1, (cell.unsqueeze(1) + nb_offsets).clamp(0, width - 1))
+        bits = torch.where(nb >= 0, 1 << nb.clamp(min=0), 0)
+        near = bits[:, 0] | bits[:, 1] | bits[:, 2] | bits[:, 3]
+        allow = allowed_in_order[:, p]
+        free = allow & ~near
+        free = torch.where(free == 0, allow, free)
+        # A uniformly random set bit of `free`: the j-th, j uniform below the number of bits.
+        j = (draws[:, p] * sum((free >> c) & 1 for c in range(k))).long()
+        colour = torch.zeros_like(cell)
+        seen = torch.zeros_like(cell)
+        for c in range(k):
+            bit = (free >> c) & 1
+            colour = torch.where((bit == 1) & (seen == j), c, colour)
+            seen += bit
+        active = p < count
+        claim[arange, cell] = torch.where(active, colour, claim[arange, cell])
+    ok = torch.stack([(claim == c).any(1) for c in range(k)], 1).all(1)
+    return claim, ok
+
+
+def _single_colour_reaches(claim, walkable, start, groups, k: int, height: int) -> torch.Tensor:
+    """Per row, whether plain cells and the cells of one colour reach a cell next to an object of
+    every group (``tiles._single_colour_reaches``); False where the row has no group."""
+    rows, width = claim.shape
+    plain = claim < 0
+    passable = torch.stack([walkable & (plain | (claim == c)) for c in range(k)], 1).view(rows * k, width)
+    seen = flood_fill(passable, start.repeat_interleave(k), height)
+    near = shifted_or(seen, offsets4(height)).view(rows, k, width)
+    present = groups.any(2)
+    leaks = torch.zeros(rows, dtype=torch.bool, device=claim.device)
+    for c in range(k):
+        reached = (groups & near[:, c].unsqueeze(1)).any(2)
+        leaks |= (reached | ~present).all(1)
+    return leaks & present.any(1)
 
 
 def _draw_index(generator: torch.Generator, weights: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,9 @@ engine's ``torch.Generator``, for thousands of levels at once: the colour -> pro
 the floor under the placement rules of the env's layout (sparse: :mod:`babyaipp.envs.device_floor`,
 dense: :mod:`babyaipp.envs.device_dense`), the solvability check (traps never cut the agent off
 from what it must reach; the full physics search where a colour is flipud and magic) with the
-single env's bounded retries and (dense) its redraw of levels whose instruction needs no tile, and
-the description tokens in the text mode of the env. Levels are drawn a stock at a time and each
+single env's bounded retries and (dense) its redraw of levels whose instruction can be done
+without reading (on plain floor, or with three colours on plain floor and one colour), and the
+description tokens in the text mode of the env. Levels are drawn a stock at a time and each
 is played once.
 
 ``BatchedBabyAIPP(..., device_levels=True)`` uses it for every reset and auto-reset. Any drawn
@@ -38,7 +39,7 @@ from babyaipp.errors import BabyAIPPError, ConfigError
 #: The single env's bounds: placements tried per level, then levels (layout and mapping) per row.
 PLACEMENT_TRIES = 50
 LEVEL_TRIES = 100
-#: Dense floor: levels a row may redraw because the instruction can be done on plain floor.
+#: Dense floor: levels a row may redraw because the instruction can be done without reading.
 DENSE_REDRAWS = 50
 #: Levels drawn at once when the stock runs out, at least (twice the batch if larger): the draw's
 #: cost is mostly a loop over cells, the same for 1 or 4096 levels, so it pays to draw many.
@@ -235,9 +236,11 @@ class DeviceLevels:
         pending = torch.arange(count, device=dev)
         while pending.numel():
             lay, mp = layout[pending], mapping[pending]
-            placed, ok, tile_free = self._place(lay, mp)
-            # Dense: a floor on which the instruction needs no tile draws another level (50 times per level).
-            tile_free &= dense_redraws[pending] < DENSE_REDRAWS
+            may_redraw = dense_redraws[pending] < DENSE_REDRAWS
+            placed, ok, tile_free = self._place(lay, mp, may_redraw)
+            # Dense: a level whose instruction can be done without reading draws another level (50
+            # times per level).
+            tile_free &= may_redraw
             good = ok & ~tile_free & self._solvable(placed, lay, mp)
             floor[pending[good]] = placed[good]
             tries[pending] += 1
@@ -259,9 +262,13 @@ class DeviceLevels:
         self.levels_drawn += count
         return self._rows(layout, mapping, floor), layout, mapping
 
-    def _place(self, layout: torch.Tensor, mapping: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _place(
+        self, layout: torch.Tensor, mapping: torch.Tensor, may_redraw: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A floor (colour index or PLAIN per cell) for each level, whether it was placed, and
-        (dense) whether the instruction can be done without stepping on a tile."""
+        (dense) whether the instruction can be done without reading (``_doable_without_reading``):
+        on plain floor or, with three colours, on plain floor and one colour. A three-colour level
+        one tile away (``one_tile``) that ``may_redraw`` is not placed: every layout would do."""
         table, masks = self.table, self.masks
         if not self.dense:
             floor, ok = place_sparse(
@@ -274,22 +281,50 @@ class DeviceLevels:
                 self.hp,
             )
             return floor, ok, torch.zeros_like(ok)
-        start = self.layouts["agent_pos"][layout]
-        slots, ok = place_dense(
+        k = len(table.colours)
+        pairs = k >= 3
+        rows, width = len(layout), self.layouts["cells"].shape[1]
+        floor = torch.full((rows, width), PLAIN, dtype=torch.long, device=self.device)
+        ok = torch.ones(rows, dtype=torch.bool, device=self.device)
+        tile_free = torch.ones(rows, dtype=torch.bool, device=self.device)
+        one_tile = masks["one_tile"][layout] & pairs
+        todo = (~(one_tile & may_redraw)).nonzero().squeeze(1)
+        lay = layout[todo]
+        start = self.layouts["agent_pos"][lay]
+        groups = None
+        if pairs:  # a level one tile away takes its first layout (the single env's, when it may not redraw)
+            groups = masks["pair_groups"][lay] & ~one_tile[todo].view(-1, 1, 1)
+        slots, ok[todo] = place_dense(
             self.engine.generator,
-            masks["candidate4"][layout],
-            masks["route_walkable"][layout],
-            masks["needed"][layout],
+            masks["candidate4"][lay],
+            masks["route_walkable"][lay],
+            masks["needed"][lay],
             start,
-            len(table.colours),
+            k,
             self.hp,
+            groups,
         )
-        floor = self._slot_colour[slots]
-        layout_masks_ = {k: masks[k][layout] for k in ("walkable", "target")}
-        plain = reachable_targets(layout_masks_, start, self.hp, blocked=floor != PLAIN)
-        groups, valid = masks["groups"][layout], masks["group_valid"][layout]
-        tile_free = ((groups & plain.unsqueeze(1)).any(2) | ~valid).all(1)
+        floor[todo] = self._slot_colour[slots]
+        tile_free[todo] = self.doable_without_reading(floor[todo], lay)
         return floor, ok, tile_free
+
+    def doable_without_reading(self, floor: torch.Tensor, layout: torch.Tensor) -> torch.Tensor:
+        """Per dense level (``floor``: colour index or PLAIN per cell), whether an object of every
+        object description of the instruction lies next to a cell reached on plain floor or, with
+        three colours, on plain floor and the cells of one colour (``_doable_without_reading``)."""
+        colours = self.table.colours
+        tiled = floor != PLAIN
+        blocked = [tiled] + ([tiled & (floor != c) for c in colours] if len(colours) >= 3 else [])
+        count, rows = len(blocked), len(layout)
+        masks = {key: self.masks[key][layout].repeat_interleave(count, 0) for key in ("walkable", "target")}
+        start = self.layouts["agent_pos"][layout].repeat_interleave(count)
+        reached = reachable_targets(masks, start, self.hp, blocked=torch.stack(blocked, 1).flatten(0, 1))
+        reached = reached.view(rows, count, -1)
+        groups, valid = self.masks["groups"][layout], self.masks["group_valid"][layout]
+        doable = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        for v in range(count):
+            doable |= ((groups & reached[:, v].unsqueeze(1)).any(2) | ~valid).all(1)
+        return doable
 
     def _solvable(self, floor: torch.Tensor, layout: torch.Tensor, mapping: torch.Tensor) -> torch.Tensor:
         """Whether every target reachable on plain floor (dense: every needed object) stays reachable

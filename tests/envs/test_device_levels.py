@@ -18,7 +18,7 @@ from minigrid.core.constants import COLOR_TO_IDX
 import babyaipp.envs as envs
 from babyaipp.envs import dynamics as dyn
 from babyaipp.envs.batched import BatchedBabyAIPP
-from babyaipp.envs.batched_state import encode_env
+from babyaipp.envs.batched_state import FLOOR_SHIFT, encode_env
 from babyaipp.envs.device_dense import faces_all_round_trip, place_dense
 from babyaipp.envs.device_floor import PLAIN, faceable, faces_all, layout_masks, place_sparse, reachable_targets
 from babyaipp.envs.device_levels import DeviceLevels
@@ -461,7 +461,8 @@ def _dense_solvable_on_cpu(env) -> bool:
 @pytest.mark.parametrize("env_id", [DENSE_EASY.format("Test"), DENSE_HARD.format("Test")])
 def test_dense_levels_keep_the_rules_and_are_solvable(env_id: str) -> None:
     """Dense: the routed targets are the single env's, tiles lie on its candidate cells, every colour
-    appears, the single env's solvability check passes, and the instruction needs a tile."""
+    appears, the single env's solvability check passes, and the instruction cannot be done
+    without reading (on plain floor; on Hard, on plain floor and any one colour)."""
     engine = _engine(env_id, num_envs=4, pool_size=48)
     levels, env = engine.device_levels, quiet_make(env_id)
     hp = levels.hp
@@ -477,13 +478,31 @@ def test_dense_levels_keep_the_rules_and_are_solvable(env_id: str) -> None:
         assert set(zip(*np.nonzero(level.floor != NO_TILE))) <= set(candidates), row
         assert all((level.floor == COLOR_TO_IDX[c]).any() for c in level.dynamics), row
         assert _dense_solvable_on_cpu(env), row
-        tile_free += base._tile_free_instruction(tuple(base.agent_pos), base._instruction_groups())
+        tile_free += base._doable_without_reading(tuple(base.agent_pos), base._instruction_groups())
     assert tile_free <= 4  # kept only once a level's 50 redraws are spent
 
 
-def test_dense_placement_matches_place_dense_tiles_cell_by_cell() -> None:
-    """One layout, 1,500 dense placements each way: per-cell frequency of every colour and of plain
-    floor equal ``tiles.place_dense_tiles``'s within four standard errors (with its colour order)."""
+def _one_colour_leaks(base, floors: np.ndarray) -> np.ndarray:
+    """Per floor, whether plain cells and the cells of one colour reach an object of every object
+    description of the instruction (the single env's ``_doable_without_reading`` on Hard)."""
+    start = tuple(int(v) for v in base.agent_pos)
+    groups = base._instruction_groups()
+    colours = [COLOR_TO_IDX[c] for c in dyn.DIFFICULTY_COLOURS["Hard"]]
+    return np.array(
+        [
+            any(all(g & cpu_reachable_targets(base.grid, start, (f >= 0) & (f != c)) for g in groups) for c in colours)
+            for f in floors
+        ]
+    )
+
+
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_dense_placement_matches_place_dense_tiles_cell_by_cell(with_groups: bool) -> None:
+    """One Hard layout, 1,500 dense placements each way: per-cell frequency of every colour and of
+    plain floor, same-colour neighbour pairs and the share of floors that plain cells and one colour
+    cross equal ``tiles.place_dense_tiles``'s within four standard errors (with its colour order;
+    with the instruction's groups, also its layout redraws). The per-cell frequencies alone cannot
+    tell the three-colour fill apart (colours are symmetric); the pairs and the crossings can."""
     env_id, n = DENSE_HARD.format("Test"), 1500
     engine = _engine(env_id, num_envs=4, pool_size=8)
     levels, env = engine.device_levels, engine.single
@@ -492,9 +511,12 @@ def test_dense_placement_matches_place_dense_tiles_cell_by_cell() -> None:
     colours = dyn.DIFFICULTY_COLOURS["Hard"]
     rng = np.random.default_rng(0)
     start = tuple(int(v) for v in base.agent_pos)
-    cpu = np.stack([place_dense_tiles(rng, base.grid, start, colours, _cpu_needed(env)) for _ in range(n)])
+    needed = _cpu_needed(env)
+    groups = [g & needed for g in base._instruction_groups() if g & needed] if with_groups else None
+    cpu = np.stack([place_dense_tiles(rng, base.grid, start, colours, needed, groups) for _ in range(n)])
     lay = layout.repeat(n)
     m = levels.masks
+    assert not bool(m["one_tile"][layout])  # the layout redraws apply
     slots, ok = place_dense(
         engine.generator,
         m["candidate4"][lay],
@@ -503,6 +525,7 @@ def test_dense_placement_matches_place_dense_tiles_cell_by_cell() -> None:
         levels.layouts["agent_pos"][lay],
         len(colours),
         levels.hp,
+        m["pair_groups"][lay] if with_groups else None,
     )
     assert bool(ok.all())
     hp, w, h = levels.hp, base.width, base.height
@@ -512,6 +535,60 @@ def test_dense_placement_matches_place_dense_tiles_cell_by_cell() -> None:
         p_cpu, p_dev = (cpu == idx).mean(0), (device == idx).mean(0)
         se = np.sqrt((p_cpu * (1 - p_cpu) + p_dev * (1 - p_dev)) / n) + 1e-3
         assert np.all(np.abs(p_cpu - p_dev) < 4 * se + 0.01), idx
+    pairs_cpu, pairs_dev = (sum(_adjacent_pairs(f == COLOR_TO_IDX[c]) for c in colours) for f in (cpu, device))
+    assert _close_means(pairs_cpu.tolist(), pairs_dev.tolist()), (pairs_cpu.mean(), pairs_dev.mean())
+    leaks_cpu, leaks_dev = _one_colour_leaks(base, cpu), _one_colour_leaks(base, device)
+    assert _close_means(leaks_cpu.tolist(), leaks_dev.tolist()), (leaks_cpu.mean(), leaks_dev.mean())
+
+
+@pytest.mark.parametrize("env_id", [DENSE_HARD.format("Test"), "BabyAIPP/PutNextLocalDense-Hard-Test-v0"])
+def test_hard_dense_levels_need_two_colours(env_id: str) -> None:
+    """Hard dense: on drawn levels plain floor plus any one colour never reaches every object
+    description of the instruction (but on the few kept once their 50 redraws are spent). One
+    layout draw per pool layout, ten times, crosses on one colour as often as ``place_dense_tiles``'s
+    with the instruction's groups (four standard errors: fails with the two-colour fill, which
+    crosses on most), and the device's check equals the single env's ``_doable_without_reading``
+    on every one of these floors, both answers occurring."""
+    engine = _engine(env_id, num_envs=4, pool_size=32)
+    levels, base = engine.device_levels, engine.single.unwrapped
+    n = 200
+    rows, layout, _ = levels.draw(n)
+    doable = levels.doable_without_reading((rows["cells"] >> FLOOR_SHIFT) & 7, layout)
+    assert int(doable.sum()) <= n // 20  # as the dense rules test: 4 in 80
+    m, n_layouts, reps = levels.masks, len(levels.layout_seeds), 10
+    lay = torch.arange(n_layouts).repeat(reps)
+    slots, ok = place_dense(
+        engine.generator,
+        m["candidate4"][lay],
+        m["route_walkable"][lay],
+        m["needed"][lay],
+        levels.layouts["agent_pos"][lay],
+        len(levels.table.colours),
+        levels.hp,
+        m["pair_groups"][lay] & ~m["one_tile"][lay].view(-1, 1, 1),  # one tile away: drawn once
+    )
+    assert bool(ok.all())
+    floor = levels._slot_colour[slots]
+    device_doable = levels.doable_without_reading(floor, lay).tolist()
+    hp, w, h = levels.hp, base.width, base.height
+    grid_floor = floor.view(len(lay), -1, hp)[:, 6 : 6 + w, 6 : 6 + h].numpy()
+    grid_floor = np.where(grid_floor == PLAIN, NO_TILE, grid_floor).astype(np.int8)
+    colours = dyn.DIFFICULTY_COLOURS["Hard"]
+    rng = np.random.default_rng(0)
+    cpu_doable, single_doable = [], []
+    for i in range(n_layouts):
+        engine.single.reset(seed=int(levels.layout_seeds[i]))
+        start, groups = tuple(int(v) for v in base.agent_pos), base._instruction_groups()
+        needed = _cpu_needed(engine.single)
+        pair_groups = [g & needed for g in groups if g & needed]
+        for j in range(i, len(lay), n_layouts):
+            base._set_floor(place_dense_tiles(rng, base.grid, start, colours, needed, pair_groups))
+            cpu_doable.append(base._doable_without_reading(start, groups))
+            base._set_floor(grid_floor[j])
+            single_doable.append((j, base._doable_without_reading(start, groups)))
+    assert [device_doable[j] for j, _ in single_doable] == [d for _, d in single_doable]
+    assert 0 < sum(device_doable) < len(device_doable)
+    assert _close_means(cpu_doable, device_doable), (np.mean(cpu_doable), np.mean(device_doable))
 
 
 def test_round_trip_search_matches_the_oracle() -> None:

@@ -44,6 +44,8 @@ DENSE_REDRAWS = 50
 #: Levels drawn at once when the stock runs out, at least (twice the batch if larger): the draw's
 #: cost is mostly a loop over cells, the same for 1 or 4096 levels, so it pays to draw many.
 DEFAULT_STOCK = 1024
+#: Placements a redraw round makes at least: the few levels left pending try several at once.
+TAIL_ROWS = 32
 #: Levels drawn in one pass of the tensor code (a larger stock is drawn in several).
 DRAW_CHUNK = 16384
 #: Levels whose physics search (a colour both flipud and magic) runs at once.
@@ -235,18 +237,28 @@ class DeviceLevels:
         dense_redraws = torch.zeros(count, dtype=torch.long, device=dev)
         pending = torch.arange(count, device=dev)
         while pending.numel():
-            lay, mp = layout[pending], mapping[pending]
-            may_redraw = dense_redraws[pending] < DENSE_REDRAWS
+            # Few pending levels (those left after the first round) try several placements each at
+            # once: the first try that ends the level's turn counts, with the tries before it, as
+            # tries in turn would; so the rounds' fixed cost is not paid once per try.
+            copies = max(1, min(-(-TAIL_ROWS // pending.numel()), PLACEMENT_TRIES))
+            n, tried = pending.numel(), pending.repeat_interleave(copies)
+            lay, mp = layout[tried], mapping[tried]
+            may_redraw = dense_redraws[tried] < DENSE_REDRAWS
             placed, ok, tile_free = self._place(lay, mp, may_redraw)
             # Dense: a level whose instruction can be done without reading draws another level (50
             # times per level).
             tile_free &= may_redraw
             good = ok & ~tile_free & self._solvable(placed, lay, mp)
-            floor[pending[good]] = placed[good]
-            tries[pending] += 1
+            try_number = tries[tried] + 1 + torch.arange(copies, device=dev).repeat(n)
+            ends = (good | ~ok | tile_free | (try_number >= PLACEMENT_TRIES)).view(n, copies)
+            first = torch.where(ends.any(1), ends.long().argmax(1), copies - 1)  # the try that counts
+            pick = torch.arange(n, device=dev) * copies + first
+            good, ok, tile_free = good[pick], ok[pick], tile_free[pick]
+            floor[pending[good]] = placed[pick[good]]
+            tries[pending] += first + 1
             dense_redraws[pending[tile_free & ok]] += 1
             # No room for a colour, or every placement tried walls off a target: a new level.
-            again = ~good & (~ok | tile_free | (tries[pending] >= PLACEMENT_TRIES))
+            again = ~good & ends.any(1)
             renew = pending[again]
             if renew.numel():
                 levels_tried[pending[again & ~(tile_free & ok)]] += 1
@@ -257,7 +269,7 @@ class DeviceLevels:
                     )
                 layout[renew], mapping[renew] = new_levels(renew.numel())
                 tries[renew] = 0
-            self.redraws += int((~good).sum())
+            self.redraws += int(first.sum() + (~good).sum())
             pending = pending[~good]
         self.levels_drawn += count
         return self._rows(layout, mapping, floor), layout, mapping

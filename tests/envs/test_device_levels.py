@@ -21,7 +21,7 @@ from babyaipp.envs.batched import BatchedBabyAIPP
 from babyaipp.envs.batched_state import FLOOR_SHIFT, encode_env
 from babyaipp.envs.device_dense import faces_all_round_trip, place_dense
 from babyaipp.envs.device_floor import PLAIN, faceable, faces_all, layout_masks, place_sparse, reachable_targets
-from babyaipp.envs.device_levels import DeviceLevels
+from babyaipp.envs.device_levels import DENSE_REDRAWS, PLACEMENT_TRIES, TAIL_ROWS, DeviceLevels
 from babyaipp.envs.oracle import faceable_cells, round_trip_cells
 from babyaipp.envs.properties import PROPERTY_BIT
 from babyaipp.envs.tiles import NO_TILE, free_and_candidate_cells, place_dense_tiles, place_tiles
@@ -366,6 +366,73 @@ def test_same_seed_same_levels_and_each_level_played_once() -> None:
         seen = picks if a.device_levels.levels_drawn != drawn else seen + picks
         assert len(seen) == len(set(seen))  # no stock row is played twice
     assert a.device_levels.levels_drawn > drawn_before  # the stock ran out and was redrawn
+
+
+#: The fake placement of the tests below: leaks (a level redraw) on even mappings half the time,
+#: and passes the solvability check with a probability that depends on the mapping (rarely on
+#: mappings divisible by 3, so that the 50-try limit binds there).
+FAKE_LEAK = 0.5
+
+
+def _fake_solvable(mapping: np.ndarray | torch.Tensor):
+    return 0.02 + 0.18 * (mapping % 3 != 0)
+
+
+def _sequential_tries(rng: np.random.Generator, n_mappings: int, levels: int) -> list[list[float]]:
+    """The draw loop's rules, one try at a time, under the fake placement: per kept level, whether
+    its mapping is even, whether it is divisible by 3, and how many tries failed on its row."""
+    out: list[list[float]] = [[], [], []]
+    for _ in range(levels):
+        fails = redraws = 0
+        kept = None
+        while kept is None:  # a level: its tries until one is kept, redrawn, or the limit
+            mapping = int(rng.integers(n_mappings))
+            for _ in range(PLACEMENT_TRIES):
+                if mapping % 2 == 0 and redraws < DENSE_REDRAWS and rng.random() < FAKE_LEAK:
+                    redraws, fails = redraws + 1, fails + 1
+                    break
+                if rng.random() < _fake_solvable(mapping):
+                    kept = mapping
+                    break
+                fails += 1
+        for values, value in zip(out, (kept % 2 == 0, kept % 3 == 0, fails)):
+            values.append(float(value))
+    return out
+
+
+@pytest.mark.parametrize("count", [8, 1])
+def test_pending_levels_trying_several_placements_at_once_keep_the_sequential_tries(
+    monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    """Pending levels try several placements per round (``TAIL_ROWS``); which levels are kept and
+    how many tries failed are distributed as with one try at a time (four standard errors), under
+    a fake placement (``FAKE_LEAK``, ``_fake_solvable``): level redraws, the 50-try limit and the
+    count of failed tries all bear on the three statistics."""
+    levels = _engine(EASY.format("Test"), num_envs=4, pool_size=16).device_levels
+    coins = torch.Generator().manual_seed(0)
+    width = levels.layouts["cells"].shape[1]
+
+    def fake_place(layout, mapping, may_redraw):
+        leak = (mapping % 2 == 0) & (torch.rand(len(mapping), generator=coins) < FAKE_LEAK)
+        return torch.full((len(layout), width), PLAIN), torch.ones(len(layout), dtype=torch.bool), leak
+
+    def fake_solvable(floor, layout, mapping):
+        return torch.rand(len(floor), generator=coins) < _fake_solvable(mapping)
+
+    monkeypatch.setattr(levels, "_place", fake_place)
+    monkeypatch.setattr(levels, "_solvable", fake_solvable)
+    assert TAIL_ROWS >= 4 * count  # several tries per pending level
+    got: list[list[float]] = [[], [], []]
+    for _ in range((2400 if count > 1 else 1200) // count):
+        before = levels.redraws
+        _, _, mapping = levels.draw(count)
+        got[0].append(float((mapping % 2 == 0).float().mean()))
+        got[1].append(float((mapping % 3 == 0).float().mean()))
+        got[2].append((levels.redraws - before) / count)
+    want = _sequential_tries(np.random.default_rng(0), len(levels.table.mappings), 8000)
+    for a, b in zip(got, want):
+        se = math.sqrt(np.var(a) / len(a) + np.var(b) / len(b))
+        assert abs(np.mean(a) - np.mean(b)) < 4 * se, (np.mean(a), np.mean(b), se)
 
 
 def test_bad_settings_are_one_line_errors() -> None:

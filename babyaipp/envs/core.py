@@ -23,7 +23,7 @@ from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 
 from babyaipp.defaults import DEFAULT_TEXT
 from babyaipp.envs import dynamics as dyn
-from babyaipp.envs.instructions import descriptions, leaves_in_order
+from babyaipp.envs.instructions import descriptions, leaves_in_order, node_kind
 from babyaipp.envs.level import instr_from_dict
 from babyaipp.envs.oracle import faceable_cells, round_trip_cells
 from babyaipp.envs.physics import ACTION_NAMES, DROP, PICKUP, TOGGLE, resolve_motion
@@ -33,6 +33,7 @@ from babyaipp.envs.tiles import (
     FLOOR_IDX,
     FLOORS,
     NO_TILE,
+    ONE_TILE_LEVEL,
     PlacementError,
     place_dense_tiles,
     place_tiles,
@@ -48,10 +49,11 @@ DESCRIPTION_MAX_CHARS = 256
 _NO_PROPS: frozenset[str] = frozenset()
 _PLACEMENT_TRIES = 50
 _LEVEL_TRIES = 100
-#: Levels a dense reset may redraw because the instruction could be done on plain floor alone;
-#: after that it keeps the level (in rooms too cramped for tiles between start and target).
+#: Levels a dense reset may redraw because the instruction could be done without reading (on plain
+#: floor; on Hard, on plain floor and one colour); after that it keeps the level (in rooms too
+#: cramped for tiles between start and target).
 DENSE_REDRAWS = 50
-TILE_FREE_REDRAW = "the instruction can be done on plain floor"
+TILE_FREE_REDRAW = "the instruction can be done without reading"
 
 
 class BabyAIPPMixin:
@@ -202,11 +204,23 @@ class BabyAIPPMixin:
         needed = set().union(*groups) & (reachable_targets(self.grid, start, locked) if locked.any() else targets)
         colours = dyn.DIFFICULTY_COLOURS[self.difficulty]
         trap_colours = [COLOR_TO_IDX[c] for c, props in self._dynamics.items() if "trap" in props]
+        reachable_groups = [group & needed for group in groups if group & needed]
+        kept_plain = self._pickup_cells() if "magic" in dyn.DIFFICULTY_PROPERTIES[self.difficulty] else set()
         for _ in range(_PLACEMENT_TRIES):
-            self._set_floor(place_dense_tiles(rng, self.grid, start, colours, needed))
-            if self._dense_redraws < DENSE_REDRAWS and self._tile_free_instruction(start, groups):
-                # The instruction can be done without stepping on a tile, so without reading:
-                # draw another level (a choice made on the layout alone, never on the mapping).
+            may_redraw = self._dense_redraws < DENSE_REDRAWS
+            try:
+                floor = place_dense_tiles(
+                    rng, self.grid, start, colours, needed, reachable_groups, may_redraw, kept_plain
+                )
+            except PlacementError as err:
+                if str(err) != ONE_TILE_LEVEL:
+                    raise
+                self._dense_redraws += 1  # no layout can make this level need two colours
+                raise PlacementError(TILE_FREE_REDRAW) from None
+            self._set_floor(floor)
+            if self._dense_redraws < DENSE_REDRAWS and self._doable_without_reading(start, groups):
+                # The instruction can be done without reading: draw another level (a choice
+                # made on the layout alone, never on the mapping).
                 self._dense_redraws += 1
                 raise PlacementError(TILE_FREE_REDRAW)
             traps = np.isin(self.floor, trap_colours)
@@ -236,10 +250,50 @@ class BabyAIPPMixin:
             )
         return groups
 
-    def _tile_free_instruction(self, start: tuple[int, int], groups: list[set[tuple[int, int]]]) -> bool:
-        """Whether every object description of the instruction (``groups``) can be reached without a tile."""
+    def _pickup_cells(self) -> set[tuple[int, int]]:
+        """Free cells next to an object the instruction makes the agent pick up (a pickup's object,
+        a put-next's moved object, the keys of locked doors).
+
+        A pickup is an action in place, and on a magic tile entered with a turn it is the second
+        step there, which pushes the agent down, perhaps onto a trap; with the dense floor's
+        scattered colours every cell facing the object can be such a tile. Kept plain (a rule on
+        the layout, never the mapping), a pickup is always safe.
+        """
+        objects: set[tuple[int, int]] = set()
+        for leaf in leaves_in_order(self.instrs):
+            if node_kind(leaf) in ("pickup", "putnext"):  # a put-next's first description is the moved object
+                _, positions = copy.copy(descriptions(leaf)[0]).find_matching_objs(self)
+                objects |= {(int(x), int(y)) for x, y in positions}
+        locked = {c.color for c in self.grid.grid if c is not None and c.type == "door" and c.is_locked}
+        for x in range(self.width):
+            for y in range(self.height):
+                cell = self.grid.get(x, y)
+                if cell is not None and cell.type == "key" and cell.color in locked:
+                    objects.add((x, y))
+        return {
+            (x + dx, y + dy)
+            for x, y in objects
+            for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1))
+            if self.grid.get(x + dx, y + dy) is None
+        }
+
+    def _doable_without_reading(self, start: tuple[int, int], groups: list[set[tuple[int, int]]]) -> bool:
+        """Whether every object description of the instruction (``groups``) can be reached without
+        reading: on plain floor alone or, with three colours (Hard), on plain floor and one colour."""
         plain = reachable_targets(self.grid, start, self.floor >= 0)
-        return all(group & plain for group in groups)
+        if all(group & plain for group in groups):
+            return True
+        colours = dyn.DIFFICULTY_COLOURS[self.difficulty]
+        if len(colours) < 3:
+            return False
+        # With three colours, plain cells plus any single colour must not do either: a
+        # non-reader then has to guess a safe pair of colours.
+        for colour in colours:
+            idx = COLOR_TO_IDX[colour]
+            one = reachable_targets(self.grid, start, (self.floor >= 0) & (self.floor != idx))
+            if all(group & one for group in groups):
+                return True
+        return False
 
     def _set_dynamics(self, mapping: dict[str, tuple[str, ...]]) -> None:
         """Install an episode's colour -> properties mapping and restart the tile counters."""

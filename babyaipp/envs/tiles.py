@@ -109,6 +109,17 @@ _UNCLAIMED = -1
 #: large enough that routes detour rather than leave plain corridors.
 SHARED_CELL_PENALTY = 10.0
 _CONTESTED = -2
+#: With three colours (Hard), layouts redrawn (routes and fill) while plain cells plus the cells of
+#: one colour reach every object description of the instruction; after this many the last layout
+#: is kept and the caller redraws the level. Most leaks that survive one redraw come from the level's
+#: geometry (a one-cell-wide corridor every route must share), which no layout fixes.
+PAIR_REDRAWS = 2
+#: Extra cost, with three colours, of a cell another route already crosses: crossing would leave
+#: it a single allowed colour, and a chain of such cells is a one-colour way to the target.
+PAIR_SHARED_PENALTY = 3.0
+#: Raised (when the caller allows) where every layout would let plain cells and one colour reach what
+#: the instruction needs: it lies at most one tile beyond the plain patches.
+ONE_TILE_LEVEL = "one tile or none lies between the start and what the instruction needs"
 
 
 def place_dense_tiles(
@@ -117,6 +128,9 @@ def place_dense_tiles(
     agent_pos: tuple[int, int],
     colours: Sequence[str],
     targets: set[tuple[int, int]],
+    groups: Sequence[set[tuple[int, int]]] | None = None,
+    redraw_one_tile_level: bool = False,
+    kept_plain: frozenset[tuple[int, int]] | set[tuple[int, int]] = frozenset(),
 ) -> np.ndarray:
     """Tile almost every candidate cell so that, whichever colour is removed, the others reach every target.
 
@@ -130,10 +144,25 @@ def place_dense_tiles(
     are filled by growing regions from the route cells in random order: routes lie inside blobs,
     and every colour appears. (A flipud+magic colour can still block a route; the caller checks
     the physics and redraws.)
+
+    With three colours (Hard) the fill is a proper colouring instead (:func:`_proper_claim`:
+    touching cells rarely share a colour), routes pay :data:`PAIR_SHARED_PENALTY` to stay apart,
+    and the layout is redrawn (:data:`PAIR_REDRAWS`) while plain cells and one colour alone reach
+    a cell next to an object of each of ``groups`` (the instruction's object descriptions). So
+    every way to the target needs two colours, and a planner that does not know which colour is
+    the trap must guess a pair: with two of three colours possible traps even in Train, knowing
+    one safe colour is no longer enough. Where at most one tile lies between the plain patches and
+    the only group no layout can do that; with ``redraw_one_tile_level`` that raises
+    :data:`ONE_TILE_LEVEL` for the caller to draw another level.
+
+    ``kept_plain``: free cells that stay plain besides the start's and the doors' (the caller keeps
+    the cells next to objects the agent must pick up plain where a colour can be magic).
     """
     width, height = grid.width, grid.height
     n = width * height
     free, candidates = free_and_candidate_cells(grid, agent_pos, neighbourhood=DENSE_NEIGHBOURHOOD)
+    if kept_plain:
+        candidates = [c for c in candidates if c not in kept_plain]
     if not candidates:
         raise PlacementError("no free cell away from the start and the doors for a tile")
     # Cells are flat indices x + y * width; the outer wall keeps neighbour offsets in bounds.
@@ -150,6 +179,41 @@ def place_dense_tiles(
     ends = [[t + o for o in offsets if walkable[t + o]] for t in (x + y * width for x, y in targets)]
 
     k = len(colours)
+    pairs = k >= 3  # every way to the target needs two colours (see the docstring)
+    group_ends = [
+        [[t + o for o in offsets if walkable[t + o]] for t in (x + y * width for x, y in group)]
+        for group in groups or ()
+    ]
+    # Where one candidate cell (or none) lies on a way to the only group, every layout leaks.
+    one_tile = pairs and bool(group_ends) and _one_tile_away(is_candidate, walkable, start, offsets, group_ends)
+    if one_tile and redraw_one_tile_level:
+        raise PlacementError(ONE_TILE_LEVEL)
+    redraws = PAIR_REDRAWS if pairs and group_ends and not one_tile else 0
+    for _ in range(redraws + 1):
+        claim = _draw_dense_claim(rng, k, n, walkable, is_candidate, start, offsets, ends, pairs)
+        if not redraws or not _single_colour_reaches(claim, k, walkable, start, offsets, group_ends):
+            break
+
+    floor = np.full((width, height), NO_TILE, dtype=np.int8)
+    colour_idx = [COLOR_TO_IDX[colour] for colour in colours]
+    for i in range(n):
+        if claim[i] >= 0:
+            floor[i % width, i // width] = colour_idx[claim[i]]
+    return floor
+
+
+def _draw_dense_claim(
+    rng: np.random.Generator,
+    k: int,
+    n: int,
+    walkable: list[bool],
+    is_candidate: list[bool],
+    start: int,
+    offsets: tuple[int, ...],
+    ends: list[list[int]],
+    pairs: bool,
+) -> list[int]:
+    """One dense layout as a colour index (or plain) per cell: routes avoiding each colour, then regions."""
     everyone = (1 << k) - 1
     # Route r is made of its carrier colour where it can be; it must avoid the colours in avoid[r].
     order = rng.permutation(k).tolist()
@@ -162,6 +226,8 @@ def place_dense_tiles(
         for i in range(n):
             if forbidden[i] and (forbidden[i] | avoid[r]) == everyone:  # crossing would turn it plain
                 weights[i] += SHARED_CELL_PENALTY
+            elif forbidden[i] and pairs:  # crossing would leave it a single allowed colour
+                weights[i] += PAIR_SHARED_PENALTY
         parent = _random_shortest_path_tree(weights, walkable, start, offsets)
         for cells in ends:
             reached = [e for e in cells if e in parent]
@@ -174,6 +240,8 @@ def place_dense_tiles(
                     if carrier_of[cell] == _UNCLAIMED:
                         carrier_of[cell] = carriers[r]
                 cell = parent[cell][0]
+    if pairs:
+        return _proper_claim(rng, forbidden, is_candidate, offsets, k)
     claim = [_UNCLAIMED] * n
     for i in range(n):
         if forbidden[i]:
@@ -193,13 +261,74 @@ def place_dense_tiles(
     if len({claim[i] for i in seeds}) < k:
         raise PlacementError("no room for a tile of every colour")  # one colour's absence would tell it apart
     _grow_regions(rng, claim, is_candidate, seeds, offsets, k)
+    return claim
 
-    floor = np.full((width, height), NO_TILE, dtype=np.int8)
-    colour_idx = [COLOR_TO_IDX[colour] for colour in colours]
-    for i in range(n):
-        if claim[i] >= 0:
-            floor[i % width, i // width] = colour_idx[claim[i]]
-    return floor
+
+def _proper_claim(
+    rng: np.random.Generator, forbidden: list[int], is_candidate: list[bool], offsets: tuple[int, ...], k: int
+) -> list[int]:
+    """Colour every candidate with a colour its routes allow and, where one is left, none of its neighbours has.
+
+    Most constrained cells first (one allowed colour, then two, then any), in random order within
+    each; a cell no colour is allowed on stays plain. Touching cells rarely share a colour, so a
+    route avoiding X takes both other colours, and no single colour links start and target.
+    """
+    n = len(forbidden)
+    claim = [_UNCLAIMED] * n
+    cells = [i for i in range(n) if is_candidate[i]]
+    keys = rng.random(len(cells)).tolist()
+    allowed = {i: [c for c in range(k) if not forbidden[i] >> c & 1] for i in cells}
+    for _, _, i in sorted(zip([len(allowed[i]) for i in cells], keys, cells)):
+        if not allowed[i]:
+            claim[i] = _CONTESTED
+            continue
+        near = {claim[i + o] for o in offsets}
+        free = [c for c in allowed[i] if c not in near] or allowed[i]
+        claim[i] = free[int(rng.integers(len(free)))]
+    if len({c for c in claim if c >= 0}) < k:
+        raise PlacementError("no room for a tile of every colour")
+    return claim
+
+
+def _one_tile_away(
+    is_candidate: list[bool], walkable: list[bool], start: int, offsets: tuple[int, ...], group_ends: list
+) -> bool:
+    """Whether every group is reachable over non-candidate cells, or the only group over at most one candidate cell."""
+    inf = 1 << 30
+    dist = [inf] * len(walkable)
+    dist[start] = 0
+    queue = deque([start])
+    while queue:  # 0-1 BFS: entering a candidate costs 1
+        cell = queue.popleft()
+        for o in offsets:
+            nxt = cell + o
+            if walkable[nxt]:
+                d = dist[cell] + is_candidate[nxt]
+                if d < dist[nxt]:
+                    dist[nxt] = d
+                    (queue.append if is_candidate[nxt] else queue.appendleft)(nxt)
+    costs = [min((dist[e] for ends in group for e in ends), default=inf) for group in group_ends]
+    return max(costs) == 0 or (len(costs) == 1 and costs[0] <= 1)
+
+
+def _single_colour_reaches(
+    claim: list[int], k: int, walkable: list[bool], start: int, offsets: tuple[int, ...], group_ends: list
+) -> bool:
+    """Whether plain cells plus the cells of one colour alone reach a cell next to an object of every group."""
+    for colour in range(k):
+        seen = [False] * len(claim)
+        seen[start] = True
+        stack = [start]
+        while stack:
+            cell = stack.pop()
+            for o in offsets:
+                nxt = cell + o
+                if not seen[nxt] and walkable[nxt] and claim[nxt] in (colour, _UNCLAIMED, _CONTESTED):
+                    seen[nxt] = True
+                    stack.append(nxt)
+        if all(any(seen[e] for ends in group for e in ends) for group in group_ends):
+            return True
+    return False
 
 
 def _random_shortest_path_tree(

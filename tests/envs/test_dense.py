@@ -286,6 +286,38 @@ def test_the_goal_is_never_reachable_without_crossing_a_tile(monkeypatch, diffic
     assert plain_fraction(100) > 0.2
 
 
+def _doable_on_plain_and_one_colour(env) -> bool:
+    """Whether plain floor plus the tiles of one colour reach an object of every description of the instruction."""
+    base = env.unwrapped
+    start = tuple(int(v) for v in base.agent_pos)
+    groups = base._instruction_groups()
+    for colour in dyn.DIFFICULTY_COLOURS[base.difficulty]:
+        one = reachable_targets(base.grid, start, (base.floor != NO_TILE) & (base.floor != COLOR_TO_IDX[colour]))
+        if all(group & one for group in groups):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("task", ["GoToRedBallDense", "GoToLocalDense"])
+def test_hard_levels_need_two_colours(monkeypatch, task: str) -> None:
+    """On Hard every way to the target crosses two colours, so a non-reader must guess a safe pair.
+
+    Without the Hard rule's redraws (layouts and levels; the proper colouring kept) a large share
+    of levels can be done on plain floor and one colour: the check below catches its loss.
+    """
+    env_id = envs.env_id(task, "Hard", "Test")
+
+    def leaky_fraction(levels: int) -> float:
+        env = quiet_make(env_id)
+        seeds = range(FIRST_SEED, FIRST_SEED + levels)
+        return float(np.mean([_doable_on_plain_and_one_colour(_reset(env, s)) for s in seeds]))
+
+    assert leaky_fraction(200) <= 0.01  # kept only once a level's redraws are spent
+    monkeypatch.setattr(core, "DENSE_REDRAWS", 0)
+    monkeypatch.setattr("babyaipp.envs.tiles.PAIR_REDRAWS", 0)
+    assert leaky_fraction(100) > 0.2
+
+
 # ---------------------------------------------------------------------------- blind to the mapping
 def _floors_under(monkeypatch, env_id: str, seed: int, mappings, floor: str) -> list[np.ndarray]:
     """The floor of level ``seed`` when the episode's mapping is replaced by each of ``mappings``.

@@ -176,6 +176,28 @@ def test_memoriser_fails_held_out_pairs_on_dense_floors(family: str):
 MEMORISER_MARGIN = 0.35
 
 
+def _hard_held_out_success(name: str, family: str, levels: int) -> float:
+    env = quiet_make(envs.env_id(family, "Hard", "TargetPairOnly"))
+    planner = make_reference_planner(name, env)
+    return float(np.mean([play(env, planner, FIRST_SEED + i)[0] for i in range(levels)]))
+
+
+@pytest.mark.parametrize("family", ["GoToRedBallDense", "GoToLocalDense"])
+def test_non_readers_fail_held_out_pairs_on_hard_dense_floors(monkeypatch, family: str):
+    """Hard dense TargetPairOnly: memoriser and cautious at most 0.45 (measured 0.28-0.36 on 150
+    levels, 0.30-0.32 on 500), because every way to the target needs two of the three colours.
+
+    Without the Hard rule's redraws (of layouts and levels) both rise (measured 0.46-0.54): the
+    rule, not the density alone, is what a non-reader pays for.
+    """
+    rates = [_hard_held_out_success(name, family, 150) for name in ("memoriser", "cautious")]
+    assert max(rates) <= 0.45, rates
+    monkeypatch.setattr("babyaipp.envs.core.DENSE_REDRAWS", 0)
+    monkeypatch.setattr("babyaipp.envs.tiles.PAIR_REDRAWS", 0)
+    ablated = [_hard_held_out_success(name, family, 150) for name in ("memoriser", "cautious")]
+    assert np.mean(ablated) >= np.mean(rates) + 0.1, (rates, ablated)
+
+
 def test_reference_planner_is_an_oracle_subclass():
     """One planner: the references reuse the oracle's subgoals and search."""
     assert issubclass(ReferencePlanner, Oracle)

@@ -41,6 +41,7 @@ from babyaipp.envs.batched_state import (
     COLOUR_SHIFT,
     DOOR_LOCKED,
     K_NONE,
+    K_PICKUP,
     K_PUTNEXT,
     PAD,
     STATE_SHIFT,
@@ -64,11 +65,14 @@ _CHECK_EVERY = 8
 
 
 def dense_layout_masks(
-    layouts: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], hp: int
+    layouts: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], hp: int, pickups_plain: bool = False
 ) -> dict[str, torch.Tensor]:
     """What the dense floor needs of each layout (padded cells), beside :func:`device_floor.layout_masks`.
 
-    ``candidate4``: free cells not on or 4-next to the start or a door; ``route_walkable``: free
+    ``candidate4``: free cells not on or 4-next to the start or a door, nor (``pickups_plain``:
+    where a colour can be magic) 4-next to an object the agent must pick up (a pickup's objects,
+    a put-next's moved ones, the keys of locked doors: the single env's ``_pickup_cells``,
+    ``place_dense_tiles``'s ``kept_plain``); ``route_walkable``: free
     cells and unlocked doors (routes need no key); ``groups`` (layouts, G, cells) with
     ``group_valid``: the cells of each object description of the instruction (the verifier's
     object sets) and the keys of each locked door colour; ``needed``: what the routes must reach,
@@ -89,6 +93,7 @@ def dense_layout_masks(
     start_mask[torch.arange(rows, device=device), start] = True
     near4 = shifted_or(start_mask | door, (0, *offsets4(hp)))
     groups, valid = [], []
+    picked = torch.zeros(rows, width, dtype=torch.bool, device=device)  # objects the agent must pick up
     obj_pos = layouts["obj_pos"]
     for table in ("track_a", "track_b"):  # a leaf's description; put-next's second one
         for slot in range(layouts["kind"].shape[1]):
@@ -99,16 +104,21 @@ def dense_layout_masks(
             groups.append(group)
             leaf_kind = layouts["kind"][:, slot]
             valid.append(leaf_kind == K_PUTNEXT if table == "track_b" else leaf_kind != K_NONE)
+            if table == "track_a":
+                picked |= group & ((leaf_kind == K_PICKUP) | (leaf_kind == K_PUTNEXT)).unsqueeze(1)
     for c in range(6):  # keys of each locked door colour
         has_locked = (locked & (colour == c)).any(1)
         groups.append((kind == T_KEY) & (colour == c) & has_locked.unsqueeze(1))
         valid.append(has_locked)
+        picked |= groups[-1]
     groups_t, valid_t = torch.stack(groups, 1), torch.stack(valid, 1)
     used = valid_t.any(0)  # only the groups some layout has (most levels have one or two)
     groups_t, valid_t = groups_t[:, used], valid_t[:, used]
     wanted = (groups_t & valid_t.unsqueeze(2)).any(1)
     before_keys = reachable_targets(masks, start, hp, blocked=locked)
     candidate, route_walkable, needed = masks["free"] & ~near4, masks["free"] | (door & ~locked), wanted & before_keys
+    if pickups_plain:  # a pickup on a magic tile entered with a turn would push the agent off
+        candidate &= ~shifted_or(picked, offsets4(hp))
     pair_groups = groups_t & valid_t.unsqueeze(2) & needed.unsqueeze(1)
     return {
         "candidate4": candidate,

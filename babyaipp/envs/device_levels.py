@@ -164,7 +164,8 @@ class DeviceLevels:
         self.n_free = masks["free"].sum(1)
         self.plain_targets = reachable_targets(masks, layouts["agent_pos"], self.hp)
         if self.dense:  # routes go to what the instruction needs, not to every object
-            self.masks.update(dense_layout_masks(layouts, masks, self.hp))
+            pickups_plain = "magic" in dyn.DIFFICULTY_PROPERTIES[self.difficulty]
+            self.masks.update(dense_layout_masks(layouts, masks, self.hp, pickups_plain))
         self.layouts = layouts
 
     # ----------------------------------------------------------------- snapshots (exact resume)

@@ -252,9 +252,7 @@ def test_every_family_draws_valid_levels_that_replay(env_id: str) -> None:
         level = engine.device_levels.level(row)
         env.reset(options={"level": level})
         if dense:
-            base = env.unwrapped
-            _, candidates = free_and_candidate_cells(base.grid, base.agent_pos, neighbourhood=4)
-            assert set(zip(*np.nonzero(level.floor != NO_TILE))) <= set(candidates), row
+            assert set(zip(*np.nonzero(level.floor != NO_TILE))) <= _dense_candidates(env), row
             assert _dense_solvable_on_cpu(env), row
         else:
             assert _rule_violations(level, env) == [], row
@@ -513,6 +511,19 @@ def _cpu_needed(env) -> set[tuple[int, int]]:
     return set().union(*groups) & (cpu_reachable_targets(base.grid, start, locked) if locked.any() else targets)
 
 
+def _dense_candidates(env) -> set[tuple[int, int]]:
+    """The single env's dense candidate cells: off the start's and doors' 4-neighbourhoods and,
+    where a colour can be magic, off the cells next to objects to pick up (``_pickup_cells``)."""
+    base = env.unwrapped
+    _, candidates = free_and_candidate_cells(base.grid, base.agent_pos, neighbourhood=4)
+    return set(candidates) - _kept_plain(env)
+
+
+def _kept_plain(env) -> set[tuple[int, int]]:
+    base = env.unwrapped
+    return base._pickup_cells() if "magic" in dyn.DIFFICULTY_PROPERTIES[base.difficulty] else set()
+
+
 def _dense_solvable_on_cpu(env) -> bool:
     base = env.unwrapped
     start = tuple(int(v) for v in base.agent_pos)
@@ -541,8 +552,7 @@ def test_dense_levels_keep_the_rules_and_are_solvable(env_id: str) -> None:
         needed = levels.masks["needed"][levels.stock_layout[row]]
         got = {(x, y) for x in range(base.width) for y in range(base.height) if needed[(x + 6) * hp + y + 6]}
         assert got == _cpu_needed(env), row
-        _, candidates = free_and_candidate_cells(base.grid, base.agent_pos, neighbourhood=4)
-        assert set(zip(*np.nonzero(level.floor != NO_TILE))) <= set(candidates), row
+        assert set(zip(*np.nonzero(level.floor != NO_TILE))) <= _dense_candidates(env), row
         assert all((level.floor == COLOR_TO_IDX[c]).any() for c in level.dynamics), row
         assert _dense_solvable_on_cpu(env), row
         tile_free += base._doable_without_reading(tuple(base.agent_pos), base._instruction_groups())
@@ -580,7 +590,8 @@ def test_dense_placement_matches_place_dense_tiles_cell_by_cell(with_groups: boo
     start = tuple(int(v) for v in base.agent_pos)
     needed = _cpu_needed(env)
     groups = [g & needed for g in base._instruction_groups() if g & needed] if with_groups else None
-    cpu = np.stack([place_dense_tiles(rng, base.grid, start, colours, needed, groups) for _ in range(n)])
+    kept = _kept_plain(env)
+    cpu = np.stack([place_dense_tiles(rng, base.grid, start, colours, needed, groups, False, kept) for _ in range(n)])
     lay = layout.repeat(n)
     m = levels.masks
     assert not bool(m["one_tile"][layout])  # the layout redraws apply
@@ -615,7 +626,8 @@ def test_hard_dense_levels_need_two_colours(env_id: str) -> None:
     layout draw per pool layout, ten times, crosses on one colour as often as ``place_dense_tiles``'s
     with the instruction's groups (four standard errors: fails with the two-colour fill, which
     crosses on most), and the device's check equals the single env's ``_doable_without_reading``
-    on every one of these floors, both answers occurring."""
+    on every one of these floors, both answers occurring. Each layout's candidate cells are the
+    single env's (on put-next, the cells next to the moved objects stay plain)."""
     engine = _engine(env_id, num_envs=4, pool_size=32)
     levels, base = engine.device_levels, engine.single.unwrapped
     n = 200
@@ -642,18 +654,23 @@ def test_hard_dense_levels_need_two_colours(env_id: str) -> None:
     grid_floor = np.where(grid_floor == PLAIN, NO_TILE, grid_floor).astype(np.int8)
     colours = dyn.DIFFICULTY_COLOURS["Hard"]
     rng = np.random.default_rng(0)
-    cpu_doable, single_doable = [], []
+    cpu_doable, single_doable, with_pickups = [], [], 0
     for i in range(n_layouts):
         engine.single.reset(seed=int(levels.layout_seeds[i]))
         start, groups = tuple(int(v) for v in base.agent_pos), base._instruction_groups()
         needed = _cpu_needed(engine.single)
-        pair_groups = [g & needed for g in groups if g & needed]
+        pair_groups, kept = [g & needed for g in groups if g & needed], _kept_plain(engine.single)
+        candidates = {(x, y) for x in range(w) for y in range(h) if m["candidate4"][i, (x + 6) * hp + y + 6]}
+        assert candidates == _dense_candidates(engine.single), i
+        with_pickups += bool(kept)
         for j in range(i, len(lay), n_layouts):
-            base._set_floor(place_dense_tiles(rng, base.grid, start, colours, needed, pair_groups))
+            floor_j = place_dense_tiles(rng, base.grid, start, colours, needed, pair_groups, False, kept)
+            base._set_floor(floor_j)
             cpu_doable.append(base._doable_without_reading(start, groups))
             base._set_floor(grid_floor[j])
             single_doable.append((j, base._doable_without_reading(start, groups)))
     assert [device_doable[j] for j, _ in single_doable] == [d for _, d in single_doable]
+    assert with_pickups == (n_layouts if "PutNext" in env_id else 0)  # the moved objects' cells stay plain
     assert 0 < sum(device_doable) < len(device_doable)
     assert _close_means(cpu_doable, device_doable), (np.mean(cpu_doable), np.mean(device_doable))
 

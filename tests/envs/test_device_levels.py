@@ -160,7 +160,15 @@ def _close_means(a: list[int], b: list[int]) -> bool:
     return abs(np.mean(a) - np.mean(b)) < 4 * se + 0.05
 
 
-@pytest.mark.parametrize("env_id", [EASY.format("Test"), HARD.format("Test"), "BabyAIPP/GoToRedBallDense-Easy-Test-v0"])
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        EASY.format("Test"),
+        HARD.format("Test"),
+        "BabyAIPP/GoToRedBallDense-Easy-Test-v0",
+        pytest.param("BabyAIPP/PutNextLocalDense-Hard-Test-v0", marks=pytest.mark.slow),
+    ],
+)
 def test_tile_counts_match_the_single_env(env_id: str) -> None:
     """Mean tiles per colour, per property set, as in the single env's levels (same env id, 600
     levels each, four standard errors), sparse and dense."""

@@ -219,11 +219,14 @@ def test_oracle_solves_the_other_dense_families(task: str, difficulty: str) -> N
 
 # ---------------------------------------------------------------------------- density
 def _candidate_count(env) -> int:
-    """Free cells a dense tile may cover: not on or 4-next to the start or a door (the dense placement rule)."""
+    """Free cells a dense tile may cover: not on or 4-next to the start or a door, nor (where a
+    colour can be magic) next to an object to pick up (the dense placement rules)."""
     base = env.unwrapped
     blocked = {tuple(int(v) for v in base.agent_pos)}
     blocked |= {(x, y) for x in range(base.width) for y in range(base.height) if _is(base, x, y, "door")}
     near = {(x + dx, y + dy) for x, y in blocked for dx, dy in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))}
+    if "magic" in dyn.DIFFICULTY_PROPERTIES[base.difficulty]:
+        near |= base._pickup_cells()
     return sum(
         base.grid.get(x, y) is None and (x, y) not in near for x in range(base.width) for y in range(base.height)
     )
@@ -316,6 +319,25 @@ def test_hard_levels_need_two_colours(monkeypatch, task: str) -> None:
     monkeypatch.setattr(core, "DENSE_REDRAWS", 0)
     monkeypatch.setattr("babyaipp.envs.tiles.PAIR_REDRAWS", 0)
     assert leaky_fraction(100) > 0.2
+
+
+@pytest.mark.parametrize("task", ["PickupLocDense", "PutNextLocalDense"])
+def test_cells_next_to_objects_to_pick_up_stay_plain_on_hard(task: str) -> None:
+    """A pickup made from a magic tile entered with a turn is pushed down, perhaps onto a trap: on
+    Hard the cells facing an object to pick up are plain (tests/envs/test_oracle.py's trap-free
+    check failed on 2 of 40 PickupLocDense-Hard levels without this)."""
+    env = quiet_make(envs.env_id(task, "Hard", "Test"))
+    for seed in range(FIRST_SEED, FIRST_SEED + 50):
+        base = _reset(env, seed).unwrapped
+        cells = base._pickup_cells()
+        assert cells, seed
+        assert all(base.floor[c] == NO_TILE for c in cells), seed
+    easy_env = quiet_make(envs.env_id(task, "Easy", "Test"))  # no magic on Easy: the cells may be tiled
+    tiled_on_easy = 0
+    for seed in range(FIRST_SEED, FIRST_SEED + 20):
+        base = _reset(easy_env, seed).unwrapped
+        tiled_on_easy += any(base.floor[c] != NO_TILE for c in base._pickup_cells())
+    assert tiled_on_easy > 0
 
 
 # ---------------------------------------------------------------------------- blind to the mapping

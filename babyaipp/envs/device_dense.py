@@ -1,7 +1,9 @@
 """The dense floor's placement (:func:`babyaipp.envs.tiles.place_dense_tiles`) as tensor code, for many levels at once.
 
 The steps are the single env's, each written for all levels together on the grid's own cells
-(``x * H + y``; the grid's outer wall keeps every neighbour of a walkable cell in range):
+(``x * H + y``; the grid's outer wall keeps every neighbour of a walkable cell in range), on the
+candidate cells and targets :func:`dense_layout_masks` reads from each layout (on Hard, cells next
+to an object to pick up stay plain):
 
 1. routes: for every colour X (in a random order), the shortest-path tree from the start under
    random cell weights (Bellman-Ford relaxation: the same tree as Dijkstra's, ties having

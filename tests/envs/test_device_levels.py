@@ -36,8 +36,10 @@ HARD = "BabyAIPP/GoToLocal-Hard-{}-v0"
 OBS_KEYS = ("image", "direction", "mission", "description")
 
 
-def _engine(env_id: str, num_envs: int = 16, seed: int = 0, **kwargs) -> BatchedBabyAIPP:
+def _engine(env_id: str, num_envs: int = 16, seed: int = 0, stock_size: int | None = None, **kwargs) -> BatchedBabyAIPP:
     engine = BatchedBabyAIPP(env_id, num_envs, seed=seed, device_levels=True, **kwargs)
+    if stock_size is not None:
+        engine.device_levels.stock_size = stock_size
     engine.reset()
     return engine
 
@@ -199,10 +201,12 @@ def test_tile_counts_match_the_single_env(env_id: str) -> None:
     assert not _close_means(single[trap_key], _tile_counts(no_traps, device_maps)[trap_key])
 
 
-def _drive_against_single(env_id: str, steps: int, seed: int, copy_rows: bool = True, **kwargs) -> int:
+def _drive_against_single(
+    env_id: str, steps: int, seed: int, copy_rows: bool = True, stock_size: int | None = None, **kwargs
+) -> int:
     """Step an engine with device levels and single envs replaying its exported levels; returns restarts."""
     n = 6
-    engine = _engine(env_id, num_envs=n, seed=seed, **kwargs)
+    engine = _engine(env_id, num_envs=n, seed=seed, stock_size=stock_size, **kwargs)
     engine.copy_rows = copy_rows
     levels = engine.device_levels
     singles = [TokenObsWrapper(quiet_make(env_id, **kwargs)) for _ in range(n)]
@@ -253,7 +257,9 @@ ALL_IDS = [envs.env_id(task, difficulty, "Test") for task in envs.TASKS for diff
 def test_every_family_draws_valid_levels_that_replay(env_id: str) -> None:
     """Every family, sparse and dense: 60 drawn levels keep the rules and pass the single env's
     solvability check; 40 steps replay exactly."""
-    engine = _engine(env_id, num_envs=4, pool_size=64)
+    engine = _engine(
+        env_id, num_envs=4, pool_size=64, stock_size=64
+    )  # stocks of 64: the heavy families draw slowly on CPU
     env = quiet_make(env_id)
     dense = env.unwrapped.floor_layout == "dense"
     for row in range(60):
@@ -265,7 +271,7 @@ def test_every_family_draws_valid_levels_that_replay(env_id: str) -> None:
         else:
             assert _rule_violations(level, env) == [], row
             assert _solvable_on_cpu(env), row
-    _drive_against_single(env_id, steps=40, seed=6, max_steps=10)
+    _drive_against_single(env_id, steps=40, seed=6, stock_size=16, max_steps=10)  # refills the stock too
 
 
 @pytest.mark.slow

@@ -154,11 +154,11 @@ def _relax_shortest_paths(weights: torch.Tensor, walkable: torch.Tensor, start: 
     at_start[torch.arange(rows, device=weights.device), start] = True
     dist = torch.where(at_start, 0.0, dist)
     offsets = offsets4(height)
+    relaxed = walkable & ~at_start
     steps = 0
     while True:
-        near = _neighbour_values(dist, offsets, inf)  # (rows, cells, 4)
-        best = near.min(2).values + weights
-        new = torch.where(walkable & ~at_start, torch.minimum(dist, best), dist)
+        best = _neighbour_min(dist, offsets) + weights
+        new = torch.where(relaxed, torch.minimum(dist, best), dist)
         steps += 1
         if steps % _CHECK_EVERY == 0 and torch.equal(new, dist):
             break
@@ -168,6 +168,17 @@ def _relax_shortest_paths(weights: torch.Tensor, walkable: torch.Tensor, start: 
     parent = torch.arange(width, device=weights.device) + offset_t[near.argmin(2)]
     parent = torch.where(at_start | ~torch.isfinite(dist), torch.arange(width, device=weights.device), parent)
     return dist, parent
+
+
+def _neighbour_min(values: torch.Tensor, offsets: tuple[int, ...]) -> torch.Tensor:
+    """``min(values[:, i + o] for o in offsets)`` (``inf`` outside the row), without the stacked copy."""
+    out = torch.full_like(values, float("inf"))
+    for o in offsets:
+        if o > 0:
+            out[:, :-o] = torch.minimum(out[:, :-o], values[:, o:])
+        else:
+            out[:, -o:] = torch.minimum(out[:, -o:], values[:, :o])
+    return out
 
 
 def _neighbour_values(values: torch.Tensor, offsets: tuple[int, ...], fill: torch.Tensor) -> torch.Tensor:

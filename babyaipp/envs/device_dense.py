@@ -82,7 +82,8 @@ def dense_layout_masks(
     needed cells (what the three-colour layout redraws read, as the single env's
     ``[group & needed for group in groups if group & needed]``); ``one_tile``: whether at most one
     candidate cell lies on the best way to the only such group, or none on the ways to them all
-    (``tiles._one_tile_away``: every three-colour layout lets plain cells and one colour through).
+    (``tiles._one_tile_away``: every three-colour layout lets plain cells and one colour through);
+    ``several_groups``: more than one group (then any magic colour calls for the round-trip search).
     """
     cells, start = layouts["cells"], layouts["agent_pos"]
     rows, width = cells.shape
@@ -130,6 +131,7 @@ def dense_layout_masks(
         "needed": needed,
         "pair_groups": pair_groups,
         "one_tile": _one_tile_away(candidate, route_walkable, start, pair_groups, hp),
+        "several_groups": valid_t.sum(1) > 1,
     }
 
 

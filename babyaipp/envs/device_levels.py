@@ -6,7 +6,8 @@ engine's ``torch.Generator``, for thousands of levels at once: the colour -> pro
 (uniform over the split's admissible mappings, as :func:`babyaipp.envs.dynamics.sample_mapping`),
 the floor under the placement rules of the env's layout (sparse: :mod:`babyaipp.envs.device_floor`,
 dense: :mod:`babyaipp.envs.device_dense`), the solvability check (traps never cut the agent off
-from what it must reach; the full physics search where a colour is flipud and magic) with the
+from what it must reach; the full physics search where a colour is flipud and magic, and on the
+dense floor also where a colour is magic and the instruction names several objects) with the
 single env's bounded retries and (dense) its redraw of levels whose instruction can be done
 without reading (on plain floor, or with three colours on plain floor and one colour), and the
 description tokens in the text mode of the env. Levels are drawn a stock at a time and each
@@ -66,6 +67,7 @@ class MappingTable:
     sparse: torch.Tensor  # (K, C) the colour keeps the sparse neighbour rule
     held_out: torch.Tensor  # (K,) held-out pairs in the mapping
     flip_magic: torch.Tensor  # (K,) some colour is flipud and magic (the physics search decides)
+    magic: torch.Tensor  # (K,) some colour is magic (dense, several objects to reach: the search decides)
     sentences: torch.Tensor  # (K, C, SENTENCE_LENGTH) token ids of each colour's sentence
     n_props: torch.Tensor  # (K, C) properties per colour (the lorem sentences' shape)
 
@@ -90,6 +92,7 @@ def mapping_table(difficulty: str, split: str, properties_per_colour: int, devic
             sentences[k, c] = tokenize(sentence(colour, names), SENTENCE_LENGTH)
     held = [len(dyn.held_out_pairs_in(dict(m), difficulty)) for m in mappings]
     flip_magic = [any("flipud" in p and "magic" in p for _, p in m) for m in mappings]
+    magic = [any("magic" in p for _, p in m) for m in mappings]
     return MappingTable(
         mappings=mappings,
         colours=tuple(COLOR_TO_IDX[c] for c in colour_names),
@@ -98,6 +101,7 @@ def mapping_table(difficulty: str, split: str, properties_per_colour: int, devic
         sparse=torch.as_tensor(sparse, device=device),
         held_out=torch.as_tensor(held, dtype=torch.long, device=device),
         flip_magic=torch.as_tensor(flip_magic, dtype=torch.bool, device=device),
+        magic=torch.as_tensor(magic, dtype=torch.bool, device=device),
         sentences=torch.as_tensor(sentences, device=device),
         n_props=torch.as_tensor(n_props, device=device),
     )
@@ -341,7 +345,8 @@ class DeviceLevels:
 
     def _solvable(self, floor: torch.Tensor, layout: torch.Tensor, mapping: torch.Tensor) -> torch.Tensor:
         """Whether every target reachable on plain floor (dense: every needed object) stays reachable
-        (with a flipud+magic colour: faceable, and on the dense floor a round trip)."""
+        (with a flipud+magic colour: faceable, and on the dense floor a round trip, which a dense
+        level whose instruction has several groups also needs with any magic colour)."""
         props_here = self.table.props[mapping].gather(1, floor)
         masks = {k: self.masks[k][layout] for k in ("walkable", "target")}
         start = self.layouts["agent_pos"][layout]
@@ -350,7 +355,10 @@ class DeviceLevels:
         traps = (props_here & PROPERTY_BIT["trap"]) > 0
         found = reachable_targets(masks, start, self.hp, blocked=traps)
         ok = ~(wanted & ~found).any(1)
-        physics = (ok & self.table.flip_magic[mapping]).nonzero().squeeze(1)
+        searched = self.table.flip_magic[mapping]
+        if self.dense:  # several objects to reach: a magic push may strand the agent in a pocket
+            searched = searched | (self.table.magic[mapping] & self.masks["several_groups"][layout])
+        physics = (ok & searched).nonzero().squeeze(1)
         for chunk in physics.split(PHYSICS_CHUNK):  # bounds the search's memory (~100 bytes per state and row)
             ok[chunk] = search(
                 props_here[chunk],

@@ -545,7 +545,8 @@ def _dense_solvable_on_cpu(env) -> bool:
     traps = np.isin(base.floor, [COLOR_TO_IDX[c] for c, p in base.dynamics.items() if "trap" in p])
     if not needed <= cpu_reachable_targets(base.grid, start, traps):
         return False
-    if any("flipud" in p and "magic" in p for p in base.dynamics.values()):
+    several = len(base._instruction_groups()) > 1  # core._solvable_with_physics's several_subgoals
+    if any("flipud" in p and "magic" in p or (several and "magic" in p) for p in base.dynamics.values()):
         return needed <= round_trip_cells(base)
     return True
 
@@ -720,6 +721,47 @@ def test_round_trip_search_matches_the_oracle() -> None:
         want.append(_cpu_needed(engine.single) <= round_trip_cells(engine.single.unwrapped))
     assert got.tolist() == want
     assert not all(want)  # some floors cut a target off (the comparison covers both answers)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "n"),
+    [
+        ("BabyAIPP/PutNextLocalDense-Hard-Test-v0", 48),
+        pytest.param("BabyAIPP/GoToSeqDense-Hard-Test-v0", 128, marks=pytest.mark.slow),
+    ],
+)
+def test_magic_with_several_objects_takes_the_round_trip_search(env_id: str, n: int) -> None:
+    """Dense floors of mappings with a magic colour (none flipud and magic) where the instruction
+    names several objects: the device's solvability check equals the single env's (the round trip,
+    ``_solvable_with_physics``'s ``several_subgoals``) on every floor, and some floor strands the
+    agent, which the trap-avoiding search alone would pass."""
+    engine = _engine(env_id, num_envs=4, pool_size=32, stock_size=8)
+    levels, m, table = engine.device_levels, engine.device_levels.masks, engine.device_levels.table
+    several = m["several_groups"].nonzero().squeeze(1)
+    magic = (table.magic & ~table.flip_magic).nonzero().squeeze(1)
+    lay = several[torch.arange(n) % len(several)]
+    mapping = magic[torch.randint(len(magic), (n,), generator=torch.Generator().manual_seed(0))]
+    slots, ok = place_dense(
+        engine.generator,
+        m["candidate4"][lay],
+        m["route_walkable"][lay],
+        m["needed"][lay],
+        levels.layouts["agent_pos"][lay],
+        len(table.colours),
+        levels.hp,
+        m["pair_groups"][lay] & ~m["one_tile"][lay].view(-1, 1, 1),
+    )
+    floor = levels._slot_colour[slots]
+    got = levels._solvable(floor, lay, mapping).tolist()
+    levels.stock_layout, levels.stock_mapping = lay, mapping
+    levels.stock = levels._rows(lay, mapping, floor)
+    want = []
+    for row in range(n):
+        engine.single.reset(options={"level": levels.level(row)})
+        assert len(engine.single.unwrapped._instruction_groups()) > 1
+        want.append(_dense_solvable_on_cpu(engine.single))
+    assert got == want
+    assert not all(want)
 
 
 @pytest.mark.parametrize(

@@ -588,6 +588,22 @@ def _one_colour_leaks(base, floors: np.ndarray) -> np.ndarray:
     )
 
 
+def _place_layouts(engine, layout: torch.Tensor, groups: torch.Tensor | None = None):
+    """``place_dense`` on pool layouts ``layout`` (one row each), with the engine's masks."""
+    levels = engine.device_levels
+    m = levels.masks
+    return place_dense(
+        engine.generator,
+        m["candidate4"][layout],
+        m["route_walkable"][layout],
+        m["needed"][layout],
+        levels.layouts["agent_pos"][layout],
+        len(levels.table.colours),
+        levels.hp,
+        groups,
+    )
+
+
 @pytest.mark.parametrize("with_groups", [False, True])
 def test_dense_placement_matches_place_dense_tiles_cell_by_cell(with_groups: bool) -> None:
     """One Hard layout, 1,500 dense placements each way: per-cell frequency of every colour and of
@@ -610,16 +626,7 @@ def test_dense_placement_matches_place_dense_tiles_cell_by_cell(with_groups: boo
     lay = layout.repeat(n)
     m = levels.masks
     assert not bool(m["one_tile"][layout])  # the layout redraws apply
-    slots, ok = place_dense(
-        engine.generator,
-        m["candidate4"][lay],
-        m["route_walkable"][lay],
-        m["needed"][lay],
-        levels.layouts["agent_pos"][lay],
-        len(colours),
-        levels.hp,
-        m["pair_groups"][lay] if with_groups else None,
-    )
+    slots, ok = _place_layouts(engine, lay, m["pair_groups"][lay] if with_groups else None)
     assert bool(ok.all())
     hp, w, h = levels.hp, base.width, base.height
     device = levels._slot_colour[slots].view(n, -1, hp)[:, 6 : 6 + w, 6 : 6 + h].numpy()
@@ -651,16 +658,8 @@ def test_hard_dense_levels_need_two_colours(env_id: str) -> None:
     assert int(doable.sum()) <= n // 20  # as the dense rules test: 4 in 80
     m, n_layouts, reps = levels.masks, len(levels.layout_seeds), 10
     lay = torch.arange(n_layouts).repeat(reps)
-    slots, ok = place_dense(
-        engine.generator,
-        m["candidate4"][lay],
-        m["route_walkable"][lay],
-        m["needed"][lay],
-        levels.layouts["agent_pos"][lay],
-        len(levels.table.colours),
-        levels.hp,
-        m["pair_groups"][lay] & ~m["one_tile"][lay].view(-1, 1, 1),  # one tile away: drawn once
-    )
+    # a layout one tile away is drawn once (no layout redraws)
+    slots, ok = _place_layouts(engine, lay, m["pair_groups"][lay] & ~m["one_tile"][lay].view(-1, 1, 1))
     assert bool(ok.all())
     floor = levels._slot_colour[slots]
     device_doable = levels.doable_without_reading(floor, lay).tolist()
@@ -698,15 +697,7 @@ def test_round_trip_search_matches_the_oracle() -> None:
     mapping = table.flip_magic.nonzero().squeeze(1)
     layout, mapping = torch.arange(n) % len(levels.layout_seeds), mapping[torch.arange(n) % len(mapping)]
     m = levels.masks
-    slots, _ = place_dense(
-        engine.generator,
-        m["candidate4"][layout],
-        m["route_walkable"][layout],
-        m["needed"][layout],
-        levels.layouts["agent_pos"][layout],
-        len(table.colours),
-        hp,
-    )
+    slots, _ = _place_layouts(engine, layout)
     floor = levels._slot_colour[slots]
     levels.stock_layout, levels.stock_mapping = layout, mapping
     levels.stock = levels._rows(layout, mapping, floor)
@@ -741,16 +732,7 @@ def test_magic_with_several_objects_takes_the_round_trip_search(env_id: str, n: 
     magic = (table.magic & ~table.flip_magic).nonzero().squeeze(1)
     lay = several[torch.arange(n) % len(several)]
     mapping = magic[torch.randint(len(magic), (n,), generator=torch.Generator().manual_seed(0))]
-    slots, ok = place_dense(
-        engine.generator,
-        m["candidate4"][lay],
-        m["route_walkable"][lay],
-        m["needed"][lay],
-        levels.layouts["agent_pos"][lay],
-        len(table.colours),
-        levels.hp,
-        m["pair_groups"][lay] & ~m["one_tile"][lay].view(-1, 1, 1),
-    )
+    slots, ok = _place_layouts(engine, lay, m["pair_groups"][lay] & ~m["one_tile"][lay].view(-1, 1, 1))
     floor = levels._slot_colour[slots]
     got = levels._solvable(floor, lay, mapping).tolist()
     levels.stock_layout, levels.stock_mapping = lay, mapping

@@ -1,7 +1,7 @@
 """Tables and figures of the reading study on the dense floor (docs/results.md): BC or PPO sweeps.
 
 Reads the trials of one or more ``babyaipp sweep`` directories (BC of the oracle on
-``GoToRedBallDense-Easy-Train``), groups them by model, attention options and text mode, and
+``GoToRedBallDense-Easy-Train`` or ``-Hard-Train``), groups them by model, attention options and text mode, and
 writes a markdown table (success per split: mean over seeds, seed range, 95% interval of the
 pooled episodes), TargetPairOnly success per held-out pair, and a bar chart with the non-reading
 references (a JSON from :func:`babyaipp.agents.evaluation.evaluate_references`) as lines.
@@ -91,10 +91,13 @@ def main() -> None:
             cells.append(f"{g['success_rate']:.3f} ({low:.3f}–{high:.3f})")
         print(f"| *{ref}* | – | " + " | ".join(cells) + " |")
     print("\nTargetPairOnly success per held-out pair present (pooled over seeds):\n")
-    print("| policy | green-trap (n) | blue-slippery (n) |\n|---|---|---|")
+    # the held-out pairs of the difficulty, as the memoriser's results name them
+    per_pair = refs["memoriser"]["splits"]["TargetPairOnly"]["per_held_out_pair"]
+    held_out = sorted(per_pair, key=lambda p: ("trap" not in p, p))
+    print("| policy | " + " | ".join(f"{p} (n)" for p in held_out) + " |\n|---|" + "---|" * len(held_out))
     for name, runs in [*groups.items()]:
         row = []
-        for pair in ("green-trap", "blue-slippery"):
+        for pair in held_out:
             k = sum(r["splits"]["TargetPairOnly"]["per_held_out_pair"][pair]["successes"] for r in runs)
             n = sum(r["splits"]["TargetPairOnly"]["per_held_out_pair"][pair]["episodes"] for r in runs)
             row.append(f"{k / n:.3f} ({n})")
@@ -103,9 +106,7 @@ def main() -> None:
         pairs = refs[ref]["splits"]["TargetPairOnly"]["per_held_out_pair"]
         print(
             f"| *{ref}* | "
-            + " | ".join(
-                f"{pairs[p]['success_rate']:.3f} ({pairs[p]['episodes']})" for p in ("green-trap", "blue-slippery")
-            )
+            + " | ".join(f"{pairs[p]['success_rate']:.3f} ({pairs[p]['episodes']})" for p in held_out)
             + " |"
         )
 
@@ -127,12 +128,13 @@ def main() -> None:
     ax.set_xticklabels(names, rotation=20, ha="right", fontsize=7)
     ax.set_ylabel("TargetPairOnly success")
     ax.set_ylim(0, 1)
-    title = f"{args.title}, GoToRedBallDense-Easy: mean over seeds, 95% interval of the pooled episodes"
+    env_name = refs["memoriser"]["env_id"].split("/")[-1].rsplit("-", 2)[0]  # e.g. GoToRedBallDense-Hard
+    title = f"{args.title}, {env_name}: mean over seeds, 95% interval of the pooled episodes"
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     if args.curves:
-        plot_curves(args.sweeps, args.curves, args.title)
+        plot_curves(args.sweeps, args.curves, f"{args.title}, {env_name}-Train")
     if args.trap_attention:
         print_trap_attention(args.sweeps, args.trap_attention)
 
@@ -197,7 +199,7 @@ def plot_curves(sweeps: list[Path], out: Path, title: str) -> None:
     ax.set_ylabel("training success (last 100 episodes)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
-    ax.set_title(f"{title}, GoToRedBallDense-Easy-Train: mean over seeds, range shaded", fontsize=9)
+    ax.set_title(f"{title}: mean over seeds, range shaded", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 

@@ -234,22 +234,26 @@ class BabyAIPPMixin:
     def _instruction_groups(self) -> list[set[tuple[int, int]]]:
         """One set of cells per object description of the instruction (any one of them will do),
         plus one per locked door colour (its keys)."""
-        groups: list[set[tuple[int, int]]] = []
-        for leaf in leaves_in_order(self.instrs):
-            for desc in descriptions(leaf):  # a copy: matching fills the description's object list
-                _, positions = copy.copy(desc).find_matching_objs(self)
-                groups.append({(int(x), int(y)) for x, y in positions})
+        groups = [self._matching_cells(desc) for leaf in leaves_in_order(self.instrs) for desc in descriptions(leaf)]
+        return groups + self._locked_door_keys()
+
+    def _matching_cells(self, desc: Any) -> set[tuple[int, int]]:
+        """The cells of the objects an object description matches."""
+        _, positions = copy.copy(desc).find_matching_objs(self)  # a copy: matching fills its object list
+        return {(int(x), int(y)) for x, y in positions}
+
+    def _locked_door_keys(self) -> list[set[tuple[int, int]]]:
+        """The cells of the keys of each locked door colour (sorted by colour)."""
         locked = {c.color for c in self.grid.grid if c is not None and c.type == "door" and c.is_locked}
-        for colour in sorted(locked):
-            groups.append(
-                {
-                    (x, y)
-                    for x in range(self.width)
-                    for y in range(self.height)
-                    if (c := self.grid.get(x, y)) is not None and c.type == "key" and c.color == colour
-                }
-            )
-        return groups
+        return [
+            {
+                (x, y)
+                for x in range(self.width)
+                for y in range(self.height)
+                if (c := self.grid.get(x, y)) is not None and c.type == "key" and c.color == colour
+            }
+            for colour in sorted(locked)
+        ]
 
     def _pickup_cells(self) -> set[tuple[int, int]]:
         """Free cells next to an object the instruction makes the agent pick up (a pickup's object,
@@ -260,17 +264,14 @@ class BabyAIPPMixin:
         scattered colours every cell facing the object can be such a tile. Kept plain (a rule on
         the layout, never the mapping), a pickup is always safe.
         """
-        objects: set[tuple[int, int]] = set()
-        for leaf in leaves_in_order(self.instrs):
-            if node_kind(leaf) in ("pickup", "putnext"):  # a put-next's first description is the moved object
-                _, positions = copy.copy(descriptions(leaf)[0]).find_matching_objs(self)
-                objects |= {(int(x), int(y)) for x, y in positions}
-        locked = {c.color for c in self.grid.grid if c is not None and c.type == "door" and c.is_locked}
-        for x in range(self.width):
-            for y in range(self.height):
-                cell = self.grid.get(x, y)
-                if cell is not None and cell.type == "key" and cell.color in locked:
-                    objects.add((x, y))
+        objects = set().union(
+            *(
+                self._matching_cells(descriptions(leaf)[0])  # a put-next's first description is the moved object
+                for leaf in leaves_in_order(self.instrs)
+                if node_kind(leaf) in ("pickup", "putnext")
+            ),
+            *self._locked_door_keys(),
+        )
         return {
             (x + dx, y + dy)
             for x, y in objects

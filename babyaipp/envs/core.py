@@ -9,7 +9,9 @@ applies the tile physics (:mod:`babyaipp.envs.physics`) before BabyAI's instruct
 from __future__ import annotations
 
 import copy
+import math
 import string
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
@@ -39,6 +41,7 @@ from babyaipp.envs.tiles import (
     place_tiles,
     reachable_targets,
     stacked_grid,
+    tiles_of,
     traps_cut_off_targets,
 )
 from babyaipp.envs.validation import GenerationBudget, check_level, validate_env_keywords
@@ -131,6 +134,65 @@ class BabyAIPPMixin:
         return cell is None or cell.can_overlap()
 
     # ----------------------------------------------------------------- generation
+    def check_objs_reachable(self, raise_exc: bool = True) -> bool:
+        """minigrid's check (every object can be walked up to without moving another; doors are
+        walked through), the same cells and the same first failure, over the flat cell list: it
+        runs once per generated level, and minigrid's ``Grid.get`` per cell made it a tenth of a
+        dense reset."""
+        width, height, cells = self.grid.width, self.grid.height, self.grid.grid
+        reachable = bytearray(width * height)
+        stack = [(int(self.agent_pos[0]), int(self.agent_pos[1]))]
+        while stack:
+            i, j = stack.pop()
+            if i < 0 or i >= width or j < 0 or j >= height or reachable[i + j * width]:
+                continue
+            reachable[i + j * width] = 1
+            cell = cells[i + j * width]
+            if cell and cell.type != "door":
+                continue
+            stack += ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1))
+        for i in range(width):  # minigrid's order, so the rejection names the same object
+            for j in range(height):
+                cell = cells[i + j * width]
+                if cell and cell.type != "wall" and not reachable[i + j * width]:
+                    if not raise_exc:
+                        return False
+                    raise RejectSampling("unreachable object at " + str((i, j)))
+        return True
+
+    def place_obj(
+        self,
+        obj: WorldObj | None,
+        top: tuple[int, int] | None = None,
+        size: tuple[int, int] | None = None,
+        reject_fn: Callable[[Any, tuple[int, int]], bool] | None = None,
+        max_tries: float = math.inf,
+    ) -> tuple[int, int]:
+        """minigrid's rejection sampling of a free cell, the same draws in the same order, with the
+        agent's cell compared as two integers (minigrid's ``np.array_equal`` per draw was a
+        twentieth of a dense reset)."""
+        top = (0, 0) if top is None else (max(top[0], 0), max(top[1], 0))
+        if size is None:
+            size = (self.grid.width, self.grid.height)
+        x_high, y_high = min(top[0] + size[0], self.grid.width), min(top[1] + size[1], self.grid.height)
+        agent = None if self.agent_pos is None else tuple(self.agent_pos)
+        num_tries = 0
+        while True:
+            if num_tries > max_tries:
+                raise RecursionError("rejection sampling failed in place_obj")
+            num_tries += 1
+            pos = (self._rand_int(top[0], x_high), self._rand_int(top[1], y_high))
+            if self.grid.get(*pos) is not None or pos == agent:
+                continue
+            if reject_fn and reject_fn(self, pos):
+                continue
+            break
+        self.grid.set(pos[0], pos[1], obj)
+        if obj is not None:
+            obj.init_pos = pos
+            obj.cur_pos = pos
+        return pos
+
     def _gen_grid(self, width: int, height: int) -> None:
         # RoomGridLevel._gen_grid without its prints ("Sampling rejected"), plus the floor layer.
         if getattr(self, "_pending_level", None) is not None:
@@ -218,16 +280,17 @@ class BabyAIPPMixin:
                     raise
                 self._dense_redraws += 1  # no layout can make this level need two colours
                 raise PlacementError(TILE_FREE_REDRAW) from None
-            self._set_floor(floor)
+            self.floor = floor  # the checks read it; the padded view copy waits for the kept layout
             if self._dense_redraws < DENSE_REDRAWS and self._doable_without_reading(start, groups):
                 # The instruction can be done without reading: draw another level (a choice
                 # made on the layout alone, never on the mapping).
                 self._dense_redraws += 1
                 raise PlacementError(TILE_FREE_REDRAW)
-            traps = np.isin(self.floor, trap_colours)
+            traps = tiles_of(self.floor, trap_colours)
             if needed <= reachable_targets(self.grid, start, traps) and self._solvable_with_physics(
                 needed, round_trip=True, several_subgoals=len(groups) > 1
             ):
+                self._set_floor(floor)
                 return
         raise PlacementError("no dense layout left the needed objects reachable")
 

@@ -309,11 +309,18 @@ def round_trip_cells(env: Any) -> set[tuple[int, int]]:
     (cell, direction, counters) and one backward search over its recorded moves.
     """
     grid = env.grid
-    props_at = env.properties_at
+    # the floor is fixed during the search: its properties and passability are read once per cell
+    # (the level generator runs this on many dense layouts)
+    props = [[env.properties_at(x, y) for y in range(grid.height)] for x in range(grid.width)]
+    cells = grid.grid
+    open_cell = [c is None or c.can_overlap() or c.type == "door" for c in cells]
+    width = grid.width
+
+    def props_at(x: int, y: int) -> frozenset[str]:
+        return props[x][y]
 
     def passable(x: int, y: int) -> bool:
-        cell = grid.get(x, y)
-        return cell is None or cell.can_overlap() or cell.type == "door"
+        return open_cell[x + y * width]
 
     x0, y0 = (int(v) for v in env.agent_pos)
     start = normalise_state(props_at, x0, y0, int(env.agent_dir), env.steps_in_cell, env.magic_count)

@@ -8,6 +8,7 @@ dropped onto) a tile; the tile is then hidden in the agent's view, as a floor un
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 
@@ -33,16 +34,14 @@ class PlacementError(RuntimeError):
 
 
 def free_cells(grid: Grid) -> list[tuple[int, int]]:
-    return [(x, y) for y in range(grid.height) for x in range(grid.width) if grid.get(x, y) is None]
+    """Cells holding no object, row by row (``grid.grid`` is flat, index ``x + y * width``)."""
+    width = grid.width
+    return [(i % width, i // width) for i, c in enumerate(grid.grid) if c is None]
 
 
 def _door_cells(grid: Grid) -> list[tuple[int, int]]:
-    return [
-        (x, y)
-        for y in range(grid.height)
-        for x in range(grid.width)
-        if (c := grid.get(x, y)) is not None and c.type == "door"
-    ]
+    width = grid.width
+    return [(i % width, i // width) for i, c in enumerate(grid.grid) if c is not None and c.type == "door"]
 
 
 def place_tiles(
@@ -221,25 +220,28 @@ def _draw_dense_claim(
     avoid = [1 << c for c in order]
     forbidden = [0] * n  # colours some route through the cell must avoid
     carrier_of = [_UNCLAIMED] * n
+    crossed: list[int] = []  # cells some route crosses (forbidden[i] != 0)
     for r in range(k):
         weights = rng.random(n).tolist()
-        for i in range(n):
-            if forbidden[i] and (forbidden[i] | avoid[r]) == everyone:  # crossing would turn it plain
+        for i in crossed:
+            if (forbidden[i] | avoid[r]) == everyone:  # crossing would turn it plain
                 weights[i] += SHARED_CELL_PENALTY
-            elif forbidden[i] and pairs:  # crossing would leave it a single allowed colour
+            elif pairs:  # crossing would leave it a single allowed colour
                 weights[i] += PAIR_SHARED_PENALTY
-        parent = _random_shortest_path_tree(weights, walkable, start, offsets)
+        parent, dist = _random_shortest_path_tree(weights, walkable, start, offsets)
         for cells in ends:
-            reached = [e for e in cells if e in parent]
+            reached = [e for e in cells if dist[e] < math.inf]
             if not reached:
                 continue
-            cell: int | None = min(reached, key=lambda e: parent[e][1])
-            while cell is not None:
+            cell = min(reached, key=dist.__getitem__)
+            while cell >= 0:
                 if is_candidate[cell]:
+                    if not forbidden[cell]:
+                        crossed.append(cell)
                     forbidden[cell] |= avoid[r]
                     if carrier_of[cell] == _UNCLAIMED:
                         carrier_of[cell] = carriers[r]
-                cell = parent[cell][0]
+                cell = parent[cell]
     if pairs:
         return _proper_claim(rng, forbidden, is_candidate, offsets, k)
     claim = [_UNCLAIMED] * n
@@ -277,14 +279,17 @@ def _proper_claim(
     claim = [_UNCLAIMED] * n
     cells = [i for i in range(n) if is_candidate[i]]
     keys = rng.random(len(cells)).tolist()
-    allowed = {i: [c for c in range(k) if not forbidden[i] >> c & 1] for i in cells}
-    for _, _, i in sorted(zip([len(allowed[i]) for i in cells], keys, cells)):
-        if not allowed[i]:
+    # the colours each forbidden bit mask allows, computed once per mask
+    allowed_by_mask = [[c for c in range(k) if not mask >> c & 1] for mask in range(1 << k)]
+    allowed = [allowed_by_mask[forbidden[i]] for i in cells]
+    draw = rng.integers
+    for _, _, i, ok in sorted(zip([len(a) for a in allowed], keys, cells, allowed)):
+        if not ok:
             claim[i] = _CONTESTED
             continue
-        near = {claim[i + o] for o in offsets}
-        free = [c for c in allowed[i] if c not in near] or allowed[i]
-        claim[i] = free[int(rng.integers(len(free)))]
+        near = (claim[i + offsets[0]], claim[i + offsets[1]], claim[i + offsets[2]], claim[i + offsets[3]])
+        free = [c for c in ok if c not in near] or ok
+        claim[i] = free[int(draw(len(free)))]
     if len({c for c in claim if c >= 0}) < k:
         raise PlacementError("no room for a tile of every colour")
     return claim
@@ -333,26 +338,33 @@ def _single_colour_reaches(
 
 def _random_shortest_path_tree(
     weights: list[float], walkable: list[bool], start: int, offsets: tuple[int, ...]
-) -> dict[int, tuple[int | None, float]]:
-    """Dijkstra from ``start`` over walkable cells, entering a cell costing its weight: cell -> (parent, distance)."""
-    best: dict[int, tuple[int | None, float]] = {start: (None, 0.0)}
-    done = set()
+) -> tuple[list[int], list[float]]:
+    """Dijkstra from ``start`` over walkable cells, entering a cell costing its weight.
+
+    Returns ``(parent, dist)`` per cell: ``parent`` is -1 at the start and where unreached, ``dist``
+    infinite where unreached. (Lists, not dicts: this runs three times per dense layout.)
+    """
+    n = len(walkable)
+    parent = [-1] * n
+    dist = [math.inf] * n
+    dist[start] = 0.0
+    done = bytearray(n)
     heap = [(0.0, start)]
+    pop, push = heapq.heappop, heapq.heappush
     while heap:
-        dist, cell = heapq.heappop(heap)
-        if cell in done:
+        d_cell, cell = pop(heap)
+        if done[cell]:
             continue
-        done.add(cell)
+        done[cell] = 1
         for o in offsets:
             nxt = cell + o
-            if not walkable[nxt] or nxt in done:
+            if not walkable[nxt] or done[nxt]:
                 continue
-            d = dist + weights[nxt]
-            old = best.get(nxt)
-            if old is None or d < old[1]:
-                best[nxt] = (cell, d)
-                heapq.heappush(heap, (d, nxt))
-    return best
+            d = d_cell + weights[nxt]
+            if d < dist[nxt]:
+                parent[nxt], dist[nxt] = cell, d
+                push(heap, (d, nxt))
+    return parent, dist
 
 
 def _grow_regions(
@@ -412,27 +424,43 @@ def reachable_targets(grid: Grid, start: tuple[int, int], blocked: np.ndarray | 
     through; other objects are obstacles that count as reached when adjacent; ``blocked`` cells
     (traps) are never entered.
     """
-    seen = {start}
-    found: set[tuple[int, int]] = set()
-    queue = deque([start])
-    while queue:
-        x, y = queue.popleft()
-        for dx, dy in _NEIGHBOURS4:
-            n = (x + dx, y + dy)
-            if n in seen:
+    # Flat indices x + y * width over minigrid's flat cell list (the outer wall keeps the
+    # neighbour offsets in bounds); a plain loop, since generation calls this several times a level.
+    width, cells = grid.width, grid.grid
+    stop = None if blocked is None else blocked.T.ravel().tolist()
+    offsets = (1, -1, width, -width)
+    first = start[0] + start[1] * width
+    seen = bytearray(len(cells))
+    seen[first] = 1
+    found: set[int] = set()
+    queue = [first]
+    for cell in queue:  # the list grows while it is walked: a breadth-first queue
+        for o in offsets:
+            n = cell + o
+            if seen[n]:
                 continue
-            cell = grid.get(*n)
-            if cell is not None and cell.type != "door":
-                if cell.type != "wall":
-                    found.add(n)
-                continue
-            if cell is not None:
+            obj = cells[n]
+            if obj is not None:
+                kind = obj.type
+                if kind != "door":
+                    if kind != "wall":
+                        found.add(n)
+                    continue
                 found.add(n)
-            if blocked is not None and blocked[n]:
+            if stop is not None and stop[n]:
                 continue
-            seen.add(n)
+            seen[n] = 1
             queue.append(n)
-    return found
+    return {(i % width, i // width) for i in found}
+
+
+def tiles_of(floor: np.ndarray, colours: Sequence[int]) -> np.ndarray:
+    """Cells of ``floor`` whose tile has one of ``colours`` (``np.isin`` without its set-up cost:
+    the level checks call this for two or three colours per generated layout)."""
+    mask = np.zeros(floor.shape, dtype=bool)
+    for colour in colours:
+        mask |= floor == colour
+    return mask
 
 
 def traps_cut_off_targets(
@@ -448,8 +476,7 @@ def traps_cut_off_targets(
     """
     if not trap_colours:
         return False
-    traps = np.isin(floor, trap_colours)
-    return targets != reachable_targets(grid, start, traps)
+    return targets != reachable_targets(grid, start, tiles_of(floor, trap_colours))
 
 
 class FloorStack(WorldObj):

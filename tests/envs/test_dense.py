@@ -101,6 +101,42 @@ def test_sparse_floor_episodes_are_unchanged(env_id: str, seed: int) -> None:
     assert _fingerprint(env_id, seed) == SPARSE_FINGERPRINTS[env_id, seed]
 
 
+#: Fingerprints of dense-floor episodes as the headroom tables of docs/environments.md measured
+#: them (recorded at c4733af, before the generation speed-ups, which must keep every level). A
+#: change of the dense rules changes these on purpose: then rerun the headroom rows and the studies.
+DENSE_FINGERPRINTS = {
+    ("BabyAIPP/GoToRedBallDense-Hard-Train-v0", 0): "7bd6f0c78375cf72",
+    ("BabyAIPP/GoToRedBallDense-Hard-TargetPairOnly-v0", 7): "0b90fd46a3ab6662",
+    ("BabyAIPP/GoToRedBallDense-Easy-TargetPairOnly-v0", 7): "fb947fe5e3678899",
+    ("BabyAIPP/GoToLocalDense-Hard-Train-v0", 0): "3a353661cabb86b8",
+    ("BabyAIPP/GoToLocalDense-Hard-TargetPairOnly-v0", 7): "d19328b4bb683d07",
+    ("BabyAIPP/GoToLocalDense-Easy-TargetPairOnly-v0", 7): "38396cf8986df924",
+    ("BabyAIPP/GoToRedBallMazeDense-Hard-Train-v0", 0): "d6eadb649bd63969",
+    ("BabyAIPP/GoToRedBallMazeDense-Hard-TargetPairOnly-v0", 7): "66d809d065855578",
+    ("BabyAIPP/GoToRedBallMazeDense-Easy-TargetPairOnly-v0", 7): "e281d6e538bdd657",
+    ("BabyAIPP/GoToDense-Hard-Train-v0", 0): "a264b2d16fcbee4c",
+    ("BabyAIPP/GoToDense-Hard-TargetPairOnly-v0", 7): "c06c18aefc70c02b",
+    ("BabyAIPP/GoToDense-Easy-TargetPairOnly-v0", 7): "8ad5742c84ab3a98",
+    ("BabyAIPP/PutNextLocalDense-Hard-Train-v0", 0): "dd6a99b5280b1af9",
+    ("BabyAIPP/PutNextLocalDense-Hard-TargetPairOnly-v0", 7): "6c51aa18434a3d79",
+    ("BabyAIPP/PutNextLocalDense-Easy-TargetPairOnly-v0", 7): "7e86dd6d124e0b06",
+    ("BabyAIPP/PickupLocDense-Hard-Train-v0", 0): "d64050c99dd1ec23",
+    ("BabyAIPP/PickupLocDense-Hard-TargetPairOnly-v0", 7): "d3462eff0eed870e",
+    ("BabyAIPP/PickupLocDense-Easy-TargetPairOnly-v0", 7): "23a51658705265dc",
+    ("BabyAIPP/UnlockDense-Hard-Train-v0", 0): "f526d952250ee15e",
+    ("BabyAIPP/UnlockDense-Hard-TargetPairOnly-v0", 7): "43ca7d7148772450",
+    ("BabyAIPP/UnlockDense-Easy-TargetPairOnly-v0", 7): "c96c4d4a8ba9728b",
+    ("BabyAIPP/GoToSeqDense-Hard-Train-v0", 0): "363d1b86b808a039",
+    ("BabyAIPP/GoToSeqDense-Hard-TargetPairOnly-v0", 7): "2b9967a583c33682",
+    ("BabyAIPP/GoToSeqDense-Easy-TargetPairOnly-v0", 7): "f90315a56ac9792e",
+}
+
+
+@pytest.mark.parametrize("env_id, seed", list(DENSE_FINGERPRINTS))
+def test_dense_floor_episodes_are_those_the_docs_measured(env_id: str, seed: int) -> None:
+    assert _fingerprint(env_id, seed) == DENSE_FINGERPRINTS[env_id, seed]
+
+
 # ---------------------------------------------------------------------------- keyword and ids
 def test_bad_floor_value_names_the_valid_ones() -> None:
     for bad in ("thick", "Dense", None, 1):

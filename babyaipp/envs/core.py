@@ -139,26 +139,34 @@ class BabyAIPPMixin:
         walked through), the same cells and the same first failure, over the flat cell list: it
         runs once per generated level, and minigrid's ``Grid.get`` per cell made it a tenth of a
         dense reset."""
-        width, height, cells = self.grid.width, self.grid.height, self.grid.grid
-        reachable = bytearray(width * height)
-        stack = [(int(self.agent_pos[0]), int(self.agent_pos[1]))]
+        width, cells = self.grid.width, self.grid.grid
+        n = len(cells)
+        reachable = bytearray(n)
+        stack = [int(self.agent_pos[0]) + int(self.agent_pos[1]) * width]
         while stack:
-            i, j = stack.pop()
-            if i < 0 or i >= width or j < 0 or j >= height or reachable[i + j * width]:
+            i = stack.pop()
+            if reachable[i]:
                 continue
-            reachable[i + j * width] = 1
-            cell = cells[i + j * width]
+            reachable[i] = 1
+            cell = cells[i]
             if cell and cell.type != "door":
                 continue
-            stack += ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1))
-        for i in range(width):  # minigrid's order, so the rejection names the same object
-            for j in range(height):
-                cell = cells[i + j * width]
-                if cell and cell.type != "wall" and not reachable[i + j * width]:
-                    if not raise_exc:
-                        return False
-                    raise RejectSampling("unreachable object at " + str((i, j)))
-        return True
+            x = i % width  # neighbours inside the grid, as minigrid's bounds test keeps them
+            if x + 1 < width:
+                stack.append(i + 1)
+            if x > 0:
+                stack.append(i - 1)
+            if i + width < n:
+                stack.append(i + width)
+            if i >= width:
+                stack.append(i - width)
+        unreachable = [i for i, cell in enumerate(cells) if cell and cell.type != "wall" and not reachable[i]]
+        if not unreachable:
+            return True
+        if not raise_exc:
+            return False
+        first = min(unreachable, key=lambda i: (i % width, i // width))  # minigrid scans x, then y
+        raise RejectSampling("unreachable object at " + str((first % width, first // width)))
 
     def place_obj(
         self,

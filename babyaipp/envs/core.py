@@ -9,9 +9,7 @@ applies the tile physics (:mod:`babyaipp.envs.physics`) before BabyAI's instruct
 from __future__ import annotations
 
 import copy
-import math
 import string
-from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
@@ -25,6 +23,7 @@ from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 
 from babyaipp.defaults import DEFAULT_TEXT
 from babyaipp.envs import dynamics as dyn
+from babyaipp.envs.fast_generation import FastGeneration
 from babyaipp.envs.instructions import descriptions, leaves_in_order, node_kind
 from babyaipp.envs.level import instr_from_dict
 from babyaipp.envs.oracle import faceable_cells, round_trip_cells
@@ -59,7 +58,7 @@ DENSE_REDRAWS = 50
 TILE_FREE_REDRAW = "the instruction can be done without reading"
 
 
-class BabyAIPPMixin:
+class BabyAIPPMixin(FastGeneration):
     """Adds per-episode floor dynamics and their description to a minigrid ``RoomGridLevel``.
 
     Keyword arguments (all also accepted by ``gym.make``):
@@ -134,73 +133,6 @@ class BabyAIPPMixin:
         return cell is None or cell.can_overlap()
 
     # ----------------------------------------------------------------- generation
-    def check_objs_reachable(self, raise_exc: bool = True) -> bool:
-        """minigrid's check (every object can be walked up to without moving another; doors are
-        walked through), the same cells and the same first failure, over the flat cell list: it
-        runs once per generated level, and minigrid's ``Grid.get`` per cell made it a tenth of a
-        dense reset."""
-        width, cells = self.grid.width, self.grid.grid
-        n = len(cells)
-        reachable = bytearray(n)
-        stack = [int(self.agent_pos[0]) + int(self.agent_pos[1]) * width]
-        while stack:
-            i = stack.pop()
-            if reachable[i]:
-                continue
-            reachable[i] = 1
-            cell = cells[i]
-            if cell and cell.type != "door":
-                continue
-            x = i % width  # neighbours inside the grid, as minigrid's bounds test keeps them
-            if x + 1 < width:
-                stack.append(i + 1)
-            if x > 0:
-                stack.append(i - 1)
-            if i + width < n:
-                stack.append(i + width)
-            if i >= width:
-                stack.append(i - width)
-        unreachable = [i for i, cell in enumerate(cells) if cell and cell.type != "wall" and not reachable[i]]
-        if not unreachable:
-            return True
-        if not raise_exc:
-            return False
-        first = min(unreachable, key=lambda i: (i % width, i // width))  # minigrid scans x, then y
-        raise RejectSampling("unreachable object at " + str((first % width, first // width)))
-
-    def place_obj(
-        self,
-        obj: WorldObj | None,
-        top: tuple[int, int] | None = None,
-        size: tuple[int, int] | None = None,
-        reject_fn: Callable[[Any, tuple[int, int]], bool] | None = None,
-        max_tries: float = math.inf,
-    ) -> tuple[int, int]:
-        """minigrid's rejection sampling of a free cell, the same draws in the same order, with the
-        agent's cell compared as two integers (minigrid's ``np.array_equal`` per draw was a
-        twentieth of a dense reset)."""
-        top = (0, 0) if top is None else (max(top[0], 0), max(top[1], 0))
-        if size is None:
-            size = (self.grid.width, self.grid.height)
-        x_high, y_high = min(top[0] + size[0], self.grid.width), min(top[1] + size[1], self.grid.height)
-        agent = None if self.agent_pos is None else tuple(self.agent_pos)
-        num_tries = 0
-        while True:
-            if num_tries > max_tries:
-                raise RecursionError("rejection sampling failed in place_obj")
-            num_tries += 1
-            pos = (self._rand_int(top[0], x_high), self._rand_int(top[1], y_high))
-            if self.grid.get(*pos) is not None or pos == agent:
-                continue
-            if reject_fn and reject_fn(self, pos):
-                continue
-            break
-        self.grid.set(pos[0], pos[1], obj)
-        if obj is not None:
-            obj.init_pos = pos
-            obj.cur_pos = pos
-        return pos
-
     def _gen_grid(self, width: int, height: int) -> None:
         # RoomGridLevel._gen_grid without its prints ("Sampling rejected"), plus the floor layer.
         if getattr(self, "_pending_level", None) is not None:

@@ -1,9 +1,10 @@
-"""The mixin's faster ``check_objs_reachable`` and ``place_obj`` behave exactly as minigrid's own.
+"""``FastGeneration``'s ``check_objs_reachable`` and ``place_obj`` behave exactly as minigrid's own.
 
-``BabyAIPPMixin`` overrides the two minigrid methods level generation spends most time in (for
-speed: flat cell lists instead of ``Grid.get`` and ``np.array_equal`` per cell or draw). Levels
-must not change, so each is checked against minigrid's method on the same state: same answer,
-same first unreachable object, same cell and the same random draws consumed.
+``babyaipp.envs.fast_generation.FastGeneration`` (a base of ``BabyAIPPMixin``) overrides two
+minigrid methods level generation spends much time in (for speed: flat cell lists instead of
+``Grid.get`` and ``np.array_equal`` per cell or draw). Levels must not change, so each is checked
+against minigrid's method on the same state: same answer, same first unreachable object, same
+cell and the same random draws consumed.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from babyaipp.envs.tiles import (
     traps_cut_off_targets,
 )
 from babyaipp.envs.validation import GenerationBudget, check_level, validate_env_keywords
-from babyaipp.envs.view import egocentric_offsets
+from babyaipp.envs.view import egocentric_image, egocentric_offsets
 from babyaipp.errors import BabyAIPPError, ConfigError, InvalidChoiceError, check_choice
 
 DESCRIPTION_MAX_CHARS = 256
@@ -455,7 +455,8 @@ class BabyAIPPMixin(FastGeneration):
 
     # ----------------------------------------------------------------- observation
     def gen_obs(self) -> dict[str, Any]:
-        obs = super().gen_obs()
+        # minigrid's observation (image, direction, mission), its image made without a sub-grid
+        obs = {"image": egocentric_image(self), "direction": self.agent_dir, "mission": self.mission}
         self._overlay_floor(obs["image"])
         obs["description"] = self.description
         return obs

@@ -17,6 +17,8 @@ from minigrid.core.world_object import Ball, Wall
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling, RoomGridLevel
 from minigrid.minigrid_env import MiniGridEnv
 
+from babyaipp.envs.view import egocentric_image
+
 from .conftest import quiet_make
 
 IDS = [
@@ -86,3 +88,31 @@ def test_place_obj_gives_up_as_minigrid() -> None:
     env.reset(seed=0)
     with pytest.raises(RecursionError):
         env.place_obj(Ball("red"), top=(0, 0), size=(1, 1), max_tries=5)  # a wall cell: never free
+
+
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        "BabyAIPP/PickupLoc-Easy-Train-v0",
+        "BabyAIPP/GoTo-Hard-Test-v0",
+        "BabyAIPP/UnlockDense-Easy-Train-v0",
+        "BabyAIPP/PutNextLocal-Hard-Train-v0",
+    ],
+)
+def test_egocentric_image_is_minigrids_image(env_id: str) -> None:
+    """The observation's image before the floor overlay, against minigrid's ``gen_obs`` on random
+    walks (doors opened, objects carried and dropped, views past the grid's edge)."""
+    env = quiet_make(env_id).unwrapped
+    rng = np.random.default_rng(0)
+    carried = opened = 0
+    for seed in range(8):
+        env.reset(seed=seed)
+        for _ in range(150):
+            env.step(int(rng.choice([0, 1, 2, 2, 2, 3, 4, 5])))
+            for see_through in (False, True):
+                env.see_through_walls = see_through
+                assert np.array_equal(egocentric_image(env), MiniGridEnv.gen_obs(env)["image"])
+            env.see_through_walls = False
+            carried += env.carrying is not None
+            opened += any(c is not None and c.type == "door" and c.is_open for c in env.grid.grid)
+    assert carried > 0 or opened > 0  # the walks carried objects (one-room ids) or opened doors (the others)

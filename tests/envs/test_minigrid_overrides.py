@@ -116,3 +116,14 @@ def test_egocentric_image_is_minigrids_image(env_id: str) -> None:
             carried += env.carrying is not None
             opened += any(c is not None and c.type == "door" and c.is_open for c in env.grid.grid)
     assert carried > 0 or opened > 0  # the walks carried objects (one-room ids) or opened doors (the others)
+
+
+@pytest.mark.parametrize("view", [3, 5, 9])
+def test_egocentric_image_for_other_view_sizes(view: int) -> None:
+    env = quiet_make("BabyAIPP/GoTo-Easy-Train-v0", agent_view_size=view).unwrapped
+    rng = np.random.default_rng(1)
+    for seed in range(3):
+        env.reset(seed=seed)
+        for _ in range(100):
+            env.step(int(rng.choice([0, 1, 2, 2, 5])))
+            assert np.array_equal(egocentric_image(env), MiniGridEnv.gen_obs(env)["image"])

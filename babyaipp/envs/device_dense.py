@@ -140,7 +140,7 @@ def _one_tile_away(candidate, walkable, start, groups, hp: int) -> torch.Tensor:
     neighbour of each group (a shortest path where entering a candidate costs 1); False without a group."""
     dist, _ = _relax_shortest_paths(candidate.double(), walkable, start, hp)
     inf = torch.tensor(float("inf"), dtype=dist.dtype, device=dist.device)
-    nearest = _neighbour_values(dist, offsets4(hp), inf).min(2).values  # unwalkable cells are at inf
+    nearest = _neighbour_min(dist, offsets4(hp))  # unwalkable cells are at inf
     present = groups.any(2)
     cost = torch.where(groups, nearest.unsqueeze(1), inf).min(2).values
     worst = torch.where(present, cost, 0.0).max(1).values

@@ -3,7 +3,8 @@
 minigrid builds a BabyAI level by rejection sampling; on the dense floor, where a reset generates
 2.6-2.7 levels on average (see docs/environments.md), its ``check_objs_reachable`` (``Grid.get``
 per cell) and ``place_obj`` (``np.array_equal`` per random draw) were about a sixth of a reset.
-These overrides walk the flat cell list instead. Levels must not change: each returns what
+These overrides walk the flat cell list instead (the reachability check with the floor
+layer's own search). Levels must not change: each returns what
 minigrid's returns, raises what it raises and makes the same random draws in the same order
 (``tests/envs/test_minigrid_overrides.py`` checks them against minigrid's on the same states).
 """
@@ -17,43 +18,30 @@ from typing import Any
 from minigrid.core.world_object import WorldObj
 from minigrid.envs.babyai.core.roomgrid_level import RejectSampling
 
+from babyaipp.envs.tiles import reachable_targets
+
 
 class FastGeneration:
     """Mixed in before minigrid's ``RoomGridLevel`` (``BabyAIPPMixin`` derives from it)."""
 
     def check_objs_reachable(self, raise_exc: bool = True) -> bool:
         """minigrid's check (every object can be walked up to without moving another; doors are
-        walked through), the same cells and the same first failure, over the flat cell list: it
-        runs once per generated level, and minigrid's ``Grid.get`` per cell made it a tenth of a
-        dense reset."""
-        width, cells = self.grid.width, self.grid.grid
-        n = len(cells)
-        reachable = bytearray(n)
-        stack = [int(self.agent_pos[0]) + int(self.agent_pos[1]) * width]
-        while stack:
-            i = stack.pop()
-            if reachable[i]:
-                continue
-            reachable[i] = 1
-            cell = cells[i]
-            if cell and cell.type != "door":
-                continue
-            x = i % width  # neighbours inside the grid, as minigrid's bounds test keeps them
-            if x + 1 < width:
-                stack.append(i + 1)
-            if x > 0:
-                stack.append(i - 1)
-            if i + width < n:
-                stack.append(i + width)
-            if i >= width:
-                stack.append(i - width)
-        unreachable = [i for i, cell in enumerate(cells) if cell and cell.type != "wall" and not reachable[i]]
+        walked through) and its first failure, with the floor layer's own search
+        (:func:`~babyaipp.envs.tiles.reachable_targets`, the same walk over the flat cell list; a
+        BabyAI grid's outer wall keeps it in bounds as minigrid's bounds test does): it runs once
+        per generated level, and minigrid's ``Grid.get`` per cell made it a tenth of a dense reset."""
+        width = self.grid.width
+        found = reachable_targets(self.grid, (int(self.agent_pos[0]), int(self.agent_pos[1])))
+        unreachable = [
+            (i % width, i // width)
+            for i, cell in enumerate(self.grid.grid)
+            if cell and cell.type != "wall" and (i % width, i // width) not in found
+        ]
         if not unreachable:
             return True
         if not raise_exc:
             return False
-        first = min(unreachable, key=lambda i: (i % width, i // width))  # minigrid scans x, then y
-        raise RejectSampling("unreachable object at " + str((first % width, first // width)))
+        raise RejectSampling(f"unreachable object at {min(unreachable)}")  # minigrid scans x, then y
 
     def place_obj(
         self,

@@ -248,12 +248,12 @@ class BabyAIPPMixin(FastGeneration):
     def _locked_door_keys(self) -> list[set[tuple[int, int]]]:
         """The cells of the keys of each locked door colour (sorted by colour)."""
         locked = {c.color for c in self.grid.grid if c is not None and c.type == "door" and c.is_locked}
+        width = self.grid.width
         return [
             {
-                (x, y)
-                for x in range(self.width)
-                for y in range(self.height)
-                if (c := self.grid.get(x, y)) is not None and c.type == "key" and c.color == colour
+                (i % width, i // width)
+                for i, c in enumerate(self.grid.grid)
+                if c is not None and c.type == "key" and c.color == colour
             }
             for colour in sorted(locked)
         ]

@@ -96,7 +96,7 @@ def lean_cap(model: str, threads: int | None, batch_size: int = 256, reps: int =
     from babyaipp.envs.threads import limited_threads
 
     with limited_threads(threads):
-        vec, agent, loop = _setup(model, 2, 128, "cpu")
+        vec, agent, loop = build_loop(model, 2, 128, "cpu")
         try:
             from babyaipp.envs.batched import BatchedBabyAIPP
 
@@ -132,12 +132,14 @@ def lean_cap(model: str, threads: int | None, batch_size: int = 256, reps: int =
 # ---------------------------------------------------------------------------------------------
 
 
-def _setup(model: str, n_envs: int, n_steps: int, device: str) -> tuple[Any, Any, Any]:
-    """(vec, agent, DevicePPO) for a fresh run's policy and engine."""
+def build_loop(model: str, n_envs: int, n_steps: int, device: str, batch_size: int = 256) -> tuple[Any, Any, Any]:
+    """(vec, agent, DevicePPO) for a fresh run's policy and engine, as ``--trainer device`` builds them
+    (the model's PPO defaults but ``n_steps`` and ``batch_size``); close ``vec`` when done."""
     from babyaipp.agents.device_ppo import DevicePPO, PPOSettings
     from babyaipp.agents.device_training import make_engine_env
 
-    config = model_spec(model).config.from_dict({"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs)})
+    settings = {"n_steps": n_steps, "batch_size": min(batch_size, n_steps * n_envs)}
+    config = model_spec(model).config.from_dict(settings)
     vec = make_engine_env(DEFAULT_ENV, n_envs, 0, "full", {}, 0, device)
     agent = build_agent(vec, model, config, False, 0, device, Path(tempfile.gettempdir()) / "unused-tb")
     vec.reset()
@@ -205,7 +207,7 @@ def torchrl_vs_plain(model: str, n_envs: int, n_steps: int, device: str, reps: i
     from babyaipp.envs.threads import limited_threads
     from babyaipp.envs.torchrl_env import BabyAIPPTorchRLEnv
 
-    vec, agent, loop = _setup(model, n_envs, n_steps, device)
+    vec, agent, loop = build_loop(model, n_envs, n_steps, device)
     s, dev = loop.settings, loop.device
     frames = n_steps * n_envs
     actor, critic = _torchrl_modules(agent.policy)
@@ -305,7 +307,7 @@ def loop_bound(model: str, n_envs: int, n_steps: int, device: str, reps: int = 5
     from babyaipp.agents.training_setup import trainer_thread_limit
     from babyaipp.envs.threads import limited_threads
 
-    vec, _, loop = _setup(model, n_envs, n_steps, device)
+    vec, _, loop = build_loop(model, n_envs, n_steps, device)
     times: dict[str, list[float]] = {"collect": [], "update": []}
     try:
         with limited_threads(trainer_thread_limit(loop.device)):

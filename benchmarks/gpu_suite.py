@@ -28,6 +28,10 @@ The run prints, for ``--sizes`` (default 256 4096 65536):
   pool refreshed by a CPU worker and with levels drawn on the device (``--quick``: no such rows),
   where a GPU has work to do.
 
+* where the time goes: one iteration of the device trainer at N = 4096 (32 steps, minibatches of
+  16384) split into collection, GAE and update, and torch.profiler's operators with the most self
+  time on the device, with how busy the GPU was over the profiled iteration.
+
 ``--device cpu --quick`` runs the same code with small N and few steps (the CPU smoke test).
 """
 
@@ -320,16 +324,74 @@ def training(device: str, n_envs: int, steps: int, timeout_s: int, trainer: str 
     return row
 
 
+def profile_iteration(device: str, n_envs: int, n_steps: int, batch_size: int, top: int = 15) -> dict:
+    """Where the device trainer's time goes on ``device`` (attention model): after one warm-up
+    iteration, the seconds of collection, GAE and the update of the next (synchronised), then
+    torch.profiler over a third, with the operators taking the most self time on the device (on
+    CPU: self CPU time) and, on CUDA, how busy the GPU was (its kernels' time over the wall time:
+    far below 1 means the loop waits on Python and kernel launches, not on the GPU)."""
+    from device_ppo_speed import build_loop
+    from torch.profiler import ProfilerActivity, profile
+
+    from babyaipp.agents.training_setup import trainer_thread_limit
+    from babyaipp.envs.threads import limited_threads
+
+    vec, _, loop = build_loop("attention", n_envs, n_steps, device, batch_size)
+    dev = loop.device
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    try:
+        with limited_threads(trainer_thread_limit(dev)):
+            state, _ = loop.iterate(loop.initial_state())  # warm-up: buffers, allocator, kernels
+            _sync(dev)
+            began = time.perf_counter()
+            rollout, state, last_values = loop.collect(state)
+            _sync(dev)
+            collected = time.perf_counter()
+            advantages, returns = loop.advantages(rollout, last_values, state.episode_starts)
+            _sync(dev)
+            advanced = time.perf_counter()
+            loop.update(rollout, advantages, returns)
+            _sync(dev)
+            updated = time.perf_counter()
+            with profile(activities=activities) as prof:
+                loop.iterate(state)
+                _sync(dev)
+            profiled = time.perf_counter() - updated
+    finally:
+        vec.close()
+    key = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    total_us = sum(getattr(e, key) for e in events) or 1.0
+    row: dict[str, Any] = {
+        "device": str(dev),
+        "n_envs": n_envs,
+        "n_steps": n_steps,
+        "batch_size": loop.settings.batch_size,
+        "collect_s": collected - began,
+        "gae_s": advanced - collected,
+        "update_s": updated - advanced,
+        "frames_per_s": n_envs * n_steps / (updated - began),
+        "ranked_by": key,
+        "top_ops": [
+            {"op": e.key, "share": getattr(e, key) / total_us, "self_ms": getattr(e, key) / 1e3, "calls": e.count}
+            for e in events[:top]
+        ],
+    }
+    if dev.type == "cuda":  # the profiled iteration's kernel time over its wall time (profiler overhead included)
+        row["gpu_busy"] = total_us / 1e6 / profiled
+    return row
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prepare-wheels", metavar="DIR", type=Path, help="download the wheels and stop")
-    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cuda (default) or cpu")
     parser.add_argument("--quick", action="store_true", help="small N and few steps (the CPU smoke test)")
     parser.add_argument("--sizes", type=int, nargs="+", help="batch sizes N (default 256 4096 65536; quick: 16 64)")
     parser.add_argument("--steps", type=int, help="timed engine steps per N and mode (default 200; quick: 10)")
     parser.add_argument("--exact-steps", type=int, help="exactness steps (default 300; quick: 40)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["engine", "exact", "train"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["engine", "exact", "train", "profile"])
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
     if args.prepare_wheels is not None:
@@ -339,9 +401,6 @@ def main(argv: list[str] | None = None) -> dict | None:
     import torch
 
     import babyaipp  # noqa: F401  (registers the ids)
-    from babyaipp.errors import check_choice
-
-    check_choice("device", args.device, ["cuda", "cpu"])
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here; run with --device cpu --quick")
     quick = args.quick
@@ -370,6 +429,10 @@ def main(argv: list[str] | None = None) -> dict | None:
         for run in runs:
             report["training"].append(_guarded(training, args.device, run[0], run[1], 600, *run[2:]))
             print(json.dumps(report["training"][-1]), flush=True)
+    if "profile" not in args.skip:  # where the device trainer's time goes, at the big run's settings
+        n_envs, n_steps, batch = (16, 16, 64) if quick else (4096, 32, 16384)
+        report["profile"] = _guarded(profile_iteration, args.device, n_envs, n_steps, batch)
+        print(json.dumps(report["profile"]), flush=True)
     _print_summary(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
@@ -423,6 +486,19 @@ def _print_summary(report: dict) -> None:
     if "training" in report:
         for row in report["training"]:
             print(f"training (attention): {row}")
+    prof = report.get("profile")
+    if prof and "error" not in prof:
+        busy = f", GPU busy {prof['gpu_busy']:.0%} of the profiled iteration" if "gpu_busy" in prof else ""
+        print(
+            f"device trainer, one iteration at N = {prof['n_envs']} x {prof['n_steps']} steps, minibatch "
+            f"{prof['batch_size']}: collect {prof['collect_s']:.3f} s, GAE {prof['gae_s']:.3f} s, update "
+            f"{prof['update_s']:.3f} s ({prof['frames_per_s']:,.0f} frames/s){busy}; "
+            f"top operators by {prof['ranked_by']}:"
+        )
+        for op in prof["top_ops"]:
+            print(f"  {op['share']:6.1%} {op['self_ms']:10.1f} ms {op['calls']:7d}x  {op['op']}")
+    elif prof:
+        print(f"profile: {prof}")
 
 
 if __name__ == "__main__":

@@ -45,18 +45,15 @@ class TextCache:
             self.table[source] = {name: value[first] for name, value in fresh.items()}
             self.features.update(fresh)
 
-    def lookup(self, obs: dict[str, torch.Tensor], rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The text features of ``obs``, the observation of envs ``rows`` (all envs when None)."""
-        envs = slice(None) if rows is None else rows
-        changed = {s: (obs[s] != self.tokens[s][envs]).flatten(1).any(dim=1) for s in self.encoders}
+    def lookup(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The text features of ``obs``, an observation of every env."""
+        changed = {s: (obs[s] != self.tokens[s]).flatten(1).any(dim=1) for s in self.encoders}
         if bool(torch.stack(list(changed.values())).any()):
             for source, mask in changed.items():
                 index = mask.nonzero().squeeze(1)
                 if index.numel():
-                    self._refresh(source, obs[source][index], index if rows is None else rows[index])
-        if rows is None:
-            return self.features
-        return {name: value[rows] for name, value in self.features.items()}
+                    self._refresh(source, obs[source][index], index)
+        return self.features
 
     def _refresh(self, source: str, tokens: torch.Tensor, envs: torch.Tensor) -> None:
         """Give envs ``envs`` the features of their new ``tokens``, encoding the texts not seen yet."""

@@ -132,15 +132,18 @@ def lean_cap(model: str, threads: int | None, batch_size: int = 256, reps: int =
 # ---------------------------------------------------------------------------------------------
 
 
-def build_loop(model: str, n_envs: int, n_steps: int, device: str, batch_size: int = 256) -> tuple[Any, Any, Any]:
+def build_loop(
+    model: str, n_envs: int, n_steps: int, device: str, batch_size: int = 256, engine: str = "batched"
+) -> tuple[Any, Any, Any]:
     """(vec, agent, DevicePPO) for a fresh run's policy and engine, as ``--trainer device`` builds them
-    (the model's PPO defaults but ``n_steps`` and ``batch_size``); close ``vec`` when done."""
+    (the model's PPO defaults but ``n_steps`` and ``batch_size``; ``engine`` as ``--engine``); close
+    ``vec`` when done."""
     from babyaipp.agents.device_ppo import DevicePPO, PPOSettings
     from babyaipp.agents.device_training import make_engine_env
 
     settings = {"n_steps": n_steps, "batch_size": min(batch_size, n_steps * n_envs)}
     config = model_spec(model).config.from_dict(settings)
-    vec = make_engine_env(DEFAULT_ENV, n_envs, 0, "full", {}, 0, device)
+    vec = make_engine_env(DEFAULT_ENV, n_envs, 0, "full", {}, 0, device, engine)
     agent = build_agent(vec, model, config, False, 0, device, Path(tempfile.gettempdir()) / "unused-tb")
     vec.reset()
     engine = vec.venv.engine

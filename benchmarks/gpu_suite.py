@@ -11,6 +11,10 @@ On the GPU machine (carry ``.whl``), install them beside its own torch and run:
         .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD && \\
         PYTHONUNBUFFERED=1 python3 benchmarks/gpu_suite.py --device cuda --json $OUT/gpu_suite.json
 
+A device call may run 10 minutes at most; if the whole suite does not fit, run it as two calls,
+``--skip train profile`` (engine, memory, exactness) and then ``--skip engine exact`` (the trainers
+and the profile), each with its own ``--json``.
+
 The run prints, for ``--sizes`` (default 256 4096 65536):
 
 * engine steps/s (``BatchedBabyAIPP``, auto-reset included, random actions drawn on the device),
@@ -24,13 +28,14 @@ The run prints, for ``--sizes`` (default 256 4096 65536):
   observations, rewards, terminated and truncated compared at every step;
 * training frames/s of ``babyaipp train --model attention --device DEVICE`` (short), with
   ``--trainer sb3`` and ``--trainer device`` at the same settings (the device trainer also with
-  ``--engine device-levels``), and the device trainer at N = 4096 with minibatches of 16384, with the
-  pool refreshed by a CPU worker and with levels drawn on the device (``--quick``: no such rows),
-  where a GPU has work to do.
+  ``--engine device-levels``), and the device trainer at 1000 envs (the most a run takes) with
+  minibatches of 16000, with the pool refreshed by a CPU worker and with levels drawn on the device
+  (``--quick``: no such rows), where a GPU has work to do; a row running past 240 s is stopped.
 
-* where the time goes: one iteration of the device trainer at N = 4096 (32 steps, minibatches of
-  16384) split into collection, GAE and update, and torch.profiler's operators with the most self
-  time on the device, with how busy the GPU was over the profiled iteration.
+* where the time goes: one iteration of the device trainer at 1000 envs (64 steps, minibatches of
+  16000, levels drawn on the device) split into collection, GAE and update, torch.profiler's GPU
+  kernels with the most time and the operators with the most CPU time (launch and Python
+  overhead), and how busy the GPU was over the profiled iteration.
 
 ``--device cpu --quick`` runs the same code with small N and few steps (the CPU smoke test).
 """
@@ -76,6 +81,10 @@ PLATFORMS = (
 )
 #: The device machine brings back at most 64 MiB of working tree per call.
 WHEEL_BUDGET_MB = 64
+#: The most envs one training run takes (``babyaipp train --n-envs``: one per seed of the run's block).
+MAX_ENVS = 1000
+#: A training row that runs longer is stopped and reported, so one hang cannot spend the device time.
+TRAIN_TIMEOUT_S = 240
 
 
 # ----------------------------------------------------------------------------- wheels
@@ -160,37 +169,45 @@ def engine_rows(sizes: list[int], device: str, steps: int, workers: int, seed: i
         generator.manual_seed(seed)
         actions = torch.randint(7, (16, n), generator=generator, device=dev)
         for mode in ("eager", "compiled"):
-            if mode == "compiled":
-                _compile_engine(engine)
-            first = time.perf_counter()
-            for k in range(3):  # warm-up (compiles on the first call)
-                engine.step(actions[k])
-            _sync(dev)
-            row[f"{mode}_warmup_s"] = time.perf_counter() - first
-            start = time.perf_counter()
-            for k in range(steps):
-                engine.step(actions[k % 16])
-            _sync(dev)
-            row[f"{mode}_steps_per_s"] = steps * n / (time.perf_counter() - start)
+            try:
+                if mode == "compiled":
+                    _compile_engine(engine)
+                first = time.perf_counter()
+                for k in range(3):  # warm-up (compiles on the first call)
+                    engine.step(actions[k])
+                _sync(dev)
+                row[f"{mode}_warmup_s"] = time.perf_counter() - first
+                start = time.perf_counter()
+                for k in range(steps):
+                    engine.step(actions[k % 16])
+                _sync(dev)
+                row[f"{mode}_steps_per_s"] = steps * n / (time.perf_counter() - start)
+            except Exception as error:  # a compiler failure keeps the eager figures and the rest
+                if mode == "eager":
+                    raise
+                row[f"{mode}_error"] = f"{type(error).__name__}: {error}"[:300]
+                continue
             row[f"torchrl_{mode}_steps_per_s"] = torchrl_rate(engine, steps)
         if dev.type == "cuda":
             row["cuda_peak_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
         engine.close()
         del engine
-        row.update(_guarded(device_levels_rates, n, device, steps, seed))
+        row.update(_guarded(device_levels_rates, n, device, steps, seed, workers if n >= 4096 else 0))
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
 
 
-def device_levels_rates(n: int, device: str, steps: int, seed: int) -> dict[str, float]:
-    """Steps/s with ``device_levels=True`` (auto-reset draws fresh levels on the device) and draws/s."""
+def device_levels_rates(n: int, device: str, steps: int, seed: int, workers: int = 0) -> dict[str, float]:
+    """Steps/s with ``device_levels=True`` (auto-reset draws fresh levels on the device) and draws/s.
+    ``workers``: processes making the N layouts the engine starts from (one process makes about
+    1,400 a second, so 65536 would take most of a minute alone)."""
     import torch
 
     from babyaipp.envs.batched import BatchedBabyAIPP
 
     dev = torch.device(device)
-    engine = BatchedBabyAIPP(ENV_ID, n, device=device, seed=seed, device_levels=True)
+    engine = BatchedBabyAIPP(ENV_ID, n, device=device, seed=seed, device_levels=True, workers=workers)
     engine.reset(seed=seed)
     levels = engine.device_levels
     start = time.perf_counter()
@@ -325,18 +342,23 @@ def training(device: str, n_envs: int, steps: int, timeout_s: int, trainer: str 
 
 
 def profile_iteration(device: str, n_envs: int, n_steps: int, batch_size: int, top: int = 15) -> dict:
-    """Where the device trainer's time goes on ``device`` (attention model): after one warm-up
-    iteration, the seconds of collection, GAE and the update of the next (synchronised), then
-    torch.profiler over a third, with the operators taking the most self time on the device (on
-    CPU: self CPU time) and, on CUDA, how busy the GPU was (its kernels' time over the wall time:
-    far below 1 means the loop waits on Python and kernel launches, not on the GPU)."""
+    """Where the device trainer's time goes on ``device`` (attention model, levels drawn on the
+    device, so no CPU worker is in the loop): after one warm-up iteration, the seconds of
+    collection, GAE and the update of the next (synchronised), then torch.profiler over a third.
+
+    ``top_ops``: the operators with the most self CPU time (on CUDA that is Python-side launch and
+    bookkeeping work). On CUDA also ``top_kernels``, the GPU kernels (and copies) with the most
+    time, and ``gpu_busy``, their total over the profiled iteration's wall time: far below 1 means
+    the loop waits on the CPU, not on the GPU. Kernels are counted on their own rows only, as
+    torch's own table does, since the operator that launched one is charged its time too."""
     from device_ppo_speed import build_loop
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     from babyaipp.agents.training_setup import trainer_thread_limit
     from babyaipp.envs.threads import limited_threads
 
-    vec, _, loop = build_loop("attention", n_envs, n_steps, device, batch_size)
+    vec, _, loop = build_loop("attention", n_envs, n_steps, device, batch_size, engine="device-levels")
     dev = loop.device
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     try:
@@ -359,26 +381,34 @@ def profile_iteration(device: str, n_envs: int, n_steps: int, batch_size: int, t
             profiled = time.perf_counter() - updated
     finally:
         vec.close()
-    key = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
-    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
-    total_us = sum(getattr(e, key) for e in events) or 1.0
+    events = prof.key_averages()
+
+    def ranked(rows: list[Any], key: str) -> tuple[list[dict], float]:
+        rows = sorted(rows, key=lambda e: getattr(e, key), reverse=True)
+        total_us = sum(getattr(e, key) for e in rows) or 1.0
+        listed = [
+            {"op": e.key, "share": getattr(e, key) / total_us, "self_ms": getattr(e, key) / 1e3, "calls": e.count}
+            for e in rows[:top]
+        ]
+        return listed, total_us
+
+    cpu_ops = [e for e in events if e.device_type == DeviceType.CPU and not getattr(e, "is_user_annotation", False)]
     row: dict[str, Any] = {
         "device": str(dev),
         "n_envs": n_envs,
         "n_steps": n_steps,
         "batch_size": loop.settings.batch_size,
+        "engine": "device-levels",
         "collect_s": collected - began,
         "gae_s": advanced - collected,
         "update_s": updated - advanced,
         "frames_per_s": n_envs * n_steps / (updated - began),
-        "ranked_by": key,
-        "top_ops": [
-            {"op": e.key, "share": getattr(e, key) / total_us, "self_ms": getattr(e, key) / 1e3, "calls": e.count}
-            for e in events[:top]
-        ],
+        "top_ops": ranked(cpu_ops, "self_cpu_time_total")[0],
     }
-    if dev.type == "cuda":  # the profiled iteration's kernel time over its wall time (profiler overhead included)
-        row["gpu_busy"] = total_us / 1e6 / profiled
+    if dev.type == "cuda":
+        kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+        row["top_kernels"], kernel_us = ranked(kernels, "self_device_time_total")
+        row["gpu_busy"] = kernel_us / 1e6 / profiled  # profiler overhead included in the wall time
     return row
 
 
@@ -401,6 +431,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     import torch
 
     import babyaipp  # noqa: F401  (registers the ids)
+
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here; run with --device cpu --quick")
     quick = args.quick
@@ -422,15 +453,15 @@ def main(argv: list[str] | None = None) -> dict | None:
         n_envs, train_steps = (8, 2048) if quick else (64, 3 * 64 * 128)
         runs = [(n_envs, train_steps, trainer) for trainer in ("sb3", "device")]
         runs.append((n_envs, train_steps, "device", "--engine", "device-levels"))
-        if not quick:  # the device trainer where a GPU has work: 4096 envs, minibatches of 16384
-            big = (4096, 3 * 4096 * 32, "device", "--set", "n_steps=32", "--set", "batch_size=16384")
+        if not quick:  # the device trainer where a GPU has work: the most envs a run takes, big minibatches
+            big = (MAX_ENVS, 3 * MAX_ENVS * 64, "device", "--set", "n_steps=64", "--set", "batch_size=16000")
             runs += [big, (*big, "--engine", "device-levels")]  # pool refreshed by a CPU worker, or none
         report["training"] = []
         for run in runs:
-            report["training"].append(_guarded(training, args.device, run[0], run[1], 600, *run[2:]))
+            report["training"].append(_guarded(training, args.device, run[0], run[1], TRAIN_TIMEOUT_S, *run[2:]))
             print(json.dumps(report["training"][-1]), flush=True)
     if "profile" not in args.skip:  # where the device trainer's time goes, at the big run's settings
-        n_envs, n_steps, batch = (16, 16, 64) if quick else (4096, 32, 16384)
+        n_envs, n_steps, batch = (16, 16, 64) if quick else (MAX_ENVS, 64, 16000)
         report["profile"] = _guarded(profile_iteration, args.device, n_envs, n_steps, batch)
         print(json.dumps(report["profile"]), flush=True)
     _print_summary(report)
@@ -465,13 +496,16 @@ def _print_summary(report: dict) -> None:
                 print(f"{r['args'][0]:>7} {r['error']}")
                 continue
             peak = f"{r['cuda_peak_mib']:.0f}" if "cuda_peak_mib" in r else "-"
-            trl = [r[f"torchrl_{m}_steps_per_s"] for m in ("eager", "compiled")]
+            trl = [r.get(f"torchrl_{m}_steps_per_s") for m in ("eager", "compiled")]
             trl = [f"{v:,.0f}" if isinstance(v, float) else "n/a" for v in trl]
+            compiled = f"{r['compiled_steps_per_s']:,.0f}" if "compiled_steps_per_s" in r else "failed"
+            warmup = f"{r['compiled_warmup_s']:.1f}" if "compiled_warmup_s" in r else "-"
             print(
-                f"{r['num_envs']:>7} {r['eager_steps_per_s']:>15,.0f} {r['compiled_steps_per_s']:>17,.0f} "
-                f"{trl[0]:>14} {trl[1]:>17} {r['compiled_warmup_s']:>10.1f} {r['tensor_mib']:>12.1f} "
-                f"{peak:>14}"
+                f"{r['num_envs']:>7} {r['eager_steps_per_s']:>15,.0f} {compiled:>17} "
+                f"{trl[0]:>14} {trl[1]:>17} {warmup:>10} {r['tensor_mib']:>12.1f} {peak:>14}"
             )
+            if "compiled_error" in r:
+                print(f"{'':>7} compiled: {r['compiled_error']}")
         print("on-device levels (eager, auto-reset, every episode a fresh level drawn on the device):")
         for r in rows:
             if "device_levels_steps_per_s" in r:
@@ -492,11 +526,15 @@ def _print_summary(report: dict) -> None:
         print(
             f"device trainer, one iteration at N = {prof['n_envs']} x {prof['n_steps']} steps, minibatch "
             f"{prof['batch_size']}: collect {prof['collect_s']:.3f} s, GAE {prof['gae_s']:.3f} s, update "
-            f"{prof['update_s']:.3f} s ({prof['frames_per_s']:,.0f} frames/s){busy}; "
-            f"top operators by {prof['ranked_by']}:"
+            f"{prof['update_s']:.3f} s ({prof['frames_per_s']:,.0f} frames/s){busy}"
         )
-        for op in prof["top_ops"]:
-            print(f"  {op['share']:6.1%} {op['self_ms']:10.1f} ms {op['calls']:7d}x  {op['op']}")
+        parts = [("GPU kernels by time", prof.get("top_kernels")), ("operators by self CPU time", prof["top_ops"])]
+        for title, ops in parts:
+            if ops is None:
+                continue
+            print(f"  {title}:")
+            for op in ops:
+                print(f"  {op['share']:6.1%} {op['self_ms']:10.1f} ms {op['calls']:7d}x  {op['op']}")
     elif prof:
         print(f"profile: {prof}")
 

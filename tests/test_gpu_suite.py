@@ -42,6 +42,7 @@ def test_the_quick_suite_gives_every_figure_on_cpu(tmp_path):
     profile = report["profile"]
     assert "error" not in profile, profile
     assert profile["collect_s"] > 0 and profile["update_s"] > 0 and len(profile["top_ops"]) == 15
+    assert profile["engine"] == "device-levels" and "top_kernels" not in profile, "kernels only on CUDA"
     assert sum(op["share"] for op in profile["top_ops"]) <= 1.0 + 1e-9
     assert any("conv" in op["op"] for op in profile["top_ops"]), "the attention model's convolutions show"
-    assert "top operators" in result.stdout
+    assert "operators by self CPU time" in result.stdout

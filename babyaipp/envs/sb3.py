@@ -188,6 +188,13 @@ class BatchedSB3VecEnv(VecEnv):
         The refresh chunks that were in flight are requested again (same seeds, so the same levels)."""
         engine = self.engine
         device = engine.device
+        if snapshot["generator"].numel() != engine.generator.get_state().numel():
+            # A CPU generator's state (Mersenne Twister) and a CUDA one's (Philox) differ in size.
+            raise ConfigError(
+                f"the snapshot's random generator comes from another kind of device than this engine's "
+                f"({device.type}); restore it into an engine on the device it was taken on (e.g. resume "
+                f"with the run's --device)"
+            )
         for future in engine._pending:
             future.cancel()
         if (engine.device_levels is None) != ("device_levels" not in snapshot):

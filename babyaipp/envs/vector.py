@@ -246,12 +246,13 @@ class BatchedVectorEnv(VectorEnv):
                 infos["final_info"], infos["_final_info"] = self._end_infos(started), started.clone()
             elif bool(started.any()):  # as Gymnasium's vector envs: only in a step where some sub-env ends
                 rows = started.nonzero().squeeze(1)
-                final = {k: v.numpy() for k, v in self.engine.observation(rows).items()}
+                final = {k: v.cpu().numpy() for k, v in self.engine.observation(rows).items()}
                 final_obs = np.full(self.num_envs, None, dtype=object)
                 for j, i in enumerate(rows.tolist()):
                     final_obs[i] = {k: v[j] for k, v in final.items()}
-                infos["final_obs"], infos["_final_obs"] = final_obs, started.numpy().copy()
-                infos["final_info"], infos["_final_info"] = self._end_infos(started), started.numpy().copy()
+                ended = started.cpu().numpy()
+                infos["final_obs"], infos["_final_obs"] = final_obs, ended.copy()
+                infos["final_info"], infos["_final_info"] = self._end_infos(started), ended.copy()
             self.engine.restart(started)
             obs = self.engine.observation()
         if self.tensors or bool(started.any()):

@@ -110,6 +110,19 @@ def test_a_snapshot_is_refused_by_an_engine_with_the_other_level_source():
         pooled.restore(drawn.snapshot())
 
 
+def test_a_snapshot_from_another_kind_of_device_is_refused_before_anything_changes():
+    """A CUDA generator's state (16 bytes of Philox) cannot seed a CPU engine's Mersenne Twister:
+    one line naming the device, not torch's RuntimeError, and the engine untouched."""
+    vec = BatchedSB3VecEnv(ENV, 2, pool_size=8, seed=0)
+    vec.reset()
+    snapshot = vec.snapshot()
+    snapshot["generator"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA generator's state
+    state = {k: v.clone() for k, v in vec.engine.state.items()}
+    with pytest.raises(ConfigError, match="another kind of device.*cpu"):
+        vec.restore(snapshot)
+    assert all(torch.equal(state[k], v) for k, v in vec.engine.state.items())
+
+
 @pytest.mark.parametrize("shown", [True, False])
 def test_the_device_trainer_shows_a_progress_bar_only_when_asked(shown, tmp_path, capsys):
     _train(tmp_path / "run", "device", 128, progress_bar=shown)

@@ -15,6 +15,7 @@ lie in ``[s * 1000, s * 1000 + 999]`` with ``s < 1000``, below the evaluator's s
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
@@ -52,6 +53,8 @@ BATCHED_ENGINES = ("batched", "device-levels")
 REFRESH_SEED_BASE = 10**9
 #: Levels in the batched engine's pool at the start of a run (the first of the run's seed block).
 BATCHED_POOL_SIZE = 256
+#: The most refresh workers a run on a GPU starts (:func:`refresh_workers`).
+MAX_REFRESH_WORKERS = 8
 
 
 @dataclass
@@ -78,6 +81,21 @@ def trainer_thread_limit(device: torch.device) -> int | None:
     because a gradient step's small ops split over threads collapse when another process holds a
     core; off the CPU, torch's setting."""
     return engine_thread_limit() if device.type == "cpu" else None
+
+
+def refresh_workers(device: torch.device) -> int:
+    """Processes making the levels that refresh the batched engine's pool.
+
+    On CPU one: the trainer's own work holds the cores, and one worker keeps up with the episodes
+    a CPU run ends. On a GPU the loop ends episodes faster than one worker makes levels (about
+    1,400 a second) and the engine waits for a chunk that is due, so it gets the machine's cores
+    but two (at most :data:`MAX_REFRESH_WORKERS`). The levels and the step each chunk lands on do
+    not depend on the count (chunks enter in seed order, when enough episodes have ended), so a
+    run's episodes are the same with any number of workers.
+    """
+    if device.type == "cpu":
+        return 1
+    return max(1, min(MAX_REFRESH_WORKERS, (os.cpu_count() or 2) - 2))
 
 
 def train_seed(seed: int, index: int) -> int:
@@ -148,7 +166,7 @@ def make_batched_vec_env(
         if device_levels
         else {
             "pool_size": max(n_envs, BATCHED_POOL_SIZE),
-            "workers": 1,
+            "workers": refresh_workers(torch.device(device)),
             "refresh": True,
             "refresh_seed": REFRESH_SEED_BASE * (seed + 1) + 10**5 * seed_offset,
         }
@@ -294,6 +312,7 @@ __all__ = [
     "BATCHED_POOL_SIZE",
     "BATCHED_ENGINES",
     "ENGINES",
+    "MAX_REFRESH_WORKERS",
     "MAX_SEED",
     "REFRESH_SEED_BASE",
     "SEEDS_PER_RUN",
@@ -303,6 +322,7 @@ __all__ = [
     "check_hyperparameters",
     "make_tokenized_env",
     "make_vec_env",
+    "refresh_workers",
     "package_version",
     "seed_vec_env",
     "train_seed",

@@ -354,3 +354,13 @@ def test_the_sb3_trainer_updates_under_the_engines_thread_rule(engine_threads, e
     assert _train(tmp_path / "run", steps=128) == 0
     assert seen and set(seen) == {before if expected is None else expected}
     assert torch.get_num_threads() == before, "torch's setting is restored"
+
+
+def test_refresh_workers_one_on_cpu_and_the_cores_but_two_on_a_gpu(monkeypatch):
+    from babyaipp.agents.training_setup import MAX_REFRESH_WORKERS, refresh_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert refresh_workers(torch.device("cpu")) == 1
+    assert refresh_workers(torch.device("cuda")) == min(MAX_REFRESH_WORKERS, 14) > 1
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert refresh_workers(torch.device("cuda")) == 1

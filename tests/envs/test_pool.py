@@ -64,3 +64,24 @@ def test_refreshed_levels_replay_exactly(worker_engine: BatchedBabyAIPP) -> None
     for k in range(engine.levels_refreshed):
         want[k % size] = 3 + size + k
     assert engine.pool.tensors["level_seed"].tolist() == want
+
+
+def test_the_episodes_do_not_depend_on_the_number_of_workers() -> None:
+    """Chunks enter in seed order when enough episodes have ended, however many workers make them,
+    so a run on a GPU (several refresh workers) plays the episodes a one-worker run plays."""
+    engines = [
+        BatchedBabyAIPP(ENV_ID, 8, pool_size=CHUNK + 6, seed=3, workers=n, refresh=True, max_steps=8) for n in (1, 3)
+    ]
+    try:
+        observations = [engine.reset(seed=3) for engine in engines]
+        actions = torch.Generator().manual_seed(0)
+        for _ in range(300):
+            action = torch.randint(7, (8,), generator=actions)
+            observations = [engine.step(action)[0] for engine in engines]
+            one, three = observations
+            assert all(torch.equal(one[k], three[k]) for k in one)
+            assert torch.equal(engines[0].state["level_seed"], engines[1].state["level_seed"])
+        assert engines[0].levels_refreshed == engines[1].levels_refreshed >= 2 * CHUNK, "chunks were swapped in"
+    finally:
+        for engine in engines:
+            engine.close()

@@ -119,7 +119,12 @@ def add_parsers(subparsers: Any) -> None:
         default=None,
         help=f"total environment steps, counted across resumes (default: {DEFAULT_STEPS})",
     )
-    p.add_argument("--n-envs", type=int, default=None, help=f"parallel environments (default: {DEFAULT_N_ENVS})")
+    p.add_argument(
+        "--n-envs",
+        type=int,
+        default=None,
+        help=f"parallel environments, 1-1000: one per seed of the run's block (default: {DEFAULT_N_ENVS})",
+    )
     p.add_argument("--seed", type=int, default=None, help="run seed in [0, 999] (default: 0)")
     p.add_argument(
         "--device",

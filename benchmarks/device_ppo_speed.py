@@ -191,7 +191,8 @@ def _torchrl_modules(policy: Any) -> tuple[Any, Any]:
     return both.get_policy_operator(), both.get_value_operator()
 
 
-def _timed(fn: Any, device: torch.device) -> tuple[Any, float]:
+def timed(fn: Any, device: torch.device) -> tuple[Any, float]:
+    """(``fn()``, its seconds), the device synchronised before and after (CUDA runs asynchronously)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     began = time.perf_counter()
@@ -228,19 +229,19 @@ def torchrl_vs_plain(model: str, n_envs: int, n_steps: int, device: str, reps: i
             state = loop.initial_state()
             for _ in range(reps):
                 with torch.no_grad():
-                    batch, seconds = _timed(lambda: next(batches), dev)
+                    batch, seconds = timed(lambda: next(batches), dev)
                 times.setdefault("collect_torchrl", []).append(seconds)
-                (rollout, state, last_values), seconds = _timed(lambda st=state: loop.collect(st), dev)
+                (rollout, state, last_values), seconds = timed(lambda st=state: loop.collect(st), dev)
                 times.setdefault("collect_plain", []).append(seconds)
 
             # One rollout, in both layouts: the plain loop's buffer, and TorchRL's [N, T] tensordict of it.
-            (adv, ret), seconds = _timed(lambda: loop.advantages(rollout, last_values, state.episode_starts), dev)
+            (adv, ret), seconds = timed(lambda: loop.advantages(rollout, last_values, state.episode_starts), dev)
             times["gae_plain"] = [seconds]
             td = _as_tensordict(rollout, state, batch)
             gae = GAE(gamma=s.gamma, lmbda=s.gae_lambda, value_network=critic, deactivate_vmap=True)  # vmap: .item()
             for _ in range(reps):
                 with torch.no_grad():
-                    _, seconds = _timed(lambda: gae(td), dev)
+                    _, seconds = timed(lambda: gae(td), dev)
                 times.setdefault("gae_torchrl", []).append(seconds)
 
             loss = ClipPPOLoss(
@@ -267,9 +268,9 @@ def torchrl_vs_plain(model: str, n_envs: int, n_steps: int, device: str, reps: i
                         optimizer.step()
 
             for _ in range(reps):
-                _, seconds = _timed(torchrl_update, dev)
+                _, seconds = timed(torchrl_update, dev)
                 times.setdefault("update_torchrl", []).append(seconds)
-                _, seconds = _timed(lambda: loop.update(rollout, adv, ret), dev)
+                _, seconds = timed(lambda: loop.update(rollout, adv, ret), dev)
                 times.setdefault("update_plain", []).append(seconds)
             collector.shutdown()
     finally:
@@ -316,10 +317,10 @@ def loop_bound(model: str, n_envs: int, n_steps: int, device: str, reps: int = 5
         with limited_threads(trainer_thread_limit(loop.device)):
             state = loop.initial_state()
             for _ in range(reps):
-                (rollout, state, last_values), seconds = _timed(lambda st=state: loop.collect(st), loop.device)
+                (rollout, state, last_values), seconds = timed(lambda st=state: loop.collect(st), loop.device)
                 times["collect"].append(seconds)
                 advantages, returns = loop.advantages(rollout, last_values, state.episode_starts)
-                _, seconds = _timed(lambda r=rollout, a=advantages, g=returns: loop.update(r, a, g), loop.device)
+                _, seconds = timed(lambda r=rollout, a=advantages, g=returns: loop.update(r, a, g), loop.device)
                 times["update"].append(seconds)
     finally:
         vec.close()

@@ -351,7 +351,7 @@ def profile_iteration(device: str, n_envs: int, n_steps: int, batch_size: int, t
     time, and ``gpu_busy``, their total over the profiled iteration's wall time: far below 1 means
     the loop waits on the CPU, not on the GPU. Kernels are counted on their own rows only, as
     torch's own table does, since the operator that launched one is charged its time too."""
-    from device_ppo_speed import build_loop
+    from device_ppo_speed import build_loop, timed
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -364,21 +364,12 @@ def profile_iteration(device: str, n_envs: int, n_steps: int, batch_size: int, t
     try:
         with limited_threads(trainer_thread_limit(dev)):
             state, _ = loop.iterate(loop.initial_state())  # warm-up: buffers, allocator, kernels
-            _sync(dev)
-            began = time.perf_counter()
-            rollout, state, last_values = loop.collect(state)
-            _sync(dev)
-            collected = time.perf_counter()
-            advantages, returns = loop.advantages(rollout, last_values, state.episode_starts)
-            _sync(dev)
-            advanced = time.perf_counter()
-            loop.update(rollout, advantages, returns)
-            _sync(dev)
-            updated = time.perf_counter()
+            (rollout, state, last_values), collect_s = timed(lambda: loop.collect(state), dev)
+            starts = state.episode_starts
+            (advantages, returns), gae_s = timed(lambda: loop.advantages(rollout, last_values, starts), dev)
+            _, update_s = timed(lambda: loop.update(rollout, advantages, returns), dev)
             with profile(activities=activities) as prof:
-                loop.iterate(state)
-                _sync(dev)
-            profiled = time.perf_counter() - updated
+                _, profiled = timed(lambda: loop.iterate(state), dev)
     finally:
         vec.close()
     events = prof.key_averages()
@@ -399,10 +390,10 @@ def profile_iteration(device: str, n_envs: int, n_steps: int, batch_size: int, t
         "n_steps": n_steps,
         "batch_size": loop.settings.batch_size,
         "engine": "device-levels",
-        "collect_s": collected - began,
-        "gae_s": advanced - collected,
-        "update_s": updated - advanced,
-        "frames_per_s": n_envs * n_steps / (updated - began),
+        "collect_s": collect_s,
+        "gae_s": gae_s,
+        "update_s": update_s,
+        "frames_per_s": n_envs * n_steps / (collect_s + gae_s + update_s),
         "top_ops": ranked(cpu_ops, "self_cpu_time_total")[0],
     }
     if dev.type == "cuda":
